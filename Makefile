@@ -1,0 +1,25 @@
+# Two entry points: `make demo` and `make test`. Both create .venv when missing.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test benchmark clean-data
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.14.1 torchvision==0.29.1
+	$(PY) -m pip install -q -e '.[test]'
+	touch $(STAMP)
+
+# The main job on the bundled default.
+demo: $(STAMP)
+	$(PY) -m domains.build --photos assets/photos --out data/mini4 --seed 0 --overwrite
+	$(PY) -m eval.score --data data/mini4 --out runs/score_composite.json --overwrite
+
+test: $(STAMP)
+	$(PY) -m pytest -q -x
+
+# The offline benchmark alone.
+benchmark: $(STAMP)
+	$(PY) -m domains.build --photos assets/photos --out data/mini4 --seed 0

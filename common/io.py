@@ -1,0 +1,226 @@
+"""Image and mask IO shared by every package.
+
+Conventions (DESIGN.md): images are float32 tensors ``3×H×W`` in [0, 1], RGB; masks ``1×H×W`` in
+[0, 1] with 1 = foreground. Every reader applies the EXIF orientation and converts grey, palette,
+RGBA, CMYK and 16-bit files explicitly. Every problem with a file is an :class:`InputError` whose
+message names the file and the problem in one line; CLIs turn it into a non-zero exit.
+Writers never overwrite an existing file unless asked and write atomically (temp file + rename).
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+# Pixel limit for any image we decode. Pillow's decompression-bomb guard (~179 MP) is a second line,
+# not the only one; callers and the HARMONY_MAX_PIXELS environment variable can change ours.
+DEFAULT_MAX_PIXELS = 64_000_000
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
+
+
+class InputError(ValueError):
+    """Bad user input (file missing, unreadable, wrong size, ...). The message is one line."""
+
+
+def max_pixels() -> int:
+    return int(os.environ.get("HARMONY_MAX_PIXELS", DEFAULT_MAX_PIXELS))
+
+
+def _open(path: str | os.PathLike, limit: int | None) -> Image.Image:
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: file not found")
+    if not path.is_file():
+        raise InputError(f"{path}: not a file")
+    limit = max_pixels() if limit is None else limit
+    try:
+        img = Image.open(path)
+    except UnidentifiedImageError:
+        raise InputError(f"{path}: not an image Pillow can read") from None
+    except Image.DecompressionBombError as e:
+        raise InputError(f"{path}: image too large ({e})") from None
+    except OSError as e:
+        raise InputError(f"{path}: unreadable ({e})") from None
+    w, h = img.size
+    if w * h > limit:
+        img.close()
+        raise InputError(f"{path}: image has {w}x{h} = {w * h} pixels, over the limit of {limit} "
+                         "(set HARMONY_MAX_PIXELS or max_pixels to raise it)")
+    try:
+        img.load()
+    except Image.DecompressionBombError as e:
+        raise InputError(f"{path}: image too large ({e})") from None
+    except (OSError, SyntaxError, ValueError) as e:
+        raise InputError(f"{path}: truncated or corrupt image ({e})") from None
+    try:
+        img = ImageOps.exif_transpose(img)
+    except Exception:  # a broken EXIF block must not make a readable image unreadable
+        pass
+    return img
+
+
+def _to_float_array(img: Image.Image, path) -> np.ndarray:
+    """Any Pillow mode → float32 H×W×C in [0, 1] (C = 1, 3 or 4), converting explicitly."""
+    mode = img.mode
+    if mode in ("I;16", "I;16L", "I;16B", "I;16N"):
+        arr = np.asarray(img, dtype=np.float32) / 65535.0
+        return arr[..., None]
+    if mode == "I":  # 32-bit int; 16-bit PNGs often open like this
+        arr = np.asarray(img, dtype=np.float32)
+        peak = 65535.0 if arr.max(initial=0) > 255 else 255.0
+        return np.clip(arr / peak, 0, 1)[..., None]
+    if mode == "F":
+        arr = np.asarray(img, dtype=np.float32)
+        peak = 1.0 if arr.max(initial=0) <= 1.0 else 255.0
+        return np.clip(arr / peak, 0, 1)[..., None]
+    if mode in ("1", "L"):
+        return (np.asarray(img.convert("L"), dtype=np.float32) / 255.0)[..., None]
+    if mode == "LA":
+        return np.asarray(img, dtype=np.float32) / 255.0
+    if mode == "P":
+        img = img.convert("RGBA" if "transparency" in img.info else "RGB")
+    elif mode in ("CMYK", "YCbCr", "LAB", "HSV"):
+        img = img.convert("RGB")
+    elif mode not in ("RGB", "RGBA"):
+        try:
+            img = img.convert("RGB")
+        except Exception as e:
+            raise InputError(f"{path}: unsupported image mode {mode!r} ({e})") from None
+    return np.asarray(img, dtype=np.float32) / 255.0
+
+
+def read_image(path: str | os.PathLike, max_pixels: int | None = None) -> torch.Tensor:
+    """Read an image file as RGB float32 ``3×H×W`` in [0, 1].
+
+    Grey (L, 16-bit) is repeated to three channels, palette and CMYK are converted to RGB, and the
+    alpha channel of RGBA / LA images is dropped (the colour values are kept as stored).
+    """
+    img = _open(path, max_pixels)
+    arr = _to_float_array(img, path)
+    if arr.shape[2] in (1, 2):
+        arr = np.repeat(arr[..., :1], 3, axis=2)
+    arr = arr[..., :3]
+    return torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)))
+
+
+def read_mask(path: str | os.PathLike, max_pixels: int | None = None) -> torch.Tensor:
+    """Read a foreground mask as float32 ``1×H×W`` in [0, 1] (1 = foreground).
+
+    Single-channel files are used as they are (8- or 16-bit); an RGBA or LA file whose alpha is not
+    constant uses its alpha (a cut-out), any other colour file its luminance.
+    """
+    img = _open(path, max_pixels)
+    if img.mode in ("RGBA", "LA") or (img.mode == "P" and "transparency" in img.info):
+        rgba = img.convert("RGBA")
+        alpha = np.asarray(rgba, dtype=np.float32)[..., 3] / 255.0
+        if alpha.min() < alpha.max():
+            return torch.from_numpy(alpha[None].copy())
+        img = rgba.convert("RGB")
+    arr = _to_float_array(img, path)
+    if arr.shape[2] >= 3:
+        arr = (0.299 * arr[..., 0] + 0.587 * arr[..., 1] + 0.114 * arr[..., 2])[..., None]
+    return torch.from_numpy(np.ascontiguousarray(arr[..., 0][None]))
+
+
+def check_mask(mask: torch.Tensor, name: str = "mask") -> None:
+    """Refuse a mask with no foreground or with nothing but foreground (binarised at 0.5)."""
+    fg = (mask > 0.5).float().mean().item()
+    if fg == 0.0:
+        raise InputError(f"{name}: mask has no foreground (no pixel above 0.5)")
+    if fg == 1.0:
+        raise InputError(f"{name}: mask is all foreground (no background to harmonize against)")
+
+
+def read_pair(image_path, mask_path, max_pixels: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Read and validate a composite and its mask: same size, some foreground and some background."""
+    image = read_image(image_path, max_pixels)
+    mask = read_mask(mask_path, max_pixels)
+    if image.shape[1:] != mask.shape[1:]:
+        raise InputError(f"{mask_path}: mask is {mask.shape[2]}x{mask.shape[1]} but image {image_path} "
+                         f"is {image.shape[2]}x{image.shape[1]}")
+    check_mask(mask, str(mask_path))
+    return image, mask
+
+
+def to_uint8(image: torch.Tensor) -> np.ndarray:
+    """``C×H×W`` float in [0, 1] → ``H×W×C`` uint8 (rounded)."""
+    arr = image.detach().float().clamp(0, 1).mul(255).round().to(torch.uint8).cpu().numpy()
+    return arr.transpose(1, 2, 0)
+
+
+def to_pil(image: torch.Tensor) -> Image.Image:
+    arr = to_uint8(image)
+    return Image.fromarray(arr[..., 0] if arr.shape[2] == 1 else arr)
+
+
+def atomic_write(path: str | os.PathLike, write_fn, overwrite: bool = False) -> Path:
+    """Call ``write_fn(tmp_path)`` then rename onto ``path``; refuse an existing path unless asked."""
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise InputError(f"{path}: already exists (pass --overwrite to replace it)")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + path.suffix, dir=path.parent)
+    os.close(fd)
+    try:
+        write_fn(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def write_image(image, path: str | os.PathLike, overwrite: bool = False, quality: int = 95) -> Path:
+    """Write a ``C×H×W`` float tensor in [0, 1], a uint8 ``H×W×C`` array or a PIL image.
+
+    The format follows the suffix (JPEG at ``quality``, PNG lossless).
+    """
+    if isinstance(image, torch.Tensor):
+        image = to_pil(image)
+    elif isinstance(image, np.ndarray):
+        image = Image.fromarray(image[..., 0] if image.ndim == 3 and image.shape[2] == 1 else image)
+    suffix = Path(path).suffix.lower()
+    fmt = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".webp": "WEBP", ".bmp": "BMP",
+           ".tif": "TIFF", ".tiff": "TIFF"}.get(suffix)
+    if fmt is None:
+        raise InputError(f"{path}: unknown image suffix {suffix!r} (use .png or .jpg)")
+    kwargs = {"quality": quality, "subsampling": 0} if fmt == "JPEG" else {}
+    return atomic_write(path, lambda tmp: image.save(tmp, format=fmt, **kwargs), overwrite)
+
+
+def write_text(text: str, path: str | os.PathLike, overwrite: bool = False) -> Path:
+    def _w(tmp):
+        with open(tmp, "w") as f:
+            f.write(text)
+    return atomic_write(path, _w, overwrite)
+
+
+def image_grid(rows: list[list[torch.Tensor]], height: int = 192, pad: int = 4) -> torch.Tensor:
+    """Tile rows of ``C×H×W`` images (masks are shown grey) into one ``3×H×W`` picture.
+
+    Each image is scaled to ``height`` keeping its aspect ratio.
+    """
+    import torch.nn.functional as F
+    tiles = []
+    for row in rows:
+        cells = []
+        for im in row:
+            im = im.float()
+            if im.shape[0] == 1:
+                im = im.expand(3, -1, -1)
+            w = max(1, round(im.shape[2] * height / im.shape[1]))
+            cells.append(F.interpolate(im[None], size=(height, w), mode="bilinear",
+                                       antialias=True, align_corners=False)[0].clamp(0, 1))
+            cells.append(torch.ones(3, height, pad))
+        tiles.append(torch.cat(cells[:-1], dim=2))
+    width = max(t.shape[2] for t in tiles)
+    out = []
+    for t in tiles:
+        out.append(torch.nn.functional.pad(t, (0, width - t.shape[2]), value=1.0))
+        out.append(torch.ones(3, pad, width))
+    return torch.cat(out[:-1], dim=1)

@@ -1,0 +1,213 @@
+"""Reader for the iHarmony4 layout and the torch ``Dataset`` on top of it.
+
+Layout: ``<root>/<Domain>/{composite_images,masks,real_images}/`` with ``<Domain>_train.txt`` and
+``<Domain>_test.txt`` inside each domain folder (or at the root), and optionally the combined
+``<root>/IHD_train.txt`` / ``IHD_test.txt`` whose entries start with the domain folder. A list
+entry may be a bare file name (``a0001_1_2.jpg``), ``composite_images/a0001_1_2.jpg`` or
+``<Domain>/composite_images/a0001_1_2.jpg``. Composite ``x_1_2.jpg`` has mask ``x_1.png`` and real
+image ``x.jpg`` (the split is on the last underscores, so ``x`` may itself contain underscores).
+"""
+from __future__ import annotations
+
+import hashlib
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch.utils.data import Dataset
+from torchvision import tv_tensors
+from torchvision.transforms import v2
+
+from common.io import InputError, read_image, read_mask
+
+IHARMONY4 = ("HCOCO", "HAdobe5k", "HFlickr", "Hday2night")
+MINI4 = ("MiniCOCO", "MiniAdobe", "MiniFlickr", "MiniDay2night")
+SPLITS = ("train", "test")
+IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".JPG", ".JPEG", ".PNG")
+
+
+@dataclass(frozen=True)
+class Sample:
+    domain: str
+    composite: Path
+    mask: Path
+    real: Path
+
+
+def is_domain_dir(path: Path) -> bool:
+    return all((path / d).is_dir() for d in ("composite_images", "masks", "real_images"))
+
+
+def list_domains(root) -> list[str]:
+    """Domain folders under ``root`` in iHarmony4 layout (known names first, in their usual order)."""
+    root = Path(root)
+    if not root.is_dir():
+        raise InputError(f"{root}: dataset root not found")
+    found = sorted(p.name for p in root.iterdir() if p.is_dir() and is_domain_dir(p))
+    order = {n: i for i, n in enumerate(MINI4 + IHARMONY4)}
+    found.sort(key=lambda n: (order.get(n, len(order)), n))
+    if not found:
+        raise InputError(f"{root}: no domain folder with composite_images/, masks/ and real_images/")
+    return found
+
+
+def resolve_domains(root, domains) -> list[str]:
+    """``'all'``, a comma-separated string or a list → validated domain names present under root."""
+    present = list_domains(root)
+    if domains in (None, "all", ("all",), ["all"]):
+        return present
+    if isinstance(domains, str):
+        domains = [d for d in domains.split(",") if d]
+    missing = [d for d in domains if d not in present]
+    if missing:
+        raise InputError(f"{root}: unknown domain(s) {missing}; present: {present}")
+    return list(domains)
+
+
+def _find_real(real_dir: Path, stem: str) -> Path:
+    for ext in IMAGE_EXTS:
+        p = real_dir / (stem + ext)
+        if p.exists():
+            return p
+    return real_dir / (stem + ".jpg")
+
+
+def sample_from_entry(root: Path, domain: str, entry: str) -> Sample:
+    """Map one list entry to its composite, mask and real paths (not checked for existence)."""
+    parts = Path(entry.strip().replace("\\", "/")).parts
+    if len(parts) > 1 and parts[0] == domain:
+        parts = parts[1:]
+    name = parts[-1]
+    ddir = root / domain
+    comp = ddir.joinpath(*parts) if len(parts) > 1 else ddir / "composite_images" / name
+    stem = Path(name).stem
+    pieces = stem.rsplit("_", 2)
+    if len(pieces) < 3:
+        raise InputError(f"{entry}: composite name must look like <real>_<mask>_<k>.jpg")
+    return Sample(domain, comp, ddir / "masks" / (f"{pieces[0]}_{pieces[1]}.png"),
+                  _find_real(ddir / "real_images", pieces[0]))
+
+
+def _read_list(path: Path) -> list[str]:
+    return [ln.strip() for ln in path.read_text().splitlines() if ln.strip() and not ln.startswith("#")]
+
+
+def load_samples(root, domains="all", split: str = "train", check: bool = True) -> list[Sample]:
+    """All samples of ``split`` in ``domains``; every path is checked to exist and lie inside root."""
+    if split not in SPLITS:
+        raise InputError(f"split must be one of {SPLITS}, got {split!r}")
+    root = Path(root)
+    names = resolve_domains(root, domains)
+    samples: list[Sample] = []
+    for d in names:
+        for cand in (root / d / f"{d}_{split}.txt", root / f"{d}_{split}.txt"):
+            if cand.is_file():
+                samples += [sample_from_entry(root, d, e) for e in _read_list(cand)]
+                break
+        else:
+            ihd = root / f"IHD_{split}.txt"
+            if not ihd.is_file():
+                raise InputError(f"{root / d}: no {d}_{split}.txt and no {ihd.name} at the root")
+            for e in _read_list(ihd):
+                if Path(e).parts[0] == d:
+                    samples.append(sample_from_entry(root, d, "/".join(Path(e).parts[1:])))
+    if check:
+        _check_samples(root, samples)
+    return samples
+
+
+def _check_samples(root: Path, samples: list[Sample]) -> None:
+    rroot = root.resolve()
+    outside, missing = [], []
+    for s in samples:
+        for p in (s.composite, s.mask, s.real):
+            rp = p.resolve()
+            if rroot not in rp.parents:
+                outside.append(str(p))
+            elif not rp.is_file():
+                missing.append(str(p))
+    for bad, what in ((outside, "point outside the dataset root"), (missing, "are missing")):
+        if bad:
+            uniq = list(dict.fromkeys(bad))
+            raise InputError(f"{root}: {len(uniq)} listed file(s) {what}, e.g. {', '.join(uniq[:3])}")
+
+
+def fingerprint(samples: list[Sample]) -> str:
+    """A short hash of the sample list (names, not pixels): recorded in checkpoints."""
+    h = hashlib.sha1()
+    for s in samples:
+        h.update(f"{s.domain}/{s.composite.name}\n".encode())
+    return h.hexdigest()[:16]
+
+
+class HarmonyDataset(Dataset):
+    """Yields dicts with ``composite``, ``real`` (``3×S×S``), ``mask`` (``1×S×S``), ``domain``
+    (index into ``self.domains``) and ``domain_name``.
+
+    ``train=True`` applies one random resized crop (scale 0.5–1) and horizontal flip identically to
+    all three images; otherwise everything is resized to ``size``. ``cache=True`` keeps decoded
+    images, resized so the short side is ``2·size`` at most, as uint8 in memory: decoding a JPEG
+    every epoch is the data loader's largest cost on small datasets.
+    """
+
+    def __init__(self, root, domains="all", split: str = "train", size: int = 256, train: bool | None = None,
+                 cache: bool = True, domain_names: list[str] | None = None):
+        self.root = Path(root)
+        self.samples = load_samples(root, domains, split)
+        if not self.samples:
+            raise InputError(f"{root}: no {split} samples in domains {domains}")
+        self.domains = list(domain_names) if domain_names else resolve_domains(root, domains)
+        self.size = size
+        self.train = split == "train" if train is None else train
+        self.cache = {} if cache else None
+        if self.train:
+            self.tf = v2.Compose([v2.RandomResizedCrop(size, scale=(0.5, 1.0), antialias=True),
+                                  v2.RandomHorizontalFlip()])
+        else:
+            self.tf = v2.Resize((size, size), antialias=True)
+
+    def __len__(self):
+        return len(self.samples)
+
+    def _load(self, path: Path, is_mask: bool) -> torch.Tensor:
+        key = str(path)
+        if self.cache is not None and key in self.cache:
+            return self.cache[key].float() / 255
+        t = read_mask(path) if is_mask else read_image(path)
+        if self.cache is not None:
+            short = min(t.shape[1:])
+            if short > 2 * self.size:
+                h, w = (round(x * 2 * self.size / short) for x in t.shape[1:])
+                t = v2.functional.resize(t, [h, w], antialias=True)
+            self.cache[key] = t.mul(255).round().to(torch.uint8)
+            t = self.cache[key].float() / 255
+        return t
+
+    def __getitem__(self, i):
+        s = self.samples[i]
+        comp, real, mask = self._load(s.composite, False), self._load(s.real, False), self._load(s.mask, True)
+        if comp.shape != real.shape or mask.shape[1:] != comp.shape[1:]:
+            raise InputError(f"{s.composite}: composite {tuple(comp.shape)}, real {tuple(real.shape)} "
+                             f"and mask {tuple(mask.shape)} sizes differ")
+        comp, real, mask = self.tf(tv_tensors.Image(comp), tv_tensors.Image(real), tv_tensors.Mask(mask))
+        return {"composite": comp.as_subclass(torch.Tensor).clamp(0, 1),
+                "real": real.as_subclass(torch.Tensor).clamp(0, 1),
+                "mask": mask.as_subclass(torch.Tensor).clamp(0, 1),
+                "domain": self.domains.index(s.domain), "domain_name": s.domain}
+
+
+def real_images(samples: list[Sample]) -> list[tuple[str, Path, Path]]:
+    """Unique (domain, real, mask) triples, in order: what augmenters start from."""
+    seen, out = set(), []
+    for s in samples:
+        if (s.real, s.mask) not in seen:
+            seen.add((s.real, s.mask))
+            out.append((s.domain, s.real, s.mask))
+    return out
+
+
+def seeded_shuffle(items: list, seed: int) -> list:
+    items = list(items)
+    random.Random(seed).shuffle(items)
+    return items

@@ -1,0 +1,128 @@
+"""3D colour look-up tables: identity, trilinear application, ``.cube`` files.
+
+A LUT is a tensor ``3×D×D×D`` indexed ``[c, b, g, r]`` (red fastest), so that ``grid_sample`` on a
+5-D input with the grid's x, y, z = r, g, b performs trilinear interpolation. A batch of LUTs is
+``N×3×D×D×D``; a bank ``L×3×D×D×D``. Default ``D = 17`` (16 bins per channel, as in the paper).
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from common.io import InputError, write_text
+
+DEFAULT_DIM = 17
+
+
+def identity_lut(dim: int = DEFAULT_DIM, dtype=torch.float32, device=None) -> torch.Tensor:
+    """The LUT that maps every colour to itself: ``3×D×D×D``, ``lut[0, b, g, r] = r/(D−1)``."""
+    v = torch.linspace(0, 1, dim, dtype=dtype, device=device)
+    b, g, r = torch.meshgrid(v, v, v, indexing="ij")
+    return torch.stack([r, g, b])
+
+
+def lut_from_function(fn, dim: int = DEFAULT_DIM) -> torch.Tensor:
+    """Sample a colour function ``fn(rgb: (..., 3) in [0,1]) -> (..., 3)`` on the lattice."""
+    ident = identity_lut(dim)
+    rgb = ident.permute(1, 2, 3, 0)  # (D, D, D, 3) indexed [b, g, r]
+    return torch.as_tensor(fn(rgb), dtype=torch.float32).permute(3, 0, 1, 2).contiguous()
+
+
+def _check(image: torch.Tensor, lut: torch.Tensor) -> None:
+    if image.ndim != 4 or image.shape[1] != 3:
+        raise ValueError(f"image must be N×3×H×W, got {tuple(image.shape)}")
+    if lut.ndim not in (4, 5) or lut.shape[-4] != 3 or not (lut.shape[-1] == lut.shape[-2] == lut.shape[-3]):
+        raise ValueError(f"lut must be 3×D×D×D or N×3×D×D×D, got {tuple(lut.shape)}")
+    if lut.ndim == 5 and lut.shape[0] != image.shape[0]:
+        raise ValueError(f"{lut.shape[0]} LUTs for {image.shape[0]} images")
+
+
+def apply_lut(image: torch.Tensor, lut: torch.Tensor) -> torch.Tensor:
+    """Trilinear LUT application: ``image`` ``N×3×H×W`` in [0, 1], ``lut`` one ``3×D×D×D`` for all
+    or one per image ``N×3×D×D×D``. Differentiable in both; inputs outside [0, 1] are clamped.
+    """
+    _check(image, lut)
+    n, _, h, w = image.shape
+    luts = lut.expand(n, *lut.shape) if lut.ndim == 4 else lut  # (N, 3, D, D, D)
+    grid = image.clamp(0, 1).permute(0, 2, 3, 1).unsqueeze(1) * 2 - 1  # (N, 1, H, W, 3) = (r, g, b)
+    out = F.grid_sample(luts.to(image.dtype), grid, mode="bilinear", padding_mode="border", align_corners=True)
+    return out.view(n, 3, h, w)
+
+
+def combine(weights: torch.Tensor, bank: torch.Tensor) -> torch.Tensor:
+    """``weights`` ``N×L`` and a bank ``L×3×D×D×D`` → ``N×3×D×D×D`` (``Σ_l w_l φ_l``)."""
+    return torch.einsum("nl,lcbgr->ncbgr", weights, bank)
+
+
+# ---- .cube files (Adobe / Resolve) -------------------------------------------------------------
+
+_KEYWORDS = ("TITLE", "LUT_3D_SIZE", "LUT_1D_SIZE", "DOMAIN_MIN", "DOMAIN_MAX", "LUT_3D_INPUT_RANGE",
+             "LUT_1D_INPUT_RANGE")
+
+
+def read_cube(path) -> torch.Tensor:
+    """Read a 3-D ``.cube`` file into a ``3×D×D×D`` LUT over the input domain [0, 1].
+
+    Files whose ``DOMAIN_MIN/MAX`` is not [0, 1] are resampled onto [0, 1] (inputs outside the
+    file's domain take its border values). 1-D ``.cube`` files are refused.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(errors="replace")
+    except OSError as e:
+        raise InputError(f"{path}: unreadable ({e})") from None
+    size, dmin, dmax, rows = None, [0.0] * 3, [1.0] * 3, []
+    for ln in text.splitlines():
+        ln = ln.strip()
+        if not ln or ln.startswith("#"):
+            continue
+        key = ln.split()[0]
+        if key in _KEYWORDS:
+            vals = ln.split()[1:]
+            if key == "LUT_1D_SIZE":
+                raise InputError(f"{path}: a 1-D .cube (LUT_1D_SIZE); only 3-D LUTs are supported")
+            if key == "LUT_3D_SIZE":
+                size = int(vals[0])
+            elif key == "DOMAIN_MIN":
+                dmin = [float(v) for v in vals]
+            elif key == "DOMAIN_MAX":
+                dmax = [float(v) for v in vals]
+            elif key == "LUT_3D_INPUT_RANGE":
+                dmin, dmax = [float(vals[0])] * 3, [float(vals[1])] * 3
+            continue
+        if re.match(r"^[A-Za-z_]", ln):  # unknown keyword lines are skipped, as Resolve does
+            continue
+        try:
+            rows.append([float(v) for v in ln.split()[:3]])
+        except ValueError:
+            raise InputError(f"{path}: bad data line {ln!r}") from None
+    if size is None:
+        raise InputError(f"{path}: no LUT_3D_SIZE line (not a 3-D .cube file)")
+    if len(rows) != size ** 3:
+        raise InputError(f"{path}: LUT_3D_SIZE {size} needs {size ** 3} rows, found {len(rows)}")
+    arr = np.asarray(rows, dtype=np.float32).reshape(size, size, size, 3)  # [b, g, r, c]
+    lut = torch.from_numpy(arr).permute(3, 0, 1, 2).contiguous()
+    if dmin != [0.0] * 3 or dmax != [1.0] * 3:
+        lo, hi = torch.tensor(dmin), torch.tensor(dmax)
+        if torch.any(hi <= lo):
+            raise InputError(f"{path}: DOMAIN_MAX must exceed DOMAIN_MIN")
+        ident = identity_lut(size)  # lattice over [0,1] → position inside the file's domain
+        pos = (ident - lo.view(3, 1, 1, 1)) / (hi - lo).view(3, 1, 1, 1)
+        lut = apply_lut(pos.reshape(3, size, size * size)[None], lut)[0].reshape(3, size, size, size)
+    return lut
+
+
+def write_cube(lut: torch.Tensor, path, title: str | None = None, overwrite: bool = False) -> Path:
+    """Write a ``3×D×D×D`` LUT as a 3-D ``.cube`` (red fastest, domain [0, 1])."""
+    if lut.ndim != 4 or lut.shape[0] != 3:
+        raise ValueError(f"lut must be 3×D×D×D, got {tuple(lut.shape)}")
+    d = lut.shape[1]
+    rows = lut.detach().float().cpu().permute(1, 2, 3, 0).reshape(-1, 3).numpy()
+    head = ([f'TITLE "{title}"'] if title else []) + [
+        f"LUT_3D_SIZE {d}", "DOMAIN_MIN 0.0 0.0 0.0", "DOMAIN_MAX 1.0 1.0 1.0"]
+    body = "\n".join(f"{r:.6f} {g:.6f} {b:.6f}" for r, g, b in rows)
+    return write_text("\n".join(head) + "\n" + body + "\n", path, overwrite=overwrite)

@@ -1,0 +1,60 @@
+"""Shared fixtures: tiny photo folders and a tiny offline benchmark built from the bundled photos."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+ASSETS = ROOT / "assets"
+
+
+def make_photos(dst: Path, n: int, side: int = 96) -> Path:
+    """Copy ``n`` bundled photos (downscaled to ``side``) with their masks into ``dst``."""
+    names = sorted(p.stem for p in (ASSETS / "photos" / "masks").glob("*.png"))[:n]
+    (dst / "images").mkdir(parents=True)
+    (dst / "masks").mkdir(parents=True)
+    for nm in names:
+        im = Image.open(ASSETS / "photos" / "images" / f"{nm}.jpg").convert("RGB")
+        m = Image.open(ASSETS / "photos" / "masks" / f"{nm}.png").convert("L")
+        s = side / max(im.size)
+        size = (max(8, round(im.size[0] * s)), max(8, round(im.size[1] * s)))
+        im.resize(size, Image.BILINEAR).save(dst / "images" / f"{nm}.jpg", quality=95)
+        m.resize(size, Image.NEAREST).save(dst / "masks" / f"{nm}.png")
+    return dst
+
+
+@pytest.fixture(scope="session")
+def photos12(tmp_path_factory) -> Path:
+    return make_photos(tmp_path_factory.mktemp("photos12"), 12)
+
+
+@pytest.fixture(scope="session")
+def mini_data(tmp_path_factory, photos12) -> Path:
+    """A tiny offline benchmark (12 photos, 96 px) shared by the tests of every package."""
+    from domains.build import build
+    return build(photos12, tmp_path_factory.mktemp("data") / "mini", seed=0, max_side=96)
+
+
+@pytest.fixture(scope="session")
+def ihd_data(tmp_path_factory, mini_data) -> Path:
+    """The same MiniFlickr test data renamed into the real iHarmony4 layout and naming (HFlickr,
+    entries in IHD_test.txt only, ``f`` + digits names)."""
+    root = tmp_path_factory.mktemp("ihd") / "iHarmony4"
+    src = mini_data / "MiniFlickr"
+    dst = root / "HFlickr"
+    for sub in ("composite_images", "masks", "real_images"):
+        (dst / sub).mkdir(parents=True)
+    lines = []
+    for entry in (src / "MiniFlickr_test.txt").read_text().split():
+        rid, k1, k2 = Path(entry).stem.rsplit("_", 2)
+        new = f"f{int(rid[1:]) + 1000}"
+        shutil.copy(src / "composite_images" / entry, dst / "composite_images" / f"{new}_{k1}_{k2}.jpg")
+        shutil.copy(src / "masks" / f"{rid}_{k1}.png", dst / "masks" / f"{new}_{k1}.png")
+        shutil.copy(src / "real_images" / f"{rid}.jpg", dst / "real_images" / f"{new}.jpg")
+        lines.append(f"HFlickr/composite_images/{new}_{k1}_{k2}.jpg")
+    (root / "IHD_test.txt").write_text("\n".join(lines) + "\n")
+    (root / "IHD_train.txt").write_text("")
+    return root

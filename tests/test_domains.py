@@ -1,0 +1,143 @@
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from common.io import InputError, read_image, read_mask
+from domains import transfer as T
+from domains.build import MINI4_NAMES, build
+from domains.dataset import HarmonyDataset, list_domains, load_samples
+from eval.baselines import composite
+from eval.score import score
+
+from .conftest import make_photos
+
+
+class TestBuild:
+    def test_layout_and_splits(self, mini_data):
+        assert list_domains(mini_data) == list(MINI4_NAMES)
+        man = json.loads((mini_data / "manifest.json").read_text())
+        seen = {}
+        for d, info in man["domains"].items():
+            tr, te = info["photos"]["train"], info["photos"]["test"]
+            assert tr and te, d  # every domain keeps a train and a test photo
+            for name in tr + te:
+                assert name not in seen, f"{name} in {seen.get(name)} and {d}"
+                seen[name] = d
+            assert (mini_data / d / "preview.png").is_file()
+            for split in ("train", "test"):
+                samples = load_samples(mini_data, d, split)
+                photos = {c["photo"] for c in info["composites"] if c["split"] == split}
+                assert len(samples) == sum(1 for c in info["composites"] if c["split"] == split)
+                assert photos == set(info["photos"][split])
+        assert len(seen) == 12
+        counts = {d: len(i["photos"]["train"]) + len(i["photos"]["test"]) for d, i in man["domains"].items()}
+        assert counts["MiniCOCO"] >= counts["MiniFlickr"] and counts["MiniAdobe"] >= counts["MiniDay2night"]
+
+    def test_composites_change_only_foreground(self, mini_data):
+        for s in load_samples(mini_data, "all", "test")[:6]:
+            c, r, m = read_image(s.composite), read_image(s.real), read_mask(s.mask)
+            bg = (m < 0.5).expand_as(c)
+            fg = (m > 0.5).expand_as(c)
+            assert (c - r)[bg].abs().mean() < 0.02  # JPEG noise only
+            assert (c - r)[fg].abs().mean() > 0.01  # the foreground really changed
+
+    def test_same_seed_same_bytes(self, photos12, tmp_path, mini_data):
+        again = build(photos12, tmp_path / "again", seed=0, max_side=96)
+        a = sorted(p.relative_to(mini_data) for p in mini_data.rglob("*") if p.is_file())
+        b = sorted(p.relative_to(again) for p in again.rglob("*") if p.is_file())
+        assert a == b
+        for rel in a:
+            assert (mini_data / rel).read_bytes() == (again / rel).read_bytes(), rel
+
+    def test_refuses_few_photos_and_existing_output(self, tmp_path, mini_data):
+        few = make_photos(tmp_path / "few", 7, side=32)
+        with pytest.raises(InputError, match="found 7 photo.*at least 8"):
+            build(few, tmp_path / "out")
+        assert not (tmp_path / "out").exists()
+        with pytest.raises(InputError, match="already exists"):
+            build(few, mini_data)
+        assert (mini_data / "manifest.json").is_file()
+
+    def test_eight_photos_work(self, tmp_path):
+        out = build(make_photos(tmp_path / "p8", 8, side=48), tmp_path / "d8", max_side=48)
+        for d in MINI4_NAMES:
+            assert load_samples(out, d, "train") and load_samples(out, d, "test")
+
+
+class TestDataset:
+    def test_items_and_paired_transforms(self, mini_data):
+        ds = HarmonyDataset(mini_data, "all", "train", size=32)
+        torch.manual_seed(0)
+        for i in range(0, len(ds), max(1, len(ds) // 8)):
+            b = ds[i]
+            assert b["composite"].shape == (3, 32, 32) and b["mask"].shape == (1, 32, 32)
+            assert ds.domains[b["domain"]] == b["domain_name"]
+            bg = (b["mask"] < 0.01).expand(3, -1, -1)
+            if bg.any():  # same crop and flip on all three: backgrounds still agree
+                assert (b["composite"] - b["real"])[bg].abs().mean() < 0.03
+
+    def test_ihd_layout(self, ihd_data, mini_data):
+        assert list_domains(ihd_data) == ["HFlickr"]
+        ours = load_samples(ihd_data, "HFlickr", "test")
+        assert ours and all(s.real.name.startswith("f1") for s in ours)
+        a = score(ihd_data, composite).summary()
+        b = score(mini_data, composite, domains="MiniFlickr").summary()
+        for k in ("MSE", "fMSE", "PSNR", "fSSIM"):
+            assert a["HFlickr"][k] == pytest.approx(b["MiniFlickr"][k], rel=1e-6)
+
+    def test_bad_lists(self, ihd_data, tmp_path):
+        root = tmp_path / "bad"
+        shutil.copytree(ihd_data, root)
+        lines = (root / "IHD_test.txt").read_text().split()
+        (root / "IHD_test.txt").write_text("\n".join(lines + ["HFlickr/../../../etc/x_1_1.jpg"]))
+        with pytest.raises(InputError, match="outside the dataset root"):
+            load_samples(root, "all", "test")
+        (root / "IHD_test.txt").write_text("\n".join(lines + ["HFlickr/composite_images/f9999_1_1.jpg"]))
+        with pytest.raises(InputError, match=r"3 listed file\(s\) are missing, e.g. .*f9999_1_1.jpg"):
+            load_samples(root, "all", "test")
+        with pytest.raises(InputError, match="unknown domain"):
+            load_samples(root, "HCOCO", "test")
+
+
+class TestTransfer:
+    @pytest.fixture
+    def pair(self):
+        g = torch.Generator().manual_seed(0)
+        img = torch.rand(3, 40, 40, generator=g) * 0.6 + 0.2
+        mask = torch.zeros(1, 40, 40)
+        mask[:, 10:30, 10:30] = 1
+        ref = np.random.default_rng(1).random((5000, 3)) * 0.5 + np.array([0.4, 0.2, 0.1])
+        return img, mask, ref
+
+    def test_reinhard_matches_lab_stats(self, pair):
+        img, mask, ref = pair
+        out = T.transfer(img, mask, "reinhard", ref=ref)
+        fg = out.permute(1, 2, 0)[mask[0] > 0.5].double().numpy()
+        lab, rlab = T.rgb_to_lab(fg), T.rgb_to_lab(ref)
+        assert np.allclose(lab.mean(0), rlab.mean(0), atol=1.0)
+        assert np.allclose(lab.std(0), rlab.std(0), rtol=0.1)
+        assert torch.equal(out[:, mask[0] == 0], img[:, mask[0] == 0])
+
+    def test_xiao_matches_covariance(self, pair):
+        img, mask, ref = pair
+        fg = T.transfer(img, mask, "xiao", ref=ref).permute(1, 2, 0)[mask[0] > 0.5].double().numpy()
+        assert np.allclose(np.cov(fg.T), np.cov(ref.T), atol=2e-3)
+        assert np.allclose(fg.mean(0), ref.mean(0), atol=1e-2)
+
+    @pytest.mark.parametrize("method", ["histogram", "pitie"])
+    def test_distribution_matching(self, pair, method):
+        img, mask, ref = pair
+        fg = T.transfer(img, mask, method, ref=ref).permute(1, 2, 0)[mask[0] > 0.5].double().numpy()
+        for c in range(3):
+            assert np.abs(np.quantile(fg[:, c], [0.1, 0.5, 0.9]) - np.quantile(ref[:, c], [0.1, 0.5, 0.9])).max() < 0.05
+
+    def test_looks_are_identity_at_neutral(self, pair):
+        img, mask, _ = pair
+        neutral = {"wb_r": 1.0, "wb_b": 1.0, "ev": 0.0, "gamma": 1.0, "contrast": 0.0, "saturation": 1.0}
+        assert (T.transfer(img, mask, "retouch", params=neutral) - img).abs().max() < 2e-3
+        dark = T.transfer(img, mask, "illumination", params={"ev": -1.0, "temperature": 0.0, "contrast": 1.0,
+                                                              "shadows": 0.0, "saturation": 1.0})
+        assert dark[:, 15, 15].sum() < img[:, 15, 15].sum()

@@ -1,0 +1,137 @@
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from common.io import InputError, image_grid, read_image, read_mask, read_pair, write_image
+
+
+def _rgb(tmp_path, name="a.png", size=(20, 10), mode="RGB", **kw):
+    arr = np.random.default_rng(0).integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
+    im = Image.fromarray(arr)
+    if mode != "RGB":
+        im = im.convert(mode)
+    p = tmp_path / name
+    im.save(p, **kw)
+    return p, arr
+
+
+def _mask(tmp_path, name="m.png", size=(20, 10), value=None):
+    m = np.zeros((size[1], size[0]), np.uint8)
+    if value is None:
+        m[2:8, 5:15] = 255
+    else:
+        m[:] = value
+    p = tmp_path / name
+    Image.fromarray(m).save(p)
+    return p
+
+
+class TestReadImage:
+    def test_rgb_values_and_shape(self, tmp_path):
+        p, arr = _rgb(tmp_path)
+        x = read_image(p)
+        assert x.shape == (3, 10, 20) and x.dtype == torch.float32
+        assert torch.allclose(x, torch.from_numpy(arr).permute(2, 0, 1).float() / 255)
+
+    @pytest.mark.parametrize("mode", ["L", "P", "RGBA", "CMYK", "LA"])
+    def test_modes_become_rgb(self, tmp_path, mode):
+        suffix = ".jpg" if mode == "CMYK" else ".png"
+        p, arr = _rgb(tmp_path, name="x" + suffix, mode=mode)
+        x = read_image(p)
+        assert x.shape == (3, 10, 20)
+        assert 0 <= x.min() and x.max() <= 1
+        if mode in ("L", "LA"):
+            assert torch.equal(x[0], x[1]) and torch.equal(x[1], x[2])
+        if mode == "RGBA":  # alpha dropped, colours exact
+            assert torch.allclose(x, torch.from_numpy(arr).permute(2, 0, 1).float() / 255)
+
+    def test_16bit_grey(self, tmp_path):
+        a = (np.arange(200, dtype=np.uint16).reshape(10, 20) * 300)
+        p = tmp_path / "g16.png"
+        Image.fromarray(a).save(p)
+        x = read_image(p)
+        assert x.shape == (3, 10, 20)
+        assert torch.allclose(x[0], torch.from_numpy(a.astype(np.float32) / 65535), atol=1e-6)
+
+    def test_exif_orientation_applied(self, tmp_path):
+        p, arr = _rgb(tmp_path, name="o.jpg", size=(20, 10))
+        im = Image.open(p)
+        exif = im.getexif()
+        exif[0x0112] = 6  # rotate 90° CW on display
+        im.save(tmp_path / "rot.jpg", exif=exif, quality=100)
+        assert read_image(tmp_path / "rot.jpg").shape == (3, 20, 10)
+
+    def test_missing(self, tmp_path):
+        with pytest.raises(InputError, match="nope.png: file not found"):
+            read_image(tmp_path / "nope.png")
+
+    def test_not_an_image(self, tmp_path):
+        p = tmp_path / "t.jpg"
+        p.write_text("hello")
+        with pytest.raises(InputError, match="t.jpg: not an image"):
+            read_image(p)
+
+    def test_truncated(self, tmp_path):
+        p, _ = _rgb(tmp_path, name="big.jpg", size=(200, 200))
+        data = p.read_bytes()
+        (tmp_path / "cut.jpg").write_bytes(data[: len(data) // 2])
+        with pytest.raises(InputError, match="cut.jpg: truncated"):
+            read_image(tmp_path / "cut.jpg")
+
+    def test_pixel_limit(self, tmp_path, monkeypatch):
+        p, _ = _rgb(tmp_path)
+        with pytest.raises(InputError, match="over the limit of 100"):
+            read_image(p, max_pixels=100)
+        monkeypatch.setenv("HARMONY_MAX_PIXELS", "150")
+        with pytest.raises(InputError, match="200 pixels"):
+            read_image(p)
+
+
+class TestMask:
+    def test_values(self, tmp_path):
+        m = read_mask(_mask(tmp_path))
+        assert m.shape == (1, 10, 20)
+        assert m.sum() == 60 and m.max() == 1
+
+    def test_alpha_of_cutout(self, tmp_path):
+        rgba = np.zeros((10, 20, 4), np.uint8)
+        rgba[..., :3] = 200
+        rgba[3:5, 3:9, 3] = 255
+        Image.fromarray(rgba).save(tmp_path / "cut.png")
+        assert read_mask(tmp_path / "cut.png").sum() == 12
+
+    def test_pair_errors(self, tmp_path):
+        img, _ = _rgb(tmp_path)
+        with pytest.raises(InputError, match="no foreground"):
+            read_pair(img, _mask(tmp_path, "z.png", value=0))
+        with pytest.raises(InputError, match="all foreground"):
+            read_pair(img, _mask(tmp_path, "f.png", value=255))
+        with pytest.raises(InputError, match=r"mask is 21x10 but image .* is 20x10"):
+            read_pair(img, _mask(tmp_path, "s.png", size=(21, 10)))
+        x, m = read_pair(img, _mask(tmp_path))
+        assert x.shape[1:] == m.shape[1:]
+
+
+class TestWrite:
+    def test_roundtrip_png_and_no_overwrite(self, tmp_path):
+        x = torch.rand(3, 8, 12)
+        p = write_image(x, tmp_path / "o.png")
+        y = read_image(p)
+        assert (y - x).abs().max() <= 0.5 / 255 + 1e-6
+        before = p.read_bytes()
+        with pytest.raises(InputError, match="already exists"):
+            write_image(torch.zeros(3, 8, 12), p)
+        assert p.read_bytes() == before
+        write_image(torch.zeros(3, 8, 12), p, overwrite=True)
+        assert read_image(p).max() == 0
+        assert [f.name for f in tmp_path.iterdir()] == ["o.png"]  # no temp files left
+
+    def test_failed_write_leaves_nothing(self, tmp_path):
+        with pytest.raises(InputError, match="unknown image suffix"):
+            write_image(torch.zeros(3, 4, 4), tmp_path / "o.xyz")
+        assert list(tmp_path.iterdir()) == []
+
+    def test_grid_shape(self):
+        g = image_grid([[torch.rand(3, 10, 20), torch.rand(1, 10, 20)], [torch.rand(3, 20, 20)]], height=10, pad=2)
+        assert g.shape == (3, 22, 42)
