@@ -15,7 +15,7 @@ import torch
 from tqdm import tqdm
 
 from common.cli import run
-from common.io import read_image, read_mask, write_text
+from common.io import InputError, read_image, read_mask, write_text
 from domains.dataset import load_samples
 
 from . import metrics as M
@@ -35,11 +35,29 @@ def score(data, predict: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], d
     return acc
 
 
-def main(data="data/mini4", method: str = "composite", domains="all", split: str = "test",
-         size: int = M.EVAL_SIZE, out: str | None = None, overwrite: bool = False) -> None:
-    if method not in BASELINES:
-        raise SystemExit(f"error: unknown method {method!r}; choose from {sorted(BASELINES)}")
-    acc = score(data, BASELINES[method], domains, split, size, desc=method)
+def checkpoint_predictor(ckpt, full_res: str = "transform", device: str = "cpu"):
+    """A ``predict`` function for ``score`` from a harmonizer checkpoint."""
+    from harmonizers.models import harmonize, load
+    model, _ = load(ckpt, device=device)
+    return lambda image, mask: harmonize(model, image, mask, method=full_res)
+
+
+def evaluate_checkpoint(ckpt, data, domains="all", split: str = "test", full_res: str = "transform") -> dict:
+    acc = score(data, checkpoint_predictor(ckpt, full_res), domains, split, desc=Path(ckpt).stem)
+    return {"ckpt": str(ckpt), "split": split, "size": M.EVAL_SIZE, "summary": acc.summary()}
+
+
+def main(data="data/mini4", method: str = "composite", ckpt: str | None = None, domains="all",
+         split: str = "test", size: int = M.EVAL_SIZE, full_res: str = "transform", out: str | None = None,
+         overwrite: bool = False) -> None:
+    """Score a baseline (``--method composite|reinhard``) or a harmonizer (``--ckpt``)."""
+    if ckpt:
+        predict, method = checkpoint_predictor(ckpt, full_res), Path(ckpt).stem
+    elif method in BASELINES:
+        predict = BASELINES[method]
+    else:
+        raise InputError(f"unknown method {method!r}; choose from {sorted(BASELINES)} or pass --ckpt")
+    acc = score(data, predict, domains, split, size, desc=method)
     summary = acc.summary()
     print(f"{method} on {data} ({split}), metrics at {size}x{size}, PSNR peak 255\n")
     print(M.markdown_table(summary))

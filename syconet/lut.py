@@ -29,7 +29,8 @@ def lut_from_function(fn, dim: int = DEFAULT_DIM) -> torch.Tensor:
     """Sample a colour function ``fn(rgb: (..., 3) in [0,1]) -> (..., 3)`` on the lattice."""
     ident = identity_lut(dim)
     rgb = ident.permute(1, 2, 3, 0)  # (D, D, D, 3) indexed [b, g, r]
-    return torch.as_tensor(fn(rgb), dtype=torch.float32).permute(3, 0, 1, 2).contiguous()
+    out = np.asarray(fn(rgb.double().numpy()), dtype=np.float32)
+    return torch.from_numpy(out).permute(3, 0, 1, 2).contiguous()
 
 
 def _check(image: torch.Tensor, lut: torch.Tensor) -> None:

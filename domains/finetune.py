@@ -1,0 +1,76 @@
+"""Finetune the all-domain harmonizer on one domain, with the augmentation of a Table 1 row.
+
+    python -m domains.finetune --domain MiniFlickr                    # row 7: originals + SycoNet(D)
+    python -m domains.finetune --domain MiniFlickr --row 3            # originals + colour transfer
+    python -m domains.finetune --domain HFlickr --data /path/to/iHarmony4 --steps 20000
+
+Defaults (``--runs`` = ``runs``): data ``data/mini4`` for the Mini* domains; base model
+``runs/<arch>_all.safetensors``; augmentation ``syconet:runs/syconet_<domain>.safetensors`` (the
+domain's finetuned SycoNet); output ``runs/<arch>_<domain>.safetensors`` (``..._row<N>`` with
+``--row``). ``--data``, ``--base``, ``--augment``, ``--arch``, ``--out`` override them.
+
+Table 1 rows (all finetuning starts from the base model): 1 the base model itself (evaluated, no
+training); 2 originals; 3 + CT; 4 + random LUT; 5 + SycoNet(all); 6 SycoNet(D) only; 7 originals +
+SycoNet(D).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from common.cli import print_json, run
+from common.io import InputError
+
+from .dataset import MINI4
+
+ROWS = {2: ("none", False), 3: ("ct", False), 4: ("lut", False), 5: ("syconet:{all}", False),
+        6: ("syconet:{dom}", True), 7: ("syconet:{dom}", False)}
+
+
+def plan(domain: str, data=None, base=None, augment=None, arch: str = "issam", out=None, row: int | None = None,
+         runs: str = "runs") -> dict:
+    """Resolve the defaults into the arguments of ``harmonizers.train``."""
+    if data is None:
+        if domain not in MINI4:
+            raise InputError(f"--domain {domain}: pass --data (the default data/mini4 only holds {list(MINI4)})")
+        data = "data/mini4"
+    r = Path(runs)
+    base = base or str(r / f"{arch}_all.safetensors")
+    only_aug = False
+    if row is not None:
+        if row not in (1, *ROWS):
+            raise InputError(f"--row must be 1..7, got {row}")
+        if row == 1:
+            return {"row": 1, "base": base, "data": data, "domain": domain}
+        if augment is None:
+            spec, only_aug = ROWS[row]
+            augment = spec.format(all=r / "syconet_all.safetensors", dom=r / f"syconet_{domain}.safetensors")
+        out = out or str(r / f"{arch}_{domain}_row{row}.safetensors")
+    augment = augment or f"syconet:{r / f'syconet_{domain}.safetensors'}"
+    out = out or str(r / f"{arch}_{domain}.safetensors")
+    if not Path(base).is_file():
+        raise InputError(f"{base}: base model not found (train it with python -m harmonizers.train, or pass --base)")
+    if augment.startswith(("syconet:", "static:")):
+        ck = augment.split(":")[-1]
+        if not Path(ck).is_file():
+            raise InputError(f"{ck}: SycoNet checkpoint not found (python -m syconet.train --domains {domain} "
+                             f"--init runs/syconet_all.safetensors, or pass --augment)")
+    return {"data": data, "domains": domain, "init": base, "augment": augment, "only_aug": only_aug, "out": out}
+
+
+def main(domain: str, data: str | None = None, base: str | None = None, augment: str | None = None,
+         arch: str = "issam", out: str | None = None, row: int | None = None, runs: str = "runs",
+         steps: int = 300, batch_size: int = 16, lr: float = 1e-4, seed: int = 0, workers: int = 0,
+         device: str = "auto", overwrite: bool = False) -> None:
+    """Finetune ``--base`` on ``--domain`` (see the module docstring for the defaults)."""
+    args = plan(domain, data, base, augment, arch, out, row, runs)
+    if args.get("row") == 1:
+        from eval.score import evaluate_checkpoint
+        print_json({"row": 1, **evaluate_checkpoint(args["base"], args["data"], domain)})
+        return
+    from harmonizers.train import main as train_main
+    train_main(**args, steps=steps, batch_size=batch_size, lr=lr, seed=seed, workers=workers, device=device,
+               overwrite=overwrite)
+
+
+if __name__ == "__main__":
+    run(main)

@@ -1,0 +1,149 @@
+"""Augmenters for harmonizer training, behind one interface.
+
+An augmenter maps a batch of real images and masks (``N×3×H×W``, ``N×1×H×W``) to synthetic
+composites of the same shape, without gradients:
+
+- ``none``: no augmentation
+- ``syconet:CKPT``: dynamic learnable augmentation (paper section 3.2): a fresh ``z^g`` per real image
+  at every iteration
+- ``ct``: classical colour transfer (Reinhard, Xiao, histogram, Pitié; one at random) from a random
+  reference photo of the training set, as iHarmony4 built HCOCO/HFlickr
+- ``lut``: a random look from the procedural LUT pool (syconet.bank)
+- ``static:K:CKPT``: K SycoNet composites per real image generated once and merged into the training
+  set (:class:`StaticAugmented`)
+"""
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from common.io import InputError
+from domains import transfer as T
+from syconet.bank import procedural_pool
+from syconet.lut import apply_lut
+
+
+class SycoNetAugmenter:
+    def __init__(self, ckpt, device="cpu"):
+        from syconet.model import load
+        self.model, self.meta = load(ckpt, device=device)
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+
+    def to(self, device):
+        self.model.to(device)
+        return self
+
+    @torch.no_grad()
+    def __call__(self, real, mask):
+        return self.model.generate(real.float(), mask.float())
+
+
+class LUTAugmenter:
+    def __init__(self, n: int = 120, dim: int = 17, seed: int = 0):
+        self.pool = procedural_pool(n, dim, seed)
+
+    def to(self, device):
+        self.pool = self.pool.to(device)
+        return self
+
+    @torch.no_grad()
+    def __call__(self, real, mask):
+        idx = torch.randint(len(self.pool), (real.shape[0],))
+        return mask * apply_lut(real.float(), self.pool[idx.to(self.pool.device)]) + (1 - mask) * real
+
+
+class CTAugmenter:
+    """Colour transfer from reference pixels drawn from the training set's real images."""
+
+    def __init__(self, dataset, n_refs: int = 64, px: int = 4096, seed: int = 0):
+        rng = np.random.default_rng(seed)
+        idx = rng.choice(len(dataset), min(n_refs, len(dataset)), replace=False)
+        self.refs = []
+        for i in idx:
+            it = dataset[int(i)]
+            p = it["real"].permute(1, 2, 0).reshape(-1, 3).double().numpy()
+            self.refs.append(p[rng.choice(len(p), min(px, len(p)), replace=False)])
+        self.methods = tuple(T.STAT_METHODS)
+
+    def to(self, device):
+        return self
+
+    @torch.no_grad()
+    def __call__(self, real, mask):
+        out = []
+        for r, m in zip(real.float().cpu(), mask.float().cpu()):
+            if (m > 0.5).sum() < 4:
+                out.append(r)
+                continue
+            method = random.choice(self.methods)
+            ref = self.refs[random.randrange(len(self.refs))]
+            out.append(T.transfer(r, m, method, ref=ref, strength=random.uniform(0.6, 1.0),
+                                  seed=random.randrange(2 ** 31)))
+        return torch.stack(out).to(real.device)
+
+
+class StaticAugmented(Dataset):
+    """The training set plus K SycoNet composites per item, generated once (uint8 in memory).
+
+    For large datasets write them to disk in the iHarmony4 layout with ``syconet.sample`` instead.
+    """
+
+    def __init__(self, base, ckpt, k: int, seed: int = 0, device="cpu"):
+        from syconet.model import load
+        model, _ = load(ckpt, device=device)
+        self.base, self.k, self.items = base, k, []
+        g = torch.Generator(device=device).manual_seed(seed)
+        was_train = base.train
+        base.train = False  # fixed geometry for the generated set
+        with torch.no_grad():
+            for i in range(len(base)):
+                it = base[i]
+                real, mask = it["real"][None].to(device), it["mask"][None].to(device)
+                gen = model.generate(real.expand(k, -1, -1, -1), mask.expand(k, -1, -1, -1), generator=g)
+                for j in range(k):
+                    self.items.append({**it, "composite": (gen[j].cpu() * 255).round().to(torch.uint8)})
+        base.train = was_train
+
+    def __len__(self):
+        return len(self.base) + len(self.items)
+
+    def __getitem__(self, i):
+        if i < len(self.base):
+            return self.base[i]
+        it = dict(self.items[i - len(self.base)])
+        it["composite"] = it["composite"].float() / 255
+        return it
+
+
+def parse(spec: str | None):
+    """``"none" | "ct" | "lut" | "syconet:CKPT" | "static:K:CKPT"`` → (kind, argument)."""
+    spec = (spec or "none").strip()
+    if spec in ("none", "ct", "lut"):
+        return spec, None
+    if spec.startswith("syconet:"):
+        return "syconet", spec.split(":", 1)[1]
+    if spec.startswith("static:"):
+        parts = spec.split(":", 2)
+        if len(parts) != 3 or not parts[1].isdigit():
+            raise InputError(f"--augment {spec!r}: use static:K:SYCONET_CKPT, e.g. static:4:runs/syconet_all.safetensors")
+        return "static", (int(parts[1]), parts[2])
+    raise InputError(f"--augment {spec!r}: use none, ct, lut, syconet:CKPT or static:K:CKPT")
+
+
+def make(spec: str | None, train_ds, device="cpu"):
+    """(augmenter or None, training dataset) for a spec."""
+    kind, arg = parse(spec)
+    if kind == "none":
+        return None, train_ds
+    if kind == "ct":
+        return CTAugmenter(train_ds), train_ds
+    if kind == "lut":
+        return LUTAugmenter().to(device), train_ds
+    if kind == "syconet":
+        return SycoNetAugmenter(arg, device), train_ds
+    k, ckpt = arg
+    return None, StaticAugmented(train_ds, ckpt, k, device=device)

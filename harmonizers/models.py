@@ -1,0 +1,163 @@
+"""Harmonizer registry, checkpoints and full-resolution inference.
+
+Every harmonizer maps ``(image N×3×H×W in [0,1], mask N×1×H×W) -> N×3×H×W``; :class:`Harmonizer`
+wraps a network so that any input size works (reflect-pad to the network's multiple, crop back) and
+the background is kept: ``out = m·G(x) + (1−m)·x``.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, fields
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from common import checkpoint
+
+from .issam import ISSAM, ISSAMConfig
+from .rainnet import RainNet, RainNetConfig
+
+ARCHS = {"issam": (ISSAM, ISSAMConfig), "rainnet": (RainNet, RainNetConfig)}
+
+# name: (arch, config overrides, training size)
+VARIANTS = {
+    "issam256": ("issam", {}, 256),
+    "issam128": ("issam", {}, 128),
+    "rainnet256": ("rainnet", {}, 256),
+    "rainnet128": ("rainnet", {"depth": 7, "ch": 32}, 128),
+    # CPU-sized: the same architectures at 64 px (the full-resolution transform does the rest)
+    "issam64": ("issam", {}, 64),
+    "rainnet64": ("rainnet", {"depth": 6, "ch": 32, "max_channels": 256}, 64),
+    "issam_test": ("issam", {"depth": 3, "ch": 8}, 32),
+    "rainnet_test": ("rainnet", {"depth": 4, "ch": 8}, 32),
+}
+
+
+class Harmonizer(nn.Module):
+    """A network plus the conventions: padding to its multiple and background preservation."""
+
+    def __init__(self, arch: str, cfg, size: int):
+        super().__init__()
+        if arch not in ARCHS:
+            raise ValueError(f"unknown harmonizer arch {arch!r}; choose from {sorted(ARCHS)}")
+        self.arch, self.size = arch, size
+        self.net = ARCHS[arch][0](cfg)
+
+    @property
+    def cfg(self):
+        return self.net.cfg
+
+    def forward(self, image, mask):
+        h, w = image.shape[-2:]
+        k = self.net.multiple_of
+        ph, pw = (-h) % k, (-w) % k
+        if ph or pw:
+            mode = "reflect" if ph < h and pw < w else "replicate"
+            x, m = F.pad(image, (0, pw, 0, ph), mode=mode), F.pad(mask, (0, pw, 0, ph), mode=mode)
+        else:
+            x, m = image, mask
+        y = self.net(x, m)[..., :h, :w]
+        return mask * y + (1 - mask) * image
+
+
+def create(name: str, **overrides) -> Harmonizer:
+    """A registered variant; ``overrides`` left as ``None`` keep the variant's defaults."""
+    if name not in VARIANTS:
+        raise ValueError(f"unknown harmonizer {name!r}; choose from {sorted(VARIANTS)}")
+    arch, base, size = VARIANTS[name]
+    cfg_cls = ARCHS[arch][1]
+    valid = {f.name for f in fields(cfg_cls)}
+    size = overrides.pop("size", None) or size
+    bad = set(k for k, v in overrides.items() if v is not None) - valid
+    if bad:
+        raise ValueError(f"unknown {arch} config keys {sorted(bad)}")
+    cfg = cfg_cls(**{**base, **{k: v for k, v in overrides.items() if v is not None}})
+    return Harmonizer(arch, cfg, size)
+
+
+def meta(model: Harmonizer, domains, fingerprint: str, **extra) -> dict:
+    return {"kind": "harmonizer", "arch": model.arch, "config": asdict(model.cfg), "size": model.size,
+            "domains": list(domains), "data_fingerprint": fingerprint, **extra}
+
+
+def from_meta(m: dict) -> Harmonizer:
+    arch = m["arch"]
+    if arch not in ARCHS:
+        raise ValueError(f"checkpoint arch {arch!r} unknown; choose from {sorted(ARCHS)}")
+    return Harmonizer(arch, ARCHS[arch][1](**m["config"]), m["size"])
+
+
+def load(path, device="cpu") -> tuple[Harmonizer, dict]:
+    tensors, m = checkpoint.load(path, kind="harmonizer", device=device)
+    model = from_meta(m)
+    model.load_state_dict({k: v.float() for k, v in tensors.items()})
+    return model.to(device).eval(), m
+
+
+# ---- full-resolution inference -----------------------------------------------------------------
+
+def _poly_features(x: torch.Tensor) -> torch.Tensor:
+    """Second-order colour features of ``P×3`` pixels: 1, r, g, b, r², g², b², rg, rb, gb."""
+    r, g, b = x.unbind(-1)
+    return torch.stack([torch.ones_like(r), r, g, b, r * r, g * g, b * b, r * g, r * b, g * b], -1)
+
+
+def fit_colour_transform(src: torch.Tensor, dst: torch.Tensor, ridge: float = 1e-3) -> torch.Tensor:
+    """Least-squares second-order colour map ``src → dst`` (``P×3`` each) → ``10×3`` coefficients,
+    with a small ridge towards the identity so that few pixels cannot blow it up."""
+    a = _poly_features(src.double())
+    eye = torch.zeros(10, 3, dtype=torch.float64, device=src.device)
+    eye[1, 0] = eye[2, 1] = eye[3, 2] = 1.0
+    lhs = a.T @ a + ridge * len(a) * torch.eye(10, dtype=torch.float64, device=src.device)
+    rhs = a.T @ dst.double() + ridge * len(a) * eye
+    return torch.linalg.solve(lhs, rhs).float()
+
+
+def apply_colour_transform(image: torch.Tensor, coef: torch.Tensor) -> torch.Tensor:
+    """Apply ``10×3`` coefficients to ``3×H×W``."""
+    px = image.permute(1, 2, 0).reshape(-1, 3)
+    return (_poly_features(px) @ coef).clamp(0, 1).T.reshape(image.shape)
+
+
+def _resize(x, size):
+    return F.interpolate(x, size=size, mode="bilinear", antialias=True, align_corners=False)
+
+
+@torch.inference_mode()
+def harmonize(model: Harmonizer, image: torch.Tensor, mask: torch.Tensor, method: str = "transform") -> torch.Tensor:
+    """Harmonize one ``3×H×W`` image with its ``1×H×W`` mask at its own resolution.
+
+    The network runs at its training size (``model.size`` square). ``method``:
+
+    - ``"transform"`` (default): fit a second-order colour transform from the low-resolution input
+      foreground to the network's output, apply it to the full-resolution foreground, and add the
+      upsampled remainder that the transform does not explain (local changes). Full-resolution
+      texture and edges come from the input, so nothing is blurred.
+    - ``"upsample"``: add the upsampled low-resolution change ``G(x↓) − x↓`` to the input.
+    - ``"full"``: run the network at full resolution (slow, and off its training scale).
+
+    The background is returned unchanged.
+    """
+    dev = next(model.parameters()).device
+    x, m = image[None].to(dev).float(), mask[None].to(dev).float()
+    h, w = x.shape[-2:]
+    if method == "full":
+        out = model(x, m)
+    else:
+        s = model.size
+        xs, ms = _resize(x, (s, s)), _resize(m, (s, s)).clamp(0, 1)
+        ys = model(xs, ms)
+        if method == "upsample":
+            out = x + _resize(ys - xs, (h, w))
+        elif method == "transform":
+            fg = ms[0, 0] > 0.5
+            if fg.sum() < 16:
+                fg = ms[0, 0] > 0
+            src, dst = xs[0].permute(1, 2, 0)[fg], ys[0].permute(1, 2, 0)[fg]
+            coef = fit_colour_transform(src, dst)
+            rest = ys[0] - apply_colour_transform(xs[0], coef)  # what the global map misses
+            out = apply_colour_transform(x[0], coef)[None] + _resize(rest[None] * ms, (h, w))
+        else:
+            raise ValueError(f"unknown method {method!r}; use transform, upsample or full")
+    out = out.clamp(0, 1)
+    return (m * out + (1 - m) * x)[0].cpu()

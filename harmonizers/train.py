@@ -1,0 +1,133 @@
+"""Train a harmonizer (iS2AM or RainNet), optionally with augmentation.
+
+    python -m harmonizers.train --data data/mini4 --domains all --arch issam --out runs/issam_all.safetensors
+    python -m harmonizers.train --data data/mini4 --arch issam --augment syconet:runs/syconet_all.safetensors \\
+        --out runs/issam_unified.safetensors                       # the unified model (section 4.7)
+    python -m harmonizers.train --data /path/to/iHarmony4 --arch issam256 --batch_size 32 --workers 8  # GPU
+    torchrun --nproc_per_node 2 -m harmonizers.train --data data/mini4 --out runs/h.safetensors
+
+``--arch`` is ``issam``, ``rainnet`` or a registered variant (``issam256``, ``rainnet128``, ...);
+``--size`` overrides the training size. ``--augment``: ``none | ct | lut | syconet:CKPT |
+static:K:CKPT``; ``--only_aug`` trains on the augmented composites alone (Table 1 row 6).
+Losses: iS2AM foreground-normalised MSE (``Σ m(p−t)² / max(3·Σm, min_area)``, min_area 1000 at 256,
+on 0–255), RainNet L1. Resumes from ``<out>.last.safetensors``.
+"""
+from __future__ import annotations
+
+import logging
+
+import torch
+from torch import nn
+
+from common import checkpoint
+from common.cli import print_json, run
+from common.engine import EngineConfig, dist_info, pick_device, train
+from common.io import InputError
+from domains.dataset import HarmonyDataset, fingerprint
+from eval import metrics as M
+
+from . import augment as A
+from .models import Harmonizer, create, from_meta, meta
+
+log = logging.getLogger(__name__)
+ARCH_ALIASES = {"issam": "issam256", "rainnet": "rainnet256"}
+
+
+def fn_mse(pred, target, mask, min_area: float):
+    """iS2AM's foreground-normalised MSE on the 0–255 scale, per image, averaged."""
+    err = ((pred - target) * 255).pow(2).mul(mask).flatten(1).sum(1)
+    return (err / (3 * mask.flatten(1).sum(1)).clamp_min(min_area)).mean()
+
+
+class HarmonizerLoss(nn.Module):
+    """The loss module the engine trains: harmonizer + (frozen, unregistered) augmenter."""
+
+    def __init__(self, model: Harmonizer, augmenter=None, only_aug: bool = False):
+        super().__init__()
+        self.model = model
+        object.__setattr__(self, "augmenter", augmenter)  # not a submodule: never trained or saved
+        self.only_aug = only_aug
+        self.min_area = 1000.0 * (model.size / 256) ** 2
+
+    def forward(self, batch):
+        comp, real, mask = batch["composite"], batch["real"], batch["mask"]
+        if self.augmenter is not None:
+            gen = self.augmenter(real, mask).to(comp.dtype)
+            if self.only_aug:
+                comp = gen
+            else:  # Eq. 2: the original and the augmented composite, both towards I^r
+                comp, real, mask = torch.cat([comp, gen]), torch.cat([real, real]), torch.cat([mask, mask])
+        out = self.model(comp, mask)
+        if self.model.arch == "rainnet":
+            loss = (out - real).abs().mean() * 255
+        else:
+            loss = fn_mse(out, real, mask, self.min_area)
+        return {"loss": loss}
+
+
+class HarmonizerTask:
+    def __init__(self, model: Harmonizer, augmenter, only_aug, domains, fp, val, extra_meta):
+        self.model = HarmonizerLoss(model, augmenter, only_aug)
+        self.net, self.domains, self.fp, self.val, self.extra = model, domains, fp, val, extra_meta
+
+    def meta(self):
+        return meta(self.net, self.domains, self.fp, **self.extra)
+
+    def validate(self, loss_module):
+        if self.val is None:
+            return {}
+        res = validate(loss_module.model, self.val)
+        return {"score": res["fMSE"], **res}
+
+
+@torch.inference_mode()
+def validate(model: Harmonizer, ds: HarmonyDataset, batch: int = 16, max_images: int = 128) -> dict:
+    dev = next(model.parameters()).device
+    acc = M.Accumulator()
+    n = min(len(ds), max_images)
+    for i in range(0, n, batch):
+        items = [ds[j] for j in range(i, min(n, i + batch))]
+        comp, real, mask = (torch.stack([it[k] for it in items]).to(dev) for k in ("composite", "real", "mask"))
+        acc.add("val", M.compute(model(comp, mask), real, mask, size=None))
+    s = acc.summary()["All"]
+    return {k: s[k] for k in ("MSE", "fMSE", "PSNR")}
+
+
+def build(arch: str, init: str | None, size: int | None) -> tuple[Harmonizer, dict]:
+    """A fresh registered variant, or the model of ``--init`` (weights and config)."""
+    if init:
+        tensors, m = checkpoint.load(init, kind="harmonizer")
+        model = from_meta({**m, "size": size or m["size"]})
+        model.load_state_dict({k: v.float() for k, v in tensors.items()})
+        return model, {"init": str(init)}
+    return create(ARCH_ALIASES.get(arch, arch), size=size), {}
+
+
+def main(data="data/mini4", domains="all", arch: str = "issam", out="runs/issam_all.safetensors",
+         augment: str = "none", only_aug: bool = False, init: str | None = None, size: int | None = None,
+         steps: int = 2000, batch_size: int = 16, lr: float = 1e-3, workers: int = 0, seed: int = 0,
+         save_every: int = 100, val_every: int = 0, device: str = "auto", resume: bool = True,
+         overwrite: bool = False, cache: bool = True) -> None:
+    """Train a harmonizer; ``--init`` finetunes from a checkpoint (all-domain base model)."""
+    if only_aug and A.parse(augment)[0] in ("none", "static"):
+        raise InputError("--only_aug needs a dynamic --augment (syconet:CKPT, ct or lut)")
+    torch.manual_seed(seed)
+    model, extra = build(arch, init, size)
+    train_ds = HarmonyDataset(data, domains, "train", size=model.size, cache=cache)
+    try:
+        val_ds = HarmonyDataset(data, domains, "test", size=model.size, cache=cache)
+    except InputError:
+        val_ds = None
+    _, _, local_rank = dist_info()
+    augmenter, train_set = A.make(augment, train_ds, device=pick_device(device, local_rank))
+    extra.update(augment=augment, only_aug=only_aug)
+    task = HarmonizerTask(model, augmenter, only_aug, train_ds.domains, fingerprint(train_ds.samples), val_ds, extra)
+    cfg = EngineConfig(out=out, steps=steps, batch_size=batch_size, lr=lr, workers=workers, seed=seed,
+                       save_every=save_every, val_every=val_every, device=device, resume=resume, overwrite=overwrite)
+    res = train(task, train_set, cfg)
+    if dist_info()[0] == 0:
+        print_json({**res, "arch": model.arch, "size": model.size, "augment": augment, "domains": train_ds.domains})
+
+
+if __name__ == "__main__":
+    run(main)

@@ -1,0 +1,94 @@
+"""Train SycoNet on all domains, then finetune it per domain.
+
+    python -m syconet.train --data data/mini4 --domains all --out runs/syconet_all.safetensors
+    python -m syconet.train --data data/mini4 --domains MiniFlickr --init runs/syconet_all.safetensors \\
+        --out runs/syconet_MiniFlickr.safetensors --steps 300
+    python -m syconet.train --data /path/to/iHarmony4 --size 256 --batch_size 32 --workers 8   # GPU
+    torchrun --nproc_per_node 2 -m syconet.train --data data/mini4 --out runs/s.safetensors
+
+Ablations (Table 2): ``--ablation no_rec | no_real | move_z | lutv2``. The run resumes from
+``<out>.last.safetensors`` when it exists; ``<out>.log.jsonl`` holds losses and validation.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+
+from common import checkpoint
+from common.cli import print_json, run
+from common.engine import EngineConfig, train
+from common.io import InputError
+from domains.dataset import HarmonyDataset, fingerprint
+
+from .model import SycoNet, SycoNetConfig, create, meta
+
+log = logging.getLogger(__name__)
+
+ABLATIONS = {"none": {}, "no_rec": {"rec_branch": False}, "no_real": {"ez_real": False},
+             "move_z": {"z_at_input": True}, "lutv2": {"lut_design": "lutv2"}}
+
+
+class SycoTask:
+    """The engine's view of SycoNet: the model is its own loss module."""
+
+    def __init__(self, model: SycoNet, arch: str, domains, fp: str, val: HarmonyDataset | None):
+        self.model, self.arch, self.domains, self.fp, self.val = model, arch, domains, fp, val
+        self.find_unused_parameters = True  # the critic / E^z are idle in some ablations
+
+    def meta(self):
+        return meta(self.model, self.arch, self.domains, self.fp)
+
+    def on_step(self, step: int, total: int):
+        warm = self.model.cfg.kl_warmup * total
+        self.model.kl_scale = min(1.0, step / warm) if warm > 0 else 1.0
+
+    def validate(self, model):
+        if self.val is None:
+            return {}
+        from .evaluate import reconstruction_fmse
+        res = reconstruction_fmse(model, self.val, max_images=64)
+        return {"score": res["rec_fMSE"], **res}
+
+
+def build_model(arch: str, init: str | None, ablation: str, pretrained_file: str | None, **overrides) -> tuple[SycoNet, str]:
+    if ablation not in ABLATIONS:
+        raise InputError(f"unknown ablation {ablation!r}; choose from {sorted(ABLATIONS)}")
+    if init:
+        tensors, m = checkpoint.load(init, kind="syconet")
+        cfg = {**m["config"], **{k: v for k, v in overrides.items() if v is not None}, **ABLATIONS[ablation]}
+        model = SycoNet(SycoNetConfig(**cfg), bank=tensors["bank"].float())
+        model.load_state_dict({k: v.float() for k, v in tensors.items()})
+        return model, m["arch"]
+    return create(arch, pretrained_file=pretrained_file, **overrides, **ABLATIONS[ablation]), arch
+
+
+def main(data="data/mini4", domains="all", out="runs/syconet_all.safetensors", init: str | None = None,
+         arch: str = "syconet_r18", ablation: str = "none", size: int = 256, enc_size: int | None = None,
+         kl_weight: float | None = None, steps: int = 2000, batch_size: int = 16, lr: float = 1e-4,
+         workers: int = 0, seed: int = 0, save_every: int = 100, val_every: int = 0, device: str = "auto",
+         pretrained_file: str | None = None, lut_dir: str | None = None, resume: bool = True,
+         overwrite: bool = False, cache: bool = True) -> None:
+    """Train SycoNet; ``--init`` starts from a checkpoint (per-domain finetuning keeps its config)."""
+    torch.manual_seed(seed)
+    train_ds = HarmonyDataset(data, domains, "train", size=size, cache=cache)
+    try:
+        val_ds = HarmonyDataset(data, domains, "test", size=size, cache=cache)
+    except InputError:
+        val_ds = None
+    model, arch = build_model(arch, init, ablation, pretrained_file, enc_size=enc_size, kl_weight=kl_weight)
+    if lut_dir and not init:
+        from .bank import basis_bank
+        with torch.no_grad():
+            model.bank.copy_(basis_bank(model.cfg.n_luts, model.cfg.lut_dim, model.cfg.bank_seed, lut_dir=lut_dir))
+    task = SycoTask(model, arch, train_ds.domains, fingerprint(train_ds.samples), val_ds)
+    cfg = EngineConfig(out=out, steps=steps, batch_size=batch_size, lr=lr, workers=workers, seed=seed,
+                       save_every=save_every, val_every=val_every, device=device, resume=resume,
+                       overwrite=overwrite)
+    res = train(task, train_ds, cfg)
+    print_json({"out": str(Path(out)), **res, "init": init, "ablation": ablation, "domains": train_ds.domains})
+
+
+if __name__ == "__main__":
+    run(main)

@@ -1,0 +1,100 @@
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from common import checkpoint
+from common.engine import EngineConfig, StepSampler, load_optimizer, optimizer_tensors, train
+from common.io import InputError
+from domains.dataset import HarmonyDataset, fingerprint
+from harmonizers.models import create
+from harmonizers.train import HarmonizerTask
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _task(data):
+    torch.manual_seed(0)  # same initial weights, as the CLIs seed before building the model
+    model = create("issam_test")
+    ds = HarmonyDataset(data, "all", "train", size=32)
+    return HarmonizerTask(model, None, False, ds.domains, fingerprint(ds.samples), None, {}), ds
+
+
+def _losses(path):
+    rows = [json.loads(x) for x in open(path)]
+    return {r["step"]: r["loss"] for r in rows if "loss" in r}
+
+
+def test_sampler_is_step_addressed():
+    a = StepSampler(10, 4, 6, 0, seed=1)
+    b = StepSampler(10, 4, 6, 3, seed=1)
+    assert list(a)[3:] == list(b)
+    halves = [list(StepSampler(10, 4, 6, 0, seed=1, rank=r, world=2)) for r in (0, 1)]
+    for full, h0, h1 in zip(a, *halves):
+        assert sorted(full) == sorted(h0 + h1)
+
+
+def test_optimizer_state_roundtrip():
+    p = torch.nn.Parameter(torch.randn(3))
+    opt = torch.optim.Adam([p], lr=0.1)
+    p.sum().backward()
+    opt.step()
+    tensors, meta = optimizer_tensors(opt)
+    opt2 = torch.optim.Adam([torch.nn.Parameter(p.detach().clone())], lr=0.1)
+    load_optimizer(opt2, tensors, json.loads(json.dumps(meta)))
+    assert torch.equal(opt2.state_dict()["state"][0]["exp_avg"], opt.state_dict()["state"][0]["exp_avg"])
+
+
+def test_resume_after_kill_follows_the_same_curve(mini_data, tmp_path):
+    cfg = dict(steps=6, batch_size=4, lr=1e-3, save_every=3, log_every=1, device="cpu", seed=3)
+    task, ds = _task(mini_data)
+    train(task, ds, EngineConfig(out=str(tmp_path / "a.safetensors"), **cfg))
+
+    class Killed(Exception):
+        pass
+
+    task, ds = _task(mini_data)
+
+    def die(step, total):
+        if step == 4:
+            raise Killed
+    task.on_step = die
+    with pytest.raises(Killed):
+        train(task, ds, EngineConfig(out=str(tmp_path / "b.safetensors"), **cfg))
+    assert (tmp_path / "b.last.safetensors").exists() and not (tmp_path / "b.safetensors").exists()
+    task, ds = _task(mini_data)
+    res = train(task, ds, EngineConfig(out=str(tmp_path / "b.safetensors"), **cfg))
+    assert res["steps_this_run"] == 3  # killed after 4 steps; resumed from the step-3 checkpoint
+    la, lb = _losses(tmp_path / "a.log.jsonl"), _losses(tmp_path / "b.log.jsonl")
+    for s in range(1, 7):
+        assert lb[s] == pytest.approx(la[s], rel=1e-4), s
+    wa, _ = checkpoint.load(tmp_path / "a.safetensors", kind="harmonizer")
+    wb, _ = checkpoint.load(tmp_path / "b.safetensors", kind="harmonizer")
+    for k in wa:
+        assert torch.allclose(wa[k].float(), wb[k].float(), atol=1e-4), k
+    with pytest.raises(InputError, match="already exists"):
+        task, ds = _task(mini_data)
+        train(task, ds, EngineConfig(out=str(tmp_path / "b.safetensors"), **cfg))
+
+
+@pytest.mark.slow
+def test_torchrun_two_processes_gloo(mini_data, tmp_path):
+    common = ["--data", str(mini_data), "--arch", "issam_test", "--steps", "3", "--batch_size", "4",
+              "--device", "cpu", "--lr", "1e-3"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    one = subprocess.run([sys.executable, "-m", "harmonizers.train", *common, "--out", str(tmp_path / "one.safetensors")],
+                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert one.returncode == 0, one.stderr[-2000:]
+    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                          "-m", "harmonizers.train", *common, "--out", str(tmp_path / "two.safetensors")],
+                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert two.returncode == 0, two.stderr[-2000:]
+    cfg = json.loads((tmp_path / "two.config.json").read_text())
+    assert cfg["world_size"] == 2
+    l1, l2 = _losses(tmp_path / "one.log.jsonl"), _losses(tmp_path / "two.log.jsonl")
+    # same initial weights and global batch: the first loss agrees (batch norm sees half batches)
+    assert l2[3] == pytest.approx(l1[3], rel=0.2)
+    assert checkpoint.read_meta(tmp_path / "two.safetensors")["step"] == 3
