@@ -1,7 +1,9 @@
 """One training engine for SycoNet, the harmonizers and the domain classifier.
 
-A task supplies a loss module (``forward(batch) -> {"loss": ..., other scalars}``), optional
-``validate(module) -> {"score": lower-is-better, ...}`` and ``meta() -> dict`` for the checkpoint.
+A task supplies a loss module ``task.model`` (``forward(batch) -> {"loss": ..., other scalars}``),
+``meta() -> dict`` for the checkpoint, and optionally ``validate(module) -> {"score":
+lower-is-better, ...}``, ``export(module) -> state_dict`` (the weights users load, default: all)
+and ``on_step(step, total)``.
 The engine owns the rest: device, AMP (bf16 on CUDA), DistributedDataParallel under ``torchrun``
 (gloo on CPU, nccl on GPU), DataLoader workers, seeding, resume, validation with the best checkpoint
 kept, a tqdm bar in images/s with ETA, and a JSON-lines log.
@@ -227,6 +229,9 @@ def train(task, dataset: Dataset, cfg: EngineConfig) -> dict:
     t0, step, last_losses = time.time(), start, {}
     model.train()
 
+    def export(module):  # the weights a user loads: the task may strip loss-only parts
+        return task.export(module) if hasattr(task, "export") else module.state_dict()
+
     def save_last(step):
         if rank != 0:
             return
@@ -247,7 +252,7 @@ def train(task, dataset: Dataset, cfg: EngineConfig) -> dict:
                 f.write(json.dumps(rec) + "\n")
             if res.get("score", math.inf) < best:
                 best = res["score"]
-                checkpoint.save(best_path, model.state_dict(), {**task.meta(), "step": step, "val": res})
+                checkpoint.save(best_path, export(model), {**task.meta(), "step": step, "val": res})
             log.info("step %d validation %s", step, {k: round(v, 4) for k, v in res.items()})
         if world > 1:
             dist.barrier()
@@ -292,7 +297,7 @@ def train(task, dataset: Dataset, cfg: EngineConfig) -> dict:
         validate(step)
         save_last(step)
         if rank == 0:
-            checkpoint.save(out, model.state_dict(), {**task.meta(), "step": step, "best": best},
+            checkpoint.save(out, export(model), {**task.meta(), "step": step, "best": best},
                             overwrite=True)
     if world > 1:
         dist.barrier()

@@ -73,6 +73,9 @@ class HarmonizerTask:
     def meta(self):
         return meta(self.net, self.domains, self.fp, **self.extra)
 
+    def export(self, loss_module):
+        return loss_module.model.state_dict()
+
     def validate(self, loss_module):
         if self.val is None:
             return {}

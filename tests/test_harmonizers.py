@@ -1,0 +1,120 @@
+import json
+
+import pytest
+import torch
+
+from common import checkpoint
+from common.io import InputError
+from domains.finetune import main as finetune, plan
+from harmonizers import augment as A
+from harmonizers.models import (VARIANTS, apply_colour_transform, create, fit_colour_transform, harmonize, load)
+from harmonizers.train import fn_mse, main as train_main
+from syconet.train import main as syco_train
+
+
+@pytest.mark.parametrize("name", ["issam_test", "rainnet_test"])
+@pytest.mark.parametrize("hw", [(32, 32), (37, 50)])
+def test_any_size_and_background_kept(name, hw):
+    torch.manual_seed(0)
+    m = create(name).eval()
+    x = torch.rand(2, 3, *hw)
+    mask = torch.zeros(2, 1, *hw)
+    mask[..., 5:20, 6:25] = 1
+    y = m(x, mask)
+    assert y.shape == x.shape and y.min() >= -1e-4 or name == "issam_test"
+    bg = (mask == 0).expand_as(x)
+    assert torch.equal(y[bg], x[bg])
+    y.sum().backward()
+
+
+def test_variants_build():
+    for name in VARIANTS:
+        if not name.endswith("256"):
+            m = create(name)
+            assert m.size == VARIANTS[name][2]
+
+
+def test_fn_mse_matches_formula():
+    p, t = torch.rand(2, 3, 16, 16), torch.rand(2, 3, 16, 16)
+    m = torch.zeros(2, 1, 16, 16)
+    m[0, :, :4, :4] = 1  # 16 px: below min_area → normalised by min_area
+    m[1, :, :, :] = 1
+    e = ((p - t) * 255).pow(2)
+    want = ((e[0] * m[0]).sum() / 100 + (e[1] * m[1]).sum() / (3 * 256)) / 2
+    assert fn_mse(p, t, m, min_area=100) == pytest.approx(want.item(), rel=1e-5)
+
+
+def test_colour_transform_recovers_global_map():
+    g = torch.Generator().manual_seed(0)
+    src = torch.rand(3, 30, 30, generator=g)
+    fn = lambda x: (0.1 + 0.8 * x + 0.1 * x * x).clamp(0, 1)  # noqa: E731
+    coef = fit_colour_transform(src.permute(1, 2, 0).reshape(-1, 3), fn(src).permute(1, 2, 0).reshape(-1, 3), ridge=0)
+    assert (apply_colour_transform(src, coef) - fn(src)).abs().max() < 1e-4
+
+
+@pytest.mark.parametrize("method", ["transform", "upsample", "full"])
+def test_harmonize_full_resolution(method):
+    torch.manual_seed(0)
+    m = create("issam_test").eval()
+    x = torch.rand(3, 90, 70)
+    mask = torch.zeros(1, 90, 70)
+    mask[:, 20:70, 10:60] = 1
+    y = harmonize(m, x, mask, method=method)
+    assert y.shape == x.shape
+    assert torch.equal(y[:, mask[0] == 0], x[:, mask[0] == 0])
+
+
+def test_augmenters_change_foreground_only(mini_data):
+    from domains.dataset import HarmonyDataset
+    ds = HarmonyDataset(mini_data, "all", "train", size=32)
+    b = [ds[i] for i in range(3)]
+    real, mask = torch.stack([x["real"] for x in b]), torch.stack([x["mask"] for x in b])
+    for aug in (A.CTAugmenter(ds, n_refs=4), A.LUTAugmenter(n=8, dim=9)):
+        out = aug(real, mask)
+        assert out.shape == real.shape
+        assert torch.allclose(out * (1 - mask), real * (1 - mask), atol=1e-6)
+        assert (out - real).abs().sum() > 0
+    with pytest.raises(InputError, match="static:K:SYCONET_CKPT"):
+        A.parse("static:x")
+
+
+@pytest.fixture(scope="module")
+def runs(mini_data, tmp_path_factory):
+    """Tiny base harmonizer and SycoNets in a runs/ folder, as the real pipeline leaves them."""
+    r = tmp_path_factory.mktemp("runs")
+    kw = dict(data=str(mini_data), size=32, batch_size=4, device="cpu")
+    train_main(arch="issam_test", out=str(r / "issam_test_all.safetensors"), steps=3, **kw)
+    syco_train(arch="syconet_test", out=str(r / "syconet_all.safetensors"), steps=2, **kw)
+    for d in ("MiniFlickr", "MiniDay2night"):
+        syco_train(domains=d, init=str(r / "syconet_all.safetensors"), out=str(r / f"syconet_{d}.safetensors"),
+                   steps=1, **{**kw, "batch_size": 2})
+    return r
+
+
+@pytest.mark.parametrize("row", [2, 3, 4, 5, 6, 7])
+def test_table1_rows_run(runs, mini_data, row, capsys):
+    finetune(domain="MiniDay2night", data=str(mini_data), arch="issam_test", row=row, runs=str(runs),
+             steps=2, batch_size=2, device="cpu")
+    out = runs / f"issam_test_MiniDay2night_row{row}.safetensors"
+    model, md = load(out)
+    assert md["domains"] == ["MiniDay2night"] and md["init"].endswith("issam_test_all.safetensors")
+    want = {2: "none", 3: "ct", 4: "lut", 5: "syconet_all", 6: "syconet_MiniDay2night", 7: "syconet_MiniDay2night"}[row]
+    assert want in md["augment"] and md["only_aug"] == (row == 6)
+
+
+def test_row1_and_defaults(runs, mini_data, capsys):
+    finetune(domain="MiniFlickr", data=str(mini_data), arch="issam_test", row=1, runs=str(runs))
+    res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert res["row"] == 1 and res["summary"]["MiniFlickr"]["n"] > 0
+    p = plan("MiniFlickr", arch="issam_test", runs=str(runs))
+    assert p["augment"].endswith("syconet_MiniFlickr.safetensors") and p["data"] == "data/mini4"
+    with pytest.raises(InputError, match="pass --data"):
+        plan("HFlickr", runs=str(runs))
+    with pytest.raises(InputError, match="base model not found"):
+        plan("MiniFlickr", arch="rainnet", runs=str(runs))
+
+
+def test_static_augmentation(runs, mini_data, tmp_path):
+    train_main(data=str(mini_data), domains="MiniFlickr", arch="issam_test", size=32, steps=2, batch_size=2,
+               device="cpu", augment=f"static:2:{runs / 'syconet_all.safetensors'}", out=str(tmp_path / "s.safetensors"))
+    assert checkpoint.read_meta(tmp_path / "s.safetensors")["augment"].startswith("static:2:")
