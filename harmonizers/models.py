@@ -124,7 +124,8 @@ def _resize(x, size):
 
 
 @torch.inference_mode()
-def harmonize(model: Harmonizer, image: torch.Tensor, mask: torch.Tensor, method: str = "transform") -> torch.Tensor:
+def harmonize(model: Harmonizer, image: torch.Tensor, mask: torch.Tensor, method: str = "transform",
+              timings: dict | None = None) -> torch.Tensor:
     """Harmonize one ``3×H×W`` image with its ``1×H×W`` mask at its own resolution.
 
     The network runs at its training size (``model.size`` square). ``method``:
@@ -136,17 +137,22 @@ def harmonize(model: Harmonizer, image: torch.Tensor, mask: torch.Tensor, method
     - ``"upsample"``: add the upsampled low-resolution change ``G(x↓) − x↓`` to the input.
     - ``"full"``: run the network at full resolution (slow, and off its training scale).
 
-    The background is returned unchanged.
+    The background is returned unchanged. ``timings`` (a dict) receives the seconds spent in the
+    network (``harmonize``) and in the full-resolution step (``full_res``).
     """
+    import time
+    t0 = time.perf_counter()
     dev = next(model.parameters()).device
     x, m = image[None].to(dev).float(), mask[None].to(dev).float()
     h, w = x.shape[-2:]
     if method == "full":
         out = model(x, m)
+        t1 = time.perf_counter()
     else:
         s = model.size
         xs, ms = _resize(x, (s, s)), _resize(m, (s, s)).clamp(0, 1)
         ys = model(xs, ms)
+        t1 = time.perf_counter()
         if method == "upsample":
             out = x + _resize(ys - xs, (h, w))
         elif method == "transform":
@@ -159,5 +165,8 @@ def harmonize(model: Harmonizer, image: torch.Tensor, mask: torch.Tensor, method
             out = apply_colour_transform(x[0], coef)[None] + _resize(rest[None] * ms, (h, w))
         else:
             raise ValueError(f"unknown method {method!r}; use transform, upsample or full")
-    out = out.clamp(0, 1)
-    return (m * out + (1 - m) * x)[0].cpu()
+    out = (m * out.clamp(0, 1) + (1 - m) * x)[0].cpu()
+    if timings is not None:
+        timings["harmonize"] = t1 - t0
+        timings["full_res"] = time.perf_counter() - t1
+    return out

@@ -1,0 +1,7 @@
+"""``python -m router predict IMAGE MASK`` and ``python -m router predict_dir DIR``."""
+import fire
+
+from . import predict, predict_dir
+
+if __name__ == "__main__":
+    fire.Fire({"predict": predict, "predict_dir": predict_dir})

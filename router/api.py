@@ -1,0 +1,140 @@
+"""The user's front door: classify a composite's domain and harmonize it with that domain's model.
+
+    from router import Harmonizer
+    h = Harmonizer.from_zoo()                      # models/default, or from_zoo("my_zoo/")
+    out = h("composite.jpg", "mask.png")           # path in → PIL image out
+    out = h(pil_image, pil_mask, mode="unified")   # PIL in → PIL out
+    out = h(array_uint8, mask_array)               # H×W×3 uint8 numpy in → same out
+    out = h(tensor_3hw, tensor_1hw, mode="oracle:MiniFlickr")   # float tensor in → float tensor out
+    h.classify(image, mask)                        # {"MiniCOCO": 0.91, ...}
+
+``mode``: ``routed`` (the classifier picks the domain's harmonizer), ``unified`` (one model for all
+domains), ``oracle:DOMAIN`` (the named domain's harmonizer).
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps
+
+from common.io import InputError, check_mask, read_image, read_mask, to_uint8
+
+from . import zoo as Z
+
+
+def _as_tensor(x, is_mask: bool) -> tuple[torch.Tensor, str]:
+    """Any accepted input → (float tensor C×H×W in [0,1], kind)."""
+    if isinstance(x, (str, Path)):
+        return (read_mask(x) if is_mask else read_image(x)), "path"
+    if isinstance(x, Image.Image):
+        x = ImageOps.exif_transpose(x)
+        if is_mask:
+            x = x.getchannel("A") if x.mode in ("RGBA", "LA") else x.convert("L")
+            return torch.from_numpy(np.asarray(x, dtype=np.float32) / 255)[None], "pil"
+        return torch.from_numpy(np.asarray(x.convert("RGB"), dtype=np.float32) / 255).permute(2, 0, 1), "pil"
+    if isinstance(x, np.ndarray):
+        a = x.astype(np.float32) / (255.0 if x.dtype == np.uint8 else 65535.0 if x.dtype == np.uint16 else 1.0)
+        if is_mask:
+            a = a if a.ndim == 2 else a[..., 0]
+            return torch.from_numpy(np.ascontiguousarray(a))[None], "numpy"
+        if a.ndim == 2:
+            a = np.repeat(a[..., None], 3, 2)
+        return torch.from_numpy(np.ascontiguousarray(a[..., :3])).permute(2, 0, 1), "numpy"
+    if torch.is_tensor(x):
+        t = x.detach().float().cpu()
+        if is_mask and t.ndim == 2:
+            t = t[None]
+        if not is_mask and (t.ndim != 3 or t.shape[0] != 3):
+            raise InputError(f"image tensor must be 3×H×W, got {tuple(t.shape)}")
+        return t, "tensor"
+    raise InputError(f"unsupported input type {type(x).__name__} (use a path, PIL image, numpy array or tensor)")
+
+
+def _like(out: torch.Tensor, kind: str, dtype=None):
+    if kind == "tensor":
+        return out
+    arr = to_uint8(out)
+    if kind == "numpy":
+        return arr if dtype in (None, np.uint8) else out.permute(1, 2, 0).numpy().astype(dtype)
+    return Image.fromarray(arr)
+
+
+class Harmonizer:
+    """Classifier + per-domain harmonizers + unified harmonizer, loaded from a zoo folder."""
+
+    def __init__(self, manifest: dict, device="cpu"):
+        from harmonizers.models import load as load_h
+
+        from .classifier import load as load_c
+        self.device = torch.device(device)
+        self.manifest = manifest
+        t0 = time.perf_counter()
+        self.classifier, _ = load_c(manifest["classifier"], device=self.device)
+        self.domains = list(manifest["classifier_domains"])
+        self.models = {d: load_h(p, device=self.device)[0] for d, p in manifest["domains"].items()}
+        self.unified = load_h(manifest["unified"], device=self.device)[0] if manifest["unified"] else None
+        self.load_seconds = time.perf_counter() - t0
+
+    @classmethod
+    def from_zoo(cls, zoo=None, device="cpu") -> "Harmonizer":
+        return cls(Z.read(zoo), device)
+
+    def _prepare(self, image, mask):
+        img, kind = _as_tensor(image, False)
+        m, _ = _as_tensor(mask, True)
+        if img.shape[1:] != m.shape[1:]:
+            raise InputError(f"mask is {m.shape[2]}x{m.shape[1]} but image is {img.shape[2]}x{img.shape[1]}")
+        check_mask(m, "mask")
+        return img, m.clamp(0, 1), kind
+
+    @torch.inference_mode()
+    def _probs(self, img, m) -> dict[str, float]:
+        p = self.classifier.probabilities(img[None].to(self.device), m[None].to(self.device))[0]
+        return {d: float(v) for d, v in zip(self.domains, p.cpu())}
+
+    def classify(self, image, mask) -> dict[str, float]:
+        """Class probabilities: domain name → probability."""
+        img, m, _ = self._prepare(image, mask)
+        return self._probs(img, m)
+
+    def choose(self, mode: str, probs: dict | None) -> tuple[str, object]:
+        """(model name, harmonizer) for a mode."""
+        if mode == "unified":
+            if self.unified is None:
+                raise InputError("this zoo has no unified model (zoo.json 'unified')")
+            return "unified", self.unified
+        if mode.startswith("oracle:"):
+            d = mode.split(":", 1)[1]
+            if d not in self.models:
+                raise InputError(f"mode {mode}: no harmonizer for {d!r}; zoo has {sorted(self.models)}")
+            return d, self.models[d]
+        if mode != "routed":
+            raise InputError(f"mode must be routed, unified or oracle:DOMAIN, got {mode!r}")
+        ranked = sorted(probs, key=probs.get, reverse=True)
+        for d in ranked:  # the most likely domain that has a model
+            if d in self.models:
+                return d, self.models[d]
+        if self.unified is not None:
+            return "unified", self.unified
+        raise InputError("the zoo has no harmonizer for any predicted domain")
+
+    def run(self, image, mask, mode: str = "routed") -> dict:
+        """Harmonize and return a dict: ``output`` (tensor), ``domain``, ``probabilities``, ``model``,
+        ``seconds`` per stage, and the input ``kind``."""
+        from harmonizers.models import harmonize
+        img, m, kind = self._prepare(image, mask)
+        t = {}
+        t0 = time.perf_counter()
+        probs = self._probs(img, m) if mode == "routed" else None
+        t["classify"] = time.perf_counter() - t0
+        name, model = self.choose(mode, probs)
+        out = harmonize(model, img, m, timings=t)
+        return {"output": out, "domain": name, "probabilities": probs, "model": name, "seconds": t, "kind": kind}
+
+    def __call__(self, image, mask, mode: str = "routed"):
+        """Harmonize; returns the kind it was given (path → PIL image)."""
+        r = self.run(image, mask, mode)
+        return _like(r["output"], r["kind"], getattr(image, "dtype", None))

