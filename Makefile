@@ -14,8 +14,7 @@ $(STAMP): pyproject.toml
 
 # The main job on the bundled default.
 demo: $(STAMP)
-	$(PY) -m domains.build --photos assets/photos --out data/mini4 --seed 0 --overwrite
-	$(PY) -m eval.score --data data/mini4 --out runs/score_composite.json --overwrite
+	$(PY) -m router.demo --out runs/demo
 
 test: $(STAMP)
 	$(PY) -m pytest -q -x
