@@ -58,3 +58,23 @@ def ihd_data(tmp_path_factory, mini_data) -> Path:
     (root / "IHD_test.txt").write_text("\n".join(lines) + "\n")
     (root / "IHD_train.txt").write_text("")
     return root
+
+
+@pytest.fixture(scope="session")
+def tiny_zoo(mini_data, tmp_path_factory):
+    """A zoo of tiny models (a few steps each) over the tiny benchmark."""
+    from domains.build import MINI4_NAMES
+    from harmonizers.train import main as htrain
+    from router import zoo as Z
+    from router.train import main as rtrain
+    r = tmp_path_factory.mktemp("zoo_runs")
+    rtrain(data=str(mini_data), out=str(r / "router.safetensors"), backbone="resnet10t", size=32, steps=2,
+           batch_size=4, device="cpu")
+    kw = dict(data=str(mini_data), arch="issam_test", size=32, steps=1, batch_size=2, device="cpu")
+    for d in MINI4_NAMES:
+        htrain(domains=d, out=str(r / f"h_{d}.safetensors"), **kw)
+    htrain(domains="all", out=str(r / "h_all.safetensors"), **kw)
+    z = Z.build(tmp_path_factory.mktemp("zoo") / "zoo", r / "router.safetensors",
+                domains={d: str(r / f"h_{d}.safetensors") for d in MINI4_NAMES}, unified=r / "h_all.safetensors",
+                fp16=True)
+    return z

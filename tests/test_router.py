@@ -12,27 +12,11 @@ from PIL import Image
 from common import checkpoint
 from common.io import InputError, read_image
 from domains.build import MINI4_NAMES
-from harmonizers.train import main as htrain
 from router import Harmonizer, zoo as Z
 from router.classifier import ClassifierConfig, DomainClassifier, efficientnet_lite0_file, resolve_backbone
-from router.train import main as rtrain, report
+from router.train import report
 
 from .conftest import ROOT
-
-
-@pytest.fixture(scope="module")
-def tiny_zoo(mini_data, tmp_path_factory):
-    r = tmp_path_factory.mktemp("zoo_runs")
-    rtrain(data=str(mini_data), out=str(r / "router.safetensors"), backbone="resnet10t", size=32, steps=2,
-           batch_size=4, device="cpu")
-    kw = dict(data=str(mini_data), arch="issam_test", size=32, steps=1, batch_size=2, device="cpu")
-    for d in MINI4_NAMES:
-        htrain(domains=d, out=str(r / f"h_{d}.safetensors"), **kw)
-    htrain(domains="all", out=str(r / "h_all.safetensors"), **kw)
-    z = Z.build(tmp_path_factory.mktemp("zoo") / "zoo", r / "router.safetensors",
-                domains={d: str(r / f"h_{d}.safetensors") for d in MINI4_NAMES}, unified=r / "h_all.safetensors",
-                fp16=True)
-    return z
 
 
 @pytest.fixture
