@@ -24,6 +24,9 @@ class ISSAMConfig:
     attend_from: int = 2
     attention_mid_k: float = 0.5
     image_fusion: bool = True
+    # "fusion": out = a·x + (1−a)·y as iS2AM; "residual": out = x + y with y zero-initialised, which
+    # starts at the identity and keeps its gradient (fusion saturates to a = 1 on small data, see README)
+    output: str = "fusion"
 
 
 def conv_block(cin, cout, norm: bool, k=3, s=1, p=1):
@@ -112,7 +115,12 @@ class ISSAM(nn.Module):
                                     attention=0 <= cfg.attend_from <= d, mid_k=cfg.attention_mid_k))
             cdec = cenc
         self.to_rgb = nn.Conv2d(cdec, 3, 1)
-        self.to_attention = nn.Conv2d(cdec, 1, 1) if cfg.image_fusion else None
+        if cfg.output not in ("fusion", "residual"):
+            raise ValueError(f"output must be fusion or residual, got {cfg.output!r}")
+        if cfg.output == "residual":
+            nn.init.zeros_(self.to_rgb.weight)
+            nn.init.zeros_(self.to_rgb.bias)
+        self.to_attention = nn.Conv2d(cdec, 1, 1) if cfg.image_fusion and cfg.output == "fusion" else None
         self.register_buffer("mean", torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1), persistent=False)
 
@@ -128,7 +136,9 @@ class ISSAM(nn.Module):
         for up, skip in zip(self.ups, reversed(skips)):
             h = up(h, skip, mask)
         y = self.to_rgb(h)
-        if self.to_attention is not None:
+        if self.cfg.output == "residual":
+            y = x + y
+        elif self.to_attention is not None:
             a = torch.sigmoid(3.0 * self.to_attention(h))
             y = a * x + (1 - a) * y
         return y * self.std + self.mean

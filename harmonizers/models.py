@@ -26,7 +26,7 @@ VARIANTS = {
     "rainnet256": ("rainnet", {}, 256),
     "rainnet128": ("rainnet", {"depth": 7, "ch": 32}, 128),
     # CPU-sized: the same architectures at 64 px (the full-resolution transform does the rest)
-    "issam64": ("issam", {}, 64),
+    "issam64": ("issam", {"output": "residual"}, 64),
     "rainnet64": ("rainnet", {"depth": 6, "ch": 32, "max_channels": 256}, 64),
     "issam_test": ("issam", {"depth": 3, "ch": 8}, 32),
     "rainnet_test": ("rainnet", {"depth": 4, "ch": 8}, 32),

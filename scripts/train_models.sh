@@ -25,11 +25,11 @@ train() {  # train OUT MODULE ARGS...: run unless OUT exists, log the wall time
 # 1. SycoNet on all domains (encoders at 64 px, LUT loss at 128 px)
 train "$R/syconet_all.safetensors" syconet.train --data "$DATA" --domains all --size 128 --enc_size 64 \
   --steps 1500 --batch_size 16 --lr 3e-4 --val_every 300
-# 2. base harmonizer on all domains (iS2AM, improved_ssam configuration at 64 px)
+# 2. domain classifier (tf_efficientnet_lite0 from ImageNet weights, composite + mask)
+train "$R/router.safetensors" router.train --data "$DATA" --size 128 --steps 100 --batch_size 32 --lr 1e-3
+# 3. base harmonizer on all domains (iS2AM, improved_ssam configuration at 64 px)
 train "$R/issam_all.safetensors" harmonizers.train --data "$DATA" --domains all --arch issam64 \
-  --steps 500 --batch_size 16 --lr 1e-3 --val_every 100
-# 3. domain classifier (tf_efficientnet_lite0 from ImageNet weights, composite + mask)
-train "$R/router.safetensors" router.train --data "$DATA" --size 128 --steps 300 --batch_size 32 --lr 1e-3
+  --steps 600 --batch_size 16 --lr 5e-4 --val_every 100
 # 4. SycoNet finetuned per domain
 for D in MiniFlickr MiniDay2night MiniCOCO MiniAdobe; do
   train "$R/syconet_$D.safetensors" syconet.train --data "$DATA" --domains "$D" \

@@ -118,3 +118,14 @@ def test_static_augmentation(runs, mini_data, tmp_path):
     train_main(data=str(mini_data), domains="MiniFlickr", arch="issam_test", size=32, steps=2, batch_size=2,
                device="cpu", augment=f"static:2:{runs / 'syconet_all.safetensors'}", out=str(tmp_path / "s.safetensors"))
     assert checkpoint.read_meta(tmp_path / "s.safetensors")["augment"].startswith("static:2:")
+
+
+def test_issam_residual_output_starts_at_identity():
+    m = create("issam64").eval()
+    assert m.cfg.output == "residual"
+    x = torch.rand(1, 3, 64, 64)
+    mask = torch.zeros(1, 1, 64, 64)
+    mask[..., 10:40, 10:40] = 1
+    assert torch.allclose(m(x, mask), x, atol=1e-5)
+    with pytest.raises(ValueError, match="fusion or residual"):
+        create("issam_test", output="sum")

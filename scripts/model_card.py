@@ -1,0 +1,63 @@
+"""Write models/default/README.md (the model card) from the zoo, the pipeline log and the reports.
+
+    .venv/bin/python scripts/model_card.py --report reports/mini4/results.json
+"""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import fire
+
+from common import checkpoint
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def main(zoo: str = str(ROOT / "models/default"), report: str = str(ROOT / "reports/mini4/results.json"),
+         pipeline_log: str = str(ROOT / "runs/pipeline.log"), router_report: str = str(ROOT / "runs/router.report.json")):
+    zoo = Path(zoo)
+    man = json.loads((zoo / "zoo.json").read_text())
+    times = {}
+    if Path(pipeline_log).is_file():
+        for m in re.finditer(r"done (\S+) in (\d+) s", Path(pipeline_log).read_text()):
+            times[Path(m.group(1)).name] = int(m.group(2))
+    lines = ["# Default model zoo", "",
+             "Trained by `make models` (`scripts/train_models.sh`) on the offline benchmark (`data/mini4`, built with "
+             "`python -m domains.build --photos assets/photos --out data/mini4 --seed 0`), on the 2-core CPU development "
+             "machine. Weights are stored as float16 and loaded as float32.", "",
+             "| file | kind | arch | size px | trained on | steps | source run | train time here | MB |",
+             "|---|---|---|---:|---|---:|---|---:|---:|"]
+    files = [man["classifier"], *man["domains"].values()] + ([man["unified"]] if man.get("unified") else []) + \
+        list((man.get("syconets") or {}).values())
+    total = 0
+    for f in files:
+        md = checkpoint.read_meta(zoo / f)
+        size = md.get("size") or md["config"].get("size") or md["config"].get("enc_size")
+        src = {"classifier.safetensors": "router.safetensors", "harmonizer_unified.safetensors": "issam_unified.safetensors",
+               "syconet_all.safetensors": "syconet_all.safetensors"}.get(f, f.replace("harmonizer_", "issam_"))
+        mb = (zoo / f).stat().st_size / 2 ** 20
+        total += mb
+        t = times.get(src)
+        lines.append(f"| `{f}` | {md['kind']} | {md['arch']} | {size} | {', '.join(md['domains'])} | {md.get('step')} | "
+                     f"`runs/{src}` | {f'{t / 60:.1f} min' if t else '—'} | {mb:.1f} |")
+    lines += ["", f"Total: {total:.1f} MB.", ""]
+    if Path(router_report).is_file():
+        rr = json.loads(Path(router_report).read_text())
+        lines += [f"Classifier: `{rr['backbone']}` ({rr['pretrained']} start, mask channel: {rr['use_mask']}), "
+                  f"test accuracy {rr['accuracy']:.3f}.", "", rr["table"], ""]
+    if Path(report).is_file():
+        res = json.loads(Path(report).read_text())
+        methods = list(res["methods"])
+        lines += [f"Test split, fMSE at 256×256 (`python -m eval.benchmark --data data/mini4 --out reports/mini4`):", "",
+                  "| domain | " + " | ".join(methods) + " |", "|---|" + "---:|" * len(methods)]
+        for d in res["methods"][methods[0]]["summary"]:
+            lines.append(f"| {d} | " + " | ".join(f"{res['methods'][m]['summary'][d]['fMSE']:.1f}" for m in methods) + " |")
+        lines.append("")
+    (zoo / "README.md").write_text("\n".join(lines))
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    fire.Fire(main)
