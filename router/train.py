@@ -78,7 +78,9 @@ class ClassifierTask:
 def main(data="data/mini4", out="runs/router.safetensors", backbone: str = "auto", use_mask: bool = True,
          size: int = 224, pretrained_file: str | None = None, steps: int = 1000, batch_size: int = 32,
          lr: float = 1e-3, workers: int = 0, seed: int = 0, val_every: int = 0, device: str = "auto",
-         resume: bool = True, overwrite: bool = False) -> None:
+         resume: bool = True, overwrite: bool = False, synthesize: bool = False) -> None:
+    """``--synthesize`` trains on fresh composites made by each domain's own process from the training
+    photos (offline benchmark only; see router.synth), so the label depends on the process, not the photo."""
     torch.manual_seed(seed)
     train_ds = HarmonyDataset(data, "all", "train", size=size)
     test_ds = HarmonyDataset(data, "all", "test", size=size, domain_names=train_ds.domains)
@@ -87,18 +89,23 @@ def main(data="data/mini4", out="runs/router.safetensors", backbone: str = "auto
                            pretrained="imagenet" if weights else "scratch")
     model = DomainClassifier(cfg, pretrained_file=weights)
     task = ClassifierTask(model, fingerprint(train_ds.samples), test_ds)
-    res = train(task, train_ds, EngineConfig(out=out, steps=steps, batch_size=batch_size, lr=lr, workers=workers,
+    train_set = train_ds
+    if synthesize:
+        from .synth import ProcessComposites
+        train_set = ProcessComposites(train_ds, length=steps * batch_size)
+    res = train(task, train_set, EngineConfig(out=out, steps=steps, batch_size=batch_size, lr=lr, workers=workers,
                                              seed=seed, val_every=val_every, device=device, resume=resume,
                                              overwrite=overwrite))
     if dist_info()[0] != 0:
         return
     net = task.net.eval()
     r = report(confusion(net, test_ds), train_ds.domains)
-    write_text(json.dumps({**r, "backbone": name, "pretrained": cfg.pretrained, "use_mask": use_mask, **res}, indent=1),
+    write_text(json.dumps({**r, "backbone": name, "pretrained": cfg.pretrained, "use_mask": use_mask,
+                           "synthesize": synthesize, **res}, indent=1),
                str(out).removesuffix(".safetensors") + ".report.json", overwrite=True)
     print(r["table"])
     print_json({"out": str(out), "accuracy": r["accuracy"], "backbone": name, "pretrained": cfg.pretrained,
-                "use_mask": use_mask, "seconds": res["seconds"]})
+                "use_mask": use_mask, "synthesize": synthesize, "seconds": res["seconds"]})
 
 
 if __name__ == "__main__":

@@ -25,24 +25,31 @@ train() {  # train OUT MODULE ARGS...: run unless OUT exists, log the wall time
 # 1. SycoNet on all domains (encoders at 64 px, LUT loss at 128 px)
 train "$R/syconet_all.safetensors" syconet.train --data "$DATA" --domains all --size 128 --enc_size 64 \
   --steps 1500 --batch_size 16 --lr 3e-4 --val_every 300
-# 2. domain classifier (tf_efficientnet_lite0 from ImageNet weights, composite + mask)
-train "$R/router.safetensors" router.train --data "$DATA" --size 128 --steps 100 --batch_size 32 --lr 1e-3
+# 2. domain classifier (tf_efficientnet_lite0 from ImageNet weights, composite + mask), trained on
+#    fresh composites made by each domain's process (router.synth)
+train "$R/router.safetensors" router.train --data "$DATA" --size 128 --steps 100 --batch_size 16 --lr 1e-3 \
+  --synthesize --workers 1
 # 3. base harmonizer on all domains (iS2AM, improved_ssam configuration at 64 px)
 train "$R/issam_all.safetensors" harmonizers.train --data "$DATA" --domains all --arch issam64 \
-  --steps 600 --batch_size 16 --lr 5e-4 --val_every 100
+  --steps 300 --batch_size 16 --lr 5e-4 --val_every 100
 # 4. SycoNet finetuned per domain
-for D in MiniFlickr MiniDay2night MiniCOCO MiniAdobe; do
+for D in MiniFlickr MiniDay2night; do
   train "$R/syconet_$D.safetensors" syconet.train --data "$DATA" --domains "$D" \
     --init "$R/syconet_all.safetensors" --size 128 --steps 100 --batch_size 16 --lr 1e-4
 done
-# 5. per-domain harmonizers: finetune the base with originals + the domain's SycoNet (Table 1 row 7)
-for D in MiniFlickr MiniDay2night MiniCOCO MiniAdobe; do
+# 5. per-domain harmonizers: finetune the base with originals + SycoNet augmentation: the domain's
+#    finetuned SycoNet for the two small domains (Table 1 row 7), the all-domain one for the large (row 5)
+for D in MiniFlickr MiniDay2night; do
   train "$R/issam_$D.safetensors" domains.finetune --domain "$D" --data "$DATA" --runs "$R" \
-    --steps 100 --batch_size 8 --lr 1e-4
+    --steps 60 --batch_size 8 --lr 1e-4
+done
+for D in MiniCOCO MiniAdobe; do
+  train "$R/issam_$D.safetensors" domains.finetune --domain "$D" --data "$DATA" --runs "$R" --row 5 \
+    --steps 60 --batch_size 8 --lr 1e-4
 done
 # 6. unified harmonizer: the base finetuned on all domains with the all-domain SycoNet (section 4.7)
 train "$R/issam_unified.safetensors" harmonizers.train --data "$DATA" --domains all --init "$R/issam_all.safetensors" \
-  --augment "syconet:$R/syconet_all.safetensors" --steps 150 --batch_size 8 --lr 1e-4
+  --augment "syconet:$R/syconet_all.safetensors" --steps 100 --batch_size 8 --lr 1e-4
 # 7. the default zoo (float16 storage)
 if [ ! -f models/default/zoo.json ] || [ "${REBUILD_ZOO:-0}" = 1 ]; then
   "$PY" -m router.zoo build --out models/default --classifier "$R/router.safetensors" \
@@ -53,10 +60,10 @@ if [ ! -f models/default/zoo.json ] || [ "${REBUILD_ZOO:-0}" = 1 ]; then
 fi
 # 8. RainNet base (for the harmonizer table)
 train "$R/rainnet_all.safetensors" harmonizers.train --data "$DATA" --domains all --arch rainnet64 \
-  --steps 500 --batch_size 16 --lr 5e-4 --val_every 100
+  --steps 300 --batch_size 16 --lr 5e-4 --val_every 100
 # 9. SycoNet ablations (Table 2): each trained from scratch on MiniDay2night with the same budget
 for A in none no_rec no_real move_z lutv2; do
   train "$R/ablation_$A.safetensors" syconet.train --data "$DATA" --domains MiniDay2night --ablation "$A" \
-    --size 128 --enc_size 64 --steps 150 --batch_size 16 --lr 3e-4
+    --size 128 --enc_size 64 --steps 100 --batch_size 16 --lr 3e-4
 done
 log "all done"

@@ -1,0 +1,56 @@
+"""Fresh composites for classifier training, made by the offline benchmark's own processes.
+
+On the offline benchmark a domain *is* its foreground-adjustment process, and each domain has only a
+handful of training photos, so a classifier trained on the stored composites learns the photos
+(content), not the process, and fails on unseen photos. ``ProcessComposites`` draws, for every item,
+a random training real image of any domain, a random domain, and that domain's process with fresh
+parameters (``domains.build.make_composite``): the label then depends on the process alone.
+Only for datasets built by ``domains.build`` (the processes are known); on iHarmony4, train on the
+stored composites.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import Dataset
+from torchvision import tv_tensors
+from torchvision.transforms import v2
+
+from common.io import InputError
+from domains.build import DOMAIN_SPECS, make_composite
+from domains.dataset import HarmonyDataset, real_images
+
+
+class ProcessComposites(Dataset):
+    def __init__(self, base: HarmonyDataset, length: int = 4096, work_size: int = 192):
+        unknown = [d for d in base.domains if d not in DOMAIN_SPECS]
+        if unknown:
+            raise InputError(f"--synthesize needs domains built by domains.build; {unknown} have no known process")
+        self.domains, self.size, self.length = base.domains, base.size, length
+        self.reals = []
+        for dom, real, mask in real_images(base.samples):
+            r, m = base._load(real, False), base._load(mask, True)
+            s = work_size / max(r.shape[1:])
+            if s < 1:
+                hw = [max(8, round(x * s)) for x in r.shape[1:]]
+                r = F.interpolate(r[None], size=hw, mode="bilinear", antialias=True, align_corners=False)[0]
+                m = (F.interpolate(m[None], size=hw, mode="bilinear", align_corners=False)[0] > 0.5).float()
+            self.reals.append((f"{dom}/{real.name}", r.clamp(0, 1), m))
+        self.tf = v2.Compose([v2.RandomResizedCrop(self.size, scale=(0.5, 1.0), antialias=True),
+                              v2.RandomHorizontalFlip()])
+
+    def __len__(self):
+        return self.length
+
+    def __getitem__(self, i):
+        rng = np.random.default_rng(int(torch.randint(2 ** 31, (1,))))  # follows the engine's per-sample seed
+        k = int(rng.integers(len(self.reals)))
+        name, real, mask = self.reals[k]
+        d = int(rng.integers(len(self.domains)))
+        methods = DOMAIN_SPECS[self.domains[d]][4]
+        refs = [r for j, r in enumerate(self.reals) if j != k]
+        comp, _ = make_composite(real, mask, methods[int(rng.integers(len(methods)))], rng, refs)
+        comp, real_t, mask_t = self.tf(tv_tensors.Image(comp), tv_tensors.Image(real), tv_tensors.Mask(mask))
+        return {"composite": comp.as_subclass(torch.Tensor).clamp(0, 1), "real": real_t.as_subclass(torch.Tensor),
+                "mask": mask_t.as_subclass(torch.Tensor), "domain": d, "domain_name": self.domains[d]}
