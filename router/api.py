@@ -22,8 +22,6 @@ from PIL import Image, ImageOps
 
 from common.io import InputError, check_mask, read_image, read_mask, to_uint8
 
-from . import zoo as Z
-
 
 def _as_tensor(x, is_mask: bool) -> tuple[torch.Tensor, str]:
     """Any accepted input → (float tensor C×H×W in [0,1], kind)."""
@@ -80,7 +78,8 @@ class Harmonizer:
 
     @classmethod
     def from_zoo(cls, zoo=None, device="cpu") -> "Harmonizer":
-        return cls(Z.read(zoo), device)
+        from .zoo import read  # lazy: `python -m router.zoo` must not import itself twice
+        return cls(read(zoo), device)
 
     def _prepare(self, image, mask):
         img, kind = _as_tensor(image, False)

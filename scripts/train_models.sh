@@ -55,9 +55,12 @@ if [ ! -f models/default/zoo.json ] || [ "${REBUILD_ZOO:-0}" = 1 ]; then
   "$PY" -m router.zoo build --out models/default --classifier "$R/router.safetensors" \
     --unified "$R/issam_unified.safetensors" \
     --domains "MiniCOCO=$R/issam_MiniCOCO.safetensors,MiniAdobe=$R/issam_MiniAdobe.safetensors,MiniFlickr=$R/issam_MiniFlickr.safetensors,MiniDay2night=$R/issam_MiniDay2night.safetensors" \
-    --syconets "all=$R/syconet_all.safetensors" --fp16 --overwrite
+    --fp16 --overwrite
   log "zoo built"
 fi
+# the all-domain SycoNet, generation-only, for `python -m syconet.sample` out of the box
+[ -f models/syconet_all.safetensors ] || "$PY" -m syconet.export --ckpt "$R/syconet_all.safetensors" \
+  --out models/syconet_all.safetensors
 # 8. RainNet base (for the harmonizer table)
 train "$R/rainnet_all.safetensors" harmonizers.train --data "$DATA" --domains all --arch rainnet64 \
   --steps 300 --batch_size 16 --lr 5e-4 --val_every 100

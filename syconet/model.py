@@ -140,6 +140,8 @@ class SycoNet(nn.Module):
         return self.render(real, mask, self.coefficients(real, mask, mu + torch.randn_like(mu) * (0.5 * logvar).exp()))
 
     def reconstruct(self, composite, real, mask, sample: bool = True):
+        if not hasattr(self, "enc_z"):
+            raise ValueError("this SycoNet is generation-only (no E^z): it cannot reconstruct")
         mu, logvar = self.encode(composite, real, mask)
         z = mu + torch.randn_like(mu) * (0.5 * logvar).exp() if sample else mu
         return self.render(real, mask, self.coefficients(real, mask, z)), mu, logvar
@@ -180,11 +182,30 @@ def meta(model: SycoNet, arch: str, domains, fingerprint: str) -> dict:
             "data_fingerprint": fingerprint}
 
 
+GENERATION_PREFIXES = ("enc_r.", "fc.", "bank")
+
+
 def load(path, device="cpu") -> tuple[SycoNet, dict]:
-    """Rebuild a SycoNet from its checkpoint alone (config checked before the weights)."""
+    """Rebuild a SycoNet from its checkpoint alone (config checked before the weights). A
+    generation-only checkpoint (:func:`export_generation`) has no ``E^z`` / critic: it generates."""
     tensors, m = checkpoint.load(path, kind="syconet", device=device)
     cfg = SycoNetConfig(**m["config"])
     bank = tensors["bank"].float()
     model = SycoNet(cfg, bank=bank)
-    model.load_state_dict({k: v.float() for k, v in tensors.items()})
+    gen_only = bool(m.get("generation_only"))
+    if gen_only:
+        for name in ("enc_z", "to_stats", "disc"):
+            if hasattr(model, name):
+                delattr(model, name)
+    model.load_state_dict({k: v.float() for k, v in tensors.items()}, strict=True)
     return model.to(device).eval(), m
+
+
+def export_generation(src, dst, fp16: bool = True, overwrite: bool = False):
+    """Keep what generation needs (``E^r``, the FC, the basis LUTs): half the size, for shipping."""
+    tensors, m = checkpoint.load(src, kind="syconet")
+    keep = {k: (v.half() if fp16 and v.is_floating_point() and k != "bank" else v)
+            for k, v in tensors.items() if k.startswith(GENERATION_PREFIXES)}
+    m = {**m, "generation_only": True, "stored_as": "float16" if fp16 else "float32"}
+    m.pop("optimizer", None)
+    return checkpoint.save(dst, keep, m, overwrite=overwrite)

@@ -19,7 +19,7 @@ from common.io import InputError, image_grid, read_pair, write_image
 
 from .model import load
 
-DEFAULT_CKPT = Path(__file__).resolve().parents[1] / "models" / "default" / "syconet_all.safetensors"
+DEFAULT_CKPT = Path(__file__).resolve().parents[1] / "models" / "syconet_all.safetensors"  # generation-only
 
 
 @torch.inference_mode()

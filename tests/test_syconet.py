@@ -127,3 +127,19 @@ def test_train_finetune_sample_evaluate(mini_data, tmp_path):
     assert r3.returncode == 0, r3.stderr[-1500:]
     ev = json.loads(r3.stdout.strip().splitlines()[-1])
     assert set(ev["domains"]) == {"MiniFlickr"} and ev["domains"]["MiniFlickr"]["Div"] >= 0
+
+
+def test_generation_only_export(tmp_path):
+    from syconet.model import export_generation
+    torch.manual_seed(0)
+    m = create("syconet_test").eval()
+    checkpoint.save(tmp_path / "full.safetensors", m.state_dict(), meta(m, "syconet_test", ["A"], "fp"))
+    export_generation(tmp_path / "full.safetensors", tmp_path / "gen.safetensors")
+    g, md = load(tmp_path / "gen.safetensors")
+    assert md["generation_only"] and not hasattr(g, "enc_z")
+    assert (tmp_path / "gen.safetensors").stat().st_size < (tmp_path / "full.safetensors").stat().st_size
+    b = _batch()
+    z = torch.randn(2, m.cfg.z_dim)
+    assert torch.allclose(m.generate(b["real"], b["mask"], z), g.generate(b["real"], b["mask"], z), atol=2e-2)
+    with pytest.raises(ValueError, match="generation-only"):
+        g.reconstruct(b["composite"], b["real"], b["mask"])
