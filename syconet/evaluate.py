@@ -29,13 +29,16 @@ from .model import SycoNet, load
 def reconstruction_fmse(model: SycoNet, ds: HarmonyDataset, max_images: int | None = None, batch: int = 16) -> dict:
     dev = next(model.parameters()).device
     n = len(ds) if max_images is None else min(len(ds), max_images)
-    rec_sum = comp_sum = 0.0
+    can_rec = hasattr(model, "enc_z")  # not the "w/o rec" ablation nor a generation-only export
+    rec_sum = 0.0 if can_rec else float("nan")
+    comp_sum = 0.0
     for i in range(0, n, batch):
         items = [ds[j] for j in range(i, min(n, i + batch))]
         comp, real, mask = (torch.stack([it[k] for it in items]).to(dev) for k in ("composite", "real", "mask"))
-        rec, _, _ = model.reconstruct(comp, real, mask, sample=False)
-        p, t, m = M.prepare(rec, comp, mask, None)
-        rec_sum += M.fmse(p, t, m).sum().item()
+        if can_rec:
+            rec, _, _ = model.reconstruct(comp, real, mask, sample=False)
+            p, t, m = M.prepare(rec, comp, mask, None)
+            rec_sum += M.fmse(p, t, m).sum().item()
         p, t, m = M.prepare(real, comp, mask, None)
         comp_sum += M.fmse(p, t, m).sum().item()
     return {"rec_fMSE": rec_sum / n, "comp_fMSE": comp_sum / n, "n": n}

@@ -143,3 +143,13 @@ def test_generation_only_export(tmp_path):
     assert torch.allclose(m.generate(b["real"], b["mask"], z), g.generate(b["real"], b["mask"], z), atol=2e-2)
     with pytest.raises(ValueError, match="generation-only"):
         g.reconstruct(b["composite"], b["real"], b["mask"])
+
+
+def test_no_rec_ablation_trains_and_validates(mini_data, tmp_path):
+    out = tmp_path / "norec.safetensors"
+    train_main(data=str(mini_data), out=str(out), arch="syconet_test", ablation="no_rec", size=32, steps=2,
+               batch_size=4, device="cpu")
+    m, md = load(out)
+    assert md["config"]["rec_branch"] is False and not hasattr(m, "enc_z")
+    r = reconstruction_fmse(m, HarmonyDataset(mini_data, "MiniFlickr", "test", size=32, train=False))
+    assert r["rec_fMSE"] != r["rec_fMSE"] and r["comp_fMSE"] > 0  # NaN: nothing to reconstruct with
