@@ -86,11 +86,11 @@ def test_torchrun_two_processes_gloo(mini_data, tmp_path):
               "--device", "cpu", "--lr", "1e-3"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     one = subprocess.run([sys.executable, "-m", "harmonizers.train", *common, "--out", str(tmp_path / "one.safetensors")],
-                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert one.returncode == 0, one.stderr[-2000:]
     two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
                           "-m", "harmonizers.train", *common, "--out", str(tmp_path / "two.safetensors")],
-                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert two.returncode == 0, two.stderr[-2000:]
     cfg = json.loads((tmp_path / "two.config.json").read_text())
     assert cfg["world_size"] == 2

@@ -98,7 +98,7 @@ def test_predict_cli(tiny_zoo, pair, how):
     else:
         exe[0] = os.path.join(os.path.dirname(sys.executable), "fire")
     cmd = exe + [str(img), str(mask), "--zoo", str(tiny_zoo)]
-    r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]
     res = json.loads(r.stdout.strip().splitlines()[-1])
     out = img.with_name("comp_harmonized.png")
@@ -106,7 +106,7 @@ def test_predict_cli(tiny_zoo, pair, how):
     assert res["domain"] in MINI4_NAMES and set(res["seconds"]) >= {"load", "classify", "harmonize", "full_res", "write"}
     assert read_image(out).shape == read_image(img).shape
     before = out.read_bytes()
-    again = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    again = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert again.returncode == 2 and "already exists" in again.stderr and out.read_bytes() == before
     out.unlink()
 
@@ -117,7 +117,7 @@ def test_predict_bad_input(tiny_zoo, pair, tmp_path):
     Image.fromarray(np.zeros(Image.open(img).size[::-1], np.uint8)).save(empty)
     for args, msg in [([str(img), str(empty)], "no foreground"), ([str(tmp_path / "nope.jpg"), str(empty)], "not found")]:
         r = subprocess.run([sys.executable, "-m", "router", "predict", *args, "--zoo", str(tiny_zoo)], cwd=ROOT,
-                           capture_output=True, text=True, timeout=120)
+                           capture_output=True, text=True, timeout=600)
         assert r.returncode == 2 and msg in r.stderr and len(r.stderr.strip().splitlines()) == 1
     assert not img.with_name("comp_harmonized.png").exists()
 

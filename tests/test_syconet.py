@@ -114,16 +114,16 @@ def test_train_finetune_sample_evaluate(mini_data, tmp_path):
     mask = mini_data / "MiniFlickr" / "masks" / f"{s.stem}_1.png"
     cmd = [sys.executable, "-m", "syconet.sample", str(s), str(mask), "--ckpt", str(ft), "-k", "3",
            "--out", str(tmp_path / "samples")]
-    r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-1500:]
     res = json.loads(r.stdout.strip().splitlines()[-1])
     assert len(res["samples"]) == 3
     assert read_image(res["samples"][0]).shape == read_image(s).shape  # full resolution
-    r2 = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    r2 = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert r2.returncode == 2 and "already exists" in r2.stderr
     r3 = subprocess.run([sys.executable, "-m", "syconet.evaluate", "--data", str(mini_data), "--ckpt", str(ft),
                          "--domains", "MiniFlickr", "--size", "32", "-k", "3"], cwd=ROOT, capture_output=True,
-                        text=True, timeout=120)
+                        text=True, timeout=600)
     assert r3.returncode == 0, r3.stderr[-1500:]
     ev = json.loads(r3.stdout.strip().splitlines()[-1])
     assert set(ev["domains"]) == {"MiniFlickr"} and ev["domains"]["MiniFlickr"]["Div"] >= 0
