@@ -60,6 +60,34 @@ def _like(out: torch.Tensor, kind: str, dtype=None):
     return Image.fromarray(arr)
 
 
+class _Lazy(dict):
+    """Domain → harmonizer, each loaded on first use: a routed call needs only one of them."""
+
+    def __init__(self, paths: dict, loader):
+        super().__init__()
+        self.paths, self.loader = dict(paths), loader
+
+    def __contains__(self, d):
+        return d in self.paths
+
+    def __iter__(self):
+        return iter(self.paths)
+
+    def __len__(self):
+        return len(self.paths)
+
+    def keys(self):
+        return self.paths.keys()
+
+    def __getitem__(self, d):
+        if not dict.__contains__(self, d):
+            dict.__setitem__(self, d, self.loader(self.paths[d]))
+        return dict.__getitem__(self, d)
+
+    def get(self, d, default=None):
+        return self[d] if d in self.paths else default
+
+
 class Harmonizer:
     """Classifier + per-domain harmonizers + unified harmonizer, loaded from a zoo folder."""
 
@@ -72,9 +100,14 @@ class Harmonizer:
         t0 = time.perf_counter()
         self.classifier, _ = load_c(manifest["classifier"], device=self.device)
         self.domains = list(manifest["classifier_domains"])
-        self.models = {d: load_h(p, device=self.device)[0] for d, p in manifest["domains"].items()}
-        self.unified = load_h(manifest["unified"], device=self.device)[0] if manifest["unified"] else None
+        loader = lambda p: load_h(p, device=self.device)[0]  # noqa: E731
+        self.models = _Lazy(manifest["domains"], loader)
+        self._unified = _Lazy({"unified": manifest["unified"]} if manifest["unified"] else {}, loader)
         self.load_seconds = time.perf_counter() - t0
+
+    @property
+    def unified(self):
+        return self._unified.get("unified")
 
     @classmethod
     def from_zoo(cls, zoo=None, device="cpu") -> "Harmonizer":

@@ -42,7 +42,14 @@ def main(zoo: str = str(ROOT / "models/default"), report: str = str(ROOT / "repo
         t = times.get(src)
         lines.append(f"| `{f}` | {md['kind']} | {md['arch']} | {size} | {', '.join(md['domains'])} | {md.get('step')} | "
                      f"`runs/{src}` | {f'{t / 60:.1f} min' if t else '—'} | {mb:.1f} |")
-    lines += ["", f"Total: {total:.1f} MB.", ""]
+    lines += ["", f"Total: {total:.1f} MB.", "",
+              "Harmonizers: every one starts from `runs/issam_all.safetensors` (iS2AM `issam64`, all domains, 300 steps, "
+              "batch 16, lr 5e-4). The per-domain models are finetuned 60 steps (batch 8, lr 1e-4) on their domain's "
+              "originals + SycoNet augmentation: the domain's finetuned SycoNet for MiniFlickr and MiniDay2night "
+              "(Table 1 row 7), SycoNet(all) for MiniCOCO and MiniAdobe (row 5). The unified model is `issam_all` + 100 "
+              "steps on all domains with SycoNet(all) augmentation. The SycoNet used everywhere is "
+              "`runs/syconet_all.safetensors` (1,500 steps, 31 min), shipped generation-only as "
+              "`models/syconet_all.safetensors` (outside this folder, which stays under 40 MB).", ""]
     if Path(router_report).is_file():
         rr = json.loads(Path(router_report).read_text())
         lines += [f"Classifier: `{rr['backbone']}` ({rr['pretrained']} start, mask channel: {rr['use_mask']}), "
