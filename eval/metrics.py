@@ -34,11 +34,11 @@ def prepare(pred, target, mask, size: int | None = EVAL_SIZE):
     return pred.float().clamp(0, 1) * PEAK, target.float().clamp(0, 1) * PEAK, (mask > 0.5).float()
 
 
-def mse(p, t):
+def _mse(p, t):
     return (p - t).pow(2).flatten(1).mean(1)
 
 
-def fmse(p, t, m):
+def _fmse(p, t, m):
     return ((p - t).pow(2) * m).flatten(1).sum(1) / (3 * m.flatten(1).sum(1)).clamp_min(1)
 
 
@@ -69,16 +69,45 @@ def ssim_map(p, t, data_range: float = PEAK):
     return ((2 * mp * mt + c1) * (2 * cov + c2)) / ((mp ** 2 + mt ** 2 + c1) * (vp + vt + c2))
 
 
-def fssim(p, t, m):
+def _fssim(p, t, m):
     s = ssim_map(p, t)
     return (s * m).flatten(1).sum(1) / (s.shape[1] * m.flatten(1).sum(1)).clamp_min(1)
+
+
+# ---- public per-image metrics: tensors in [0, 1], values on the 0–255 scale ---------------------
+
+def mse(pred, target, mask=None, size: int | None = None) -> torch.Tensor:
+    """Per-image MSE (``N``) of ``N×3×H×W`` tensors in [0, 1], on 0–255; ``size`` resizes first."""
+    m = mask if mask is not None else torch.ones_like(pred[:, :1])
+    p, t, _ = prepare(pred, target, m, size)
+    return _mse(p, t)
+
+
+def fmse(pred, target, mask, size: int | None = None) -> torch.Tensor:
+    """Per-image foreground MSE ``Σ m(p−t)² / (3·Σm)`` on 0–255 (mask binarised at 0.5)."""
+    return _fmse(*prepare(pred, target, mask, size))
+
+
+def psnr(pred, target, mask=None, size: int | None = None) -> torch.Tensor:
+    """Per-image PSNR with peak 255."""
+    return psnr_from_mse(mse(pred, target, mask, size))
+
+
+def fpsnr(pred, target, mask, size: int | None = None) -> torch.Tensor:
+    """Per-image PSNR of the foreground (from fMSE, peak 255)."""
+    return psnr_from_mse(fmse(pred, target, mask, size))
+
+
+def fssim(pred, target, mask, size: int | None = None) -> torch.Tensor:
+    """Per-image SSIM averaged inside the foreground (Gaussian 11/1.5, data range 255)."""
+    return _fssim(*prepare(pred, target, mask, size))
 
 
 def compute(pred, target, mask, size: int | None = EVAL_SIZE) -> dict[str, torch.Tensor]:
     """All metrics for a batch: a dict name → ``N`` values, plus ``fg_ratio``."""
     p, t, m = prepare(pred, target, mask, size)
-    e, fe = mse(p, t), fmse(p, t, m)
-    return {"MSE": e, "fMSE": fe, "PSNR": psnr_from_mse(e), "fPSNR": psnr_from_mse(fe), "fSSIM": fssim(p, t, m),
+    e, fe = _mse(p, t), _fmse(p, t, m)
+    return {"MSE": e, "fMSE": fe, "PSNR": psnr_from_mse(e), "fPSNR": psnr_from_mse(fe), "fSSIM": _fssim(p, t, m),
             "fg_ratio": m.flatten(1).mean(1)}
 
 

@@ -1,7 +1,12 @@
 """Score a harmonization method on the test split of an iHarmony4-layout dataset.
 
-    python -m eval.score --data data/mini4                      # the composite baseline
-    python -m eval.score --data /path/to/iHarmony4 --method reinhard --out runs/reinhard.json
+    python -m eval.score --data data/mini4 --pred composite     # the composite baseline
+    python -m eval.score --data data/mini4 --pred results/ --json runs/mine.json   # your results
+    python -m eval.score --data /path/to/iHarmony4 --method reinhard --json runs/reinhard.json
+    python -m eval.score --data data/mini4 --ckpt runs/issam_all.safetensors
+
+``--pred DIR`` holds one result per test composite, named by the composite's stem (``.png`` or
+``.jpg``); a missing one is an error listing what is missing.
 
 Metrics follow iS2AM at 256×256 (see ``eval.metrics``); the table has one row per domain and "All".
 """
@@ -47,11 +52,50 @@ def evaluate_checkpoint(ckpt, data, domains="all", split: str = "test", full_res
     return {"ckpt": str(ckpt), "split": split, "size": M.EVAL_SIZE, "summary": acc.summary()}
 
 
-def main(data="data/mini4", method: str = "composite", ckpt: str | None = None, domains="all",
-         split: str = "test", size: int = M.EVAL_SIZE, full_res: str = "transform", out: str | None = None,
-         overwrite: bool = False) -> None:
-    """Score a baseline (``--method composite|reinhard``) or a harmonizer (``--ckpt``)."""
-    if ckpt:
+def dir_predictor(data, pred_dir, domains="all", split: str = "test"):
+    """A ``predict`` function reading ``<pred_dir>/<composite stem>.png|.jpg`` (all checked up front)."""
+    pred_dir = Path(pred_dir)
+    if not pred_dir.is_dir():
+        raise InputError(f"{pred_dir}: prediction folder not found")
+    samples = load_samples(data, domains, split)
+    found, missing = {}, []
+    for s in samples:
+        for ext in (".png", ".jpg", ".jpeg"):
+            p = pred_dir / (s.composite.stem + ext)
+            if p.is_file():
+                found[s.composite.stem] = p
+                break
+        else:
+            missing.append(s.composite.stem)
+    if missing:
+        raise InputError(f"{pred_dir}: {len(missing)} prediction(s) missing, e.g. {', '.join(missing[:5])}")
+    state = {"i": 0, "stems": [s.composite.stem for s in samples]}  # score() visits samples in this order
+
+    def predict(image, mask):
+        stem = state["stems"][state["i"]]
+        state["i"] += 1
+        out = read_image(found[stem])
+        if out.shape != image.shape:
+            raise InputError(f"{found[stem]}: prediction is {out.shape[2]}x{out.shape[1]}, "
+                             f"composite is {image.shape[2]}x{image.shape[1]}")
+        return out
+    return predict
+
+
+def main(data="data/mini4", pred: str | None = None, method: str = "composite", ckpt: str | None = None,
+         domains="all", split: str = "test", size: int = M.EVAL_SIZE, full_res: str = "transform",
+         out: str | None = None, json_out: str | None = None, overwrite: bool = False, **kw) -> None:
+    """Score ``--pred DIR`` (or ``--pred composite``), a baseline (``--method``) or a harmonizer (``--ckpt``)."""
+    if "json" in kw:
+        json_out = kw.pop("json")
+    if kw:
+        raise InputError(f"unknown option(s): {', '.join('--' + k for k in kw)}")
+    out = out or json_out
+    if pred is not None and pred in BASELINES:
+        method, pred = pred, None
+    if pred is not None:
+        predict, method = dir_predictor(data, pred, domains, split), Path(pred).name
+    elif ckpt:
         predict, method = checkpoint_predictor(ckpt, full_res), Path(ckpt).stem
     elif method in BASELINES:
         predict = BASELINES[method]

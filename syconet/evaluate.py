@@ -37,10 +37,8 @@ def reconstruction_fmse(model: SycoNet, ds: HarmonyDataset, max_images: int | No
         comp, real, mask = (torch.stack([it[k] for it in items]).to(dev) for k in ("composite", "real", "mask"))
         if can_rec:
             rec, _, _ = model.reconstruct(comp, real, mask, sample=False)
-            p, t, m = M.prepare(rec, comp, mask, None)
-            rec_sum += M.fmse(p, t, m).sum().item()
-        p, t, m = M.prepare(real, comp, mask, None)
-        comp_sum += M.fmse(p, t, m).sum().item()
+            rec_sum += M.fmse(rec, comp, mask).sum().item()
+        comp_sum += M.fmse(real, comp, mask).sum().item()
     return {"rec_fMSE": rec_sum / n, "comp_fMSE": comp_sum / n, "n": n}
 
 
@@ -48,8 +46,7 @@ def pairwise_fmse(samples: torch.Tensor, mask: torch.Tensor) -> float:
     """Mean fMSE (0–255) over all pairs of ``K×3×H×W`` samples sharing one mask."""
     vals = []
     for a, b in itertools.combinations(range(len(samples)), 2):
-        p, t, m = M.prepare(samples[a:a + 1], samples[b:b + 1], mask[None], None)
-        vals.append(M.fmse(p, t, m).item())
+        vals.append(M.fmse(samples[a:a + 1], samples[b:b + 1], mask[None]).item())
     return sum(vals) / len(vals)
 
 

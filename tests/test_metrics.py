@@ -57,7 +57,7 @@ def test_ssim_against_reference():
     m[:, 4:18, 3:15] = 1
     ref_map = np.stack([_naive_ssim_channel(p[c] * 255, t[c] * 255) for c in range(3)])
     ref = (ref_map * m).sum() / (3 * m.sum())
-    got = M.fssim(torch.from_numpy(p)[None] * 255, torch.from_numpy(t)[None] * 255, torch.from_numpy(m)[None])
+    got = M.fssim(torch.from_numpy(p)[None], torch.from_numpy(t)[None], torch.from_numpy(m)[None])
     assert got.item() == pytest.approx(ref, abs=1e-6)
 
 
@@ -75,3 +75,18 @@ def test_resize_to_256_and_accumulator():
     assert s["All"]["fMSE"] == pytest.approx(r["fMSE"].item() / 3)  # image-weighted
     assert s["A"]["fMSE"] == pytest.approx(r["fMSE"].item() / 2)
     assert "| All | 3 |" in M.markdown_table(s)
+
+
+def test_public_functions_match_direct_formulas():
+    g = torch.Generator().manual_seed(0)
+    p, t = torch.rand(2, 3, 16, 16, generator=g), torch.rand(2, 3, 16, 16, generator=g)
+    m = (torch.rand(2, 1, 16, 16, generator=g) > 0.5).float()
+    d2 = ((p - t) * 255).double() ** 2
+    want_mse = d2.mean((1, 2, 3))
+    want_fmse = (d2 * m).sum((1, 2, 3)) / (3 * m.sum((1, 2, 3)))
+    assert torch.allclose(M.mse(p, t).double(), want_mse, rtol=1e-5)
+    assert torch.allclose(M.fmse(p, t, m).double(), want_fmse, rtol=1e-5)
+    assert torch.allclose(M.psnr(p, t).double(), 10 * torch.log10(255.0 ** 2 / want_mse), rtol=1e-5)
+    assert torch.allclose(M.fpsnr(p, t, m).double(), 10 * torch.log10(255.0 ** 2 / want_fmse), rtol=1e-5)
+    assert M.fssim(p, t, m).shape == (2,) and torch.allclose(M.fssim(t, t, m), torch.ones(2), atol=1e-5)
+    assert M.fmse(p, t, m, size=8).shape == (2,)
