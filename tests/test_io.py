@@ -1,3 +1,5 @@
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -126,6 +128,9 @@ class TestWrite:
         write_image(torch.zeros(3, 8, 12), p, overwrite=True)
         assert read_image(p).max() == 0
         assert [f.name for f in tmp_path.iterdir()] == ["o.png"]  # no temp files left
+        umask = os.umask(0)
+        os.umask(umask)
+        assert p.stat().st_mode & 0o777 == 0o666 & ~umask
 
     def test_failed_write_leaves_nothing(self, tmp_path):
         with pytest.raises(InputError, match="unknown image suffix"):
