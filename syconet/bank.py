@@ -24,23 +24,15 @@ import numpy as np
 import torch
 
 from common.io import InputError
+from domains.transfer import _luma, linear_to_srgb, srgb_to_linear as _lin
 
 from .lut import DEFAULT_DIM, apply_lut, identity_lut, lut_from_function, read_cube
 
 FAMILIES = ("white_balance", "exposure_curve", "split_tone", "saturation", "channel_mix", "fade", "film")
 
 
-def _lin(x):
-    return np.where(x <= 0.04045, x / 12.92, ((x + 0.055) / 1.055) ** 2.4)
-
-
-def _srgb(x):
-    x = np.clip(x, 0, 1)
-    return np.where(x <= 0.0031308, x * 12.92, 1.055 * x ** (1 / 2.4) - 0.055)
-
-
-def _luma(x):
-    return (x @ np.array([0.2126, 0.7152, 0.0722]))[..., None]
+def _srgb(x):  # looks stay inside the gamut: clip in linear light before encoding
+    return linear_to_srgb(np.clip(x, 0, 1))
 
 
 def _hue(rng):
