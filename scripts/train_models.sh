@@ -27,7 +27,7 @@ train "$R/syconet_all.safetensors" syconet.train --data "$DATA" --domains all --
   --steps 1500 --batch_size 16 --lr 3e-4 --val_every 300
 # 2. domain classifier (tf_efficientnet_lite0 from ImageNet weights, composite + mask), trained on
 #    fresh composites made by each domain's process (router.synth)
-train "$R/router.safetensors" router.train --data "$DATA" --size 128 --steps 100 --batch_size 16 --lr 1e-3 \
+train "$R/router.safetensors" router.train --data "$DATA" --size 128 --steps 300 --batch_size 16 --lr 3e-4 \
   --synthesize --workers 1
 # 3. base harmonizer on all domains (iS2AM, improved_ssam configuration at 64 px)
 train "$R/issam_all.safetensors" harmonizers.train --data "$DATA" --domains all --arch issam64 \
