@@ -40,23 +40,26 @@ def mini_data(tmp_path_factory, photos12) -> Path:
 
 @pytest.fixture(scope="session")
 def ihd_data(tmp_path_factory, mini_data) -> Path:
-    """The same MiniFlickr test data renamed into the real iHarmony4 layout and naming (HFlickr,
-    entries in IHD_test.txt only, ``f`` + digits names)."""
+    """The MiniFlickr data renamed into the real iHarmony4 layout and naming (HFlickr, entries in the
+    combined IHD_train.txt / IHD_test.txt only, ``f`` + digits names)."""
     root = tmp_path_factory.mktemp("ihd") / "iHarmony4"
     src = mini_data / "MiniFlickr"
     dst = root / "HFlickr"
     for sub in ("composite_images", "masks", "real_images"):
         (dst / sub).mkdir(parents=True)
-    lines = []
-    for entry in (src / "MiniFlickr_test.txt").read_text().split():
-        rid, k1, k2 = Path(entry).stem.rsplit("_", 2)
-        new = f"f{int(rid[1:]) + 1000}"
-        shutil.copy(src / "composite_images" / entry, dst / "composite_images" / f"{new}_{k1}_{k2}.jpg")
-        shutil.copy(src / "masks" / f"{rid}_{k1}.png", dst / "masks" / f"{new}_{k1}.png")
-        shutil.copy(src / "real_images" / f"{rid}.jpg", dst / "real_images" / f"{new}.jpg")
-        lines.append(f"HFlickr/composite_images/{new}_{k1}_{k2}.jpg")
-    (root / "IHD_test.txt").write_text("\n".join(lines) + "\n")
-    (root / "IHD_train.txt").write_text("")
+    lists = {}
+    for split in ("train", "test"):
+        lines = []
+        for entry in (src / f"MiniFlickr_{split}.txt").read_text().split():
+            rid, k1, k2 = Path(entry).stem.rsplit("_", 2)
+            new = f"f{int(rid[1:]) + 1000}"
+            shutil.copy(src / "composite_images" / entry, dst / "composite_images" / f"{new}_{k1}_{k2}.jpg")
+            shutil.copy(src / "masks" / f"{rid}_{k1}.png", dst / "masks" / f"{new}_{k1}.png")
+            shutil.copy(src / "real_images" / f"{rid}.jpg", dst / "real_images" / f"{new}.jpg")
+            lines.append(f"HFlickr/composite_images/{new}_{k1}_{k2}.jpg")
+        lists[split] = lines
+    (root / "IHD_test.txt").write_text("\n".join(lists["test"]) + "\n")
+    (root / "IHD_train.txt").write_text("\n".join(lists["train"]) + "\n")
     return root
 
 

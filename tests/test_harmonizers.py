@@ -129,3 +129,11 @@ def test_issam_residual_output_starts_at_identity():
     assert torch.allclose(m(x, mask), x, atol=1e-5)
     with pytest.raises(ValueError, match="fusion or residual"):
         create("issam_test", output="sum")
+
+
+def test_finetune_on_real_ihd_layout(runs, ihd_data, tmp_path):
+    out = tmp_path / "issam_HFlickr.safetensors"
+    finetune(domain="HFlickr", data=str(ihd_data), base=str(runs / "issam_test_all.safetensors"), augment="ct",
+             out=str(out), steps=2, batch_size=2, device="cpu")
+    _, md = load(out)
+    assert md["domains"] == ["HFlickr"] and md["augment"] == "ct"
