@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from tqdm import tqdm
 
 from common.cli import run
@@ -26,6 +27,12 @@ from . import metrics as M
 from .baselines import BASELINES
 
 METHODS = ("composite", "reinhard", "unified", "routed", "oracle")
+GRID_HEIGHT = 128
+
+
+def _thumb(x: torch.Tensor, height: int = GRID_HEIGHT) -> torch.Tensor:
+    w = max(1, round(x.shape[2] * height / x.shape[1]))
+    return F.interpolate(x[None], size=(height, w), mode="bilinear", antialias=True, align_corners=False)[0]
 
 
 @torch.inference_mode()
@@ -42,6 +49,7 @@ def benchmark(data, zoo=None, out="reports/benchmark", domains="all", split: str
     secs = {m: 0.0 for m in methods}
     correct, routed_to = 0, {}
     keep = []  # (domain, routed fMSE, index) for the picture grids
+    thumbs = []  # per image: composite | each method | real, at grid height (no second pass)
     for i, s in enumerate(tqdm(samples, desc="benchmark", unit="img")):
         comp, real, mask = read_image(s.composite), read_image(s.real), read_mask(s.mask)
         outs = {}
@@ -67,6 +75,7 @@ def benchmark(data, zoo=None, out="reports/benchmark", domains="all", split: str
             secs[m] += time.perf_counter() - t0
             acc[m].add(s.domain, M.compute(outs[m][None], real[None], mask[None]), names=[s.composite.name])
         keep.append((s.domain, acc["routed"].rows[-1]["fMSE"], i))
+        thumbs.append([_thumb(x) for x in [comp, *(outs[m] for m in methods[1:]), real]])
     res = {"data": str(data), "zoo": str(h.manifest["root"]), "split": split, "size": M.EVAL_SIZE,
            "methods": {m: {"summary": acc[m].summary(), "by_fg_ratio": acc[m].by_fg_ratio(),
                            "seconds_per_image": secs[m] / len(samples)} for m in methods},
@@ -77,22 +86,8 @@ def benchmark(data, zoo=None, out="reports/benchmark", domains="all", split: str
     for d in dict.fromkeys(s.domain for s in samples):
         ranked = sorted((f, i) for dd, f, i in keep if dd == d)
         pick = ranked[:n_grid] + ranked[-n_grid:] if len(ranked) > 2 * n_grid else ranked
-        rows = []
-        for _, i in pick:
-            s = samples[i]
-            comp, real, mask = read_image(s.composite), read_image(s.real), read_mask(s.mask)
-            row = [comp]
-            for m in methods[1:]:
-                if m in BASELINES:
-                    row.append(BASELINES[m](comp, mask))
-                elif m == "unified":
-                    row.append(harmonize(h.unified, comp, mask))
-                elif m == "routed":
-                    row.append(harmonize(h.choose("routed", h._probs(comp, mask))[1], comp, mask))
-                else:
-                    row.append(harmonize(h.models.get(s.domain, h.unified), comp, mask))
-            rows.append(row + [real])
-        grids[d] = str(write_image(image_grid(rows, height=128), out / f"grid_{d}.png", overwrite=True).name)
+        rows = [thumbs[i] for _, i in pick]
+        grids[d] = str(write_image(image_grid(rows, height=GRID_HEIGHT), out / f"grid_{d}.png", overwrite=True).name)
     res["grids"] = grids
     write_text(json.dumps(res, indent=1), out / "results.json", overwrite=True)
     write_text(report_md(res, methods), out / "report.md", overwrite=True)
