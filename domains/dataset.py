@@ -197,6 +197,17 @@ class HarmonyDataset(Dataset):
                 "domain": self.domains.index(s.domain), "domain_name": s.domain}
 
 
+def batches(ds: Dataset, batch: int = 16, limit: int | None = None, device=None):
+    """Evaluation batches of the first ``limit`` items, in order: dicts with ``composite``, ``real``,
+    ``mask`` stacked (on ``device``) and ``domain_name`` as a list."""
+    n = len(ds) if limit is None else min(len(ds), limit)
+    for i in range(0, n, batch):
+        items = [ds[j] for j in range(i, min(n, i + batch))]
+        out = {k: torch.stack([it[k] for it in items]).to(device) for k in ("composite", "real", "mask")}
+        out["domain_name"] = [it["domain_name"] for it in items]
+        yield out
+
+
 def real_images(samples: list[Sample]) -> list[tuple[str, Path, Path]]:
     """Unique (domain, real, mask) triples, in order: what augmenters start from."""
     seen, out = set(), []

@@ -19,15 +19,14 @@ import logging
 import torch
 from torch import nn
 
-from common import checkpoint
 from common.cli import print_json, run
 from common.engine import EngineConfig, dist_info, pick_device, train
 from common.io import InputError
-from domains.dataset import HarmonyDataset, fingerprint
+from domains.dataset import HarmonyDataset, batches, fingerprint
 from eval import metrics as M
 
 from . import augment as A
-from .models import Harmonizer, create, from_meta, meta
+from .models import Harmonizer, create, load, meta
 
 log = logging.getLogger(__name__)
 ARCH_ALIASES = {"issam": "issam256", "rainnet": "rainnet256"}
@@ -87,11 +86,8 @@ class HarmonizerTask:
 def validate(model: Harmonizer, ds: HarmonyDataset, batch: int = 16, max_images: int = 128) -> dict:
     dev = next(model.parameters()).device
     acc = M.Accumulator()
-    n = min(len(ds), max_images)
-    for i in range(0, n, batch):
-        items = [ds[j] for j in range(i, min(n, i + batch))]
-        comp, real, mask = (torch.stack([it[k] for it in items]).to(dev) for k in ("composite", "real", "mask"))
-        acc.add("val", M.compute(model(comp, mask), real, mask, size=None))
+    for b in batches(ds, batch, max_images, dev):
+        acc.add("val", M.compute(model(b["composite"], b["mask"]), b["real"], b["mask"], size=None))
     s = acc.summary()["All"]
     return {k: s[k] for k in ("MSE", "fMSE", "PSNR")}
 
@@ -99,9 +95,8 @@ def validate(model: Harmonizer, ds: HarmonyDataset, batch: int = 16, max_images:
 def build(arch: str, init: str | None, size: int | None) -> tuple[Harmonizer, dict]:
     """A fresh registered variant, or the model of ``--init`` (weights and config)."""
     if init:
-        tensors, m = checkpoint.load(init, kind="harmonizer")
-        model = from_meta({**m, "size": size or m["size"]})
-        model.load_state_dict({k: v.float() for k, v in tensors.items()})
+        model, _ = load(init)
+        model.size = size or model.size
         return model, {"init": str(init)}
     return create(ARCH_ALIASES.get(arch, arch), size=size), {}
 

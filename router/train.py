@@ -18,7 +18,7 @@ from torch import nn
 from common.cli import print_json, run
 from common.engine import EngineConfig, dist_info, train
 from common.io import InputError, write_text
-from domains.dataset import HarmonyDataset, fingerprint
+from domains.dataset import HarmonyDataset, batches, fingerprint
 
 from .classifier import ClassifierConfig, DomainClassifier, meta, resolve_backbone
 
@@ -41,12 +41,10 @@ def confusion(model: DomainClassifier, ds: HarmonyDataset, batch: int = 32) -> t
     dev = next(model.parameters()).device
     k = len(model.cfg.domains)
     cm = torch.zeros(k, k, dtype=torch.long)
-    for i in range(0, len(ds), batch):
-        items = [ds[j] for j in range(i, min(len(ds), i + batch))]
-        comp, mask = (torch.stack([it[x] for it in items]).to(dev) for x in ("composite", "mask"))
-        pred = model(comp, mask).argmax(1).cpu()
-        for it, p in zip(items, pred):
-            cm[model.cfg.domains.index(it["domain_name"]), p] += 1
+    for b in batches(ds, batch, device=dev):
+        pred = model(b["composite"], b["mask"]).argmax(1).cpu()
+        for name, p in zip(b["domain_name"], pred):
+            cm[model.cfg.domains.index(name), p] += 1
     return cm
 
 

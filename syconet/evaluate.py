@@ -18,7 +18,7 @@ import json
 import torch
 
 from common.cli import run
-from domains.dataset import HarmonyDataset, real_images
+from domains.dataset import HarmonyDataset, batches, real_images
 
 from eval import metrics as M
 
@@ -32,9 +32,8 @@ def reconstruction_fmse(model: SycoNet, ds: HarmonyDataset, max_images: int | No
     can_rec = hasattr(model, "enc_z")  # not the "w/o rec" ablation nor a generation-only export
     rec_sum = 0.0 if can_rec else float("nan")
     comp_sum = 0.0
-    for i in range(0, n, batch):
-        items = [ds[j] for j in range(i, min(n, i + batch))]
-        comp, real, mask = (torch.stack([it[k] for it in items]).to(dev) for k in ("composite", "real", "mask"))
+    for b in batches(ds, batch, n, dev):
+        comp, real, mask = b["composite"], b["real"], b["mask"]
         if can_rec:
             rec, _, _ = model.reconstruct(comp, real, mask, sample=False)
             rec_sum += M.fmse(rec, comp, mask).sum().item()
