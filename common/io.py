@@ -204,12 +204,19 @@ def write_text(text: str, path: str | os.PathLike, overwrite: bool = False) -> P
     return atomic_write(path, _w, overwrite)
 
 
+def resize_to_height(image: torch.Tensor, height: int) -> torch.Tensor:
+    """``C×H×W`` scaled to ``height`` rows keeping its aspect ratio (bilinear, antialiased)."""
+    import torch.nn.functional as F
+    w = max(1, round(image.shape[2] * height / image.shape[1]))
+    return F.interpolate(image.float()[None], size=(height, w), mode="bilinear", antialias=True,
+                         align_corners=False)[0]
+
+
 def image_grid(rows: list[list[torch.Tensor]], height: int = 192, pad: int = 4) -> torch.Tensor:
     """Tile rows of ``C×H×W`` images (masks are shown grey) into one ``3×H×W`` picture.
 
     Each image is scaled to ``height`` keeping its aspect ratio.
     """
-    import torch.nn.functional as F
     tiles = []
     for row in rows:
         cells = []
@@ -217,9 +224,7 @@ def image_grid(rows: list[list[torch.Tensor]], height: int = 192, pad: int = 4) 
             im = im.float()
             if im.shape[0] == 1:
                 im = im.expand(3, -1, -1)
-            w = max(1, round(im.shape[2] * height / im.shape[1]))
-            cells.append(F.interpolate(im[None], size=(height, w), mode="bilinear",
-                                       antialias=True, align_corners=False)[0].clamp(0, 1))
+            cells.append(resize_to_height(im, height).clamp(0, 1))
             cells.append(torch.ones(3, height, pad))
         tiles.append(torch.cat(cells[:-1], dim=2))
     width = max(t.shape[2] for t in tiles)

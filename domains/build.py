@@ -68,7 +68,7 @@ def allocate(n: int) -> dict[str, int]:
     return counts
 
 
-def _resize_max(x: torch.Tensor, max_side: int) -> torch.Tensor:
+def resize_max(x: torch.Tensor, max_side: int) -> torch.Tensor:
     h, w = x.shape[1:]
     s = max_side / max(h, w)
     if s >= 1:
@@ -144,7 +144,7 @@ def build(photos="assets/photos", out="data/mini4", seed: int = 0, max_side: int
     loaded = {}
     for name, ip, mp in tqdm(order, desc="read photos", unit="photo"):
         img, m = read_pair(ip, mp)
-        loaded[name] = (_resize_max(img, max_side), (_resize_max(m, max_side) > 0.5).float())
+        loaded[name] = (resize_max(img, max_side), (resize_max(m, max_side) > 0.5).float())
 
     plan, start = {}, 0  # domain -> {split: [names]}
     for d, n in counts.items():

@@ -15,11 +15,10 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from tqdm import tqdm
 
 from common.cli import run
-from common.io import InputError, image_grid, read_image, read_mask, write_image, write_text
+from common.io import InputError, image_grid, resize_to_height, read_image, read_mask, write_image, write_text
 from domains.dataset import load_samples
 from router.api import Harmonizer
 
@@ -28,11 +27,6 @@ from .baselines import BASELINES
 
 METHODS = ("composite", "reinhard", "unified", "routed", "oracle")
 GRID_HEIGHT = 128
-
-
-def _thumb(x: torch.Tensor, height: int = GRID_HEIGHT) -> torch.Tensor:
-    w = max(1, round(x.shape[2] * height / x.shape[1]))
-    return F.interpolate(x[None], size=(height, w), mode="bilinear", antialias=True, align_corners=False)[0]
 
 
 @torch.inference_mode()
@@ -75,7 +69,7 @@ def benchmark(data, zoo=None, out="reports/benchmark", domains="all", split: str
             secs[m] += time.perf_counter() - t0
             acc[m].add(s.domain, M.compute(outs[m][None], real[None], mask[None]), names=[s.composite.name])
         keep.append((s.domain, acc["routed"].rows[-1]["fMSE"], i))
-        thumbs.append([_thumb(x) for x in [comp, *(outs[m] for m in methods[1:]), real]])
+        thumbs.append([resize_to_height(x, GRID_HEIGHT) for x in [comp, *(outs[m] for m in methods[1:]), real]])
     res = {"data": str(data), "zoo": str(h.manifest["root"]), "split": split, "size": M.EVAL_SIZE,
            "methods": {m: {"summary": acc[m].summary(), "by_fg_ratio": acc[m].by_fg_ratio(),
                            "seconds_per_image": secs[m] / len(samples)} for m in methods},

@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch.utils.data import Dataset
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
 from common.io import InputError
-from domains.build import DOMAIN_SPECS, make_composite
+from domains.build import DOMAIN_SPECS, make_composite, resize_max
 from domains.dataset import HarmonyDataset, real_images
 
 
@@ -30,13 +29,9 @@ class ProcessComposites(Dataset):
         self.domains, self.size, self.length = base.domains, base.size, length
         self.reals = []
         for dom, real, mask in real_images(base.samples):
-            r, m = base._load(real, False), base._load(mask, True)
-            s = work_size / max(r.shape[1:])
-            if s < 1:
-                hw = [max(8, round(x * s)) for x in r.shape[1:]]
-                r = F.interpolate(r[None], size=hw, mode="bilinear", antialias=True, align_corners=False)[0]
-                m = (F.interpolate(m[None], size=hw, mode="bilinear", align_corners=False)[0] > 0.5).float()
-            self.reals.append((f"{dom}/{real.name}", r.clamp(0, 1), m))
+            r = resize_max(base._load(real, False), work_size)
+            m = (resize_max(base._load(mask, True), work_size) > 0.5).float()  # as domains.build does
+            self.reals.append((f"{dom}/{real.name}", r, m))
         self.tf = v2.Compose([v2.RandomResizedCrop(self.size, scale=(0.5, 1.0), antialias=True),
                               v2.RandomHorizontalFlip()])
 
