@@ -127,3 +127,88 @@ def write_cube(lut: torch.Tensor, path, title: str | None = None, overwrite: boo
         f"LUT_3D_SIZE {d}", "DOMAIN_MIN 0.0 0.0 0.0", "DOMAIN_MAX 1.0 1.0 1.0"]
     body = "\n".join(f"{r:.6f} {g:.6f} {b:.6f}" for r, g, b in rows)
     return write_text("\n".join(head) + "\n" + body + "\n", path, overwrite=overwrite)
+
+
+# ---- fast 8-bit inference path -----------------------------------------------------------------
+
+def _lut_rgb_last(lut: torch.Tensor) -> np.ndarray:
+    """``3×D×D×D`` ``[c, b, g, r]`` → contiguous float32 ``D×D×D×3`` ``[b, g, r, c]`` in 0..255."""
+    if lut.ndim != 4 or lut.shape[0] != 3 or not (lut.shape[1] == lut.shape[2] == lut.shape[3]):
+        raise ValueError(f"lut must be 3×D×D×D, got {tuple(lut.shape)}")
+    if lut.shape[1] < 2:
+        raise ValueError("a LUT needs at least 2 lattice points per axis")
+    arr = lut.detach().to("cpu", torch.float32).clamp(0, 1).permute(1, 2, 3, 0).numpy() * 255.0
+    return np.ascontiguousarray(arr, dtype=np.float32)
+
+
+def _axis_tables(dim: int) -> tuple[np.ndarray, np.ndarray]:
+    """For each 8-bit level: the lower lattice index and the fractional weight (float32), with the
+    same arithmetic as the float reference (``pos = x/255·(D−1)``); level 255 sits on the last node
+    as index D−2 with weight 1."""
+    pos = np.arange(256, dtype=np.float64) / 255.0 * (dim - 1)
+    idx = np.minimum(np.floor(pos), dim - 2).astype(np.int32)
+    return idx, (pos - idx).astype(np.float32)
+
+
+_U8_KERNEL = None
+
+
+def _u8_kernel():
+    """The numba kernel (compiled once, cached on disk), or None when numba is not importable."""
+    global _U8_KERNEL
+    if _U8_KERNEL is None:
+        try:
+            import numba
+        except ImportError:  # pragma: no cover - numba is a dependency; kept for exotic platforms
+            _U8_KERNEL = False
+            return None
+
+        @numba.njit(parallel=True, cache=True, fastmath=False, nogil=True)
+        def kernel(img, lut, idx, frac, out):  # pragma: no cover - compiled
+            h, w = img.shape[0], img.shape[1]
+            for y in numba.prange(h):
+                for x in range(w):
+                    r = img[y, x, 0]
+                    g = img[y, x, 1]
+                    b = img[y, x, 2]
+                    ir, ig, ib = idx[r], idx[g], idx[b]
+                    fr, fg, fb = frac[r], frac[g], frac[b]
+                    for c in range(3):
+                        c00 = lut[ib, ig, ir, c] * (1 - fr) + lut[ib, ig, ir + 1, c] * fr
+                        c01 = lut[ib, ig + 1, ir, c] * (1 - fr) + lut[ib, ig + 1, ir + 1, c] * fr
+                        c10 = lut[ib + 1, ig, ir, c] * (1 - fr) + lut[ib + 1, ig, ir + 1, c] * fr
+                        c11 = lut[ib + 1, ig + 1, ir, c] * (1 - fr) + lut[ib + 1, ig + 1, ir + 1, c] * fr
+                        c0 = c00 * (1 - fg) + c01 * fg
+                        c1 = c10 * (1 - fg) + c11 * fg
+                        v = c0 * (1 - fb) + c1 * fb + 0.5
+                        out[y, x, c] = np.uint8(min(max(v, 0.0), 255.0))
+
+        _U8_KERNEL = kernel
+    return _U8_KERNEL or None
+
+
+def apply_lut_u8(image: np.ndarray, lut: torch.Tensor, out: np.ndarray | None = None) -> np.ndarray:
+    """Inference fast path: apply a ``3×D×D×D`` LUT to an ``H×W×3`` uint8 array, returning uint8.
+
+    Same trilinear interpolation as :func:`apply_lut` (the float reference), rounded to the nearest
+    level: at most 1/255 from it. A compiled, multi-threaded numba kernel with per-level index and
+    weight tables; where numba cannot be imported it falls back to :func:`apply_lut` in row chunks.
+    Not differentiable: training uses :func:`apply_lut`.
+    """
+    if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+        got = f"{image.dtype} {image.shape}" if isinstance(image, np.ndarray) else type(image).__name__
+        raise ValueError(f"image must be an H×W×3 uint8 array, got {got}")
+    table = _lut_rgb_last(lut)
+    if out is None:
+        out = np.empty_like(image)
+    kernel = _u8_kernel()
+    if kernel is not None:
+        idx, frac = _axis_tables(table.shape[0])
+        kernel(np.ascontiguousarray(image), table, idx, frac, out)
+        return out
+    lut_f = lut.detach().to("cpu", torch.float32)
+    for y in range(0, image.shape[0], 256):  # bounded float32 memory for large images
+        part = torch.from_numpy(image[y:y + 256]).permute(2, 0, 1)[None].float() / 255
+        res = apply_lut(part, lut_f)[0].permute(1, 2, 0).mul(255).round_().clamp_(0, 255)
+        out[y:y + 256] = res.to(torch.uint8).numpy()
+    return out

@@ -17,6 +17,7 @@ import torch
 from common.cli import print_json, run
 from common.io import InputError, image_grid, read_pair, write_image
 
+from .lut import apply_lut_u8, combine
 from .model import load
 
 DEFAULT_CKPT = Path(__file__).resolve().parents[1] / "models" / "syconet_all.safetensors"  # generation-only
@@ -30,7 +31,16 @@ def sample(model, real: torch.Tensor, mask: torch.Tensor, k: int = 10, seed: int
     z = torch.randn(k, model.cfg.z_dim, generator=g, device=dev)
     small = model._small(torch.cat([real, mask])[None].to(dev))
     alpha = model.coefficients(small[:, :3].expand(k, -1, -1, -1), small[:, 3:].expand(k, -1, -1, -1), z)
-    outs = [model.render(real[None].to(dev), mask[None].to(dev), alpha[i:i + 1])[0].cpu() for i in range(k)]
+    if dev.type != "cpu":
+        outs = [model.render(real[None].to(dev), mask[None].to(dev), alpha[i:i + 1])[0].cpu() for i in range(k)]
+        return torch.stack(outs)
+    # CPU: the 8-bit fast path (``apply_lut_u8``), blended with the mask in float
+    luts = combine(alpha, model.bank).float()
+    real_u8 = real.mul(255).round_().clamp_(0, 255).to(torch.uint8).permute(1, 2, 0).numpy()
+    outs = []
+    for i in range(k):
+        fg = torch.from_numpy(apply_lut_u8(real_u8, luts[i])).permute(2, 0, 1).float().div_(255)
+        outs.append(mask * fg + (1 - mask) * real)
     return torch.stack(outs)
 
 

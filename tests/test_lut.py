@@ -4,7 +4,8 @@ import torch
 
 from common.io import InputError
 from syconet.bank import FAMILIES, basis_bank, kmeans, procedural_pool
-from syconet.lut import apply_lut, identity_lut, lut_from_function, read_cube, write_cube
+import syconet.lut as lutmod
+from syconet.lut import apply_lut, apply_lut_u8, identity_lut, lut_from_function, read_cube, write_cube
 
 
 def reference_apply(image: np.ndarray, lut: np.ndarray) -> np.ndarray:
@@ -63,6 +64,51 @@ class TestApply:
             apply_lut(torch.rand(3, 4, 4), identity_lut(5))
         with pytest.raises(ValueError, match="2 LUTs for 3 images"):
             apply_lut(torch.rand(3, 3, 4, 4), torch.rand(2, 3, 5, 5, 5))
+
+
+class TestApplyU8:
+    """The 8-bit fast path against the independent float64 reference (same as ``apply_lut``'s)."""
+
+    @pytest.fixture(params=["numba", "torch-fallback"])
+    def path(self, request, monkeypatch):
+        if request.param == "torch-fallback":
+            monkeypatch.setattr(lutmod, "_U8_KERNEL", False)
+        else:
+            assert lutmod._u8_kernel() is not None, "numba kernel unavailable"
+        return request.param
+
+    def test_matches_reference_within_one_level(self, path):
+        rng = np.random.default_rng(3)
+        img = rng.integers(0, 256, (13, 29, 3), dtype=np.uint8)
+        img[0, :3] = [[0, 0, 0], [255, 255, 255], [255, 0, 128]]  # lattice ends
+        for lut in (torch.rand(3, 17, 17, 17, dtype=torch.float64), torch.rand(3, 5, 5, 5, dtype=torch.float64)):
+            ref = reference_apply(img.transpose(2, 0, 1) / 255.0, lut.numpy()).transpose(1, 2, 0) * 255
+            out = apply_lut_u8(img, lut)
+            assert out.dtype == np.uint8 and out.shape == img.shape
+            assert np.abs(out - ref).max() <= 0.5 + 1e-3  # correctly rounded: ≤ 1/255 with margin to spare
+
+    def test_identity_and_agrees_with_float_path(self, path):
+        rng = np.random.default_rng(4)
+        img = rng.integers(0, 256, (64, 48, 3), dtype=np.uint8)
+        assert np.array_equal(apply_lut_u8(img, identity_lut()), img)
+        lut = procedural_pool(4, seed=2)[1]
+        fl = apply_lut(torch.from_numpy(img).permute(2, 0, 1)[None].double() / 255, lut.double())[0]
+        fl = fl.permute(1, 2, 0).numpy() * 255
+        assert np.abs(apply_lut_u8(img, lut).astype(float) - fl).max() <= 0.5 + 1e-3
+
+    def test_large_image_in_place(self, path):
+        img = np.random.default_rng(5).integers(0, 256, (600, 7, 3), dtype=np.uint8)  # > fallback chunk
+        out = np.zeros_like(img)
+        res = apply_lut_u8(img, identity_lut(9), out=out)
+        assert res is out and np.array_equal(out, img)
+
+    def test_bad_input(self):
+        with pytest.raises(ValueError, match="H×W×3 uint8"):
+            apply_lut_u8(np.zeros((4, 4, 3), np.float32), identity_lut())
+        with pytest.raises(ValueError, match="H×W×3 uint8"):
+            apply_lut_u8(np.zeros((4, 4), np.uint8), identity_lut())
+        with pytest.raises(ValueError, match="lut must be 3×D×D×D"):
+            apply_lut_u8(np.zeros((4, 4, 3), np.uint8), torch.rand(2, 3, 5, 5, 5))
 
 
 class TestCube:
