@@ -64,6 +64,20 @@ def test_harmonize_full_resolution(method):
     assert torch.equal(y[:, mask[0] == 0], x[:, mask[0] == 0])
 
 
+@pytest.mark.parametrize("method", ["transform", "upsample"])
+def test_harmonize_bbox_crop_is_exact(method):
+    """Working on the mask's bounding box gives the same image as working on the whole of it."""
+    torch.manual_seed(1)
+    m = create("issam_test").eval()
+    x = torch.rand(3, 97, 83)
+    mask = torch.zeros(1, 97, 83)
+    mask[:, 31:60, 17:44] = 1
+    mask[:, 40:45, 44:50] = 0.5  # soft edge outside the solid block
+    a, b = harmonize(m, x, mask, method=method, crop=True), harmonize(m, x, mask, method=method, crop=False)
+    assert (a - b).abs().max() < 1e-5
+    assert (a - x).abs().max() > 0
+
+
 def test_augmenters_change_foreground_only(mini_data):
     from domains.dataset import HarmonyDataset
     ds = HarmonyDataset(mini_data, "all", "train", size=32)
