@@ -79,7 +79,10 @@ def dist_info() -> tuple[int, int, int]:
 def pick_device(name: str = "auto", local_rank: int = 0) -> torch.device:
     if name == "auto":
         return torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    dev = torch.device(name)
+    if dev.type == "cuda" and dev.index is None:  # "cuda": this process's GPU under torchrun
+        dev = torch.device("cuda", local_rank)
+    return dev
 
 
 def setup_distributed(device: torch.device) -> None:
@@ -167,8 +170,14 @@ def load_optimizer(opt: torch.optim.Optimizer, tensors: dict, meta: dict) -> Non
 
 # ---- the loop ----------------------------------------------------------------------------------
 
-def move(batch, device):
-    return {k: (v.to(device, non_blocking=True) if torch.is_tensor(v) else v) for k, v in batch.items()}
+def move(batch, device, channels_last: bool = False):
+    """Tensors of a batch to ``device`` (images ``N×C×H×W`` in channels-last layout when asked)."""
+    def one(v):
+        if not torch.is_tensor(v):
+            return v
+        v = v.to(device, non_blocking=True)
+        return v.contiguous(memory_format=torch.channels_last) if channels_last and v.ndim == 4 else v
+    return {k: one(v) for k, v in batch.items()}
 
 
 def train(task, dataset: Dataset, cfg: EngineConfig) -> dict:
@@ -193,8 +202,10 @@ def train(task, dataset: Dataset, cfg: EngineConfig) -> dict:
 
     torch.manual_seed(cfg.seed)
     model: nn.Module = task.model.to(device)
-    if cfg.channels_last:
-        model = model.to(memory_format=torch.channels_last)
+    if cfg.channels_last:  # 4-D weights only: a LUT bank (5-D) keeps its layout
+        for prm in model.parameters():
+            if prm.dim() == 4:
+                prm.data = prm.data.contiguous(memory_format=torch.channels_last)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     start, best = 0, math.inf
@@ -261,7 +272,7 @@ def train(task, dataset: Dataset, cfg: EngineConfig) -> dict:
         torch.manual_seed(mix(cfg.seed, step, rank, 13))
         if hasattr(task, "on_step"):
             task.on_step(step, cfg.steps)
-        batch = move(batch, device)
+        batch = move(batch, device, cfg.channels_last)
         with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=amp):
             losses = ddp(batch)
         loss = losses["loss"]

@@ -49,7 +49,7 @@ def plan(domain: str, data=None, base=None, augment=None, arch: str = "issam", o
     out = out or str(r / f"{arch}_{domain}.safetensors")
     if not Path(base).is_file():
         raise InputError(f"{base}: base model not found (train it with python -m harmonizers.train, or pass --base)")
-    if augment.startswith(("syconet:", "static:")):
+    if augment.startswith(("syconet:", "syconet_zc:", "static:")):
         ck = augment.split(":")[-1]
         if not Path(ck).is_file():
             raise InputError(f"{ck}: SycoNet checkpoint not found (python -m syconet.train --domains {domain} "

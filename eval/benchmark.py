@@ -2,6 +2,7 @@
 
     python -m eval.benchmark --data data/mini4 --out reports/mini4            # the shipped zoo
     python -m eval.benchmark --data /path/to/iHarmony4 --zoo my_zoo --out reports/ihd
+    python -m eval.benchmark --composites data/real_composites/composites --out reports/real_composites
 
 Scores the test split per domain and "All" (MSE, fMSE, PSNR, fPSNR, fSSIM at 256×256, PSNR peak
 255), by foreground-ratio bin (0–5 %, 5–15 %, 15–100 %), the router's accuracy and the per-image
@@ -117,8 +118,73 @@ def report_md(res: dict, methods) -> str:
     return "\n".join(lines) + "\n"
 
 
+def real_composites(composites, zoo=None, out="reports/real_composites", masks=None, device: str = "cpu",
+                    overwrite: bool = False, grid_rows: int = 12) -> dict:
+    """Routed vs unified on real composites without ground truth: what can be measured.
+
+    Per composite: the router's choice and confidence (top probability, and the margin to the
+    second), and how far the routed and unified results are apart inside the mask (fMSE and mean
+    absolute difference in 8-bit levels, at the evaluation size). Writes ``report.md``,
+    ``results.json`` and ``grid.png`` (composite | routed | unified, largest difference first).
+    """
+    from common.io import find_pairs, read_pair
+    out = Path(out)
+    if (out / "results.json").exists() and not overwrite:
+        raise InputError(f"{out}: already holds a report (pass --overwrite to replace it)")
+    pairs = find_pairs(composites, masks)
+    h = Harmonizer.from_zoo(zoo, device)
+    rows, thumbs = [], {}
+    for img_path, mask_path in tqdm(pairs, desc="real composites", unit="img"):
+        image, mask = read_pair(img_path, mask_path)
+        r = h.run(image, mask, "routed")
+        u = h.run(image, mask, "unified")["output"]
+        probs = r["probabilities"]
+        top = sorted(probs.values(), reverse=True)
+        a, b, m = M.prepare(r["output"][None], u[None], mask[None])  # 0-255 at the evaluation size
+        diff = {"fMSE": float(M._fmse(a, b, m)[0]),
+                "mean_abs_levels": float(((a - b).abs() * m).sum() / (3 * m.sum()).clamp_min(1))}
+        rows.append({"name": img_path.name, "routed_to": r["domain"], "confidence": top[0],
+                     "margin": top[0] - (top[1] if len(top) > 1 else 0.0), "probabilities": probs,
+                     "routed_vs_unified": diff, "fg_ratio": float(mask.mean())})
+        thumbs[img_path.name] = [resize_to_height(x, GRID_HEIGHT) for x in (image, r["output"], u)]
+    rows.sort(key=lambda r: -r["routed_vs_unified"]["fMSE"])
+    counts = {}
+    for r in rows:
+        counts[r["routed_to"]] = counts.get(r["routed_to"], 0) + 1
+    res = {"composites": str(composites), "n": len(rows), "routing": counts, "rows": rows,
+           "mean_confidence": sum(r["confidence"] for r in rows) / len(rows),
+           "mean_routed_vs_unified_fMSE": sum(r["routed_vs_unified"]["fMSE"] for r in rows) / len(rows)}
+    lines = [f"# Routed vs unified on {len(rows)} real composites (`{composites}`)", "",
+             "No ground truth exists for these images: the table says where the router sends them, how sure "
+             "it is, and how much routing changes the result compared with the unified model (inside the mask, "
+             f"at {M.EVAL_SIZE}×{M.EVAL_SIZE}). Which is better is for the user study (`eval.userstudy`).", "",
+             "| routed to | composites | share |", "|---|---:|---:|"]
+    for d, c in sorted(counts.items(), key=lambda x: -x[1]):
+        lines.append(f"| {d} | {c} | {c / len(rows):.0%} |")
+    lines += ["", f"Mean router confidence {res['mean_confidence']:.3f}; mean routed-vs-unified fMSE "
+              f"{res['mean_routed_vs_unified_fMSE']:.1f}.", "",
+              "| composite | routed to | confidence | margin | routed vs unified fMSE | mean |Δ| (levels) |",
+              "|---|---|---:|---:|---:|---:|"]
+    for r in rows:
+        lines.append(f"| {r['name']} | {r['routed_to']} | {r['confidence']:.3f} | {r['margin']:.3f} | "
+                     f"{r['routed_vs_unified']['fMSE']:.1f} | {r['routed_vs_unified']['mean_abs_levels']:.2f} |")
+    lines += ["", "![composite | routed | unified, largest difference first](grid.png)"]
+    write_text("\n".join(lines) + "\n", out / "report.md", overwrite=True)
+    write_image(image_grid([thumbs[r["name"]] for r in rows[:grid_rows]], height=GRID_HEIGHT), out / "grid.png",
+                overwrite=True)
+    write_text(json.dumps(res, indent=1), out / "results.json", overwrite=True)
+    return res
+
+
 def main(data="data/mini4", zoo: str | None = None, out: str = "reports/benchmark", domains="all",
-         split: str = "test", device: str = "cpu", overwrite: bool = False) -> None:
+         split: str = "test", device: str = "cpu", overwrite: bool = False, composites: str | None = None,
+         masks: str | None = None) -> None:
+    """Score a benchmark (``--data``), or with ``--composites DIR`` real composites without ground truth."""
+    if composites:
+        res = real_composites(composites, zoo, out, masks, device, overwrite)
+        print(json.dumps({"out": str(out), "n": res["n"], "routing": res["routing"],
+                          "mean_routed_vs_unified_fMSE": round(res["mean_routed_vs_unified_fMSE"], 2)}))
+        return
     res = benchmark(data, zoo, out, domains, split, device, overwrite)
     fm = {m: round(v["summary"]["All"]["fMSE"], 2) for m, v in res["methods"].items()}
     print(json.dumps({"out": str(out), "router_accuracy": round(res["router"]["accuracy"], 4), "fMSE_All": fm}))

@@ -1,11 +1,14 @@
 """Augmenters for harmonizer training, behind one interface.
 
 An augmenter maps a batch of real images and masks (``N×3×H×W``, ``N×1×H×W``) to synthetic
-composites of the same shape, without gradients:
+composites of the same shape, without gradients (``augmenter(real, mask, composite)``; only
+``syconet_zc`` reads the original composite):
 
 - ``none``: no augmentation
 - ``syconet:CKPT``: dynamic learnable augmentation (paper section 3.2): a fresh ``z^g`` per real image
   at every iteration
+- ``syconet_zc:CKPT``: Table 2's "z^c" ablation: ``z ~ N(μ, σ²)`` from ``E^z`` on the batch's original
+  composite (needs a checkpoint with ``E^z``)
 - ``ct``: classical colour transfer (Reinhard, Xiao, histogram, Pitié; one at random) from a random
   reference photo of the training set, as iHarmony4 built HCOCO/HFlickr
 - ``lut``: a random look from the procedural LUT pool (syconet.bank)
@@ -27,9 +30,12 @@ from syconet.lut import apply_lut
 
 
 class SycoNetAugmenter:
-    def __init__(self, ckpt, device="cpu"):
+    def __init__(self, ckpt, device="cpu", zc: bool = False):
         from syconet.model import load
         self.model, self.meta = load(ckpt, device=device)
+        self.zc = zc
+        if zc and not hasattr(self.model, "enc_z"):
+            raise InputError(f"{ckpt}: generation-only SycoNet (no E^z); syconet_zc needs a full training checkpoint")
         for p in self.model.parameters():
             p.requires_grad_(False)
 
@@ -38,7 +44,9 @@ class SycoNetAugmenter:
         return self
 
     @torch.no_grad()
-    def __call__(self, real, mask):
+    def __call__(self, real, mask, composite=None):
+        if self.zc:
+            return self.model.generate_zc(composite.float(), real.float(), mask.float())
         return self.model.generate(real.float(), mask.float())
 
 
@@ -51,7 +59,7 @@ class LUTAugmenter:
         return self
 
     @torch.no_grad()
-    def __call__(self, real, mask):
+    def __call__(self, real, mask, composite=None):
         idx = torch.randint(len(self.pool), (real.shape[0],))
         return mask * apply_lut(real.float(), self.pool[idx.to(self.pool.device)]) + (1 - mask) * real
 
@@ -73,7 +81,7 @@ class CTAugmenter:
         return self
 
     @torch.no_grad()
-    def __call__(self, real, mask):
+    def __call__(self, real, mask, composite=None):
         out = []
         for r, m in zip(real.float().cpu(), mask.float().cpu()):
             if (m > 0.5).sum() < 4:
@@ -124,14 +132,15 @@ def parse(spec: str | None):
     spec = (spec or "none").strip()
     if spec in ("none", "ct", "lut"):
         return spec, None
-    if spec.startswith("syconet:"):
-        return "syconet", spec.split(":", 1)[1]
+    if spec.startswith(("syconet:", "syconet_zc:")):
+        kind, ckpt = spec.split(":", 1)
+        return kind, ckpt
     if spec.startswith("static:"):
         parts = spec.split(":", 2)
         if len(parts) != 3 or not parts[1].isdigit():
             raise InputError(f"--augment {spec!r}: use static:K:SYCONET_CKPT, e.g. static:4:runs/syconet_all.safetensors")
         return "static", (int(parts[1]), parts[2])
-    raise InputError(f"--augment {spec!r}: use none, ct, lut, syconet:CKPT or static:K:CKPT")
+    raise InputError(f"--augment {spec!r}: use none, ct, lut, syconet:CKPT, syconet_zc:CKPT or static:K:CKPT")
 
 
 def make(spec: str | None, train_ds, device="cpu"):
@@ -143,7 +152,7 @@ def make(spec: str | None, train_ds, device="cpu"):
         return CTAugmenter(train_ds), train_ds
     if kind == "lut":
         return LUTAugmenter().to(device), train_ds
-    if kind == "syconet":
-        return SycoNetAugmenter(arg, device), train_ds
+    if kind in ("syconet", "syconet_zc"):
+        return SycoNetAugmenter(arg, device, zc=kind == "syconet_zc"), train_ds
     k, ckpt = arg
     return None, StaticAugmented(train_ds, ckpt, k, device=device)

@@ -7,7 +7,7 @@
     torchrun --nproc_per_node 2 -m harmonizers.train --data data/mini4 --out runs/h.safetensors
 
 ``--arch`` is ``issam``, ``rainnet`` or a registered variant (``issam256``, ``rainnet128``, ...);
-``--size`` overrides the training size. ``--augment``: ``none | ct | lut | syconet:CKPT |
+``--size`` overrides the training size. ``--augment``: ``none | ct | lut | syconet:CKPT | syconet_zc:CKPT |
 static:K:CKPT``; ``--only_aug`` trains on the augmented composites alone (Table 1 row 6).
 Losses: iS2AM foreground-normalised MSE (``Σ m(p−t)² / max(3·Σm, min_area)``, min_area 1000 at 256,
 on 0–255), RainNet L1. Resumes from ``<out>.last.safetensors``.
@@ -51,7 +51,7 @@ class HarmonizerLoss(nn.Module):
     def forward(self, batch):
         comp, real, mask = batch["composite"], batch["real"], batch["mask"]
         if self.augmenter is not None:
-            gen = self.augmenter(real, mask).to(comp.dtype)
+            gen = self.augmenter(real, mask, comp).to(comp.dtype)
             if self.only_aug:
                 comp = gen
             else:  # Eq. 2: the original and the augmented composite, both towards I^r
@@ -105,7 +105,7 @@ def main(data="data/mini4", domains="all", arch: str = "issam", out="runs/issam_
          augment: str = "none", only_aug: bool = False, init: str | None = None, size: int | None = None,
          steps: int = 2000, batch_size: int = 16, lr: float = 1e-3, workers: int = 0, seed: int = 0,
          save_every: int = 100, val_every: int = 0, device: str = "auto", resume: bool = True,
-         overwrite: bool = False, cache: bool = True) -> None:
+         overwrite: bool = False, cache: bool = True, amp: bool = True, channels_last: bool = False) -> None:
     """Train a harmonizer; ``--init`` finetunes from a checkpoint (all-domain base model)."""
     if only_aug and A.parse(augment)[0] in ("none", "static"):
         raise InputError("--only_aug needs a dynamic --augment (syconet:CKPT, ct or lut)")
@@ -120,7 +120,7 @@ def main(data="data/mini4", domains="all", arch: str = "issam", out="runs/issam_
     augmenter, train_set = A.make(augment, train_ds, device=pick_device(device, local_rank))
     extra.update(augment=augment, only_aug=only_aug)
     task = HarmonizerTask(model, augmenter, only_aug, train_ds.domains, fingerprint(train_ds.samples), val_ds, extra)
-    cfg = EngineConfig(out=out, steps=steps, batch_size=batch_size, lr=lr, workers=workers, seed=seed,
+    cfg = EngineConfig(out=out, amp=amp, channels_last=channels_last, steps=steps, batch_size=batch_size, lr=lr, workers=workers, seed=seed,
                        save_every=save_every, val_every=val_every, device=device, resume=resume, overwrite=overwrite)
     res = train(task, train_set, cfg)
     if dist_info()[0] == 0:

@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from common.io import IMAGE_SUFFIXES, InputError, write_image
+from common.io import InputError, find_pairs, write_image
 
 from .api import Harmonizer
 
@@ -68,27 +68,16 @@ def predict(image, mask, out=None, zoo=None, mode: str = "routed", overwrite: bo
 
 def predict_dir(composites, masks=None, out=None, zoo=None, mode: str = "routed", overwrite: bool = False,
                 device: str = "cpu"):
-    """Harmonize every image in COMPOSITES whose mask is ``MASKS/<stem>.png`` (default: a ``masks``
-    folder next to the images, or ``<stem>_mask.png`` beside them); results go to OUT
-    (default ``<composites>_harmonized``). Prints one JSON line per image."""
+    """Harmonize every image in COMPOSITES that has a mask (``MASKS/<stem>.png``, by default a
+    ``masks`` folder next to or inside COMPOSITES, or ``<stem>_mask.png`` beside the image; see
+    ``common.io.find_pairs``); results go to OUT (default ``<composites>_harmonized``). Prints one
+    JSON line per image."""
     from tqdm import tqdm
 
     def run():
         src = Path(composites)
-        if not src.is_dir():
-            raise InputError(f"{src}: not a folder")
-        mdir = Path(masks) if masks else (src.parent / "masks" if (src.parent / "masks").is_dir() else src)
+        pairs = find_pairs(src, masks)
         dst = Path(out) if out else src.with_name(src.name + "_harmonized")
-        pairs = []
-        for p in sorted(src.iterdir()):
-            if p.suffix.lower() not in IMAGE_SUFFIXES or p.stem.endswith(("_mask", "_harmonized")):
-                continue
-            for cand in (mdir / f"{p.stem}.png", mdir / f"{p.stem}_mask.png"):
-                if cand.is_file() and cand != p:
-                    pairs.append((p, cand))
-                    break
-        if not pairs:
-            raise InputError(f"{src}: no image with a mask in {mdir}")
         rows = []
         for img, m in tqdm(pairs, desc="predict", unit="img"):
             rows.append(_predict_one(str(img), str(m), dst / f"{img.stem}_harmonized.png", zoo, mode, overwrite, device))

@@ -76,7 +76,8 @@ class ClassifierTask:
 def main(data="data/mini4", out="runs/router.safetensors", backbone: str = "auto", use_mask: bool = True,
          size: int = 224, pretrained_file: str | None = None, steps: int = 1000, batch_size: int = 32,
          lr: float = 1e-3, workers: int = 0, seed: int = 0, val_every: int = 0, device: str = "auto",
-         resume: bool = True, overwrite: bool = False, synthesize: bool = False) -> None:
+         resume: bool = True, overwrite: bool = False, synthesize: bool = False, amp: bool = True,
+         channels_last: bool = False) -> None:
     """``--synthesize`` trains on fresh composites made by each domain's own process from the training
     photos (offline benchmark only; see router.synth), so the label depends on the process, not the photo."""
     torch.manual_seed(seed)
@@ -91,7 +92,7 @@ def main(data="data/mini4", out="runs/router.safetensors", backbone: str = "auto
     if synthesize:
         from .synth import ProcessComposites
         train_set = ProcessComposites(train_ds, length=steps * batch_size)
-    res = train(task, train_set, EngineConfig(out=out, steps=steps, batch_size=batch_size, lr=lr, workers=workers,
+    res = train(task, train_set, EngineConfig(out=out, amp=amp, channels_last=channels_last, steps=steps, batch_size=batch_size, lr=lr, workers=workers,
                                              seed=seed, val_every=val_every, device=device, resume=resume,
                                              overwrite=overwrite))
     if dist_info()[0] != 0:

@@ -71,7 +71,7 @@ def main(data="data/mini4", domains="all", out="runs/syconet_all.safetensors", i
          kl_weight: float | None = None, steps: int = 2000, batch_size: int = 16, lr: float = 1e-4,
          workers: int = 0, seed: int = 0, save_every: int = 100, val_every: int = 0, device: str = "auto",
          pretrained_file: str | None = None, lut_dir: str | None = None, resume: bool = True,
-         overwrite: bool = False, cache: bool = True) -> None:
+         overwrite: bool = False, cache: bool = True, amp: bool = True, channels_last: bool = False) -> None:
     """Train SycoNet; ``--init`` starts from a checkpoint (per-domain finetuning keeps its config)."""
     torch.manual_seed(seed)
     train_ds = HarmonyDataset(data, domains, "train", size=size, cache=cache)
@@ -85,7 +85,7 @@ def main(data="data/mini4", domains="all", out="runs/syconet_all.safetensors", i
         with torch.no_grad():
             model.bank.copy_(basis_bank(model.cfg.n_luts, model.cfg.lut_dim, model.cfg.bank_seed, lut_dir=lut_dir))
     task = SycoTask(model, arch, train_ds.domains, fingerprint(train_ds.samples), val_ds)
-    cfg = EngineConfig(out=out, steps=steps, batch_size=batch_size, lr=lr, workers=workers, seed=seed,
+    cfg = EngineConfig(out=out, amp=amp, channels_last=channels_last, steps=steps, batch_size=batch_size, lr=lr, workers=workers, seed=seed,
                        save_every=save_every, val_every=val_every, device=device, resume=resume,
                        overwrite=overwrite)
     res = train(task, train_ds, cfg)

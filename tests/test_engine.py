@@ -98,3 +98,13 @@ def test_torchrun_two_processes_gloo(mini_data, tmp_path):
     # same initial weights and global batch: the first loss agrees (batch norm sees half batches)
     assert l2[3] == pytest.approx(l1[3], rel=0.2)
     assert checkpoint.read_meta(tmp_path / "two.safetensors")["step"] == 3
+
+
+def test_channels_last_with_a_5d_lut_bank(mini_data, tmp_path):
+    """--channels_last converts the 4-D weights and leaves SycoNet's 5-D LUT bank alone."""
+    from syconet.train import main
+    out = tmp_path / "s.safetensors"
+    main(data=str(mini_data), domains="MiniDay2night", out=str(out), arch="syconet_test", size=32, steps=2,
+         batch_size=2, device="cpu", channels_last=True)
+    tensors, meta = checkpoint.load(out, kind="syconet")
+    assert meta["step"] == 2 and all(torch.isfinite(t).all() for t in tensors.values())

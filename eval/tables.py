@@ -1,0 +1,273 @@
+"""The paper's Table 1 and Table 2, reproduced on a benchmark in the iHarmony4 layout.
+
+    python -m eval.tables table1 --data data/mini4 --out reports/table1     # rows 1-7, iS2AM (+ RainNet 1, 2, 7)
+    python -m eval.tables table2 --data data/mini4 --out reports/table2     # SycoNet ablations, with Div
+
+Table 1 (per domain, every finetune starts from the all-domain harmonizer): 1 the base model; 2
+finetune on the domain's originals; 3 + colour-transfer augmentation; 4 + random-LUT augmentation;
+5 + SycoNet(all); 6 SycoNet(D) composites only; 7 originals + SycoNet(D). Rows 2 and 7 run with
+``--seeds`` seeds (mean and spread reported). Table 2 (one domain): each SycoNet variant is trained
+from scratch with the same budget, its Div measured on the domain's training images (10 samples per
+real image, mean pairwise fMSE), and the harmonizer finetuned with it as in row 7; "z^c" uses the
+full model with ``z ~ N(μ, σ²)`` from ``E^z`` on the original composites.
+
+What the tables need and do not find under ``--runs`` (the all-domain SycoNet and harmonizers, the
+per-domain SycoNets) is trained first, with the sizes of ``scripts/train_models.sh``. Every run is
+recorded in ``<out>/results.json`` as it finishes, so a stopped table continues where it stopped;
+``report.md`` is rewritten after each run. Sizes are options: the defaults fit both tables in about
+two hours of this project's 2-core development machine; ``--device cuda`` and larger ``--steps``
+are what a GPU user runs.
+"""
+from __future__ import annotations
+
+import json
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+from common.cli import run
+from common.io import InputError, write_text
+
+ROW_NAMES = {1: "base model (all domains)", 2: "+ finetune on D", 3: "+ CT augmentation", 4: "+ random-LUT augmentation",
+             5: "+ SycoNet(all)", 6: "SycoNet(D) composites only", 7: "+ SycoNet(D) (ours)"}
+ABLATIONS = {"no_rec": "w/o rec", "no_real": "w/o I^r", "move_z": "move z", "lutv2": "LUTv2", "zc": "z^c",
+             "none": "Ours"}
+METRICS = ("MSE", "PSNR", "fMSE", "fSSIM")
+
+
+class Results:
+    """``results.json`` under the output folder: one record per finished run, written atomically."""
+
+    def __init__(self, out: Path, header: dict):
+        self.path = out / "results.json"
+        self.data = json.loads(self.path.read_text()) if self.path.exists() else {"header": header, "runs": {}}
+
+    def __contains__(self, key):
+        return key in self.data["runs"]
+
+    def __getitem__(self, key):
+        return self.data["runs"][key]
+
+    def add(self, key, record):
+        self.data["runs"][key] = record
+        write_text(json.dumps(self.data, indent=1), self.path, overwrite=True)
+
+
+def _train_syconet(out, data, domains, init=None, ablation="none", steps=1500, lr=3e-4, seed=0, device="auto",
+                   arch="syconet_r18", size=128):
+    from syconet.train import main
+    main(data=data, domains=domains, out=str(out), init=init, ablation=ablation, arch=arch, size=size,
+         enc_size=size // 2, steps=steps, batch_size=16, lr=lr, seed=seed, device=device)
+
+
+def _train_harmonizer(out, data, arch, steps=300, device="auto"):  # the sizes of scripts/train_models.sh
+    from harmonizers.train import main
+    main(data=data, domains="all", arch=arch, out=str(out), steps=steps, batch_size=16, lr=5e-4, val_every=100,
+         device=device)
+
+
+def prerequisites(data, runs: Path, domains, archs=("issam",), device="auto", log=print,
+                  syconet_arch="syconet_r18", syconet_size=128, syconet_all: bool = True) -> dict:
+    """Train what is missing under ``runs``: SycoNet(all), SycoNet(D) per domain, ``<arch>_all``
+    (``issam`` and ``rainnet`` are trained as their 64-px CPU variants, other names as they are)."""
+    runs.mkdir(parents=True, exist_ok=True)
+    seconds = {}
+
+    def ensure(path: Path, fn, **kw):
+        if path.exists():
+            return
+        log(f"training prerequisite {path}")
+        t0 = time.time()
+        fn(path, **kw)
+        seconds[path.name] = round(time.time() - t0, 1)
+
+    sy = dict(arch=syconet_arch, size=syconet_size, device=device)
+    if syconet_all or domains:
+        ensure(runs / "syconet_all.safetensors", _train_syconet, data=data, domains="all", **sy)
+    for d in domains:
+        ensure(runs / f"syconet_{d}.safetensors", _train_syconet, data=data, domains=d,
+               init=str(runs / "syconet_all.safetensors"), steps=100, lr=1e-4, **sy)
+    for arch in archs:
+        ensure(runs / f"{arch}_all.safetensors", _train_harmonizer, data=data,
+               arch=f"{arch}64" if arch in ("issam", "rainnet") else arch, device=device)
+    return seconds
+
+
+def _scores(ckpt, data, domain) -> dict:
+    from eval.score import evaluate_checkpoint
+    s = evaluate_checkpoint(ckpt, data, domain)["summary"][domain]
+    return {m: s[m] for m in METRICS}
+
+
+def _finetune(data, domain, runs, out, arch, row=None, augment=None, steps=100, batch_size=8, lr=1e-4, seed=0,
+              device="auto"):
+    from domains.finetune import main
+    main(domain=domain, data=data, arch=arch, row=row, augment=augment, runs=str(runs), out=str(out), steps=steps,
+         batch_size=batch_size, lr=lr, seed=seed, device=device, overwrite=True)
+
+
+def _cell(records: list[dict], metric: str) -> str:
+    vals = [r[metric] for r in records]
+    fmt = "{:.2f}" if metric in ("PSNR", "fSSIM") else "{:.1f}"
+    if metric == "fSSIM":
+        fmt = "{:.4f}"
+    if len(vals) == 1:
+        return fmt.format(vals[0])
+    return f"{fmt.format(statistics.mean(vals))} ± {fmt.format((max(vals) - min(vals)) / 2)}"
+
+
+def _header_lines(res: Results, command: str) -> list[str]:
+    h = res.data["header"]
+    return [f"Command: `{command}`", "",
+            f"Machine: {h['machine']}; device {h['device']}; data `{h['data']}`; sizes: {h['sizes']}.", ""]
+
+
+def table1(data: str = "data/mini4", domains: str = "MiniFlickr,MiniDay2night", out: str = "reports/table1",
+           runs: str = "runs", seeds: int = 2, steps: int = 100, batch_size: int = 8, lr: float = 1e-4,
+           archs: str = "issam,rainnet", device: str = "auto", syconet_arch: str = "syconet_r18",
+           syconet_size: int = 128) -> None:
+    """Table 1 rows 1-7 per domain with iS2AM, and rows 1, 2, 7 with RainNet (``--archs``; the base
+    model of an arch is ``<runs>/<arch>_all.safetensors``)."""
+    doms, archs = _names(domains), tuple(_names(archs))
+    outp, runp = Path(out), Path(runs)
+    outp.mkdir(parents=True, exist_ok=True)
+    command = (f"python -m eval.tables table1 --data {data} --domains {','.join(doms)} --out {out} --runs {runs} "
+               f"--seeds {seeds} --steps {steps} --batch_size {batch_size} --lr {lr} --archs {','.join(archs)} "
+               f"--device {device}")
+    res = Results(outp, {"machine": _machine(device), "device": device, "data": data, "command": command,
+                         "sizes": f"finetunes {steps} steps of batch {batch_size} (+ as many augmented composites), "
+                                  f"lr {lr}, at the base model's size (64 px); metrics at 256 px"})
+    pre = prerequisites(data, runp, doms, archs, device, syconet_arch=syconet_arch, syconet_size=syconet_size)
+    if pre:
+        res.data["header"]["prerequisite_seconds"] = pre
+    plan = []
+    for d in doms:
+        for arch in archs:
+            for row in ((1, 2, 7) if arch.startswith("rainnet") else (1, 2, 3, 4, 5, 6, 7)):
+                for seed in (range(seeds) if row in (2, 7) else (0,)):
+                    plan.append((d, arch, row, seed))
+    for d, arch, row, seed in plan:
+        key = f"{d}/{arch}/row{row}/seed{seed}"
+        if key in res:
+            continue
+        t0 = time.time()
+        if row == 1:
+            ckpt = runp / f"{arch}_all.safetensors"
+        else:
+            ckpt = outp / "checkpoints" / f"{arch}_{d}_row{row}_s{seed}.safetensors"
+            _finetune(data, d, runp, ckpt, arch, row=row, steps=steps, batch_size=batch_size, lr=lr, seed=seed,
+                      device=device)
+        train_s = time.time() - t0
+        res.add(key, {"domain": d, "arch": arch, "row": row, "seed": seed, **_scores(ckpt, data, d),
+                      "train_seconds": round(train_s, 1), "seconds": round(time.time() - t0, 1)})
+        _write_table1(res, outp, doms, archs, command)
+    _write_table1(res, outp, doms, archs, command)
+
+
+def _write_table1(res: Results, outp: Path, doms, archs, command):
+    runs = list(res.data["runs"].values())
+    lines = ["# Table 1 on the offline benchmark", ""] + _header_lines(res, command)
+    lines += ["| method | row | " + " | ".join(f"{d} {m}" for d in doms for m in ("MSE↓", "PSNR↑", "fMSE↓")) +
+              " | CPU/GPU s per run |", "|---|---:|" + "---:|" * (3 * len(doms)) + "---:|"]
+    summary = {}
+    for arch in archs:
+        for row in sorted(ROW_NAMES):
+            cells, secs, ok = [], [], False
+            for d in doms:
+                recs = [r for r in runs if r["domain"] == d and r["arch"] == arch and r["row"] == row]
+                if recs:
+                    ok = True
+                    summary[(arch, row, d)] = statistics.mean(r["fMSE"] for r in recs)
+                    secs += [r["seconds"] for r in recs]
+                cells += [_cell(recs, m) if recs else "–" for m in ("MSE", "PSNR", "fMSE")]
+            if ok:
+                n = max(len([r for r in runs if r["arch"] == arch and r["row"] == row and r["domain"] == d]) for d in doms)
+                name = f"{'RainNet' if arch.startswith('rainnet') else 'iS2AM'} {ROW_NAMES[row]}" + (f" ({n} seeds)" if n > 1 else "")
+                lines.append(f"| {name} | {row} | " + " | ".join(cells) + f" | {statistics.mean(secs):.0f} |")
+    lines += ["", "Multi-seed rows: mean ± half the range over seeds. fMSE relative to row 2 (finetuning on the "
+              "originals alone), negative = better:", ""]
+    for arch in archs:
+        for d in doms:
+            if (arch, 2, d) not in summary:
+                continue
+            b = summary[(arch, 2, d)]
+            parts = [f"row {r}: {100 * (summary[(arch, r, d)] - b) / b:+.1f}%" for r in sorted(ROW_NAMES)
+                     if r != 2 and (arch, r, d) in summary]
+            lines.append(f"- {arch} {d}: " + ", ".join(parts))
+    write_text("\n".join(lines) + "\n", outp / "report.md", overwrite=True)
+
+
+def table2(data: str = "data/mini4", domain: str = "MiniDay2night", out: str = "reports/table2", runs: str = "runs",
+           syconet_steps: int = 300, steps: int = 100, batch_size: int = 8, lr: float = 1e-4, k: int = 10,
+           arch: str = "issam", device: str = "auto", syconet_arch: str = "syconet_r18", syconet_size: int = 128) -> None:
+    """Table 2: SycoNet ablations on one domain (Div + the harmonizer finetuned with each)."""
+    from domains.dataset import HarmonyDataset
+    from syconet.evaluate import diversity
+    from syconet.model import load
+    outp, runp = Path(out), Path(runs)
+    outp.mkdir(parents=True, exist_ok=True)
+    command = (f"python -m eval.tables table2 --data {data} --domain {domain} --out {out} --runs {runs} "
+               f"--syconet_steps {syconet_steps} --steps {steps} --batch_size {batch_size} --lr {lr} --device {device}")
+    res = Results(outp, {"machine": _machine(device), "device": device, "data": data, "command": command,
+                         "sizes": f"each SycoNet from scratch on {domain}: {syconet_steps} steps of batch 16 at {syconet_size} px "
+                                  f"(encoders at half that), lr 3e-4; harmonizer finetunes as Table 1 row 7: {steps} steps "
+                                  f"of batch {batch_size}, lr {lr}; Div on the training images at {syconet_size} px, k={k}"})
+    pre = prerequisites(data, runp, [], (arch,), device, syconet_arch=syconet_arch, syconet_size=syconet_size,
+                        syconet_all=False)
+    if pre:
+        res.data["header"]["prerequisite_seconds"] = pre
+    ck = outp / "checkpoints"
+    for abl in ("no_rec", "no_real", "move_z", "lutv2", "zc", "none"):
+        if abl in res:
+            continue
+        t0 = time.time()
+        syco = ck / f"syconet_{'none' if abl == 'zc' else abl}.safetensors"
+        if not syco.exists():
+            _train_syconet(syco, data, domain, ablation="none" if abl == "zc" else abl, steps=syconet_steps,
+                           device=device, arch=syconet_arch, size=syconet_size)
+        t_syco = time.time() - t0
+        model, _ = load(syco, device="cpu")
+        ds = HarmonyDataset(data, domain, "train", size=syconet_size, train=False)
+        with torch.inference_mode():
+            div = diversity(model, ds, k=k, zc=abl == "zc")
+        harm = ck / f"{arch}_{domain}_{abl}.safetensors"
+        aug = f"syconet_zc:{syco}" if abl == "zc" else f"syconet:{syco}"
+        _finetune(data, domain, runp, harm, arch, augment=aug, steps=steps, batch_size=batch_size, lr=lr,
+                  device=device)
+        res.add(abl, {"ablation": abl, "Div": div, **_scores(harm, data, domain), "syconet_seconds": round(t_syco, 1),
+                      "seconds": round(time.time() - t0, 1)})
+        _write_table2(res, outp, command, domain)
+    _write_table2(res, outp, command, domain)
+
+
+def _write_table2(res: Results, outp: Path, command, domain):
+    lines = [f"# Table 2 on the offline benchmark ({domain})", ""] + _header_lines(res, command)
+    lines += ["| row | method | MSE↓ | fMSE↓ | fSSIM↑ | Div↑ | seconds |", "|---:|---|---:|---:|---:|---:|---:|"]
+    for i, (abl, name) in enumerate(ABLATIONS.items(), 1):
+        if abl in res:
+            r = res[abl]
+            lines.append(f"| {i} | {name} | {r['MSE']:.1f} | {r['fMSE']:.1f} | {r['fSSIM']:.4f} | {r['Div']:.2f} | "
+                         f"{r['seconds']:.0f} |")
+    if "none" in res and "no_rec" in res:
+        ratio = res["none"]["Div"] / max(res["no_rec"]["Div"], 1e-9)
+        lines += ["", f"Div of Ours / Div w/o rec = {ratio:.1f}×" + (
+            f"; LUTv2 Div {'<' if res['lutv2']['Div'] < res['none']['Div'] else '≥'} Ours" if "lutv2" in res else "")]
+    write_text("\n".join(lines) + "\n", outp / "report.md", overwrite=True)
+
+
+def _names(x) -> list[str]:
+    return [d.strip() for d in x.split(",") if d.strip()] if isinstance(x, str) else [str(d) for d in x]
+
+
+def _machine(device: str) -> str:
+    import os
+    if device.startswith("cuda") or (device == "auto" and torch.cuda.is_available()):
+        return f"{torch.cuda.get_device_name(0)}, {os.cpu_count()} CPU cores"
+    return f"{platform.machine()} CPU, {os.cpu_count()} cores, torch {torch.get_num_threads()} threads"
+
+
+if __name__ == "__main__":
+    run({"table1": table1, "table2": table2})

@@ -1,0 +1,64 @@
+"""CUDA agrees with the CPU (skipped where no GPU is present; run on a GPU machine with ``-m gpu``)."""
+import pytest
+import torch
+
+from common import checkpoint
+from harmonizers.models import create, harmonize
+from syconet.lut import apply_lut
+from syconet.model import create as create_syco
+
+pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")]
+CUDA = torch.device("cuda")
+
+
+def test_apply_lut_cuda_matches_cpu_values_and_gradients():
+    g = torch.Generator().manual_seed(0)
+    img = torch.rand(4, 3, 37, 53, generator=g, requires_grad=True)
+    luts = torch.rand(4, 3, 17, 17, 17, generator=g, requires_grad=True)
+    cpu = apply_lut(img, luts)
+    cpu.square().sum().backward()
+    img_c = img.detach().to(CUDA).requires_grad_()
+    luts_c = luts.detach().to(CUDA).requires_grad_()
+    gpu = apply_lut(img_c, luts_c)
+    gpu.square().sum().backward()
+    assert (gpu.cpu() - cpu).abs().max() < 1e-5
+    assert (img_c.grad.cpu() - img.grad).abs().max() < 1e-3
+    assert (luts_c.grad.cpu() - luts.grad).abs().max() / luts.grad.abs().max() < 1e-4
+
+
+def test_syconet_generation_cuda_matches_cpu():
+    torch.manual_seed(0)
+    m = create_syco("syconet_test").eval()
+    real, mask, z = torch.rand(2, 3, 64, 64), (torch.rand(2, 1, 64, 64) > 0.5).float(), torch.randn(2, m.cfg.z_dim)
+    with torch.no_grad():
+        a = m.generate(real, mask, z=z)
+        b = m.to(CUDA).generate(real.to(CUDA), mask.to(CUDA), z=z.to(CUDA)).cpu()
+    assert (a - b).abs().max() < 1e-4
+
+
+@pytest.mark.parametrize("arch", ["issam_test", "rainnet_test"])
+def test_harmonize_cuda_matches_cpu(arch):
+    torch.manual_seed(0)
+    m = create(arch).eval()
+    x, mask = torch.rand(3, 150, 210), torch.zeros(1, 150, 210)
+    mask[:, 30:120, 40:170] = 1
+    a = harmonize(m, x, mask)
+    b = harmonize(m.to(CUDA), x, mask)
+    assert (a - b).abs().max() < 1e-4
+
+
+def test_training_on_cuda_amp_channels_last(mini_data, tmp_path):
+    from harmonizers.train import main
+    out = tmp_path / "h.safetensors"
+    main(data=str(mini_data), arch="issam_test", out=str(out), size=64, steps=4, batch_size=4, device="cuda",
+         amp=True, channels_last=True)
+    tensors, meta = checkpoint.load(out, kind="harmonizer")  # loads on the CPU
+    assert meta["step"] == 4 and all(torch.isfinite(t).all() for t in tensors.values())
+
+
+def test_syconet_training_on_cuda_channels_last(mini_data, tmp_path):
+    from syconet.train import main
+    out = tmp_path / "s.safetensors"
+    main(data=str(mini_data), domains="MiniDay2night", out=str(out), arch="syconet_test", size=64, steps=3,
+         batch_size=4, device="cuda", amp=True, channels_last=True)
+    assert checkpoint.read_meta(out)["step"] == 3
