@@ -12,7 +12,8 @@ real image, mean pairwise fMSE), and the harmonizer finetuned with it as in row 
 full model with ``z ~ N(μ, σ²)`` from ``E^z`` on the original composites.
 
 What the tables need and do not find under ``--runs`` (the all-domain SycoNet and harmonizers, the
-per-domain SycoNets) is trained first, with the sizes of ``scripts/train_models.sh``. Every run is
+per-domain SycoNets) is trained first, with the sizes of ``scripts/train_models.sh``. Checkpoints go to
+``<runs>/table1_<out name>/`` (``table2_…``), reports to ``<out>``. Every run is
 recorded in ``<out>/results.json`` as it finishes, so a stopped table continues where it stopped;
 ``report.md`` is rewritten after each run. Sizes are options: the defaults fit both tables in about
 two hours of this project's 2-core development machine; ``--device cuda`` and larger ``--steps``
@@ -157,7 +158,7 @@ def table1(data: str = "data/mini4", domains: str = "MiniFlickr,MiniDay2night", 
         if row == 1:
             ckpt = runp / f"{arch}_all.safetensors"
         else:
-            ckpt = outp / "checkpoints" / f"{arch}_{d}_row{row}_s{seed}.safetensors"
+            ckpt = runp / f"table1_{outp.name}" / f"{arch}_{d}_row{row}_s{seed}.safetensors"
             _finetune(data, d, runp, ckpt, arch, row=row, steps=steps, batch_size=batch_size, lr=lr, seed=seed,
                       device=device)
         train_s = time.time() - t0
@@ -219,7 +220,7 @@ def table2(data: str = "data/mini4", domain: str = "MiniDay2night", out: str = "
                         syconet_all=False)
     if pre:
         res.data["header"]["prerequisite_seconds"] = pre
-    ck = outp / "checkpoints"
+    ck = runp / f"table2_{outp.name}"
     for abl in ("no_rec", "no_real", "move_z", "lutv2", "zc", "none"):
         if abl in res:
             continue

@@ -239,7 +239,8 @@ def bradley_terry(wins: np.ndarray, ridge: float = 1e-3, iters: int = 100) -> np
         grad = w.sum(1) - (n * p).sum(1) - ridge * s
         c = n * p * p.T
         hess = c - np.diag(c.sum(1)) - ridge * np.eye(len(s))
-        step = np.linalg.solve(hess, -grad)
+        # the likelihood is flat along (1, …, 1) (only differences matter): −11ᵀ/n fixes that direction
+        step = np.linalg.solve(hess - np.ones_like(hess) / len(s), -grad)
         s = s + step
         if np.abs(step).max() < 1e-10:
             break
