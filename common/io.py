@@ -238,9 +238,9 @@ def image_grid(rows: list[list[torch.Tensor]], height: int = 192, pad: int = 4) 
 def find_pairs(folder, masks=None) -> list[tuple[Path, Path]]:
     """Composite/mask pairs in a folder of real composites, in the layouts public sets use.
 
-    A composite ``<stem>.<ext>`` pairs with the first of: ``MASKS/<stem>.*`` (when ``masks`` is
-    given), ``<folder>/../masks/<stem>.*``, ``<folder>/masks/<stem>.*``, ``<folder>/<stem>_mask.*``
-    (``.png`` preferred, then any image suffix). Files ending in ``_mask`` or ``_harmonized`` are
+    A composite ``<stem>.<ext>`` pairs with the first of: ``MASKS/<stem>[_mask].*`` (when ``masks``
+    is given), else the same in a ``masks`` or ``mask`` folder next to or inside ``folder``, then
+    ``<folder>/<stem>_mask.*`` (``.png`` preferred, then any image suffix). Files ending in ``_mask`` or ``_harmonized`` are
     never composites. Raises InputError when nothing pairs up.
     """
     src = Path(folder)
@@ -248,13 +248,15 @@ def find_pairs(folder, masks=None) -> list[tuple[Path, Path]]:
         raise InputError(f"{src}: not a folder")
     if masks is not None and not Path(masks).is_dir():
         raise InputError(f"{masks}: not a folder")
-    dirs = [Path(masks)] if masks is not None else [d for d in (src.parent / "masks", src / "masks") if d.is_dir()]
+    dirs = [Path(masks)] if masks is not None else [
+        d for d in (src.parent / "masks", src.parent / "mask", src / "masks", src / "mask") if d.is_dir()]
     suffixes = (".png",) + tuple(s for s in IMAGE_SUFFIXES if s != ".png")
     pairs = []
     for p in sorted(src.iterdir()):
         if p.suffix.lower() not in IMAGE_SUFFIXES or p.stem.endswith(("_mask", "_harmonized")):
             continue
-        cands = [d / f"{p.stem}{s}" for d in dirs for s in suffixes] + [src / f"{p.stem}_mask{s}" for s in suffixes]
+        cands = [d / f"{p.stem}{tag}{s}" for d in dirs for tag in ("", "_mask") for s in suffixes]
+        cands += [src / f"{p.stem}_mask{s}" for s in suffixes]
         m = next((c for c in cands if c.is_file() and c != p), None)
         if m is not None:
             pairs.append((p, m))

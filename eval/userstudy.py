@@ -156,7 +156,7 @@ function show(){
   }
   const t = st.order[st.votes.length];
   document.getElementById("study").hidden = false;
-  document.getElementById("progress").textContent = (st.votes.length+1) + " / " + st.order.length;
+  document.getElementById("progress").textContent = "Which image looks more realistic? (click it, or \u2190 / \u2192)  \u2014  " + (st.votes.length+1) + " / " + st.order.length;
   const L = document.getElementById("left"), R = document.getElementById("right");
   L.src = "images/" + t.l + ".jpg"; L.dataset.cond = t.l;
   R.src = "images/" + t.r + ".jpg"; R.dataset.cond = t.r;

@@ -140,3 +140,37 @@ class TestWrite:
     def test_grid_shape(self):
         g = image_grid([[torch.rand(3, 10, 20), torch.rand(1, 10, 20)], [torch.rand(3, 20, 20)]], height=10, pad=2)
         assert g.shape == (3, 22, 42)
+
+
+class TestFindPairs:
+    @staticmethod
+    def _img(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (4, 4)).save(path)
+        return path
+
+    def test_layouts(self, tmp_path):
+        from common.io import find_pairs
+        # DIH-like: <stem>_mask beside the image
+        a = tmp_path / "dih"
+        self._img(a / "1.jpg"), self._img(a / "1_mask.jpg"), self._img(a / "2.jpg")
+        assert find_pairs(a) == [(a / "1.jpg", a / "1_mask.jpg")]  # 2.jpg has no mask: skipped
+        # composites/ + masks/ side by side (ours, CDTNet-like), .png preferred over .jpg
+        b = tmp_path / "cdt"
+        self._img(b / "composites" / "x.jpg"), self._img(b / "masks" / "x.jpg"), self._img(b / "masks" / "x.png")
+        assert find_pairs(b / "composites") == [(b / "composites" / "x.jpg", b / "masks" / "x.png")]
+        # a mask/ folder inside, masks named <stem>_mask
+        c = tmp_path / "in"
+        self._img(c / "y.png"), self._img(c / "mask" / "y_mask.png")
+        assert find_pairs(c) == [(c / "y.png", c / "mask" / "y_mask.png")]
+        # an explicit --masks folder wins
+        self._img(tmp_path / "m" / "y.png")
+        assert find_pairs(c, tmp_path / "m") == [(c / "y.png", tmp_path / "m" / "y.png")]
+
+    def test_errors(self, tmp_path):
+        from common.io import find_pairs
+        with pytest.raises(InputError, match="not a folder"):
+            find_pairs(tmp_path / "nope")
+        self._img(tmp_path / "e" / "z.jpg")
+        with pytest.raises(InputError, match="no composite with a mask"):
+            find_pairs(tmp_path / "e")
