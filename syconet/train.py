@@ -68,18 +68,25 @@ def build_model(arch: str, init: str | None, ablation: str, pretrained_file: str
 
 def main(data="data/mini4", domains="all", out="runs/syconet_all.safetensors", init: str | None = None,
          arch: str = "syconet_r18", ablation: str = "none", size: int = 256, enc_size: int | None = None,
-         kl_weight: float | None = None, steps: int = 2000, batch_size: int = 16, lr: float = 1e-4,
+         kl_weight: float | None = None, kl_warmup: float | None = None, steps: int = 2000, batch_size: int = 16, lr: float = 1e-4,
          workers: int = 0, seed: int = 0, save_every: int = 100, val_every: int = 0, device: str = "auto",
          pretrained_file: str | None = None, lut_dir: str | None = None, resume: bool = True,
          overwrite: bool = False, cache: bool = True, amp: bool = True, channels_last: bool = False) -> None:
-    """Train SycoNet; ``--init`` starts from a checkpoint (per-domain finetuning keeps its config)."""
+    """Train SycoNet; ``--init`` starts from a checkpoint (per-domain finetuning keeps its config).
+
+    ``--kl_warmup`` is the fraction of the steps over which the KL weight ramps up from 0 (default:
+    the config's 0.2 from scratch; 0 with ``--init``, whose posterior is already trained and must
+    not drift while the KL term is switched off)."""
     torch.manual_seed(seed)
     train_ds = HarmonyDataset(data, domains, "train", size=size, cache=cache)
     try:
         val_ds = HarmonyDataset(data, domains, "test", size=size, cache=cache)
     except InputError:
         val_ds = None
-    model, arch = build_model(arch, init, ablation, pretrained_file, enc_size=enc_size, kl_weight=kl_weight)
+    if kl_warmup is None and init:
+        kl_warmup = 0.0
+    model, arch = build_model(arch, init, ablation, pretrained_file, enc_size=enc_size, kl_weight=kl_weight,
+                              kl_warmup=kl_warmup)
     if lut_dir and not init:
         from .bank import basis_bank
         with torch.no_grad():

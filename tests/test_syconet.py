@@ -110,6 +110,8 @@ def test_train_finetune_sample_evaluate(mini_data, tmp_path):
     train_main(data=str(mini_data), domains="MiniFlickr", init=str(out), out=str(ft), size=32, steps=2,
                batch_size=2, device="cpu")
     assert checkpoint.read_meta(ft)["domains"] == ["MiniFlickr"]
+    # the KL weight ramps up from scratch only; a finetune keeps it at full weight from step 0
+    assert md["config"]["kl_warmup"] == 0.2 and checkpoint.read_meta(ft)["config"]["kl_warmup"] == 0.0
     s = next(iter(sorted((mini_data / "MiniFlickr" / "real_images").iterdir())))
     mask = mini_data / "MiniFlickr" / "masks" / f"{s.stem}_1.png"
     cmd = [sys.executable, "-m", "syconet.sample", str(s), str(mask), "--ckpt", str(ft), "-k", "3",
