@@ -238,7 +238,12 @@ def train(task, dataset: Dataset, cfg: EngineConfig) -> dict:
     bar = tqdm(total=cfg.steps * cfg.batch_size, initial=start * cfg.batch_size, unit="img",
                unit_scale=False, disable=rank != 0, desc=out.stem, dynamic_ncols=True)
     t0, step, last_losses = time.time(), start, {}
-    model.train()
+    def train_mode():  # the task may keep parts in eval mode (frozen batch-norm statistics)
+        model.train()
+        if hasattr(task, "train_mode"):
+            task.train_mode(model)
+
+    train_mode()
 
     def export(module):  # the weights a user loads: the task may strip loss-only parts
         return task.export(module) if hasattr(task, "export") else module.state_dict()
@@ -257,7 +262,7 @@ def train(task, dataset: Dataset, cfg: EngineConfig) -> dict:
             model.eval()
             with torch.inference_mode():
                 res = task.validate(model)
-            model.train()
+            train_mode()
             rec = {"step": step, "val": res}
             with open(log_path, "a") as f:
                 f.write(json.dumps(rec) + "\n")

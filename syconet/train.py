@@ -33,9 +33,18 @@ ABLATIONS = {"none": {}, "no_rec": {"rec_branch": False}, "no_real": {"ez_real":
 class SycoTask:
     """The engine's view of SycoNet: the model is its own loss module."""
 
-    def __init__(self, model: SycoNet, arch: str, domains, fp: str, val: HarmonyDataset | None):
+    def __init__(self, model: SycoNet, arch: str, domains, fp: str, val: HarmonyDataset | None,
+                 freeze_bn: bool = False):
         self.model, self.arch, self.domains, self.fp, self.val = model, arch, domains, fp, val
+        self.freeze_bn = freeze_bn
         self.find_unused_parameters = True  # the critic / E^z are idle in some ablations
+
+    def train_mode(self, model):
+        """With ``freeze_bn`` the batch-norm layers keep the statistics they were loaded with."""
+        if self.freeze_bn:
+            for m in model.modules():
+                if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                    m.eval()
 
     def meta(self):
         return meta(self.model, self.arch, self.domains, self.fp)
@@ -71,12 +80,14 @@ def main(data="data/mini4", domains="all", out="runs/syconet_all.safetensors", i
          kl_weight: float | None = None, kl_warmup: float | None = None, steps: int = 2000, batch_size: int = 16, lr: float = 1e-4,
          workers: int = 0, seed: int = 0, save_every: int = 100, val_every: int = 0, device: str = "auto",
          pretrained_file: str | None = None, lut_dir: str | None = None, resume: bool = True,
-         overwrite: bool = False, cache: bool = True, amp: bool = True, channels_last: bool = False) -> None:
+         overwrite: bool = False, cache: bool = True, amp: bool = True, channels_last: bool = False,
+         freeze_bn: bool = False) -> None:
     """Train SycoNet; ``--init`` starts from a checkpoint (per-domain finetuning keeps its config).
 
     ``--kl_warmup`` is the fraction of the steps over which the KL weight ramps up from 0 (default:
     the config's 0.2 from scratch; 0 with ``--init``, whose posterior is already trained and must
-    not drift while the KL term is switched off)."""
+    not drift while the KL term is switched off). ``--freeze_bn`` keeps the encoders' batch-norm
+    statistics as loaded (for finetuning on a small domain)."""
     torch.manual_seed(seed)
     train_ds = HarmonyDataset(data, domains, "train", size=size, cache=cache)
     try:
@@ -91,7 +102,7 @@ def main(data="data/mini4", domains="all", out="runs/syconet_all.safetensors", i
         from .bank import basis_bank
         with torch.no_grad():
             model.bank.copy_(basis_bank(model.cfg.n_luts, model.cfg.lut_dim, model.cfg.bank_seed, lut_dir=lut_dir))
-    task = SycoTask(model, arch, train_ds.domains, fingerprint(train_ds.samples), val_ds)
+    task = SycoTask(model, arch, train_ds.domains, fingerprint(train_ds.samples), val_ds, freeze_bn=freeze_bn)
     cfg = EngineConfig(out=out, amp=amp, channels_last=channels_last, steps=steps, batch_size=batch_size, lr=lr, workers=workers, seed=seed,
                        save_every=save_every, val_every=val_every, device=device, resume=resume,
                        overwrite=overwrite)

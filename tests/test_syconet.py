@@ -155,3 +155,18 @@ def test_no_rec_ablation_trains_and_validates(mini_data, tmp_path):
     assert md["config"]["rec_branch"] is False and not hasattr(m, "enc_z")
     r = reconstruction_fmse(m, HarmonyDataset(mini_data, "MiniFlickr", "test", size=32, train=False))
     assert r["rec_fMSE"] != r["rec_fMSE"] and r["comp_fMSE"] > 0  # NaN: nothing to reconstruct with
+
+
+def test_finetune_freeze_bn_keeps_statistics(mini_data, tmp_path):
+    out = tmp_path / "all.safetensors"
+    train_main(data=str(mini_data), out=str(out), arch="syconet_test", size=32, steps=2, batch_size=4, device="cpu")
+    base = checkpoint.load(out, kind="syconet")[0]
+    stats = [k for k in base if k.endswith(("running_mean", "running_var"))]
+    assert stats
+    for freeze in (True, False):
+        ft = tmp_path / f"ft_{freeze}.safetensors"
+        train_main(data=str(mini_data), domains="MiniFlickr", init=str(out), out=str(ft), size=32, steps=2,
+                   batch_size=2, device="cpu", freeze_bn=freeze)
+        t = checkpoint.load(ft, kind="syconet")[0]
+        same = all(torch.equal(t[k], base[k]) for k in stats)
+        assert same == freeze
