@@ -81,13 +81,13 @@ def main(data="data/mini4", domains="all", out="runs/syconet_all.safetensors", i
          workers: int = 0, seed: int = 0, save_every: int = 100, val_every: int = 0, device: str = "auto",
          pretrained_file: str | None = None, lut_dir: str | None = None, resume: bool = True,
          overwrite: bool = False, cache: bool = True, amp: bool = True, channels_last: bool = False,
-         freeze_bn: bool = False) -> None:
+         freeze_bn: bool | None = None) -> None:
     """Train SycoNet; ``--init`` starts from a checkpoint (per-domain finetuning keeps its config).
 
     ``--kl_warmup`` is the fraction of the steps over which the KL weight ramps up from 0 (default:
     the config's 0.2 from scratch; 0 with ``--init``, whose posterior is already trained and must
     not drift while the KL term is switched off). ``--freeze_bn`` keeps the encoders' batch-norm
-    statistics as loaded (for finetuning on a small domain)."""
+    statistics as loaded (default: on with ``--init``, off from scratch; measured in the README)."""
     torch.manual_seed(seed)
     train_ds = HarmonyDataset(data, domains, "train", size=size, cache=cache)
     try:
@@ -96,6 +96,8 @@ def main(data="data/mini4", domains="all", out="runs/syconet_all.safetensors", i
         val_ds = None
     if kl_warmup is None and init:
         kl_warmup = 0.0
+    if freeze_bn is None:
+        freeze_bn = bool(init)
     model, arch = build_model(arch, init, ablation, pretrained_file, enc_size=enc_size, kl_weight=kl_weight,
                               kl_warmup=kl_warmup)
     if lut_dir and not init:
