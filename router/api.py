@@ -93,17 +93,22 @@ class Harmonizer:
 
     def __init__(self, manifest: dict, device="cpu"):
         from harmonizers.models import load as load_h
-
-        from .classifier import load as load_c
         self.device = torch.device(device)
         self.manifest = manifest
         t0 = time.perf_counter()
-        self.classifier, _ = load_c(manifest["classifier"], device=self.device)
+        self._classifier = None  # loaded on first use: unified and oracle modes never import timm
         self.domains = list(manifest["classifier_domains"])
         loader = lambda p: load_h(p, device=self.device)[0]  # noqa: E731
         self.models = _Lazy(manifest["domains"], loader)
         self._unified = _Lazy({"unified": manifest["unified"]} if manifest["unified"] else {}, loader)
         self.load_seconds = time.perf_counter() - t0
+
+    @property
+    def classifier(self):
+        if self._classifier is None:
+            from .classifier import load as load_c
+            self._classifier, _ = load_c(self.manifest["classifier"], device=self.device)
+        return self._classifier
 
     @property
     def unified(self):

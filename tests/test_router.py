@@ -149,3 +149,16 @@ def test_process_composites_label_the_process(mini_data):
     a = ds[0]["composite"]
     torch.manual_seed(3)
     assert torch.equal(a, ds[0]["composite"])  # follows the torch seed (the engine's per-sample seed)
+
+
+def test_unified_and_oracle_modes_never_import_timm(tiny_zoo, pair, tmp_path):
+    """The classifier (and with it timm, ~3 s of imports here) loads only when routing needs it."""
+    img, mask = pair
+    code = ("import sys, json; from router import Harmonizer; h = Harmonizer.from_zoo(sys.argv[1]); "
+            "h(sys.argv[2], sys.argv[3], mode='unified'); h(sys.argv[2], sys.argv[3], mode='oracle:MiniFlickr'); "
+            "a = 'timm' in sys.modules; h.classify(sys.argv[2], sys.argv[3]); "
+            "print(json.dumps([a, 'timm' in sys.modules]))")
+    r = subprocess.run([sys.executable, "-c", code, str(tiny_zoo), str(img), str(mask)], cwd=ROOT,
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-1500:]
+    assert json.loads(r.stdout.strip().splitlines()[-1]) == [False, True]
