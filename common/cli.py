@@ -20,5 +20,11 @@ def run(component, name: str | None = None) -> None:
         sys.exit(2)
 
 
+def names(value) -> list[str]:
+    """A comma-separated CLI value (or a list/tuple, as python-fire may pass it) → stripped names."""
+    items = value.split(",") if isinstance(value, str) else value
+    return [str(v).strip() for v in items if str(v).strip()]
+
+
 def print_json(obj) -> None:
     print(json.dumps(obj, sort_keys=False))

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import torch
 
-from common.cli import run
+from common.cli import names, run
 from common.io import InputError, write_text
 
 ROW_NAMES = {1: "base model (all domains)", 2: "+ finetune on D", 3: "+ CT augmentation", 4: "+ random-LUT augmentation",
@@ -112,9 +112,7 @@ def _finetune(data, domain, runs, out, arch, row=None, augment=None, steps=100, 
 
 def _cell(records: list[dict], metric: str) -> str:
     vals = [r[metric] for r in records]
-    fmt = "{:.2f}" if metric in ("PSNR", "fSSIM") else "{:.1f}"
-    if metric == "fSSIM":
-        fmt = "{:.4f}"
+    fmt = {"PSNR": "{:.2f}", "fSSIM": "{:.4f}"}.get(metric, "{:.1f}")
     if len(vals) == 1:
         return fmt.format(vals[0])
     return f"{fmt.format(statistics.mean(vals))} ± {fmt.format((max(vals) - min(vals)) / 2)}"
@@ -132,12 +130,13 @@ def table1(data: str = "data/mini4", domains: str = "MiniFlickr,MiniDay2night", 
            syconet_size: int = 128) -> None:
     """Table 1 rows 1-7 per domain with iS2AM, and rows 1, 2, 7 with RainNet (``--archs``; the base
     model of an arch is ``<runs>/<arch>_all.safetensors``)."""
-    doms, archs = _names(domains), tuple(_names(archs))
+    from domains.dataset import resolve_domains
+    doms, archs = resolve_domains(data, domains), tuple(names(archs))
     outp, runp = Path(out), Path(runs)
     outp.mkdir(parents=True, exist_ok=True)
     command = (f"python -m eval.tables table1 --data {data} --domains {','.join(doms)} --out {out} --runs {runs} "
                f"--seeds {seeds} --steps {steps} --batch_size {batch_size} --lr {lr} --archs {','.join(archs)} "
-               f"--device {device}")
+               f"--device {device} --syconet_arch {syconet_arch} --syconet_size {syconet_size}")
     res = Results(outp, {"machine": _machine(device), "device": device, "data": data, "command": command,
                          "sizes": f"finetunes {steps} steps of batch {batch_size} (+ as many augmented composites), "
                                   f"lr {lr}, at the base model's size (64 px); metrics at 256 px"})
@@ -211,7 +210,8 @@ def table2(data: str = "data/mini4", domain: str = "MiniDay2night", out: str = "
     outp, runp = Path(out), Path(runs)
     outp.mkdir(parents=True, exist_ok=True)
     command = (f"python -m eval.tables table2 --data {data} --domain {domain} --out {out} --runs {runs} "
-               f"--syconet_steps {syconet_steps} --steps {steps} --batch_size {batch_size} --lr {lr} --device {device}")
+               f"--syconet_steps {syconet_steps} --steps {steps} --batch_size {batch_size} --lr {lr} -k {k} "
+               f"--arch {arch} --device {device} --syconet_arch {syconet_arch} --syconet_size {syconet_size}")
     res = Results(outp, {"machine": _machine(device), "device": device, "data": data, "command": command,
                          "sizes": f"each SycoNet from scratch on {domain}: {syconet_steps} steps of batch 16 at {syconet_size} px "
                                   f"(encoders at half that), lr 3e-4; harmonizer finetunes as Table 1 row 7: {steps} steps "
@@ -257,10 +257,6 @@ def _write_table2(res: Results, outp: Path, command, domain):
         lines += ["", f"Div of Ours / Div w/o rec = {ratio:.1f}×" + (
             f"; LUTv2 Div {'<' if res['lutv2']['Div'] < res['none']['Div'] else '≥'} Ours" if "lutv2" in res else "")]
     write_text("\n".join(lines) + "\n", outp / "report.md", overwrite=True)
-
-
-def _names(x) -> list[str]:
-    return [d.strip() for d in x.split(",") if d.strip()] if isinstance(x, str) else [str(d) for d in x]
 
 
 def _machine(device: str) -> str:

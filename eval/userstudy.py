@@ -34,8 +34,8 @@ import torch
 from PIL import Image, ImageDraw
 from tqdm import tqdm
 
-from common.cli import run
-from common.io import InputError, find_pairs, read_pair, write_text
+from common.cli import names as split_names, run
+from common.io import InputError, find_pairs, read_pair, to_pil, write_image, write_text
 
 METHODS = ("composite", "reinhard", "unified", "routed")
 CSV_HEADER = ["observer", "session", "scene", "condition_1", "condition_2", "selection"]
@@ -56,8 +56,7 @@ def _method_fn(method: str, zoo):
 
 
 def _display(img: torch.Tensor, max_side: int) -> Image.Image:
-    arr = (img.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
-    im = Image.fromarray(arr)
+    im = to_pil(img)
     s = max_side / max(im.size)
     return im.resize((max(1, round(im.width * s)), max(1, round(im.height * s))), Image.LANCZOS) if s < 1 else im
 
@@ -65,7 +64,7 @@ def _display(img: torch.Tensor, max_side: int) -> Image.Image:
 def export(composites, out, methods: str = ",".join(METHODS), zoo=None, masks=None, max_side: int = 1024,
            seed: int | None = None, overwrite: bool = False, device: str = "cpu") -> Path:
     """Run ``methods`` on every composite in COMPOSITES and write the study folder OUT."""
-    names = [m.strip() for m in methods.split(",") if m.strip()] if isinstance(methods, str) else list(methods)
+    names = split_names(methods)
     if len(names) < 2 or len(set(names)) != len(names):
         raise InputError(f"--methods needs at least two different methods, got {names}")
     out = Path(out)
@@ -97,7 +96,7 @@ def export(composites, out, methods: str = ",".join(METHODS), zoo=None, masks=No
                 hid = token()
             used.add(hid)
             ids[m] = hid
-            _display(res, max_side).save(out / "images" / f"{hid}.jpg", quality=92)
+            write_image(_display(res, max_side), out / "images" / f"{hid}.jpg", overwrite=overwrite, quality=92)
             conditions[hid] = {"scene": scene, "method": m, "source": str(img_path), "mask": str(mask_path)}
         for a, b in combinations(names, 2):
             trials.append({"scene": scene, "a": ids[a], "b": ids[b]})
@@ -250,7 +249,7 @@ def bradley_terry(wins: np.ndarray, ridge: float = 1e-3, iters: int = 100) -> np
 def analyze(votes, manifest, out="reports/userstudy", bootstrap: int = 1000, seed: int = 0,
             overwrite: bool = True) -> dict:
     """Bradley–Terry scores per method from VOTES (CSV paths or glob patterns) and the MANIFEST."""
-    pats = votes if isinstance(votes, (list, tuple)) else [v for v in str(votes).split(",") if v]
+    pats = split_names(votes)
     paths = sorted({p for pat in pats for p in (glob.glob(pat) or [pat])})
     for p in paths:
         if not Path(p).is_file():
@@ -290,7 +289,7 @@ def analyze(votes, manifest, out="reports/userstudy", bootstrap: int = 1000, see
                      f"{t['wins']} / {t['comparisons']} |")
     write_text("\n".join(lines) + "\n", outp / "bt.md", overwrite=overwrite)
     write_text(json.dumps(res, indent=1), outp / "bt.json", overwrite=overwrite)
-    _bar_plot(table).save(outp / "bt.png")
+    write_image(_bar_plot(table), outp / "bt.png", overwrite=overwrite)
     print("\n".join(lines))
     return res
 

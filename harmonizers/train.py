@@ -120,8 +120,9 @@ def main(data="data/mini4", domains="all", arch: str = "issam", out="runs/issam_
     augmenter, train_set = A.make(augment, train_ds, device=pick_device(device, local_rank))
     extra.update(augment=augment, only_aug=only_aug)
     task = HarmonizerTask(model, augmenter, only_aug, train_ds.domains, fingerprint(train_ds.samples), val_ds, extra)
-    cfg = EngineConfig(out=out, amp=amp, channels_last=channels_last, steps=steps, batch_size=batch_size, lr=lr, workers=workers, seed=seed,
-                       save_every=save_every, val_every=val_every, device=device, resume=resume, overwrite=overwrite)
+    cfg = EngineConfig(out=out, amp=amp, channels_last=channels_last, steps=steps, batch_size=batch_size, lr=lr,
+                       workers=workers, seed=seed, save_every=save_every, val_every=val_every, device=device,
+                       resume=resume, overwrite=overwrite)
     res = train(task, train_set, cfg)
     if dist_info()[0] == 0:
         print_json({**res, "arch": model.arch, "size": model.size, "augment": augment, "domains": train_ds.domains})

@@ -92,9 +92,9 @@ def main(data="data/mini4", out="runs/router.safetensors", backbone: str = "auto
     if synthesize:
         from .synth import ProcessComposites
         train_set = ProcessComposites(train_ds, length=steps * batch_size)
-    res = train(task, train_set, EngineConfig(out=out, amp=amp, channels_last=channels_last, steps=steps, batch_size=batch_size, lr=lr, workers=workers,
-                                             seed=seed, val_every=val_every, device=device, resume=resume,
-                                             overwrite=overwrite))
+    res = train(task, train_set, EngineConfig(out=out, amp=amp, channels_last=channels_last, steps=steps,
+                                              batch_size=batch_size, lr=lr, workers=workers, seed=seed,
+                                              val_every=val_every, device=device, resume=resume, overwrite=overwrite))
     if dist_info()[0] != 0:
         return
     net = task.net.eval()

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from common.cli import print_json, run
-from common.io import InputError, image_grid, read_pair, write_image
+from common.io import InputError, image_grid, read_pair, to_uint8, write_image
 
 from .lut import apply_lut_u8, combine
 from .model import load
@@ -36,7 +36,7 @@ def sample(model, real: torch.Tensor, mask: torch.Tensor, k: int = 10, seed: int
         return torch.stack(outs)
     # CPU: the 8-bit fast path (``apply_lut_u8``), blended with the mask in float
     luts = combine(alpha, model.bank).float()
-    real_u8 = real.mul(255).round_().clamp_(0, 255).to(torch.uint8).permute(1, 2, 0).numpy()
+    real_u8 = to_uint8(real)
     outs = []
     for i in range(k):
         fg = torch.from_numpy(apply_lut_u8(real_u8, luts[i])).permute(2, 0, 1).float().div_(255)

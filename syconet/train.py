@@ -77,7 +77,8 @@ def build_model(arch: str, init: str | None, ablation: str, pretrained_file: str
 
 def main(data="data/mini4", domains="all", out="runs/syconet_all.safetensors", init: str | None = None,
          arch: str = "syconet_r18", ablation: str = "none", size: int = 256, enc_size: int | None = None,
-         kl_weight: float | None = None, kl_warmup: float | None = None, steps: int = 2000, batch_size: int = 16, lr: float = 1e-4,
+         kl_weight: float | None = None, kl_warmup: float | None = None, steps: int = 2000, batch_size: int = 16,
+         lr: float = 1e-4,
          workers: int = 0, seed: int = 0, save_every: int = 100, val_every: int = 0, device: str = "auto",
          pretrained_file: str | None = None, lut_dir: str | None = None, resume: bool = True,
          overwrite: bool = False, cache: bool = True, amp: bool = True, channels_last: bool = False,
@@ -105,9 +106,9 @@ def main(data="data/mini4", domains="all", out="runs/syconet_all.safetensors", i
         with torch.no_grad():
             model.bank.copy_(basis_bank(model.cfg.n_luts, model.cfg.lut_dim, model.cfg.bank_seed, lut_dir=lut_dir))
     task = SycoTask(model, arch, train_ds.domains, fingerprint(train_ds.samples), val_ds, freeze_bn=freeze_bn)
-    cfg = EngineConfig(out=out, amp=amp, channels_last=channels_last, steps=steps, batch_size=batch_size, lr=lr, workers=workers, seed=seed,
-                       save_every=save_every, val_every=val_every, device=device, resume=resume,
-                       overwrite=overwrite)
+    cfg = EngineConfig(out=out, amp=amp, channels_last=channels_last, steps=steps, batch_size=batch_size, lr=lr,
+                       workers=workers, seed=seed, save_every=save_every, val_every=val_every, device=device,
+                       resume=resume, overwrite=overwrite)
     res = train(task, train_ds, cfg)
     print_json({"out": str(Path(out)), **res, "init": init, "ablation": ablation, "domains": train_ds.domains})
 
