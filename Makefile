@@ -9,12 +9,19 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.14.1 torchvision==0.29.1
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q -e '.[test,fast]'
 	touch $(STAMP)
 
-# The main job on the bundled default.
-demo: $(STAMP)
+# The default zoo's ONNX export (router.fast), redone when a checkpoint changes: predict then runs
+# on ONNX Runtime without importing torch.
+ZOO_ONNX := models/default/onnx/manifest.json
+$(ZOO_ONNX): models/default/zoo.json $(wildcard models/default/*.safetensors) | $(STAMP)
+	$(PY) -m router.fast export --zoo models/default --overwrite
+
+# The main job on the bundled default: the side-by-side picture, then the command users type.
+demo: $(STAMP) $(ZOO_ONNX)
 	$(PY) -m router.demo --out runs/demo
+	$(PY) -m router predict assets/demo/koala.jpg assets/demo/koala_mask.png --out runs/demo/koala_cli.png --overwrite
 
 test: $(STAMP)
 	$(PY) -m pytest -q -x

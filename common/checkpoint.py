@@ -3,16 +3,15 @@
 Metadata key ``config`` holds JSON with at least ``kind`` (``syconet``, ``harmonizer``,
 ``classifier``), ``arch``, the constructor ``config``, the ``domains``, the training data's
 ``data_fingerprint`` and the package ``version``. Loading checks ``kind`` before touching weights.
-Nothing is ever unpickled. Writes are atomic.
+Nothing is ever unpickled. Writes are atomic. Reading the metadata does not import torch (the
+ONNX Runtime predict path checks a zoo without it).
 """
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-import torch
 from safetensors import safe_open
-from safetensors.torch import save_file
 
 from . import __version__
 from .io import InputError, atomic_write
@@ -24,6 +23,7 @@ def save(path, tensors: dict[str, torch.Tensor], meta: dict, overwrite: bool = T
     """Save ``tensors`` with ``meta`` (must hold ``kind`` and ``arch``) atomically."""
     if meta.get("kind") not in KINDS:
         raise ValueError(f"checkpoint kind must be one of {KINDS}, got {meta.get('kind')!r}")
+    from safetensors.torch import save_file
     meta = {"version": __version__, **meta}
     flat = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
     return atomic_write(path, lambda tmp: save_file(flat, tmp, metadata={"config": json.dumps(meta)}),
@@ -35,7 +35,7 @@ def read_meta(path) -> dict:
     if not path.is_file():
         raise InputError(f"{path}: checkpoint not found")
     try:
-        with safe_open(str(path), framework="pt") as f:
+        with safe_open(str(path), framework="numpy") as f:
             md = f.metadata() or {}
     except Exception as e:
         raise InputError(f"{path}: not a safetensors checkpoint ({e})") from None

@@ -5,6 +5,10 @@ Conventions (DESIGN.md): images are float32 tensors ``3×H×W`` in [0, 1], RGB; 
 RGBA, CMYK and 16-bit files explicitly. Every problem with a file is an :class:`InputError` whose
 message names the file and the problem in one line; CLIs turn it into a non-zero exit.
 Writers never overwrite an existing file unless asked and write atomically (temp file + rename).
+
+torch is imported only by the functions that return or take tensors, so that the ONNX Runtime
+predict path (``router.fast``) reads and writes images without it: ``read_image_array`` and
+``read_mask_array`` are the numpy readers that ``read_image`` and ``read_mask`` wrap.
 """
 from __future__ import annotations
 
@@ -13,7 +17,6 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 # Pixel limit for any image we decode. Pillow's decompression-bomb guard (~179 MP) is a second line,
@@ -93,8 +96,8 @@ def _to_float_array(img: Image.Image, path) -> np.ndarray:
     return np.asarray(img, dtype=np.float32) / 255.0
 
 
-def read_image(path: str | os.PathLike, max_pixels: int | None = None) -> torch.Tensor:
-    """Read an image file as RGB float32 ``3×H×W`` in [0, 1].
+def read_image_array(path: str | os.PathLike, max_pixels: int | None = None) -> np.ndarray:
+    """Read an image file as RGB float32 ``H×W×3`` in [0, 1].
 
     Grey (L, 16-bit) is repeated to three channels, palette and CMYK are converted to RGB, and the
     alpha channel of RGBA / LA images is dropped (the colour values are kept as stored).
@@ -103,12 +106,11 @@ def read_image(path: str | os.PathLike, max_pixels: int | None = None) -> torch.
     arr = _to_float_array(img, path)
     if arr.shape[2] in (1, 2):
         arr = np.repeat(arr[..., :1], 3, axis=2)
-    arr = arr[..., :3]
-    return torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)))
+    return np.ascontiguousarray(arr[..., :3])
 
 
-def read_mask(path: str | os.PathLike, max_pixels: int | None = None) -> torch.Tensor:
-    """Read a foreground mask as float32 ``1×H×W`` in [0, 1] (1 = foreground).
+def read_mask_array(path: str | os.PathLike, max_pixels: int | None = None) -> np.ndarray:
+    """Read a foreground mask as float32 ``H×W`` in [0, 1] (1 = foreground).
 
     Single-channel files are used as they are (8- or 16-bit); an RGBA or LA file whose alpha is not
     constant uses its alpha (a cut-out), any other colour file its luminance.
@@ -118,17 +120,30 @@ def read_mask(path: str | os.PathLike, max_pixels: int | None = None) -> torch.T
         rgba = img.convert("RGBA")
         alpha = np.asarray(rgba, dtype=np.float32)[..., 3] / 255.0
         if alpha.min() < alpha.max():
-            return torch.from_numpy(alpha[None].copy())
+            return np.ascontiguousarray(alpha)
         img = rgba.convert("RGB")
     arr = _to_float_array(img, path)
     if arr.shape[2] >= 3:
         arr = (0.299 * arr[..., 0] + 0.587 * arr[..., 1] + 0.114 * arr[..., 2])[..., None]
-    return torch.from_numpy(np.ascontiguousarray(arr[..., 0][None]))
+    return np.ascontiguousarray(arr[..., 0])
 
 
-def check_mask(mask: torch.Tensor, name: str = "mask") -> None:
-    """Refuse a mask with no foreground or with nothing but foreground (binarised at 0.5)."""
-    fg = (mask > 0.5).float().mean().item()
+def read_image(path: str | os.PathLike, max_pixels: int | None = None) -> torch.Tensor:
+    """:func:`read_image_array` as a float32 tensor ``3×H×W`` in [0, 1]."""
+    import torch
+    return torch.from_numpy(np.ascontiguousarray(read_image_array(path, max_pixels).transpose(2, 0, 1)))
+
+
+def read_mask(path: str | os.PathLike, max_pixels: int | None = None) -> torch.Tensor:
+    """:func:`read_mask_array` as a float32 tensor ``1×H×W`` in [0, 1] (1 = foreground)."""
+    import torch
+    return torch.from_numpy(read_mask_array(path, max_pixels)[None].copy())
+
+
+def check_mask(mask, name: str = "mask") -> None:
+    """Refuse a mask (tensor or array) with no foreground or with nothing but foreground
+    (binarised at 0.5)."""
+    fg = float((mask > 0.5).sum()) / mask.numel() if hasattr(mask, "numel") else float((mask > 0.5).mean())
     if fg == 0.0:
         raise InputError(f"{name}: mask has no foreground (no pixel above 0.5)")
     if fg == 1.0:
@@ -148,6 +163,7 @@ def read_pair(image_path, mask_path, max_pixels: int | None = None) -> tuple[tor
 
 def to_uint8(image: torch.Tensor) -> np.ndarray:
     """``C×H×W`` float in [0, 1] → ``H×W×C`` uint8 (rounded)."""
+    import torch
     arr = image.detach().float().clamp(0, 1).mul(255).round().to(torch.uint8).cpu().numpy()
     return arr.transpose(1, 2, 0)
 
@@ -183,7 +199,7 @@ def write_image(image, path: str | os.PathLike, overwrite: bool = False, quality
 
     The format follows the suffix (JPEG at ``quality``, PNG lossless).
     """
-    if isinstance(image, torch.Tensor):
+    if hasattr(image, "detach"):  # a tensor (torch is not imported just to ask)
         image = to_pil(image)
     elif isinstance(image, np.ndarray):
         image = Image.fromarray(image[..., 0] if image.ndim == 3 and image.shape[2] == 1 else image)
@@ -217,6 +233,7 @@ def image_grid(rows: list[list[torch.Tensor]], height: int = 192, pad: int = 4) 
 
     Each image is scaled to ``height`` keeping its aspect ratio.
     """
+    import torch
     tiles = []
     for row in rows:
         cells = []

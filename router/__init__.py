@@ -7,7 +7,15 @@
 ``predict`` writes the harmonized image at the input's resolution (default
 ``<image stem>_harmonized.png`` next to the input; never over an existing file without
 ``--overwrite``) and prints one JSON line: chosen domain, class probabilities, model used, output
-path and seconds per stage. Bad input exits with status 2 and a one-line reason, writing nothing.
+path, backend and seconds per stage. Bad input exits with status 2 and a one-line reason, writing
+nothing.
+
+``--backend``: ``auto`` (default) runs the zoo's ONNX export on ONNX Runtime when onnxruntime is
+installed and the export matches the checkpoints (``python -m router.fast export``; a command
+then never imports torch), else torch; ``onnx`` insists on the former, ``torch`` on the latter.
+A ``--device`` other than ``cpu`` means torch.
+
+Importing this package does not import torch: ``Harmonizer`` is loaded on first use.
 """
 from __future__ import annotations
 
@@ -18,39 +26,84 @@ from pathlib import Path
 
 from common.io import InputError, find_pairs, write_image
 
-from .api import Harmonizer
-
 __all__ = ["Harmonizer", "predict", "predict_dir"]
+BACKENDS = ("auto", "onnx", "torch")
 
 _CACHE: dict = {}
 
 
-def _harmonizer(zoo, device) -> Harmonizer:
-    key = (str(zoo), str(device))
-    if key not in _CACHE:
-        _CACHE[key] = Harmonizer.from_zoo(zoo, device)
-    return _CACHE[key]
+def __getattr__(name):
+    if name == "Harmonizer":
+        from .api import Harmonizer
+        return Harmonizer
+    raise AttributeError(f"module 'router' has no attribute {name!r}")
 
 
-def _predict_one(image, mask, out=None, zoo=None, mode="routed", overwrite=False, device="cpu") -> dict:
+def _loaded(zoo, device, backend: str):
+    """(harmonizer, freshly loaded) for a zoo, cached per process; the ONNX one when it can serve."""
+    key = (str(zoo), str(device), backend)
+    if key in _CACHE:
+        return _CACHE[key], False
+    if backend == "onnx":
+        from .fast import FastHarmonizer
+        h = FastHarmonizer.from_zoo(zoo)
+    else:
+        from .api import Harmonizer
+        h = Harmonizer.from_zoo(zoo, device)
+    _CACHE[key] = h
+    return h, True
+
+
+def _run(image, mask, zoo, mode, device, backend) -> tuple[dict, float, str]:
+    """Read, load and harmonize with one backend → (result, load seconds, backend used)."""
+    if backend == "onnx":
+        from common.io import read_image_array, read_mask_array
+        img, m = read_image_array(image), read_mask_array(mask)  # as on torch: in "total", not in a stage
+        t0 = time.perf_counter()
+        h, fresh = _loaded(zoo, device, "onnx")
+        h.load(mode)
+        t_load = time.perf_counter() - t0
+        return h.run(img, m, mode), t_load if fresh else 0.0, "onnx"
     t0 = time.perf_counter()
-    out = Path(out) if out else Path(image).with_name(Path(image).stem + "_harmonized.png")
-    if out.exists() and not overwrite:
-        raise InputError(f"{out}: already exists (pass --overwrite to replace it)")
-    fresh = (str(zoo), str(device)) not in _CACHE
-    h = _harmonizer(zoo, device)
+    h, fresh = _loaded(zoo, device, "torch")
     if mode == "routed":
         h.classifier  # noqa: B018 - load it here, so that "load" holds all loading
     t_load = time.perf_counter() - t0
-    r = h.run(image, mask, mode)
+    return h.run(image, mask, mode), t_load if fresh else 0.0, "torch"
+
+
+def _predict_one(image, mask, out=None, zoo=None, mode="routed", overwrite=False, device="cpu",
+                 backend="auto") -> dict:
+    t0 = time.perf_counter()
+    if backend not in BACKENDS:
+        raise InputError(f"--backend must be one of {BACKENDS}, got {backend!r}")
+    out = Path(out) if out else Path(image).with_name(Path(image).stem + "_harmonized.png")
+    if out.exists() and not overwrite:
+        raise InputError(f"{out}: already exists (pass --overwrite to replace it)")
+    if str(device) != "cpu" and backend == "onnx":
+        raise InputError(f"--backend onnx runs on the CPU; use --backend torch for --device {device}")
+    r = None
+    if backend in ("auto", "onnx") and str(device) == "cpu":
+        from .fast import Unavailable
+        try:
+            r, t_load, used = _run(image, mask, zoo, mode, device, "onnx")
+        except Unavailable as e:
+            if backend == "onnx":
+                raise InputError(f"--backend onnx: {e}") from None
+    if r is None:
+        r, t_load, used = _run(image, mask, zoo, mode, device, "torch")
     t1 = time.perf_counter()
-    write_image(r["output"], out, overwrite=overwrite)
-    seconds = {"load": round(t_load if fresh else 0.0, 4), **{k: round(v, 4) for k, v in r["seconds"].items()},
+    output = r["output"]
+    if used == "onnx":
+        import numpy as np
+        output = np.rint(np.clip(output, 0, 1) * 255).astype(np.uint8)
+    write_image(output, out, overwrite=overwrite)
+    seconds = {"load": round(t_load, 4), **{k: round(v, 4) for k, v in r["seconds"].items()},
                "write": round(time.perf_counter() - t1, 4)}
     seconds["total"] = round(time.perf_counter() - t0, 4)
     probs = {k: round(v, 4) for k, v in r["probabilities"].items()} if r["probabilities"] else None
     return {"domain": r["domain"], "probabilities": probs, "model": r["model"], "mode": mode, "output": str(out),
-            "seconds": seconds}
+            "backend": used, "seconds": seconds}
 
 
 def _cli(fn):
@@ -62,14 +115,15 @@ def _cli(fn):
         raise SystemExit(2)
 
 
-def predict(image, mask, out=None, zoo=None, mode: str = "routed", overwrite: bool = False, device: str = "cpu"):
+def predict(image, mask, out=None, zoo=None, mode: str = "routed", overwrite: bool = False, device: str = "cpu",
+            backend: str = "auto"):
     """Harmonize IMAGE with MASK; print one JSON line (see the module docstring)."""
-    res = _cli(lambda: _predict_one(str(image), str(mask), out, zoo, mode, overwrite, device))
+    res = _cli(lambda: _predict_one(str(image), str(mask), out, zoo, mode, overwrite, device, backend))
     print(json.dumps(res))
 
 
 def predict_dir(composites, masks=None, out=None, zoo=None, mode: str = "routed", overwrite: bool = False,
-                device: str = "cpu"):
+                device: str = "cpu", backend: str = "auto"):
     """Harmonize every image in COMPOSITES that has a mask (``MASKS/<stem>.png``, by default a
     ``masks`` folder next to or inside COMPOSITES, or ``<stem>_mask.png`` beside the image; see
     ``common.io.find_pairs``); results go to OUT (default ``<composites>_harmonized``). Prints one
@@ -82,7 +136,8 @@ def predict_dir(composites, masks=None, out=None, zoo=None, mode: str = "routed"
         dst = Path(out) if out else src.with_name(src.name + "_harmonized")
         rows = []
         for img, m in tqdm(pairs, desc="predict", unit="img"):
-            rows.append(_predict_one(str(img), str(m), dst / f"{img.stem}_harmonized.png", zoo, mode, overwrite, device))
+            rows.append(_predict_one(str(img), str(m), dst / f"{img.stem}_harmonized.png", zoo, mode, overwrite, device,
+                                     backend))
             print(json.dumps(rows[-1]))
         return rows
     _cli(run)

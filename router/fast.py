@@ -1,0 +1,303 @@
+"""Prediction without torch: the zoo's networks exported to ONNX and run by ONNX Runtime, with the
+pre- and post-processing in numpy and Pillow.
+
+    python -m router.fast export [--zoo DIR] [--overwrite]      # writes DIR/onnx/ (needs torch, onnx, onnxscript)
+    python -m router predict image.jpg mask.png                   # uses it when it is there and current
+
+Why: ``import torch`` (and timm, which pulls torchvision) costs seconds before a command does any
+work; ``onnxruntime`` + numpy + Pillow import in a fraction of a second. The networks are the same
+weights (the export is checked against torch in the tests); the steps around them are the numpy
+twins of ``router.api`` / ``harmonizers.models.harmonize``:
+
+- resize to the network size with Pillow's bilinear filter on float planes (antialiased when
+  shrinking, as ``F.interpolate(..., antialias=True)``);
+- the full-resolution step of ``harmonize(method="transform")``: a second-order colour transform
+  fitted from the low-resolution input foreground to the network's output, applied to the
+  full-resolution foreground's bounding box, plus the bilinearly upsampled remainder.
+
+``DIR/onnx/manifest.json`` records, per checkpoint, the SHA-256 of the file it was exported from;
+a checkpoint that changed after the export makes :func:`load` refuse the stale ONNX file (and
+``router predict --backend auto`` fall back to torch).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from common.io import InputError, check_mask, write_text
+
+from .zoo import read as read_zoo
+
+OPSET = 18
+
+
+class Unavailable(RuntimeError):
+    """The ONNX path cannot run (onnxruntime missing, no export, or a stale one); says why."""
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _checkpoints(z: dict) -> dict[str, Path]:
+    """Every network a prediction can use: name → checkpoint path."""
+    out = {"classifier": z["classifier"], **{f"domain:{d}": p for d, p in z["domains"].items()}}
+    if z["unified"]:
+        out["unified"] = z["unified"]
+    return out
+
+
+# ---- export (torch side) ---------------------------------------------------------------------
+
+def export(zoo=None, overwrite: bool = False) -> Path:
+    """Export the zoo's classifier and harmonizers to ``<zoo>/onnx/`` (one file each, fixed input
+    size, opset 18) with a manifest of the checkpoints' hashes."""
+    import logging
+
+    import torch
+    from tqdm import tqdm
+
+    from harmonizers.models import load as load_h
+
+    from .classifier import load as load_c
+
+    z = read_zoo(zoo)
+    dst = Path(z["root"]) / "onnx"
+    if (dst / "manifest.json").exists() and not overwrite:
+        raise InputError(f"{dst}/manifest.json: already exists (pass --overwrite to export again)")
+    dst.mkdir(parents=True, exist_ok=True)
+    for noisy in ("onnx_ir", "onnxscript", "torch.onnx", "torch.export"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    entries = {}
+    for name, ckpt in tqdm(_checkpoints(z).items(), desc="onnx export", unit="model"):
+        if name == "classifier":
+            model, _ = load_c(ckpt)
+            size = model.cfg.size
+        else:
+            model, _ = load_h(ckpt)
+            size = model.size
+        file = dst / (Path(ckpt).stem + ".onnx")
+        tmp = file.with_name(f".{file.name}.tmp")
+        args = (torch.rand(1, 3, size, size), (torch.rand(1, 1, size, size) > 0.5).float())
+        torch.onnx.export(model, args, str(tmp), input_names=["image", "mask"], output_names=["output"],
+                          opset_version=OPSET, dynamo=True, external_data=False, verbose=False)
+        tmp.replace(file)
+        entries[name] = {"onnx": file.name, "checkpoint": Path(ckpt).name, "sha256": _sha256(Path(ckpt)),
+                         "size": int(size)}
+    write_text(json.dumps({"opset": OPSET, "torch": torch.__version__, "models": entries}, indent=1) + "\n",
+               dst / "manifest.json", overwrite=True)
+    return dst
+
+
+# ---- numpy twins of the torch pre/post-processing --------------------------------------------
+
+def resize(arr: np.ndarray, size: int) -> np.ndarray:
+    """``H×W×C`` float32 → ``size×size×C``, bilinear, antialiased when shrinking (Pillow on float
+    planes: the filter ``F.interpolate(mode="bilinear", antialias=True)`` was ported from)."""
+    planes = [np.asarray(Image.fromarray(np.ascontiguousarray(arr[..., c]), mode="F")
+                         .resize((size, size), Image.BILINEAR)) for c in range(arr.shape[2])]
+    return np.stack(planes, -1)
+
+
+def _poly(px: np.ndarray) -> np.ndarray:
+    r, g, b = px[..., 0], px[..., 1], px[..., 2]
+    return np.stack([np.ones_like(r), r, g, b, r * r, g * g, b * b, r * g, r * b, g * b], -1)
+
+
+def fit_colour_transform(src: np.ndarray, dst: np.ndarray, ridge: float = 1e-3) -> np.ndarray:
+    """``harmonizers.models.fit_colour_transform`` in numpy: ``P×3`` → ``P×3`` → ``10×3``."""
+    a = _poly(src.astype(np.float64))
+    eye = np.zeros((10, 3))
+    eye[1, 0] = eye[2, 1] = eye[3, 2] = 1.0
+    lam = ridge * len(a)
+    return np.linalg.solve(a.T @ a + lam * np.eye(10), a.T @ dst.astype(np.float64) + lam * eye).astype(np.float32)
+
+
+def apply_colour_transform(px: np.ndarray, coef: np.ndarray) -> np.ndarray:
+    """``…×3`` float32 pixels through ``10×3`` coefficients, term by term (no ``…×10`` array)."""
+    r, g, b = px[..., 0], px[..., 1], px[..., 2]
+    out = np.empty_like(px)
+    rr, gg, bb, rg, rb, gb = r * r, g * g, b * b, r * g, r * b, g * b
+    terms = (1.0, r, g, b, rr, gg, bb, rg, rb, gb)
+    for c in range(3):
+        acc = np.full(r.shape, coef[0, c], dtype=np.float32)
+        for k in range(1, 10):
+            acc += coef[k, c] * terms[k]
+        out[..., c] = acc
+    return out
+
+
+def _interp_matrix(n_out: int, n_in: int, start: int, stop: int) -> np.ndarray:
+    """Rows ``start:stop`` of the ``n_out×n_in`` bilinear (half-pixel centres, edge-clamped)
+    upsampling matrix: ``grid_sample(align_corners=False, padding_mode="border")``."""
+    src = np.clip((np.arange(start, stop) + 0.5) * n_in / n_out - 0.5, 0, n_in - 1)
+    i0 = np.floor(src).astype(np.int64)
+    i1 = np.minimum(i0 + 1, n_in - 1)
+    w1 = (src - i0).astype(np.float32)
+    m = np.zeros((stop - start, n_in), np.float32)
+    rows = np.arange(stop - start)
+    np.add.at(m, (rows, i0), 1 - w1)
+    np.add.at(m, (rows, i1), w1)
+    return m
+
+
+def bbox(mask: np.ndarray) -> tuple[slice, slice]:
+    rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
+    if len(rows) == 0:
+        return slice(0, mask.shape[0]), slice(0, mask.shape[1])
+    return slice(int(rows[0]), int(rows[-1]) + 1), slice(int(cols[0]), int(cols[-1]) + 1)
+
+
+def full_resolution(image: np.ndarray, mask: np.ndarray, xs: np.ndarray, ms: np.ndarray,
+                    ys: np.ndarray) -> np.ndarray:
+    """The ``transform`` full-resolution step. ``image`` ``H×W×3`` and ``mask`` ``H×W`` at full
+    size; ``xs``, ``ms``, ``ys`` the network's input, mask and output at its size (``S×S×3``,
+    ``S×S``, ``S×S×3``). Returns ``H×W×3`` float32 with the background untouched."""
+    fg = ms > 0.5
+    if fg.sum() < 16:
+        fg = ms > 0
+    coef = fit_colour_transform(xs[fg], ys[fg])
+    change = (ys - apply_colour_transform(xs, coef)) * ms[..., None]
+    h, w = mask.shape
+    wy, wx = bbox(mask > 0)
+    ry = _interp_matrix(h, change.shape[0], wy.start, wy.stop)
+    rx = _interp_matrix(w, change.shape[1], wx.start, wx.stop)
+    up = np.stack([ry @ change[..., c] @ rx.T for c in range(3)], -1)
+    xw, mw = image[wy, wx], mask[wy, wx, None]
+    out = np.clip(np.clip(apply_colour_transform(xw, coef), 0, 1) + up, 0, 1)
+    result = image.copy()
+    result[wy, wx] = mw * out + (1 - mw) * xw
+    return result
+
+
+# ---- the runtime -----------------------------------------------------------------------------
+
+class FastHarmonizer:
+    """``router.api.Harmonizer``'s ``run`` on ONNX Runtime: numpy ``H×W×3`` image and ``H×W``
+    mask in [0, 1] in, numpy out. Sessions are created on first use."""
+
+    MEAN = np.array([0.485, 0.456, 0.406], np.float32)
+    STD = np.array([0.229, 0.224, 0.225], np.float32)
+
+    def __init__(self, z: dict, entries: dict, threads: int = 0):
+        self.zoo, self.entries = z, entries
+        self.domains = list(z["classifier_domains"])
+        self.threads = threads
+        self._sessions: dict = {}
+        self.has_unified = "unified" in entries
+
+    @classmethod
+    def from_zoo(cls, zoo=None, threads: int = 0) -> "FastHarmonizer":
+        """Raises :class:`Unavailable` with the reason when the ONNX path cannot serve this zoo."""
+        z = read_zoo(zoo)
+        try:
+            import onnxruntime  # noqa: F401
+        except ImportError:
+            raise Unavailable("onnxruntime is not installed (pip install -e '.[fast]')") from None
+        mf = Path(z["root"]) / "onnx" / "manifest.json"
+        if not mf.is_file():
+            raise Unavailable(f"{mf.parent}: no ONNX export (python -m router.fast export --zoo {z['root']})")
+        entries = json.loads(mf.read_text())["models"]
+        missing = set(_checkpoints(z)) - set(entries)
+        if missing:
+            raise Unavailable(f"{mf}: no export of {sorted(missing)} (export again with --overwrite)")
+        return cls(z, entries, threads)
+
+    def _session(self, name: str):
+        if name not in self._sessions:
+            import onnxruntime as ort
+            e, ckpt = self.entries[name], _checkpoints(self.zoo)[name]
+            if _sha256(ckpt) != e["sha256"]:
+                raise Unavailable(f"{ckpt}: changed since its ONNX export (export again with --overwrite)")
+            opt = ort.SessionOptions()
+            opt.log_severity_level = 3
+            if self.threads:
+                opt.intra_op_num_threads = self.threads
+            path = Path(self.zoo["root"]) / "onnx" / e["onnx"]
+            self._sessions[name] = (ort.InferenceSession(str(path), opt, providers=["CPUExecutionProvider"]),
+                                    e["size"])
+        return self._sessions[name]
+
+    def load(self, mode: str) -> None:
+        """Create the sessions a mode needs up front (so that timings separate loading)."""
+        if mode == "routed":
+            self._session("classifier")
+        elif mode == "unified" and self.has_unified:
+            self._session("unified")
+        elif mode.startswith("oracle:") and f"domain:{mode[7:]}" in self.entries:
+            self._session(f"domain:{mode[7:]}")
+
+    @staticmethod
+    def _nchw(x: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(x.transpose(2, 0, 1)[None], dtype=np.float32)
+
+    def probabilities(self, image: np.ndarray, mask: np.ndarray) -> dict[str, float]:
+        sess, s = self._session("classifier")
+        x = self._nchw(resize(image, s))
+        m = resize(mask[..., None], s)[None, None, ..., 0]
+        logits = sess.run(None, {"image": x, "mask": np.ascontiguousarray(m, np.float32)})[0][0].astype(np.float64)
+        p = np.exp(logits - logits.max())
+        p /= p.sum()
+        return {d: float(v) for d, v in zip(self.domains, p)}
+
+    def choose(self, mode: str, probs: dict | None) -> str:
+        """The session name for a mode, with the same rules and errors as ``Harmonizer.choose``."""
+        doms = [n.split(":", 1)[1] for n in self.entries if n.startswith("domain:")]
+        if mode == "unified":
+            if not self.has_unified:
+                raise InputError("this zoo has no unified model (zoo.json 'unified')")
+            return "unified"
+        if mode.startswith("oracle:"):
+            d = mode.split(":", 1)[1]
+            if d not in doms:
+                raise InputError(f"mode {mode}: no harmonizer for {d!r}; zoo has {sorted(doms)}")
+            return f"domain:{d}"
+        if mode != "routed":
+            raise InputError(f"mode must be routed, unified or oracle:DOMAIN, got {mode!r}")
+        for d in sorted(probs, key=probs.get, reverse=True):
+            if d in doms:
+                return f"domain:{d}"
+        if self.has_unified:
+            return "unified"
+        raise InputError("the zoo has no harmonizer for any predicted domain")
+
+    def run(self, image: np.ndarray, mask: np.ndarray, mode: str = "routed") -> dict:
+        """Like ``Harmonizer.run``: ``output`` (``H×W×3`` float32), ``domain``, ``probabilities``,
+        ``model`` and ``seconds`` per stage."""
+        if image.shape[:2] != mask.shape:
+            raise InputError(f"mask is {mask.shape[1]}x{mask.shape[0]} but image is {image.shape[1]}x{image.shape[0]}")
+        check_mask(mask, "mask")
+        mask = np.clip(mask, 0, 1)
+        t = {}
+        t0 = time.perf_counter()
+        probs = self.probabilities(image, mask) if mode == "routed" else None
+        t["classify"] = time.perf_counter() - t0
+        name = self.choose(mode, probs)
+        t0 = time.perf_counter()
+        sess, s = self._session(name)
+        xs, ms = resize(image, s), np.clip(resize(mask[..., None], s)[..., 0], 0, 1)
+        ys = sess.run(None, {"image": self._nchw(xs), "mask": np.ascontiguousarray(ms[None, None])})[0][0]
+        t["harmonize"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        out = full_resolution(image, mask, xs, ms, ys.transpose(1, 2, 0))
+        t["full_res"] = time.perf_counter() - t0
+        model = name.split(":", 1)[-1]
+        return {"output": out, "domain": model, "probabilities": probs, "model": model, "seconds": t}
+
+
+if __name__ == "__main__":
+    from common.cli import print_json, run
+
+    def _export(zoo=None, overwrite: bool = False):
+        print_json({"onnx": str(export(zoo, overwrite))})
+
+    run({"export": _export})

@@ -1,0 +1,126 @@
+"""The ONNX Runtime predict path (router.fast) against the torch path it stands in for."""
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from common.io import InputError, read_image_array, read_mask_array
+from harmonizers.models import _upsample_window, harmonize
+from router import fast, zoo as Z
+
+from .conftest import ROOT
+
+
+@pytest.mark.parametrize("h,w,s", [(150, 200, 64), (40, 30, 64), (64, 64, 64), (97, 301, 32)])
+def test_resize_matches_torch_antialias(h, w, s):
+    x = np.random.default_rng(0).random((h, w, 3), dtype=np.float32)
+    ref = F.interpolate(torch.from_numpy(x).permute(2, 0, 1)[None], size=(s, s), mode="bilinear",
+                        antialias=True, align_corners=False)[0].permute(1, 2, 0).numpy()
+    assert np.abs(fast.resize(x, s) - ref).max() < 1e-5
+
+
+def test_upsample_window_matches_grid_sample():
+    c = np.random.default_rng(1).random((16, 16), dtype=np.float32)
+    ys, xs = slice(7, 120), slice(0, 77)
+    ours = fast._interp_matrix(130, 16, ys.start, ys.stop) @ c @ fast._interp_matrix(90, 16, xs.start, xs.stop).T
+    ref = _upsample_window(torch.from_numpy(c)[None, None], (130, 90), ys, xs)[0, 0].numpy()
+    assert np.abs(ours - ref).max() < 1e-5
+
+
+@pytest.fixture(scope="module")
+def onnx_zoo(tiny_zoo, tmp_path_factory):
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    z = Z.read(tiny_zoo)
+    root = Z.build(tmp_path_factory.mktemp("onnx") / "zoo", z["classifier"], unified=z["unified"],
+                   domains={"MiniFlickr": z["domains"]["MiniFlickr"]})
+    fast.export(root)
+    return root
+
+
+@pytest.fixture(scope="module")
+def inputs(mini_data):
+    comp = sorted((mini_data / "MiniFlickr" / "composite_images").iterdir())[0]
+    mask = mini_data / "MiniFlickr" / "masks" / (comp.stem.rsplit("_", 1)[0] + ".png")
+    return comp, mask
+
+
+@pytest.mark.parametrize("mode", ["routed", "unified", "oracle:MiniFlickr"])
+def test_onnx_run_equals_torch_run(onnx_zoo, inputs, mode):
+    from router.api import Harmonizer
+    img, m = read_image_array(inputs[0]), read_mask_array(inputs[1])
+    ours = fast.FastHarmonizer.from_zoo(onnx_zoo).run(img, m, mode)
+    ref = Harmonizer.from_zoo(onnx_zoo).run(str(inputs[0]), str(inputs[1]), mode)
+    assert ours["model"] == ref["model"]
+    if mode == "routed":
+        assert ours["probabilities"] == pytest.approx(ref["probabilities"], abs=1e-5)
+    assert np.abs(ours["output"] - ref["output"].permute(1, 2, 0).numpy()).max() < 1e-4
+    bg = m == 0
+    assert np.array_equal(ours["output"][bg], img[bg])  # background untouched
+
+
+def test_full_resolution_step_equals_harmonize_on_large_image(onnx_zoo):
+    """The numpy full-resolution step on a big, non-square image with a small foreground (crop)."""
+    from router.api import Harmonizer
+    rng = np.random.default_rng(2)
+    img = rng.random((300, 500, 3), dtype=np.float32)
+    m = np.zeros((300, 500), np.float32)
+    m[40:170, 300:460] = 1
+    fh = fast.FastHarmonizer.from_zoo(onnx_zoo)
+    ours = fh.run(img, m, "unified")["output"]
+    model = Harmonizer.from_zoo(onnx_zoo).unified
+    ref = harmonize(model, torch.from_numpy(img).permute(2, 0, 1), torch.from_numpy(m)[None]).permute(1, 2, 0).numpy()
+    assert np.abs(ours - ref).max() < 1e-4
+
+
+def test_missing_or_stale_export_is_refused(tiny_zoo, onnx_zoo, inputs, tmp_path):
+    with pytest.raises(fast.Unavailable, match="python -m router.fast export"):
+        fast.FastHarmonizer.from_zoo(tiny_zoo)
+    with pytest.raises(InputError, match="already exists"):
+        fast.export(onnx_zoo)
+    import shutil
+    stale = tmp_path / "stale"
+    shutil.copytree(onnx_zoo, stale)
+    from common import checkpoint
+    tensors, meta = checkpoint.load(stale / "harmonizer_unified.safetensors")  # retrained after the export
+    checkpoint.save(stale / "harmonizer_unified.safetensors", {k: v * 1.01 for k, v in tensors.items()}, meta)
+    fh = fast.FastHarmonizer.from_zoo(stale)
+    with pytest.raises(fast.Unavailable, match="changed since its ONNX export"):
+        fh.run(read_image_array(inputs[0]), read_mask_array(inputs[1]), "unified")
+
+
+def _predict(args, cwd):
+    """``python -m router predict ...`` in a fresh process; also reports whether torch got imported."""
+    code = ("import sys, runpy; sys.argv = ['router'] + sys.argv[1:]\n"
+            "try:\n    runpy.run_module('router', run_name='__main__')\n"
+            "finally:\n    print('TORCH', 'torch' in sys.modules, file=sys.stderr)")
+    return subprocess.run([sys.executable, "-c", code, "predict", *map(str, args)], capture_output=True, text=True,
+                          cwd=cwd)
+
+
+def test_predict_command_never_imports_torch_on_onnx(onnx_zoo, inputs, tmp_path):
+    out = tmp_path / "r.png"
+    r = _predict([*inputs, "--zoo", onnx_zoo, "--out", out], ROOT)
+    assert r.returncode == 0, r.stderr
+    res = json.loads(r.stdout.strip().splitlines()[-1])
+    assert res["backend"] == "onnx" and res["model"] == "MiniFlickr" and out.is_file()
+    assert "TORCH False" in r.stderr
+    ref = tmp_path / "t.png"
+    r = _predict([*inputs, "--zoo", onnx_zoo, "--out", ref, "--backend", "torch"], ROOT)
+    assert json.loads(r.stdout.strip().splitlines()[-1])["backend"] == "torch" and "TORCH True" in r.stderr
+    a, b = read_image_array(out), read_image_array(ref)
+    assert np.abs(a - b).max() <= 1 / 255 + 1e-6  # same image up to rounding
+
+
+def test_predict_backend_choice(tiny_zoo, inputs, tmp_path):
+    r = _predict([*inputs, "--zoo", tiny_zoo, "--out", tmp_path / "a.png"], ROOT)  # no export: torch
+    assert r.returncode == 0 and json.loads(r.stdout.strip().splitlines()[-1])["backend"] == "torch"
+    r = _predict([*inputs, "--zoo", tiny_zoo, "--out", tmp_path / "b.png", "--backend", "onnx"], ROOT)
+    assert r.returncode == 2 and "--backend onnx" in r.stderr and "router.fast export" in r.stderr
+    assert not (tmp_path / "b.png").exists()
+    r = _predict([*inputs, "--zoo", tiny_zoo, "--out", tmp_path / "c.png", "--backend", "tf"], ROOT)
+    assert r.returncode == 2 and "--backend must be one of" in r.stderr
