@@ -197,6 +197,30 @@ class HarmonyDataset(Dataset):
                 "domain": self.domains.index(s.domain), "domain_name": s.domain}
 
 
+class Mixed(Dataset):
+    """``main`` with a share ``replay`` of the items drawn from ``other`` (finetuning with replay).
+
+    Each epoch (a permutation of ``len(self)``) holds every item of ``other`` once and the items
+    of ``main`` repeated so that they make up ``1 − replay`` of it. ``replay = 0`` is ``main``."""
+
+    def __init__(self, main: Dataset, other: Dataset | None, replay: float):
+        if not 0 <= replay < 1:
+            raise InputError(f"replay must be in [0, 1), got {replay}")
+        self.main, self.other = main, other if replay > 0 else None
+        n_o = len(self.other) if self.other is not None else 0
+        self.n_main = max(len(main), round(n_o * (1 - replay) / replay)) if n_o else len(main)
+        self.n_other = n_o
+        self.domains = getattr(main, "domains", None)
+
+    def __len__(self):
+        return self.n_main + self.n_other
+
+    def __getitem__(self, i):
+        if i < self.n_main:
+            return self.main[i % len(self.main)]
+        return self.other[i - self.n_main]
+
+
 def batches(ds: Dataset, batch: int = 16, limit: int | None = None, device=None):
     """Evaluation batches of the first ``limit`` items, in order: dicts with ``composite``, ``real``,
     ``mask`` stacked (on ``device``) and ``domain_name`` as a list."""

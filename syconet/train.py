@@ -20,7 +20,7 @@ from common import checkpoint
 from common.cli import print_json, run
 from common.engine import EngineConfig, train
 from common.io import InputError
-from domains.dataset import HarmonyDataset, fingerprint
+from domains.dataset import HarmonyDataset, Mixed, fingerprint, resolve_domains
 
 from .model import SycoNet, SycoNetConfig, create, meta
 
@@ -28,6 +28,9 @@ log = logging.getLogger(__name__)
 
 ABLATIONS = {"none": {}, "no_rec": {"rec_branch": False}, "no_real": {"ez_real": False},
              "move_z": {"z_at_input": True}, "lutv2": {"lut_design": "lutv2"}}
+
+
+TUNE = {"all": None, "head": ("fc.", "bank", "to_stats.", "disc.")}
 
 
 class SycoTask:
@@ -82,15 +85,24 @@ def main(data="data/mini4", domains="all", out="runs/syconet_all.safetensors", i
          workers: int = 0, seed: int = 0, save_every: int = 100, val_every: int = 0, device: str = "auto",
          pretrained_file: str | None = None, lut_dir: str | None = None, resume: bool = True,
          overwrite: bool = False, cache: bool = True, amp: bool = True, channels_last: bool = False,
-         freeze_bn: bool | None = None) -> None:
+         freeze_bn: bool | None = None, replay: float = 0.0, tune: str = "all") -> None:
     """Train SycoNet; ``--init`` starts from a checkpoint (per-domain finetuning keeps its config).
 
     ``--kl_warmup`` is the fraction of the steps over which the KL weight ramps up from 0 (default:
     the config's 0.2 from scratch; 0 with ``--init``, whose posterior is already trained and must
     not drift while the KL term is switched off). ``--freeze_bn`` keeps the encoders' batch-norm
-    statistics as loaded (default: on with ``--init``, off from scratch; measured in the README)."""
+    statistics as loaded (default: on with ``--init``, off from scratch; measured in the README).
+    ``--replay R`` (finetuning) draws a share R of the training items from the other domains' train
+    splits, so that a small domain refines the all-domain model instead of overwriting it.
+    ``--tune head`` trains only the parts that hold a domain's looks and their code — the FC, the
+    basis LUTs and ``E^z``'s output layer — and keeps both encoders as loaded."""
     torch.manual_seed(seed)
     train_ds = HarmonyDataset(data, domains, "train", size=size, cache=cache)
+    others = [d for d in resolve_domains(data, "all") if d not in train_ds.domains] if replay > 0 else []
+    if replay > 0 and not others:
+        raise InputError(f"--replay {replay}: no other domain in {data} to replay")
+    mixed = Mixed(train_ds, HarmonyDataset(data, others, "train", size=size, cache=cache) if others else None,
+                  replay)
     try:
         val_ds = HarmonyDataset(data, domains, "test", size=size, cache=cache)
     except InputError:
@@ -101,16 +113,23 @@ def main(data="data/mini4", domains="all", out="runs/syconet_all.safetensors", i
         freeze_bn = bool(init)
     model, arch = build_model(arch, init, ablation, pretrained_file, enc_size=enc_size, kl_weight=kl_weight,
                               kl_warmup=kl_warmup)
+    if tune not in TUNE:
+        raise InputError(f"--tune must be one of {sorted(TUNE)}, got {tune!r}")
+    if TUNE[tune] is not None:
+        for name, prm in model.named_parameters():
+            prm.requires_grad_(name.startswith(TUNE[tune]))
     if lut_dir and not init:
         from .bank import basis_bank
         with torch.no_grad():
             model.bank.copy_(basis_bank(model.cfg.n_luts, model.cfg.lut_dim, model.cfg.bank_seed, lut_dir=lut_dir))
-    task = SycoTask(model, arch, train_ds.domains, fingerprint(train_ds.samples), val_ds, freeze_bn=freeze_bn)
+    samples = train_ds.samples + (mixed.other.samples if mixed.other is not None else [])
+    task = SycoTask(model, arch, train_ds.domains, fingerprint(samples), val_ds, freeze_bn=freeze_bn)
     cfg = EngineConfig(out=out, amp=amp, channels_last=channels_last, steps=steps, batch_size=batch_size, lr=lr,
                        workers=workers, seed=seed, save_every=save_every, val_every=val_every, device=device,
                        resume=resume, overwrite=overwrite)
-    res = train(task, train_ds, cfg)
-    print_json({"out": str(Path(out)), **res, "init": init, "ablation": ablation, "domains": train_ds.domains})
+    res = train(task, mixed, cfg)
+    print_json({"out": str(Path(out)), **res, "init": init, "ablation": ablation, "domains": train_ds.domains,
+                "replay": replay})
 
 
 if __name__ == "__main__":

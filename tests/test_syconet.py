@@ -2,6 +2,7 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 
@@ -190,3 +191,53 @@ def test_sample_cpu_fast_path_matches_float_render():
     assert got.shape == want.shape
     assert (got - want).abs().max() <= 0.5 / 255 + 1e-5
     assert (got - real).abs().max() > 1 / 255  # the samples do change the foreground
+
+
+def test_finetune_head_only_with_replay(mini_data, tmp_path):
+    out = tmp_path / "all.safetensors"
+    train_main(data=str(mini_data), out=str(out), arch="syconet_test", size=32, steps=1, batch_size=4, device="cpu")
+    base = checkpoint.load(out, kind="syconet")[0]
+    ft = tmp_path / "head.safetensors"
+    train_main(data=str(mini_data), domains="MiniFlickr", init=str(out), out=str(ft), size=32, steps=2,
+               batch_size=2, device="cpu", tune="head", replay=0.5)
+    t, m = checkpoint.load(ft, kind="syconet")
+    assert m["domains"] == ["MiniFlickr"]
+    changed = {k for k in base if not torch.equal(t[k], base[k])}
+    assert changed and all(k.startswith(("fc.", "bank", "to_stats.")) for k in changed)
+    with pytest.raises(InputError, match="--tune must be one of"):
+        train_main(data=str(mini_data), domains="MiniFlickr", init=str(out), out=str(tmp_path / "x.safetensors"),
+                   size=32, steps=1, batch_size=2, device="cpu", tune="encoders")
+
+
+def test_mixed_dataset_shares():
+    from domains.dataset import Mixed
+    main, other = list(range(10)), [100 + i for i in range(30)]
+    mx = Mixed(main, other, 0.25)
+    items = [mx[i] for i in range(len(mx))]
+    assert sum(i >= 100 for i in items) == 30 and len(items) == 120  # 30 of 120 = 25 % replayed
+    assert sorted(set(i for i in items if i < 100)) == main
+    assert [Mixed(main, other, 0.0)[i] for i in range(10)] == main and len(Mixed(main, other, 0.0)) == 10
+    assert len(Mixed(main, other, 0.9)) == 40  # main never under one pass
+    with pytest.raises(InputError, match="replay must be in"):
+        Mixed(main, other, 1.0)
+
+
+def test_energy_distance_and_lab_shift():
+    from syconet.evaluate import energy_distance, lab_shift
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(40, 3))
+    assert energy_distance(x, x) == pytest.approx(0.0, abs=1e-12)
+    # direct double loop, V-statistic form
+    y = rng.normal(size=(30, 3)) + 1.0
+    dxy = np.mean([np.linalg.norm(a - b) for a in x for b in y])
+    dxx = np.mean([np.linalg.norm(a - b) for a in x for b in x])
+    dyy = np.mean([np.linalg.norm(a - b) for a in y for b in y])
+    assert energy_distance(x, y) == pytest.approx(2 * dxy - dxx - dyy, rel=1e-9)
+    assert energy_distance(x, y + 2.0) > energy_distance(x, y) > 0
+    real = torch.rand(2, 3, 16, 16) * 0.5 + 0.25
+    mask = torch.zeros(2, 1, 16, 16)
+    mask[:, :, 4:12, 4:12] = 1
+    s = lab_shift(real, real, mask)
+    assert s.shape == (2, 6) and np.abs(s).max() < 1e-9  # no adjustment, no shift
+    darker = lab_shift(real * 0.7, real, mask)
+    assert (darker[:, 0] < -5).all()  # L* drops when the foreground darkens
