@@ -91,3 +91,28 @@ class RainNet(nn.Module):
         for up in self.up:
             h = torch.cat([up(h, mask), skips.pop()], 1)
         return (torch.tanh(self.out(F.relu(h))) + 1) / 2
+
+
+class DomainVerifier(nn.Module):
+    """The discriminator of RainNet's optional GAN loss, after its domain verification idea: a conv
+    encoder on the image, the features pooled over the foreground and over the background
+    separately (masked means) into two domain codes, and the score their cosine similarity — high
+    when foreground and background look like one photo. Simplified from the paper: ordinary
+    convolutions with masked pooling instead of partial convolutions, and no global critic."""
+
+    def __init__(self, ch: int = 32, depth: int = 4, code: int = 64):
+        super().__init__()
+        layers, c = [], 3
+        for i in range(depth):
+            o = ch * 2 ** min(i, 3)
+            layers += [nn.Conv2d(c, o, 4, 2, 1), nn.LeakyReLU(0.2, inplace=True)]
+            c = o
+        layers.append(nn.Conv2d(c, code, 1))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, image, mask):
+        f = self.net(image * 2 - 1)
+        m = F.interpolate(mask, size=f.shape[-2:], mode="area")
+        fg = (f * m).sum((2, 3)) / m.sum((2, 3)).clamp_min(1e-3)
+        bg = (f * (1 - m)).sum((2, 3)) / (1 - m).sum((2, 3)).clamp_min(1e-3)
+        return F.cosine_similarity(fg, bg, dim=1)

@@ -10,7 +10,10 @@
 ``--size`` overrides the training size. ``--augment``: ``none | ct | lut | syconet:CKPT | syconet_zc:CKPT |
 static:K:CKPT``; ``--only_aug`` trains on the augmented composites alone (Table 1 row 6).
 Losses: iS2AM foreground-normalised MSE (``Σ m(p−t)² / max(3·Σm, min_area)``, min_area 1000 at 256,
-on 0–255), RainNet L1. Resumes from ``<out>.last.safetensors``.
+on 0–255), RainNet L1; ``--gan_weight W`` adds RainNet's optional adversarial term (LSGAN against a
+domain-verification critic, ``harmonizers.rainnet.DomainVerifier``; W = 1 is the paper's ratio to
+its L1 on our 0–255 scale). Resumes from ``<out>.last.safetensors`` (critic included; the
+checkpoint users load holds the harmonizer only).
 """
 from __future__ import annotations
 
@@ -41,9 +44,13 @@ def fn_mse(pred, target, mask, min_area: float):
 class HarmonizerLoss(nn.Module):
     """The loss module the engine trains: harmonizer + (frozen, unregistered) augmenter."""
 
-    def __init__(self, model: Harmonizer, augmenter=None, only_aug: bool = False):
+    def __init__(self, model: Harmonizer, augmenter=None, only_aug: bool = False, gan_weight: float = 0.0):
         super().__init__()
         self.model = model
+        self.gan_weight = gan_weight
+        if gan_weight > 0:
+            from .rainnet import DomainVerifier
+            self.critic = DomainVerifier()
         object.__setattr__(self, "augmenter", augmenter)  # not a submodule: never trained or saved
         self.only_aug = only_aug
         self.min_area = 1000.0 * (model.size / 256) ** 2
@@ -61,12 +68,20 @@ class HarmonizerLoss(nn.Module):
             loss = (out - real).abs().mean() * 255
         else:
             loss = fn_mse(out, real, mask, self.min_area)
-        return {"loss": loss}
+        if self.gan_weight <= 0:
+            return {"loss": loss}
+        # LSGAN with one optimizer: the harmonizer's term sees the critic's weights detached, the
+        # critic's term the harmonized images detached; real images are the critic's positives
+        frozen = {k: v.detach() for k, v in self.critic.named_parameters()}
+        g_adv = (torch.func.functional_call(self.critic, frozen, (out, mask)) - 1).pow(2).mean()
+        d_loss = (self.critic(real, mask) - 1).pow(2).mean() + self.critic(out.detach(), mask).pow(2).mean()
+        return {"loss": loss + self.gan_weight * g_adv + d_loss, "rec": loss.detach(), "g_adv": g_adv.detach(),
+                "d": d_loss.detach()}
 
 
 class HarmonizerTask:
-    def __init__(self, model: Harmonizer, augmenter, only_aug, domains, fp, val, extra_meta):
-        self.model = HarmonizerLoss(model, augmenter, only_aug)
+    def __init__(self, model: Harmonizer, augmenter, only_aug, domains, fp, val, extra_meta, gan_weight: float = 0.0):
+        self.model = HarmonizerLoss(model, augmenter, only_aug, gan_weight)
         self.net, self.domains, self.fp, self.val, self.extra = model, domains, fp, val, extra_meta
 
     def meta(self):
@@ -105,8 +120,11 @@ def main(data="data/mini4", domains="all", arch: str = "issam", out="runs/issam_
          augment: str = "none", only_aug: bool = False, init: str | None = None, size: int | None = None,
          steps: int = 2000, batch_size: int = 16, lr: float = 1e-3, workers: int = 0, seed: int = 0,
          save_every: int = 100, val_every: int = 0, device: str = "auto", resume: bool = True,
-         overwrite: bool = False, cache: bool = True, amp: bool = True, channels_last: bool = False) -> None:
+         overwrite: bool = False, cache: bool = True, amp: bool = True, channels_last: bool = False,
+         gan_weight: float = 0.0) -> None:
     """Train a harmonizer; ``--init`` finetunes from a checkpoint (all-domain base model)."""
+    if gan_weight < 0:
+        raise InputError(f"--gan_weight must be >= 0, got {gan_weight}")
     if only_aug and A.parse(augment)[0] in ("none", "static"):
         raise InputError("--only_aug needs a dynamic --augment (syconet:CKPT, ct or lut)")
     torch.manual_seed(seed)
@@ -118,8 +136,9 @@ def main(data="data/mini4", domains="all", arch: str = "issam", out="runs/issam_
         val_ds = None
     _, _, local_rank = dist_info()
     augmenter, train_set = A.make(augment, train_ds, device=pick_device(device, local_rank))
-    extra.update(augment=augment, only_aug=only_aug)
-    task = HarmonizerTask(model, augmenter, only_aug, train_ds.domains, fingerprint(train_ds.samples), val_ds, extra)
+    extra.update(augment=augment, only_aug=only_aug, gan_weight=gan_weight)
+    task = HarmonizerTask(model, augmenter, only_aug, train_ds.domains, fingerprint(train_ds.samples), val_ds, extra,
+                          gan_weight)
     cfg = EngineConfig(out=out, amp=amp, channels_last=channels_last, steps=steps, batch_size=batch_size, lr=lr,
                        workers=workers, seed=seed, save_every=save_every, val_every=val_every, device=device,
                        resume=resume, overwrite=overwrite)

@@ -151,3 +151,50 @@ def test_finetune_on_real_ihd_layout(runs, ihd_data, tmp_path):
              out=str(out), steps=2, batch_size=2, device="cpu")
     _, md = load(out)
     assert md["domains"] == ["HFlickr"] and md["augment"] == "ct"
+
+
+def test_gan_loss_gradients_are_separated():
+    """One optimizer, two players: the critic's gradient comes from its own term only, and the
+    harmonizer's from the reconstruction + adversarial terms only."""
+    from harmonizers.train import HarmonizerLoss
+    torch.manual_seed(0)
+    lm = HarmonizerLoss(create("rainnet_test"), gan_weight=0.5).eval()  # no dropout: repeatable outputs
+    batch = {"composite": torch.rand(2, 3, 32, 32), "real": torch.rand(2, 3, 32, 32),
+             "mask": (torch.rand(2, 1, 32, 32) > 0.5).float()}
+    res = lm(batch)
+    assert set(res) == {"loss", "rec", "g_adv", "d"}
+    res["loss"].backward()
+    got = {k: p.grad.clone() for k, p in lm.critic.named_parameters()}
+    lm.zero_grad()
+    with torch.no_grad():
+        out = lm.model(batch["composite"], batch["mask"])
+    d_only = (lm.critic(batch["real"], batch["mask"]) - 1).pow(2).mean() + lm.critic(out, batch["mask"]).pow(2).mean()
+    d_only.backward()
+    for k, p in lm.critic.named_parameters():
+        assert torch.allclose(got[k], p.grad, atol=1e-6), k
+    lm.zero_grad()
+    out = lm.model(batch["composite"], batch["mask"])  # what the harmonizer should receive:
+    frozen = {k: v.detach() for k, v in lm.critic.named_parameters()}
+    g_adv = (torch.func.functional_call(lm.critic, frozen, (out, batch["mask"])) - 1).pow(2).mean()
+    ((out - batch["real"]).abs().mean() * 255 + 0.5 * g_adv).backward()
+    assert all(p.grad is None or not p.grad.any() for p in lm.critic.parameters())
+    want = {k: p.grad.clone() for k, p in lm.model.named_parameters()}
+    lm.zero_grad()
+    lm(batch)["loss"].backward()
+    for k, p in lm.model.named_parameters():
+        assert torch.allclose(want[k], p.grad, atol=1e-5), k
+
+
+def test_gan_training_saves_harmonizer_only(mini_data, tmp_path):
+    from common import checkpoint
+    out = tmp_path / "r.safetensors"
+    train_main(data=str(mini_data), arch="rainnet_test", size=32, steps=2, batch_size=2, device="cpu", out=str(out),
+           gan_weight=1.0)
+    tensors, meta = checkpoint.load(out, kind="harmonizer")
+    assert meta["gan_weight"] == 1.0 and not any(k.startswith("critic.") for k in tensors)
+    load(out)  # a plain harmonizer
+    last, _ = checkpoint.load(out.with_name("r.last.safetensors"))
+    assert any(k.startswith("model.critic.") for k in last)  # resume keeps the critic
+    with pytest.raises(InputError, match="gan_weight"):
+        train_main(data=str(mini_data), arch="rainnet_test", size=32, steps=1, out=str(tmp_path / "x.safetensors"),
+               gan_weight=-1.0)
