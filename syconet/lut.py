@@ -59,6 +59,19 @@ def combine(weights: torch.Tensor, bank: torch.Tensor) -> torch.Tensor:
     return torch.einsum("nl,lcbgr->ncbgr", weights, bank)
 
 
+def lut_regularisers(bank: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Smoothness and monotonicity of LUTs ``…×3×D×D×D`` as Zeng et al. [42] train their basis
+    LUTs with: ``tv`` the mean squared difference between neighbouring lattice points along the
+    b, g and r axes (every output channel), ``mono`` the mean of the decreases along them
+    (``relu(φ[i] − φ[i+1])``). Both 0 for a constant LUT; ``mono`` is 0 for the identity."""
+    d_b = bank[..., :-1, :, :] - bank[..., 1:, :, :]
+    d_g = bank[..., :, :-1, :] - bank[..., :, 1:, :]
+    d_r = bank[..., :, :, :-1] - bank[..., :, :, 1:]
+    tv = sum(d.pow(2).mean() for d in (d_b, d_g, d_r))
+    mono = sum(F.relu(d).mean() for d in (d_b, d_g, d_r))
+    return tv, mono
+
+
 # ---- .cube files (Adobe / Resolve) -------------------------------------------------------------
 
 _KEYWORDS = ("TITLE", "LUT_3D_SIZE", "LUT_1D_SIZE", "DOMAIN_MIN", "DOMAIN_MAX", "LUT_3D_INPUT_RANGE",

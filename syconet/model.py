@@ -8,7 +8,8 @@ The encoders see the images at ``enc_size``; the LUT is applied at any resolutio
 Ablations of Table 2 are config switches: ``rec_branch=False`` (adversarial loss instead),
 ``ez_real=False`` (``E^z`` sees ``[I^c, M]``), ``z_at_input=True`` (z tiled spatially and appended to
 ``E^r``'s input instead of the FC's), ``lut_design="lutv2"`` (identity + zero residual LUTs,
-unnormalised coefficients, as [42, 4]); sampling ``z^c`` is :meth:`SycoNet.generate_zc`.
+unnormalised coefficients, trained with [42]'s smoothness and monotonicity terms on the basis LUTs,
+as [42, 4]); sampling ``z^c`` is :meth:`SycoNet.generate_zc`.
 """
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ from torch import nn
 from common import checkpoint
 
 from .bank import basis_bank
-from .lut import apply_lut, combine, identity_lut
+from .lut import apply_lut, combine, identity_lut, lut_regularisers
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,8 @@ class SycoNetConfig:
     lut_design: str = "syconet"  # "syconet" (identity + k-means looks, softmax) | "lutv2"
     bank_seed: int = 0
     adv_weight: float = 0.1
+    lut_smooth: float = 0.0      # weight of [42]'s smoothness term on the basis LUTs (+ coefficients²)
+    lut_mono: float = 0.0        # weight of [42]'s monotonicity term on the basis LUTs
 
 
 VARIANTS = {
@@ -151,11 +154,18 @@ class SycoNet(nn.Module):
         comp, real, mask = batch["composite"], batch["real"], batch["mask"]
         area = mask.flatten(1).sum(1).clamp_min(1.0)
         if self.cfg.rec_branch:
-            rec, mu, logvar = self.reconstruct(comp, real, mask)
+            mu, logvar = self.encode(comp, real, mask)
+            alpha = self.coefficients(real, mask, mu + torch.randn_like(mu) * (0.5 * logvar).exp())
+            rec = self.render(real, mask, alpha)
             l1 = ((rec - comp).abs() * mask).flatten(1).sum(1) / (3 * area)
             kl = 0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar).sum(1)
             loss = l1.mean() + self.kl_scale * self.cfg.kl_weight * kl.mean()
-            return {"loss": loss, "rec_l1": l1.mean().detach(), "kl": kl.mean().detach()}
+            out = {"rec_l1": l1.mean().detach(), "kl": kl.mean().detach()}
+            if self.cfg.lut_smooth or self.cfg.lut_mono:  # [42]: λ_s (Σα² + TV) + λ_m mono
+                tv, mono = lut_regularisers(self.bank)
+                loss = loss + self.cfg.lut_smooth * (alpha.pow(2).mean() + tv) + self.cfg.lut_mono * mono
+                out.update(tv=tv.detach(), mono=mono.detach())
+            return {"loss": loss, **out}
         # "w/o rec": make I^g indistinguishable from the real composites (LSGAN, one optimizer:
         # the generator's term sees the critic's weights detached, the critic's term I^g detached)
         gen = self.generate(real, mask)

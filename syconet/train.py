@@ -27,7 +27,8 @@ from .model import SycoNet, SycoNetConfig, create, meta
 log = logging.getLogger(__name__)
 
 ABLATIONS = {"none": {}, "no_rec": {"rec_branch": False}, "no_real": {"ez_real": False},
-             "move_z": {"z_at_input": True}, "lutv2": {"lut_design": "lutv2"}}
+             "move_z": {"z_at_input": True},
+             "lutv2": {"lut_design": "lutv2", "lut_smooth": 1e-4, "lut_mono": 10.0}}  # [42]'s weights
 
 
 TUNE = {"all": None, "head": ("fc.", "bank", "to_stats.", "disc.")}

@@ -170,3 +170,17 @@ class TestBank:
             write_cube(lut_from_function(lambda x, i=i: x ** (1 + 0.2 * i), 5), tmp_path / f"{i}.cube")
         bank = basis_bank(3, dim=9, lut_dir=tmp_path)
         assert bank.shape == (3, 3, 9, 9, 9)
+
+
+def test_lut_regularisers():
+    from syconet.lut import lut_regularisers
+    d = 9
+    ident = identity_lut(d)
+    tv, mono = lut_regularisers(ident)
+    assert mono.item() == 0.0
+    assert tv.item() == pytest.approx(1 / (d - 1) ** 2, rel=1e-5)  # one channel in three moves per axis
+    tv, mono = lut_regularisers(torch.full((2, 3, d, d, d), 0.3))
+    assert tv.item() == 0.0 and mono.item() == 0.0
+    inverted = 1 - ident  # every channel decreases along its own axis by 1/(d-1)
+    # per axis one channel in three falls by 1/(d-1) at every step: mean 1/(3(d-1)), three axes
+    assert lut_regularisers(inverted)[1].item() == pytest.approx(1 / (d - 1), rel=1e-5)
