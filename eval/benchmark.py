@@ -1,4 +1,4 @@
-"""Benchmark report: composite, classical baseline, unified, routed and oracle routing.
+"""Benchmark report: composite, classical baseline, unified, routed, soft-routed and oracle routing.
 
     python -m eval.benchmark --data data/mini4 --out reports/mini4            # the shipped zoo
     python -m eval.benchmark --data /path/to/iHarmony4 --zoo my_zoo --out reports/ihd
@@ -26,7 +26,7 @@ from router.api import Harmonizer
 from . import metrics as M
 from .baselines import BASELINES
 
-METHODS = ("composite", "reinhard", "unified", "routed", "oracle")
+METHODS = ("composite", "reinhard", "unified", "routed", "soft", "oracle")
 GRID_HEIGHT = 128
 
 
@@ -54,6 +54,8 @@ def benchmark(data, zoo=None, out="reports/benchmark", domains="all", split: str
                 outs[m] = BASELINES[m](comp, mask)
             elif m == "unified":
                 outs[m] = harmonize(h.unified, comp, mask)
+            elif m == "soft":  # the probabilities of "routed", just computed for this image
+                outs[m] = harmonize(h.choose("soft", probs)[1], comp, mask)
             elif m == "routed":
                 probs = h._probs(comp, mask)
                 name, model = h.choose("routed", probs)

@@ -2,12 +2,13 @@
 
     python -m fire router predict image.jpg mask.png            # or: fire router predict ..., python -m router predict ...
     python -m router predict image.jpg mask.png --mode unified --out result.png --overwrite
+    python -m router predict image.jpg mask.png --mode soft     # domain models blended by probability
     python -m router predict_dir composites/ --out results/
 
 ``predict`` writes the harmonized image at the input's resolution (default
 ``<image stem>_harmonized.png`` next to the input; never over an existing file without
 ``--overwrite``) and prints one JSON line: chosen domain, class probabilities, model used, output
-path, backend and seconds per stage. Bad input exits with status 2 and a one-line reason, writing
+path, backend and seconds per stage (``--mode soft`` adds the blend's ``weights``). Bad input exits with status 2 and a one-line reason, writing
 nothing.
 
 ``--backend``: ``auto`` (default) runs the zoo's ONNX export on ONNX Runtime when onnxruntime is
@@ -66,7 +67,7 @@ def _run(image, mask, zoo, mode, device, backend) -> tuple[dict, float, str]:
         return h.run(img, m, mode), t_load if fresh else 0.0, "onnx"
     t0 = time.perf_counter()
     h, fresh = _loaded(zoo, device, "torch")
-    if mode == "routed":
+    if mode in ("routed", "soft"):
         h.classifier  # noqa: B018 - load it here, so that "load" holds all loading
     t_load = time.perf_counter() - t0
     return h.run(image, mask, mode), t_load if fresh else 0.0, "torch"
@@ -102,8 +103,11 @@ def _predict_one(image, mask, out=None, zoo=None, mode="routed", overwrite=False
                "write": round(time.perf_counter() - t1, 4)}
     seconds["total"] = round(time.perf_counter() - t0, 4)
     probs = {k: round(v, 4) for k, v in r["probabilities"].items()} if r["probabilities"] else None
-    return {"domain": r["domain"], "probabilities": probs, "model": r["model"], "mode": mode, "output": str(out),
-            "backend": used, "seconds": seconds}
+    res = {"domain": r["domain"], "probabilities": probs, "model": r["model"], "mode": mode, "output": str(out),
+           "backend": used, "seconds": seconds}
+    if "weights" in r:
+        res["weights"] = {k: round(v, 4) for k, v in r["weights"].items()}
+    return res
 
 
 def _cli(fn):

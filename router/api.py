@@ -8,8 +8,9 @@
     out = h(tensor_3hw, tensor_1hw, mode="oracle:MiniFlickr")   # float tensor in → float tensor out
     h.classify(image, mask)                        # {"MiniCOCO": 0.91, ...}
 
-``mode``: ``routed`` (the classifier picks the domain's harmonizer), ``unified`` (one model for all
-domains), ``oracle:DOMAIN`` (the named domain's harmonizer).
+``mode``: ``routed`` (the classifier picks the domain's harmonizer), ``soft`` (every domain's
+harmonizer, their outputs averaged with the classifier's probabilities as weights), ``unified`` (one
+model for all domains), ``oracle:DOMAIN`` (the named domain's harmonizer).
 """
 from __future__ import annotations
 
@@ -19,8 +20,11 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image, ImageOps
+from torch import nn
 
 from common.io import InputError, check_mask, read_image, read_mask, to_uint8
+
+from .routing import soft_weights
 
 
 def _as_tensor(x, is_mask: bool) -> tuple[torch.Tensor, str]:
@@ -58,6 +62,24 @@ def _like(out: torch.Tensor, kind: str, dtype=None):
     if kind == "numpy":
         return arr if dtype in (None, np.uint8) else out.permute(1, 2, 0).numpy().astype(dtype)
     return Image.fromarray(arr)
+
+
+class Blend(nn.Module):
+    """``Σ_d w_d·G_d(x, m)``: harmonizers of one training size averaged with weights (soft routing).
+
+    Squared error is convex in the output, so at the network's size the blend's error is never
+    above the weighted mean of the members' errors: an unsure router costs less blended than when
+    it commits to one wrong model."""
+
+    def __init__(self, models: list, weights: list[float]):
+        super().__init__()
+        sizes = {m.size for m in models}
+        if len(sizes) != 1:
+            raise InputError(f"soft routing needs harmonizers of one training size, the zoo has {sorted(sizes)}")
+        self.parts, self.weights, self.size = nn.ModuleList(models), [float(w) for w in weights], sizes.pop()
+
+    def forward(self, image, mask):
+        return sum(w * m(image, mask) for w, m in zip(self.weights, self.parts))
 
 
 class _Lazy(dict):
@@ -148,8 +170,13 @@ class Harmonizer:
             if d not in self.models:
                 raise InputError(f"mode {mode}: no harmonizer for {d!r}; zoo has {sorted(self.models)}")
             return d, self.models[d]
+        if mode == "soft":
+            ws = soft_weights(probs, self.models)
+            if ws:
+                return "soft", Blend([self.models[d] for d in ws], list(ws.values()))
+            mode = "routed"  # no domain model: fall through to the unified one
         if mode != "routed":
-            raise InputError(f"mode must be routed, unified or oracle:DOMAIN, got {mode!r}")
+            raise InputError(f"mode must be routed, soft, unified or oracle:DOMAIN, got {mode!r}")
         ranked = sorted(probs, key=probs.get, reverse=True)
         for d in ranked:  # the most likely domain that has a model
             if d in self.models:
@@ -165,11 +192,15 @@ class Harmonizer:
         img, m, kind = self._prepare(image, mask)
         t = {}
         t0 = time.perf_counter()
-        probs = self._probs(img, m) if mode == "routed" else None
+        probs = self._probs(img, m) if mode in ("routed", "soft") else None
         t["classify"] = time.perf_counter() - t0
         name, model = self.choose(mode, probs)
         out = harmonize(model, img, m, timings=t)
-        return {"output": out, "domain": name, "probabilities": probs, "model": name, "seconds": t, "kind": kind}
+        res = {"output": out, "domain": name, "probabilities": probs, "model": name, "seconds": t, "kind": kind}
+        if isinstance(model, Blend):
+            res["domain"] = max(probs, key=probs.get)
+            res["weights"] = dict(zip(soft_weights(probs, self.models), model.weights))
+        return res
 
     def __call__(self, image, mask, mode: str = "routed"):
         """Harmonize; returns the kind it was given (path → PIL image)."""

@@ -11,7 +11,7 @@ from .conftest import ASSETS
 
 def test_benchmark_report(mini_data, tiny_zoo, tmp_path):
     res = benchmark(mini_data, tiny_zoo, tmp_path / "rep", domains="MiniFlickr,MiniDay2night")
-    assert set(res["methods"]) == {"composite", "reinhard", "unified", "routed", "oracle"}
+    assert set(res["methods"]) == {"composite", "reinhard", "unified", "routed", "soft", "oracle"}
     comp = res["methods"]["composite"]["summary"]
     assert set(comp) == {"MiniFlickr", "MiniDay2night", "All"}
     assert comp["All"]["n"] == comp["MiniFlickr"]["n"] + comp["MiniDay2night"]["n"]

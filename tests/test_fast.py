@@ -49,14 +49,14 @@ def inputs(mini_data):
     return comp, mask
 
 
-@pytest.mark.parametrize("mode", ["routed", "unified", "oracle:MiniFlickr"])
+@pytest.mark.parametrize("mode", ["routed", "soft", "unified", "oracle:MiniFlickr"])
 def test_onnx_run_equals_torch_run(onnx_zoo, inputs, mode):
     from router.api import Harmonizer
     img, m = read_image_array(inputs[0]), read_mask_array(inputs[1])
     ours = fast.FastHarmonizer.from_zoo(onnx_zoo).run(img, m, mode)
     ref = Harmonizer.from_zoo(onnx_zoo).run(str(inputs[0]), str(inputs[1]), mode)
-    assert ours["model"] == ref["model"]
-    if mode == "routed":
+    assert ours["model"] == ref["model"] and ours.get("weights") == ref.get("weights")
+    if mode in ("routed", "soft"):
         assert ours["probabilities"] == pytest.approx(ref["probabilities"], abs=1e-5)
     assert np.abs(ours["output"] - ref["output"].permute(1, 2, 0).numpy()).max() < 1e-4
     bg = m == 0

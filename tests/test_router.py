@@ -162,3 +162,26 @@ def test_unified_and_oracle_modes_never_import_timm(tiny_zoo, pair, tmp_path):
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-1500:]
     assert json.loads(r.stdout.strip().splitlines()[-1]) == [False, True]
+
+
+def test_soft_routing_blends_by_probability(tiny_zoo, pair):
+    from harmonizers.models import harmonize
+    from router.api import Blend
+    h = Harmonizer.from_zoo(tiny_zoo)
+    img, m = read_image(pair[0]), read_image(pair[1])[:1]
+    r = h.run(str(pair[0]), str(pair[1]), "soft")
+    assert r["model"] == "soft" and set(r["weights"]) == set(MINI4_NAMES)
+    assert sum(r["weights"].values()) == pytest.approx(1.0)
+    assert r["weights"] == pytest.approx(r["probabilities"])  # every domain has a model: the probabilities
+    # one-hot probabilities: the blend is that domain's model
+    name, blend = h.choose("soft", {"MiniCOCO": 0.0, "MiniAdobe": 1.0, "MiniFlickr": 0.0, "MiniDay2night": 0.0})
+    assert name == "soft" and torch.allclose(harmonize(blend, img, m), harmonize(h.models["MiniAdobe"], img, m),
+                                             atol=1e-6)
+    # the blend of outputs at the network size is the weighted sum of the members' outputs
+    x, mm = torch.rand(1, 3, 32, 32), (torch.rand(1, 1, 32, 32) > 0.5).float()
+    b = Blend([h.models["MiniCOCO"], h.models["MiniFlickr"]], [0.3, 0.7])
+    with torch.no_grad():
+        want = 0.3 * h.models["MiniCOCO"](x, mm) + 0.7 * h.models["MiniFlickr"](x, mm)
+        assert torch.allclose(b(x, mm), want, atol=1e-6)
+    with pytest.raises(InputError, match="routed, soft, unified"):
+        h.choose("blend", r["probabilities"])
