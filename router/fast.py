@@ -207,7 +207,10 @@ class FastHarmonizer:
         mf = Path(z["root"]) / "onnx" / "manifest.json"
         if not mf.is_file():
             raise Unavailable(f"{mf.parent}: no ONNX export (python -m router.fast export --zoo {z['root']})")
-        entries = json.loads(mf.read_text())["models"]
+        try:
+            entries = json.loads(mf.read_text())["models"]
+        except (json.JSONDecodeError, KeyError, TypeError) as e:
+            raise Unavailable(f"{mf}: unreadable manifest ({e!r}; export again with --overwrite)") from None
         missing = set(_checkpoints(z)) - set(entries)
         if missing:
             raise Unavailable(f"{mf}: no export of {sorted(missing)} (export again with --overwrite)")
@@ -241,11 +244,17 @@ class FastHarmonizer:
     def _nchw(x: np.ndarray) -> np.ndarray:
         return np.ascontiguousarray(x.transpose(2, 0, 1)[None], dtype=np.float32)
 
+    @staticmethod
+    def _infer(sess, image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """Run a session on ``1×3×S×S`` / ``1×1×S×S``, feeding only the inputs its graph kept (the
+        exporter drops an input the network ignores, e.g. the mask of a classifier without it)."""
+        feed = {"image": image, "mask": np.ascontiguousarray(mask, np.float32)}
+        return sess.run(None, {i.name: feed[i.name] for i in sess.get_inputs()})[0][0]
+
     def probabilities(self, image: np.ndarray, mask: np.ndarray) -> dict[str, float]:
         sess, s = self._session("classifier")
-        x = self._nchw(resize(image, s))
         m = resize(mask[..., None], s)[None, None, ..., 0]
-        logits = sess.run(None, {"image": x, "mask": np.ascontiguousarray(m, np.float32)})[0][0].astype(np.float64)
+        logits = self._infer(sess, self._nchw(resize(image, s)), m).astype(np.float64)
         p = np.exp(logits - logits.max())
         p /= p.sum()
         return {d: float(v) for d, v in zip(self.domains, p)}
@@ -298,9 +307,8 @@ class FastHarmonizer:
             sess, s = self._session(name)
             if ys is None:
                 xs, ms = resize(image, s), np.clip(resize(mask[..., None], s)[..., 0], 0, 1)
-                feed = {"image": self._nchw(xs), "mask": np.ascontiguousarray(ms[None, None])}
                 ys = 0.0
-            ys = ys + w * sess.run(None, feed)[0][0]
+            ys = ys + w * self._infer(sess, self._nchw(xs), ms[None, None])
         t["harmonize"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         out = full_resolution(image, mask, xs, ms, ys.transpose(1, 2, 0))

@@ -124,3 +124,23 @@ def test_predict_backend_choice(tiny_zoo, inputs, tmp_path):
     assert not (tmp_path / "b.png").exists()
     r = _predict([*inputs, "--zoo", tiny_zoo, "--out", tmp_path / "c.png", "--backend", "tf"], ROOT)
     assert r.returncode == 2 and "--backend must be one of" in r.stderr
+
+
+def test_classifier_without_mask_channel_and_bad_manifest(mini_data, tiny_zoo, inputs, tmp_path):
+    """The exporter drops an input the network ignores; the runtime feeds what the graph kept."""
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    from router.api import Harmonizer
+    from router.train import main as rtrain
+    rtrain(data=str(mini_data), out=str(tmp_path / "c.safetensors"), backbone="resnet10t", size=32, steps=1,
+           batch_size=4, device="cpu", use_mask=False)
+    z = Z.read(tiny_zoo)
+    root = Z.build(tmp_path / "zoo", tmp_path / "c.safetensors", domains={"MiniFlickr": z["domains"]["MiniFlickr"]})
+    fast.export(root)
+    img, m = read_image_array(inputs[0]), read_mask_array(inputs[1])
+    ours = fast.FastHarmonizer.from_zoo(root).run(img, m, "routed")
+    ref = Harmonizer.from_zoo(root).run(str(inputs[0]), str(inputs[1]), "routed")
+    assert ours["probabilities"] == pytest.approx(ref["probabilities"], abs=1e-5)
+    (root / "onnx" / "manifest.json").write_text("{not json")
+    with pytest.raises(fast.Unavailable, match="unreadable manifest"):
+        fast.FastHarmonizer.from_zoo(root)
