@@ -117,6 +117,21 @@ def load_samples(root, domains="all", split: str = "train", check: bool = True) 
     return samples
 
 
+def split_holdout(samples: list[Sample], fraction: float) -> tuple[list[Sample], list[Sample]]:
+    """Split training samples into (fit, validation) by real image, so that no photo is on both
+    sides: the ``max(1, round(fraction·n))`` real images whose names hash lowest (SHA-1 of
+    ``domain/file``, the same on every machine) go to validation. Nothing is held out when
+    ``fraction`` is 0 or there are fewer than 2 real images. iHarmony4 ships train and test lists
+    only; validating on test would pick checkpoints on the data the paper's numbers are read on."""
+    reals = sorted({(s.domain, s.real.name) for s in samples})
+    if fraction <= 0 or len(reals) < 2:
+        return list(samples), []
+    key = lambda r: hashlib.sha1(f"{r[0]}/{r[1]}".encode()).hexdigest()  # noqa: E731
+    held = set(sorted(reals, key=key)[:max(1, round(fraction * len(reals)))])
+    fit = [s for s in samples if (s.domain, s.real.name) not in held]
+    return fit, [s for s in samples if (s.domain, s.real.name) in held]
+
+
 def _check_samples(root: Path, samples: list[Sample]) -> None:
     rroot = root.resolve()
     outside, missing = [], []
@@ -152,9 +167,9 @@ class HarmonyDataset(Dataset):
     """
 
     def __init__(self, root, domains="all", split: str = "train", size: int = 256, train: bool | None = None,
-                 cache: bool = True, domain_names: list[str] | None = None):
+                 cache: bool = True, domain_names: list[str] | None = None, samples: list[Sample] | None = None):
         self.root = Path(root)
-        self.samples = load_samples(root, domains, split)
+        self.samples = load_samples(root, domains, split) if samples is None else list(samples)
         if not self.samples:
             raise InputError(f"{root}: no {split} samples in domains {domains}")
         self.domains = list(domain_names) if domain_names else resolve_domains(root, domains)
@@ -219,6 +234,18 @@ class Mixed(Dataset):
         if i < self.n_main:
             return self.main[i % len(self.main)]
         return self.other[i - self.n_main]
+
+
+def train_val(root, domains="all", size: int = 256, cache: bool = True, val_fraction: float = 0.0
+              ) -> tuple[HarmonyDataset, HarmonyDataset | None]:
+    """The training set and, when ``val_fraction > 0``, a validation set held out of the training
+    split by real image (:func:`split_holdout`; evaluated without augmentation)."""
+    full = HarmonyDataset(root, domains, "train", size=size, cache=cache)
+    fit, held = split_holdout(full.samples, val_fraction)
+    if not held:
+        return full, None
+    return (HarmonyDataset(root, domains, "train", size=size, cache=cache, samples=fit),
+            HarmonyDataset(root, domains, "train", size=size, train=False, cache=cache, samples=held))
 
 
 def batches(ds: Dataset, batch: int = 16, limit: int | None = None, device=None):

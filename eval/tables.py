@@ -66,7 +66,7 @@ def _train_syconet(out, data, domains, init=None, ablation="none", steps=1500, l
 
 def _train_harmonizer(out, data, arch, steps=300, device="auto"):  # the sizes of scripts/train_models.sh
     from harmonizers.train import main
-    main(data=data, domains="all", arch=arch, out=str(out), steps=steps, batch_size=16, lr=5e-4, val_every=100,
+    main(data=data, domains="all", arch=arch, out=str(out), steps=steps, batch_size=16, lr=5e-4, val_every=0,
          device=device)
 
 

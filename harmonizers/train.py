@@ -25,7 +25,7 @@ from torch import nn
 from common.cli import print_json, run
 from common.engine import EngineConfig, dist_info, pick_device, train
 from common.io import InputError
-from domains.dataset import HarmonyDataset, batches, fingerprint
+from domains.dataset import HarmonyDataset, batches, fingerprint, train_val
 from eval import metrics as M
 
 from . import augment as A
@@ -121,19 +121,17 @@ def main(data="data/mini4", domains="all", arch: str = "issam", out="runs/issam_
          steps: int = 2000, batch_size: int = 16, lr: float = 1e-3, workers: int = 0, seed: int = 0,
          save_every: int = 100, val_every: int = 0, device: str = "auto", resume: bool = True,
          overwrite: bool = False, cache: bool = True, amp: bool = True, channels_last: bool = False,
-         gan_weight: float = 0.0) -> None:
-    """Train a harmonizer; ``--init`` finetunes from a checkpoint (all-domain base model)."""
+         gan_weight: float = 0.0, val_fraction: float = 0.1) -> None:
+    """Train a harmonizer; ``--init`` finetunes from a checkpoint (all-domain base model).
+    With ``--val_every N`` a share ``--val_fraction`` of the training photos is held out and scored
+    every N steps (``<out>.best.safetensors``); the test split is never used for validation."""
     if gan_weight < 0:
         raise InputError(f"--gan_weight must be >= 0, got {gan_weight}")
     if only_aug and A.parse(augment)[0] in ("none", "static"):
         raise InputError("--only_aug needs a dynamic --augment (syconet:CKPT, ct or lut)")
     torch.manual_seed(seed)
     model, extra = build(arch, init, size)
-    train_ds = HarmonyDataset(data, domains, "train", size=model.size, cache=cache)
-    try:
-        val_ds = HarmonyDataset(data, domains, "test", size=model.size, cache=cache)
-    except InputError:
-        val_ds = None
+    train_ds, val_ds = train_val(data, domains, model.size, cache, val_fraction if val_every else 0.0)
     _, _, local_rank = dist_info()
     augmenter, train_set = A.make(augment, train_ds, device=pick_device(device, local_rank))
     extra.update(augment=augment, only_aug=only_aug, gan_weight=gan_weight)

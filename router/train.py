@@ -18,7 +18,7 @@ from torch import nn
 from common.cli import print_json, run
 from common.engine import EngineConfig, dist_info, train
 from common.io import InputError, write_text
-from domains.dataset import HarmonyDataset, batches, fingerprint
+from domains.dataset import HarmonyDataset, batches, fingerprint, train_val
 
 from .classifier import ClassifierConfig, DomainClassifier, meta, resolve_backbone
 
@@ -77,17 +77,18 @@ def main(data="data/mini4", out="runs/router.safetensors", backbone: str = "auto
          size: int = 224, pretrained_file: str | None = None, steps: int = 1000, batch_size: int = 32,
          lr: float = 1e-3, workers: int = 0, seed: int = 0, val_every: int = 0, device: str = "auto",
          resume: bool = True, overwrite: bool = False, synthesize: bool = False, amp: bool = True,
-         channels_last: bool = False) -> None:
-    """``--synthesize`` trains on fresh composites made by each domain's own process from the training
+         channels_last: bool = False, val_fraction: float = 0.1) -> None:
+    """With ``--val_every N`` a share ``--val_fraction`` of the training photos is held out and
+    scored every N steps; the confusion matrix at the end is on the test split. ``--synthesize`` trains on fresh composites made by each domain's own process from the training
     photos (offline benchmark only; see router.synth), so the label depends on the process, not the photo."""
     torch.manual_seed(seed)
-    train_ds = HarmonyDataset(data, "all", "train", size=size)
+    train_ds, val_ds = train_val(data, "all", size, True, val_fraction if val_every else 0.0)
     test_ds = HarmonyDataset(data, "all", "test", size=size, domain_names=train_ds.domains)
     name, weights = resolve_backbone(backbone, pretrained_file)
     cfg = ClassifierConfig(domains=tuple(train_ds.domains), backbone=name, use_mask=use_mask, size=size,
                            pretrained="imagenet" if weights else "scratch")
     model = DomainClassifier(cfg, pretrained_file=weights)
-    task = ClassifierTask(model, fingerprint(train_ds.samples), test_ds)
+    task = ClassifierTask(model, fingerprint(train_ds.samples), val_ds)
     train_set = train_ds
     if synthesize:
         from .synth import ProcessComposites

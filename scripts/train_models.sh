@@ -24,14 +24,14 @@ train() {  # train OUT MODULE ARGS...: run unless OUT exists, log the wall time
 
 # 1. SycoNet on all domains (encoders at 64 px, LUT loss at 128 px)
 train "$R/syconet_all.safetensors" syconet.train --data "$DATA" --domains all --size 128 --enc_size 64 \
-  --steps 1500 --batch_size 16 --lr 3e-4 --val_every 300
+  --steps 1500 --batch_size 16 --lr 3e-4
 # 2. domain classifier (tf_efficientnet_lite0 from ImageNet weights, composite + mask), trained on
 #    fresh composites made by each domain's process (router.synth)
 train "$R/router.safetensors" router.train --data "$DATA" --size 128 --steps 300 --batch_size 16 --lr 3e-4 \
   --synthesize --workers 1
 # 3. base harmonizer on all domains (iS2AM, improved_ssam configuration at 64 px)
 train "$R/issam_all.safetensors" harmonizers.train --data "$DATA" --domains all --arch issam64 \
-  --steps 300 --batch_size 16 --lr 5e-4 --val_every 100
+  --steps 300 --batch_size 16 --lr 5e-4
 # 4. SycoNet finetuned per domain
 for D in MiniFlickr MiniDay2night; do
   train "$R/syconet_$D.safetensors" syconet.train --data "$DATA" --domains "$D" \
@@ -63,7 +63,7 @@ fi
   --out models/syconet_all.safetensors
 # 8. RainNet base (for the harmonizer table)
 train "$R/rainnet_all.safetensors" harmonizers.train --data "$DATA" --domains all --arch rainnet64 \
-  --steps 300 --batch_size 16 --lr 5e-4 --val_every 100
+  --steps 300 --batch_size 16 --lr 5e-4
 # 9. SycoNet ablations (Table 2): each trained from scratch on MiniDay2night with the same budget
 for A in none no_rec no_real move_z lutv2; do
   train "$R/ablation_$A.safetensors" syconet.train --data "$DATA" --domains MiniDay2night --ablation "$A" \

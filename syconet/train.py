@@ -20,7 +20,7 @@ from common import checkpoint
 from common.cli import print_json, run
 from common.engine import EngineConfig, train
 from common.io import InputError
-from domains.dataset import HarmonyDataset, Mixed, fingerprint, resolve_domains
+from domains.dataset import HarmonyDataset, Mixed, fingerprint, resolve_domains, train_val
 
 from .model import SycoNet, SycoNetConfig, create, meta
 
@@ -86,7 +86,7 @@ def main(data="data/mini4", domains="all", out="runs/syconet_all.safetensors", i
          workers: int = 0, seed: int = 0, save_every: int = 100, val_every: int = 0, device: str = "auto",
          pretrained_file: str | None = None, lut_dir: str | None = None, resume: bool = True,
          overwrite: bool = False, cache: bool = True, amp: bool = True, channels_last: bool = False,
-         freeze_bn: bool | None = None, replay: float = 0.0, tune: str = "all") -> None:
+         freeze_bn: bool | None = None, replay: float = 0.0, tune: str = "all", val_fraction: float = 0.1) -> None:
     """Train SycoNet; ``--init`` starts from a checkpoint (per-domain finetuning keeps its config).
 
     ``--kl_warmup`` is the fraction of the steps over which the KL weight ramps up from 0 (default:
@@ -95,19 +95,17 @@ def main(data="data/mini4", domains="all", out="runs/syconet_all.safetensors", i
     statistics as loaded (default: on with ``--init``, off from scratch; measured in the README).
     ``--replay R`` (finetuning) draws a share R of the training items from the other domains' train
     splits, so that a small domain refines the all-domain model instead of overwriting it.
+    With ``--val_every N`` a share ``--val_fraction`` of the training photos is held out and scored
+    every N steps (``<out>.best.safetensors``); the test split is never used for validation.
     ``--tune head`` trains only the parts that hold a domain's looks and their code — the FC, the
     basis LUTs and ``E^z``'s output layer — and keeps both encoders as loaded."""
     torch.manual_seed(seed)
-    train_ds = HarmonyDataset(data, domains, "train", size=size, cache=cache)
+    train_ds, val_ds = train_val(data, domains, size, cache, val_fraction if val_every else 0.0)
     others = [d for d in resolve_domains(data, "all") if d not in train_ds.domains] if replay > 0 else []
     if replay > 0 and not others:
         raise InputError(f"--replay {replay}: no other domain in {data} to replay")
     mixed = Mixed(train_ds, HarmonyDataset(data, others, "train", size=size, cache=cache) if others else None,
                   replay)
-    try:
-        val_ds = HarmonyDataset(data, domains, "test", size=size, cache=cache)
-    except InputError:
-        val_ds = None
     if kl_warmup is None and init:
         kl_warmup = 0.0
     if freeze_bn is None:

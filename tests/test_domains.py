@@ -165,3 +165,20 @@ def test_scorer_pred_dir(mini_data, tmp_path):
     base = subprocess.run([sys.executable, "-m", "eval.score", "--data", str(mini_data), "--domains", "MiniDay2night",
                            "--pred", "composite"], cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert base.returncode == 0 and "| MiniDay2night |" in base.stdout
+
+
+def test_holdout_validation_split(mini_data):
+    from domains.dataset import load_samples, split_holdout, train_val
+    samples = load_samples(mini_data, "all", "train")
+    fit, val = split_holdout(samples, 0.25)
+    reals = {(s.domain, s.real.name) for s in samples}
+    fit_r, val_r = {(s.domain, s.real.name) for s in fit}, {(s.domain, s.real.name) for s in val}
+    assert fit_r.isdisjoint(val_r) and fit_r | val_r == reals  # by photo, nothing lost
+    assert len(val_r) == max(1, round(0.25 * len(reals))) and len(fit) + len(val) == len(samples)
+    assert split_holdout(list(reversed(samples)), 0.25)[1] == [s for s in reversed(samples) if s in val]  # order-free
+    assert split_holdout(samples, 0.0) == (samples, [])
+    tr, va = train_val(mini_data, "all", size=32, val_fraction=0.25)
+    assert {s.real for s in tr.samples}.isdisjoint({s.real for s in va.samples}) and not va.train
+    test_reals = {s.real for s in load_samples(mini_data, "all", "test")}
+    assert test_reals.isdisjoint({s.real for s in va.samples})  # validation never touches the test split
+    assert train_val(mini_data, "all", size=32, val_fraction=0.0)[1] is None

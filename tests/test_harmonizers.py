@@ -198,3 +198,13 @@ def test_gan_training_saves_harmonizer_only(mini_data, tmp_path):
     with pytest.raises(InputError, match="gan_weight"):
         train_main(data=str(mini_data), arch="rainnet_test", size=32, steps=1, out=str(tmp_path / "x.safetensors"),
                gan_weight=-1.0)
+
+
+def test_validation_holds_out_training_photos(mini_data, tmp_path):
+    from domains.dataset import fingerprint, load_samples
+    out = tmp_path / "v.safetensors"
+    train_main(data=str(mini_data), arch="issam_test", size=32, steps=2, batch_size=2, device="cpu", out=str(out),
+               val_every=1, val_fraction=0.25)
+    assert "fMSE" in checkpoint.read_meta(out.with_name("v.best.safetensors"))["val"]
+    # trained on the training split minus the held-out photos
+    assert checkpoint.read_meta(out)["data_fingerprint"] != fingerprint(load_samples(mini_data, "all", "train"))
