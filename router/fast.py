@@ -167,7 +167,7 @@ def full_resolution(image: np.ndarray, mask: np.ndarray, xs: np.ndarray, ms: np.
     if fg.sum() < 16:
         fg = ms > 0
     coef = fit_colour_transform(xs[fg], ys[fg])
-    change = (ys - apply_colour_transform(xs, coef)) * ms[..., None]
+    change = (ys - np.clip(apply_colour_transform(xs, coef), 0, 1)) * ms[..., None]  # as torch: clamped
     h, w = mask.shape
     wy, wx = bbox(mask > 0)
     ry = _interp_matrix(h, change.shape[0], wy.start, wy.stop)

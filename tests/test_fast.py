@@ -144,3 +144,27 @@ def test_classifier_without_mask_channel_and_bad_manifest(mini_data, tiny_zoo, i
     (root / "onnx" / "manifest.json").write_text("{not json")
     with pytest.raises(fast.Unavailable, match="unreadable manifest"):
         fast.FastHarmonizer.from_zoo(root)
+
+
+def test_full_resolution_step_when_the_fitted_map_leaves_range():
+    """A strong change (clipped gain) makes the fitted quadratic overshoot [0, 1]: both paths clamp
+    it at the same places, at the network size and at full size."""
+    class Gain(torch.nn.Module):
+        size = 32
+
+        def forward(self, image, mask):
+            return mask * (image * 2.2 - 0.1).clamp(0, 1) + (1 - mask) * image
+
+    rng = np.random.default_rng(3)
+    img = rng.random((120, 90, 3), dtype=np.float32)
+    m = np.zeros((120, 90), np.float32)
+    m[20:100, 10:70] = 1
+    net = Gain()
+    net.register_parameter("p", torch.nn.Parameter(torch.zeros(1)))  # harmonize asks for a device
+    ref = harmonize(net, torch.from_numpy(img).permute(2, 0, 1), torch.from_numpy(m)[None]).permute(1, 2, 0).numpy()
+    xs, ms = fast.resize(img, 32), np.clip(fast.resize(m[..., None], 32)[..., 0], 0, 1)
+    with torch.no_grad():
+        ys = net(torch.from_numpy(xs).permute(2, 0, 1)[None], torch.from_numpy(ms)[None, None])[0].permute(1, 2, 0).numpy()
+    coef = fast.fit_colour_transform(xs[ms > 0.5], ys[ms > 0.5])
+    assert fast.apply_colour_transform(xs, coef).max() > 1.0  # the case this test is about
+    assert np.abs(fast.full_resolution(img, m, xs, ms, ys) - ref).max() < 1e-4
