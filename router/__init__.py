@@ -27,6 +27,8 @@ from pathlib import Path
 
 from common.io import InputError, find_pairs, write_image
 
+from .routing import MODES_NEEDING_PROBS
+
 __all__ = ["Harmonizer", "predict", "predict_dir"]
 BACKENDS = ("auto", "onnx", "torch")
 
@@ -67,7 +69,7 @@ def _run(image, mask, zoo, mode, device, backend) -> tuple[dict, float, str]:
         return h.run(img, m, mode), t_load if fresh else 0.0, "onnx"
     t0 = time.perf_counter()
     h, fresh = _loaded(zoo, device, "torch")
-    if mode in ("routed", "soft"):
+    if mode in MODES_NEEDING_PROBS:
         h.classifier  # noqa: B018 - load it here, so that "load" holds all loading
     t_load = time.perf_counter() - t0
     return h.run(image, mask, mode), t_load if fresh else 0.0, "torch"

@@ -24,7 +24,7 @@ from torch import nn
 
 from common.io import InputError, check_mask, read_image, read_mask, to_uint8
 
-from .routing import soft_weights
+from . import routing
 
 
 def _as_tensor(x, is_mask: bool) -> tuple[torch.Tensor, str]:
@@ -71,15 +71,16 @@ class Blend(nn.Module):
     above the weighted mean of the members' errors: an unsure router costs less blended than when
     it commits to one wrong model."""
 
-    def __init__(self, models: list, weights: list[float]):
+    def __init__(self, models: dict, weights: dict[str, float]):
         super().__init__()
-        sizes = {m.size for m in models}
+        sizes = {m.size for m in models.values()}
         if len(sizes) != 1:
             raise InputError(f"soft routing needs harmonizers of one training size, the zoo has {sorted(sizes)}")
-        self.parts, self.weights, self.size = nn.ModuleList(models), [float(w) for w in weights], sizes.pop()
+        self.parts = nn.ModuleDict(models)
+        self.weights, self.size = {d: float(w) for d, w in weights.items()}, sizes.pop()
 
     def forward(self, image, mask):
-        return sum(w * m(image, mask) for w, m in zip(self.weights, self.parts))
+        return sum(w * self.parts[d](image, mask) for d, w in self.weights.items())
 
 
 class _Lazy(dict):
@@ -160,30 +161,12 @@ class Harmonizer:
         return self._probs(img, m)
 
     def choose(self, mode: str, probs: dict | None) -> tuple[str, object]:
-        """(model name, harmonizer) for a mode."""
-        if mode == "unified":
-            if self.unified is None:
-                raise InputError("this zoo has no unified model (zoo.json 'unified')")
-            return "unified", self.unified
-        if mode.startswith("oracle:"):
-            d = mode.split(":", 1)[1]
-            if d not in self.models:
-                raise InputError(f"mode {mode}: no harmonizer for {d!r}; zoo has {sorted(self.models)}")
-            return d, self.models[d]
-        if mode == "soft":
-            ws = soft_weights(probs, self.models)
-            if ws:
-                return "soft", Blend([self.models[d] for d in ws], list(ws.values()))
-            mode = "routed"  # no domain model: fall through to the unified one
-        if mode != "routed":
-            raise InputError(f"mode must be routed, soft, unified or oracle:DOMAIN, got {mode!r}")
-        ranked = sorted(probs, key=probs.get, reverse=True)
-        for d in ranked:  # the most likely domain that has a model
-            if d in self.models:
-                return d, self.models[d]
-        if self.unified is not None:
-            return "unified", self.unified
-        raise InputError("the zoo has no harmonizer for any predicted domain")
+        """(model name, harmonizer) for a mode (rules: :func:`router.routing.choose`); ``soft``
+        gives a :class:`Blend`."""
+        name, weights = routing.choose(mode, probs, self.models, bool(self._unified))
+        if name == "soft":
+            return name, Blend({d: self.models[d] for d in weights}, weights)
+        return name, self.unified if name == "unified" else self.models[name]
 
     def run(self, image, mask, mode: str = "routed") -> dict:
         """Harmonize and return a dict: ``output`` (tensor), ``domain``, ``probabilities``, ``model``,
@@ -192,14 +175,14 @@ class Harmonizer:
         img, m, kind = self._prepare(image, mask)
         t = {}
         t0 = time.perf_counter()
-        probs = self._probs(img, m) if mode in ("routed", "soft") else None
+        probs = self._probs(img, m) if mode in routing.MODES_NEEDING_PROBS else None
         t["classify"] = time.perf_counter() - t0
         name, model = self.choose(mode, probs)
         out = harmonize(model, img, m, timings=t)
         res = {"output": out, "domain": name, "probabilities": probs, "model": name, "seconds": t, "kind": kind}
         if isinstance(model, Blend):
             res["domain"] = max(probs, key=probs.get)
-            res["weights"] = dict(zip(soft_weights(probs, self.models), model.weights))
+            res["weights"] = dict(model.weights)
         return res
 
     def __call__(self, image, mask, mode: str = "routed"):

@@ -31,7 +31,7 @@ from PIL import Image
 
 from common.io import InputError, check_mask, write_text
 
-from .routing import soft_weights
+from . import routing
 from .zoo import read as read_zoo
 
 OPSET = 18
@@ -233,7 +233,7 @@ class FastHarmonizer:
 
     def load(self, mode: str) -> None:
         """Create the sessions a mode needs up front (so that timings separate loading)."""
-        if mode in ("routed", "soft"):
+        if mode in routing.MODES_NEEDING_PROBS:
             self._session("classifier")
         elif mode == "unified" and self.has_unified:
             self._session("unified")
@@ -259,35 +259,15 @@ class FastHarmonizer:
         p /= p.sum()
         return {d: float(v) for d, v in zip(self.domains, p)}
 
-    def choose(self, mode: str, probs: dict | None) -> dict[str, float]:
-        """Session name → weight for a mode (one session at weight 1 but for ``soft``), with the
-        same rules and errors as ``Harmonizer.choose``."""
+    def choose(self, mode: str, probs: dict | None) -> tuple[str, dict[str, float]]:
+        """(model name, {session name: weight}) for a mode, by :func:`router.routing.choose`."""
         doms = [n.split(":", 1)[1] for n in self.entries if n.startswith("domain:")]
-        if mode == "unified":
-            if not self.has_unified:
-                raise InputError("this zoo has no unified model (zoo.json 'unified')")
-            return {"unified": 1.0}
-        if mode.startswith("oracle:"):
-            d = mode.split(":", 1)[1]
-            if d not in doms:
-                raise InputError(f"mode {mode}: no harmonizer for {d!r}; zoo has {sorted(doms)}")
-            return {f"domain:{d}": 1.0}
-        if mode == "soft":
-            ws = soft_weights(probs, doms)
-            if ws:
-                sizes = {self.entries[f"domain:{d}"]["size"] for d in ws}
-                if len(sizes) != 1:
-                    raise InputError(f"soft routing needs harmonizers of one training size, the zoo has {sorted(sizes)}")
-                return {f"domain:{d}": w for d, w in ws.items()}
-            mode = "routed"
-        if mode != "routed":
-            raise InputError(f"mode must be routed, soft, unified or oracle:DOMAIN, got {mode!r}")
-        for d in sorted(probs, key=probs.get, reverse=True):
-            if d in doms:
-                return {f"domain:{d}": 1.0}
-        if self.has_unified:
-            return {"unified": 1.0}
-        raise InputError("the zoo has no harmonizer for any predicted domain")
+        name, weights = routing.choose(mode, probs, doms, self.has_unified)
+        sessions = {(m if m == "unified" else f"domain:{m}"): w for m, w in weights.items()}
+        sizes = {self.entries[n]["size"] for n in sessions}
+        if len(sizes) != 1:  # as router.api.Blend
+            raise InputError(f"soft routing needs harmonizers of one training size, the zoo has {sorted(sizes)}")
+        return name, sessions
 
     def run(self, image: np.ndarray, mask: np.ndarray, mode: str = "routed") -> dict:
         """Like ``Harmonizer.run``: ``output`` (``H×W×3`` float32), ``domain``, ``probabilities``,
@@ -298,25 +278,21 @@ class FastHarmonizer:
         mask = np.clip(mask, 0, 1)
         t = {}
         t0 = time.perf_counter()
-        probs = self.probabilities(image, mask) if mode in ("routed", "soft") else None
+        probs = self.probabilities(image, mask) if mode in routing.MODES_NEEDING_PROBS else None
         t["classify"] = time.perf_counter() - t0
-        weights = self.choose(mode, probs)
+        name, sessions = self.choose(mode, probs)
         t0 = time.perf_counter()
-        ys = None
-        for name, w in weights.items():
-            sess, s = self._session(name)
-            if ys is None:
-                xs, ms = resize(image, s), np.clip(resize(mask[..., None], s)[..., 0], 0, 1)
-                ys = 0.0
-            ys = ys + w * self._infer(sess, self._nchw(xs), ms[None, None])
+        s = self.entries[next(iter(sessions))]["size"]  # one size for all members (choose checks)
+        xs, ms = resize(image, s), np.clip(resize(mask[..., None], s)[..., 0], 0, 1)
+        x_in = self._nchw(xs)
+        ys = sum(w * self._infer(self._session(n)[0], x_in, ms[None, None]) for n, w in sessions.items())
         t["harmonize"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         out = full_resolution(image, mask, xs, ms, ys.transpose(1, 2, 0))
         t["full_res"] = time.perf_counter() - t0
-        names = [n.split(":", 1)[-1] for n in weights]
-        res = {"output": out, "domain": names[0], "probabilities": probs, "model": names[0], "seconds": t}
-        if mode == "soft" and all(n.startswith("domain:") for n in weights):  # a blend, as api.Blend
-            res.update(model="soft", domain=max(probs, key=probs.get), weights=dict(zip(names, weights.values())))
+        res = {"output": out, "domain": name, "probabilities": probs, "model": name, "seconds": t}
+        if name == "soft":  # a blend, as router.api.Blend
+            res.update(domain=max(probs, key=probs.get), weights={n.split(":", 1)[-1]: w for n, w in sessions.items()})
         return res
 
 

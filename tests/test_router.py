@@ -179,7 +179,7 @@ def test_soft_routing_blends_by_probability(tiny_zoo, pair):
                                              atol=1e-6)
     # the blend of outputs at the network size is the weighted sum of the members' outputs
     x, mm = torch.rand(1, 3, 32, 32), (torch.rand(1, 1, 32, 32) > 0.5).float()
-    b = Blend([h.models["MiniCOCO"], h.models["MiniFlickr"]], [0.3, 0.7])
+    b = Blend({"MiniCOCO": h.models["MiniCOCO"], "MiniFlickr": h.models["MiniFlickr"]}, {"MiniCOCO": 0.3, "MiniFlickr": 0.7})
     with torch.no_grad():
         want = 0.3 * h.models["MiniCOCO"](x, mm) + 0.7 * h.models["MiniFlickr"](x, mm)
         assert torch.allclose(b(x, mm), want, atol=1e-6)
