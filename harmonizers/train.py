@@ -24,6 +24,7 @@ from torch import nn
 
 from common.cli import print_json, run
 from common.engine import EngineConfig, dist_info, pick_device, train
+from common.gan import lsgan_terms
 from common.io import InputError
 from domains.dataset import HarmonyDataset, batches, fingerprint, train_val
 from eval import metrics as M
@@ -72,9 +73,7 @@ class HarmonizerLoss(nn.Module):
             return {"loss": loss}
         # LSGAN with one optimizer: the harmonizer's term sees the critic's weights detached, the
         # critic's term the harmonized images detached; real images are the critic's positives
-        frozen = {k: v.detach() for k, v in self.critic.named_parameters()}
-        g_adv = (torch.func.functional_call(self.critic, frozen, (out, mask)) - 1).pow(2).mean()
-        d_loss = (self.critic(real, mask) - 1).pow(2).mean() + self.critic(out.detach(), mask).pow(2).mean()
+        g_adv, d_loss = lsgan_terms(self.critic, out, real, mask)
         return {"loss": loss + self.gan_weight * g_adv + d_loss, "rec": loss.detach(), "g_adv": g_adv.detach(),
                 "d": d_loss.detach()}
 

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from common import checkpoint
+from common.gan import lsgan_terms
 
 from .bank import basis_bank
 from .lut import apply_lut, combine, identity_lut, lut_regularisers
@@ -139,23 +140,26 @@ class SycoNet(nn.Module):
 
     def generate_zc(self, composite, real, mask):
         """The "sampling z^c" ablation: ``z ~ N(μ, σ²)`` from ``E^z`` on an original composite."""
-        mu, logvar = self.encode(composite, real, mask)
-        return self.render(real, mask, self.coefficients(real, mask, mu + torch.randn_like(mu) * (0.5 * logvar).exp()))
+        return self.reconstruct(composite, real, mask, sample=True)[0]
 
-    def reconstruct(self, composite, real, mask, sample: bool = True):
+    def posterior_coefficients(self, composite, real, mask, sample: bool = True):
+        """``(α, μ, log σ²)``: the coefficients for ``z^c = μ + ε·σ`` (``μ`` without ``sample``)."""
         if not hasattr(self, "enc_z"):
             raise ValueError("this SycoNet is generation-only (no E^z): it cannot reconstruct")
         mu, logvar = self.encode(composite, real, mask)
         z = mu + torch.randn_like(mu) * (0.5 * logvar).exp() if sample else mu
-        return self.render(real, mask, self.coefficients(real, mask, z)), mu, logvar
+        return self.coefficients(real, mask, z), mu, logvar
+
+    def reconstruct(self, composite, real, mask, sample: bool = True):
+        alpha, mu, logvar = self.posterior_coefficients(composite, real, mask, sample)
+        return self.render(real, mask, alpha), mu, logvar
 
     def forward(self, batch: dict) -> dict:
         """Training losses for a batch dict with ``composite``, ``real``, ``mask``."""
         comp, real, mask = batch["composite"], batch["real"], batch["mask"]
         area = mask.flatten(1).sum(1).clamp_min(1.0)
         if self.cfg.rec_branch:
-            mu, logvar = self.encode(comp, real, mask)
-            alpha = self.coefficients(real, mask, mu + torch.randn_like(mu) * (0.5 * logvar).exp())
+            alpha, mu, logvar = self.posterior_coefficients(comp, real, mask)
             rec = self.render(real, mask, alpha)
             l1 = ((rec - comp).abs() * mask).flatten(1).sum(1) / (3 * area)
             kl = 0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar).sum(1)
@@ -168,10 +172,7 @@ class SycoNet(nn.Module):
             return {"loss": loss, **out}
         # "w/o rec": make I^g indistinguishable from the real composites (LSGAN, one optimizer:
         # the generator's term sees the critic's weights detached, the critic's term I^g detached)
-        gen = self.generate(real, mask)
-        frozen = {k: v.detach() for k, v in self.disc.named_parameters()}
-        g_adv = (torch.func.functional_call(self.disc, frozen, (gen, mask)) - 1).pow(2).mean()
-        d_loss = (self.disc(comp, mask) - 1).pow(2).mean() + self.disc(gen.detach(), mask).pow(2).mean()
+        g_adv, d_loss = lsgan_terms(self.disc, self.generate(real, mask), comp, mask)
         return {"loss": self.cfg.adv_weight * g_adv + d_loss, "g_adv": g_adv.detach(), "d": d_loss.detach()}
 
 
