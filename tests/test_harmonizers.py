@@ -171,7 +171,7 @@ def test_gan_loss_gradients_are_separated():
     d_only = (lm.critic(batch["real"], batch["mask"]) - 1).pow(2).mean() + lm.critic(out, batch["mask"]).pow(2).mean()
     d_only.backward()
     for k, p in lm.critic.named_parameters():
-        assert torch.allclose(got[k], p.grad, atol=1e-6), k
+        assert torch.allclose(got[k], p.grad, rtol=1e-4, atol=1e-12), k  # critic grads are ~1e-6
     lm.zero_grad()
     out = lm.model(batch["composite"], batch["mask"])  # what the harmonizer should receive:
     frozen = {k: v.detach() for k, v in lm.critic.named_parameters()}
@@ -182,7 +182,7 @@ def test_gan_loss_gradients_are_separated():
     lm.zero_grad()
     lm(batch)["loss"].backward()
     for k, p in lm.model.named_parameters():
-        assert torch.allclose(want[k], p.grad, atol=1e-5), k
+        assert torch.allclose(want[k], p.grad, rtol=1e-4, atol=1e-9), k
 
 
 def test_gan_training_saves_harmonizer_only(mini_data, tmp_path):
