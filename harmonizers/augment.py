@@ -64,6 +64,39 @@ class LUTAugmenter:
         return mask * apply_lut(real.float(), self.pool[idx.to(self.pool.device)]) + (1 - mask) * real
 
 
+class Regrade:
+    """Re-grade whole training pairs: with probability ``p`` per image, one random look of the
+    procedural pool is applied to the composite and the real image alike (foreground and background).
+
+    A harmonizer trained on a few dozen photos otherwise learns each photo's true foreground colours
+    instead of "make the foreground agree with the background"; under a global re-grade the target
+    foreground changes with the background, so only the relation between the two can be learned.
+    The pair stays consistent: the background and the target are the same photo under one look.
+    """
+
+    def __init__(self, p: float, n: int = 120, dim: int = 17, seed: int = 1):
+        if not 0.0 <= p <= 1.0:
+            raise InputError(f"--regrade must be a probability in [0, 1], got {p}")
+        self.p = p
+        self.pool = procedural_pool(n, dim, seed)
+
+    def to(self, device):
+        self.pool = self.pool.to(device)
+        return self
+
+    @torch.no_grad()
+    def __call__(self, composite, real):
+        """(composite, real) → the same pair, each selected image under its look."""
+        pick = torch.rand(real.shape[0], device=real.device) < self.p
+        if not bool(pick.any()):
+            return composite, real
+        luts = self.pool[torch.randint(len(self.pool), (int(pick.sum()),)).to(self.pool.device)]
+        both = apply_lut(torch.cat([composite[pick], real[pick]]).float(), torch.cat([luts, luts]))
+        composite, real = composite.clone(), real.clone()
+        composite[pick], real[pick] = both.chunk(2)[0].to(composite.dtype), both.chunk(2)[1].to(real.dtype)
+        return composite, real
+
+
 class CTAugmenter:
     """Colour transfer from reference pixels drawn from the training set's real images."""
 

@@ -45,7 +45,8 @@ def fn_mse(pred, target, mask, min_area: float):
 class HarmonizerLoss(nn.Module):
     """The loss module the engine trains: harmonizer + (frozen, unregistered) augmenter."""
 
-    def __init__(self, model: Harmonizer, augmenter=None, only_aug: bool = False, gan_weight: float = 0.0):
+    def __init__(self, model: Harmonizer, augmenter=None, only_aug: bool = False, gan_weight: float = 0.0,
+                 regrade: A.Regrade | None = None):
         super().__init__()
         self.model = model
         self.gan_weight = gan_weight
@@ -53,6 +54,7 @@ class HarmonizerLoss(nn.Module):
             from .rainnet import DomainVerifier
             self.critic = DomainVerifier()
         object.__setattr__(self, "augmenter", augmenter)  # not a submodule: never trained or saved
+        object.__setattr__(self, "regrade", regrade)
         self.only_aug = only_aug
         self.min_area = 1000.0 * (model.size / 256) ** 2
 
@@ -64,6 +66,8 @@ class HarmonizerLoss(nn.Module):
                 comp = gen
             else:  # Eq. 2: the original and the augmented composite, both towards I^r
                 comp, real, mask = torch.cat([comp, gen]), torch.cat([real, real]), torch.cat([mask, mask])
+        if self.regrade is not None and self.training:
+            comp, real = self.regrade(comp, real)
         out = self.model(comp, mask)
         if self.model.arch == "rainnet":
             loss = (out - real).abs().mean() * 255
@@ -79,8 +83,9 @@ class HarmonizerLoss(nn.Module):
 
 
 class HarmonizerTask:
-    def __init__(self, model: Harmonizer, augmenter, only_aug, domains, fp, val, extra_meta, gan_weight: float = 0.0):
-        self.model = HarmonizerLoss(model, augmenter, only_aug, gan_weight)
+    def __init__(self, model: Harmonizer, augmenter, only_aug, domains, fp, val, extra_meta, gan_weight: float = 0.0,
+                 regrade: A.Regrade | None = None):
+        self.model = HarmonizerLoss(model, augmenter, only_aug, gan_weight, regrade)
         self.net, self.domains, self.fp, self.val, self.extra = model, domains, fp, val, extra_meta
 
     def meta(self):
@@ -120,10 +125,12 @@ def main(data="data/mini4", domains="all", arch: str = "issam", out="runs/issam_
          steps: int = 2000, batch_size: int = 16, lr: float = 1e-3, workers: int = 0, seed: int = 0,
          save_every: int = 100, val_every: int = 0, device: str = "auto", resume: bool = True,
          overwrite: bool = False, cache: bool = True, amp: bool = True, channels_last: bool = False,
-         gan_weight: float = 0.0, val_fraction: float = 0.1) -> None:
+         gan_weight: float = 0.0, val_fraction: float = 0.1, regrade: float = 0.0) -> None:
     """Train a harmonizer; ``--init`` finetunes from a checkpoint (all-domain base model).
     With ``--val_every N`` a share ``--val_fraction`` of the training photos is held out and scored
-    every N steps (``<out>.best.safetensors``); the test split is never used for validation."""
+    every N steps (``<out>.best.safetensors``); the test split is never used for validation.
+    ``--regrade P`` puts a share P of the training pairs (composite and real alike) under a random
+    global look (:class:`harmonizers.augment.Regrade`)."""
     if gan_weight < 0:
         raise InputError(f"--gan_weight must be >= 0, got {gan_weight}")
     if only_aug and A.parse(augment)[0] in ("none", "static"):
@@ -132,10 +139,12 @@ def main(data="data/mini4", domains="all", arch: str = "issam", out="runs/issam_
     model, extra = build(arch, init, size)
     train_ds, val_ds = train_val(data, domains, model.size, cache, val_fraction if val_every else 0.0)
     _, _, local_rank = dist_info()
-    augmenter, train_set = A.make(augment, train_ds, device=pick_device(device, local_rank))
-    extra.update(augment=augment, only_aug=only_aug, gan_weight=gan_weight)
+    dev = pick_device(device, local_rank)
+    augmenter, train_set = A.make(augment, train_ds, device=dev)
+    regrader = A.Regrade(regrade).to(dev) if regrade > 0 else None
+    extra.update(augment=augment, only_aug=only_aug, gan_weight=gan_weight, regrade=regrade)
     task = HarmonizerTask(model, augmenter, only_aug, train_ds.domains, fingerprint(train_ds.samples), val_ds, extra,
-                          gan_weight)
+                          gan_weight, regrade=regrader)
     cfg = EngineConfig(out=out, amp=amp, channels_last=channels_last, steps=steps, batch_size=batch_size, lr=lr,
                        workers=workers, seed=seed, save_every=save_every, val_every=val_every, device=device,
                        resume=resume, overwrite=overwrite)

@@ -62,3 +62,51 @@ def test_syconet_training_on_cuda_channels_last(mini_data, tmp_path):
     main(data=str(mini_data), domains="MiniDay2night", out=str(out), arch="syconet_test", size=64, steps=3,
          batch_size=4, device="cuda", amp=True, channels_last=True)
     assert checkpoint.read_meta(out)["step"] == 3
+
+
+def test_rainnet_gan_and_regrade_training_on_cuda(mini_data, tmp_path):
+    """RainNet's adversarial term (critic in the .last checkpoint only) and the re-grade augmentation
+    with random-LUT composites, under bf16 AMP on CUDA."""
+    from harmonizers.train import main
+    out = tmp_path / "r.safetensors"
+    main(data=str(mini_data), arch="rainnet_test", out=str(out), size=64, steps=3, batch_size=4, device="cuda",
+         amp=True, gan_weight=1.0, augment="lut", regrade=0.5)
+    tensors, meta = checkpoint.load(out, kind="harmonizer")
+    assert meta["step"] == 3 and meta["regrade"] == 0.5 and not any(k.startswith("critic") for k in tensors)
+    assert all(torch.isfinite(t).all() for t in tensors.values())
+    last, _ = checkpoint.load(tmp_path / "r.last.safetensors")
+    assert any("critic" in k for k in last)
+
+
+def test_regrade_on_cuda_matches_cpu_lut():
+    from harmonizers.augment import Regrade
+    rg = Regrade(1.0).to(CUDA)
+    comp, real = torch.rand(3, 3, 20, 24, device=CUDA), torch.rand(3, 3, 20, 24, device=CUDA)
+    torch.manual_seed(0)
+    c2, r2 = rg(comp, real)
+    torch.manual_seed(0)  # the same draw of looks, applied on the CPU
+    idx = torch.randint(len(rg.pool), (3,))
+    luts = rg.pool.cpu()[idx]
+    assert (c2.cpu() - apply_lut(comp.cpu(), luts)).abs().max() < 1e-5
+    assert (r2.cpu() - apply_lut(real.cpu(), luts)).abs().max() < 1e-5
+
+
+def test_syconet_finetune_replay_and_head_on_cuda(mini_data, tmp_path):
+    from syconet.train import main
+    base = tmp_path / "all.safetensors"
+    kw = dict(data=str(mini_data), arch="syconet_test", size=64, batch_size=4, device="cuda", amp=True)
+    main(domains="all", out=str(base), steps=2, **kw)
+    main(domains="MiniDay2night", init=str(base), out=str(tmp_path / "ft.safetensors"), steps=2, replay=0.5,
+         tune="head", **kw)
+    assert checkpoint.read_meta(tmp_path / "ft.safetensors")["step"] == 2
+
+
+def test_soft_routing_on_cuda_matches_cpu(tiny_zoo, tmp_path):
+    from router import Harmonizer
+    g = torch.Generator().manual_seed(0)
+    img, mask = torch.rand(3, 120, 160, generator=g), torch.zeros(1, 120, 160)
+    mask[:, 20:90, 30:120] = 1
+    for mode in ("soft", "routed", "unified"):
+        a = Harmonizer.from_zoo(tiny_zoo)(img, mask, mode=mode)
+        b = Harmonizer.from_zoo(tiny_zoo, device="cuda")(img, mask, mode=mode)
+        assert (a - b.cpu()).abs().max() < 1e-3, mode
