@@ -84,3 +84,44 @@ def test_benchmark_real_composites(photos12, tiny_zoo, tmp_path):
         assert abs(sum(r["probabilities"].values()) - 1) < 1e-4 and r["confidence"] == max(r["probabilities"].values())
     assert "| routed to | composites | share |" in (tmp_path / "rep" / "report.md").read_text()
     assert (tmp_path / "rep" / "grid.png").is_file()
+
+
+def test_probe_renormalise_and_prior_fit():
+    import torch
+    from eval.probes import StatsPrior, lab_stats, renormalise
+    g = torch.Generator().manual_seed(0)
+    img = 0.2 + 0.6 * torch.rand(3, 40, 50, generator=g)
+    mask = torch.zeros(1, 40, 50)
+    mask[:, 10:30, 15:40] = 1
+    fg, bg = lab_stats(img, mask)
+    same = renormalise(img, mask, fg + 5.0, alpha=0.0)
+    assert (same - img).abs().max() < 1e-4  # alpha 0: the composite (up to the CIELAB round trip)
+    target = np.r_[fg[:3] + np.array([4.0, -3.0, 2.0]), fg[3:] * 0.8]
+    out = renormalise(img, mask, target, alpha=1.0)
+    assert np.allclose(lab_stats(out, mask)[0], target, atol=0.05)  # alpha 1: the target statistics
+    assert torch.equal(out * (1 - mask), img * (1 - mask))  # the background is never touched
+    half = renormalise(img, mask, target, alpha=0.5)
+    assert np.allclose(lab_stats(half, mask)[0], (fg + target) / 2, atol=0.05)
+    # the background regression recovers an exact linear relation; the prior is the mean
+    rng = np.random.default_rng(0)
+    b = rng.normal(size=(30, 6))
+    w = rng.normal(size=(6, 6))
+    f = b @ w + 1.5
+    sp = StatsPrior("bg", ridge=1e-9).fit(f, b)
+    assert np.allclose(sp.target(b[3]), f[3], atol=1e-6)
+    assert np.allclose(StatsPrior("prior").fit(f, b).target(b[3]), f.mean(0))
+
+
+def test_probe_strength_matches_the_scorer(mini_data, tmp_path):
+    from eval.probes import strength
+    from eval.score import evaluate_checkpoint, score
+    from harmonizers.train import main as htrain
+    ck = tmp_path / "h.safetensors"
+    htrain(data=str(mini_data), arch="issam_test", size=32, steps=3, batch_size=4, lr=1e-2, device="cpu", out=str(ck))
+    res = strength(data=str(mini_data), ckpt=str(ck), domains="MiniAdobe")
+    want = evaluate_checkpoint(ck, mini_data, "MiniAdobe")["summary"]["MiniAdobe"]["fMSE"]
+    comp = score(mini_data, lambda x, m: x, "MiniAdobe").summary()["MiniAdobe"]["fMSE"]
+    r = res["MiniAdobe"]
+    assert abs(r["fMSE_model"] - want) < 1e-3 * want and abs(r["fMSE_composite"] - comp) < 1e-3 * comp
+    assert r["fMSE_model"] != r["fMSE_composite"]  # the model changed something
+    assert r["fMSE_beta_star"] <= min(r["fMSE_model"], r["fMSE_composite"]) + 1e-3
