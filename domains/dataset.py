@@ -10,6 +10,7 @@ image ``x.jpg`` (the split is on the last underscores, so ``x`` may itself conta
 from __future__ import annotations
 
 import hashlib
+import os
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +20,7 @@ from torch.utils.data import Dataset
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
-from common.io import InputError, read_image, read_mask
+from common.io import InputError, image_size, read_image, read_mask
 
 IHARMONY4 = ("HCOCO", "HAdobe5k", "HFlickr", "Hday2night")
 MINI4 = ("MiniCOCO", "MiniAdobe", "MiniFlickr", "MiniDay2night")
@@ -156,18 +157,32 @@ def fingerprint(samples: list[Sample]) -> str:
     return h.hexdigest()[:16]
 
 
+def default_cache_mb() -> float:
+    """The per-process image cache budget: ``HARMONY_CACHE_MB`` or 2048."""
+    v = os.environ.get("HARMONY_CACHE_MB", "2048")
+    try:
+        return float(v)
+    except ValueError:
+        raise InputError(f"HARMONY_CACHE_MB={v!r}: not a number of megabytes") from None
+
+
 class HarmonyDataset(Dataset):
     """Yields dicts with ``composite``, ``real`` (``3×S×S``), ``mask`` (``1×S×S``), ``domain``
     (index into ``self.domains``) and ``domain_name``.
 
-    ``train=True`` applies one random resized crop (scale 0.5–1) and horizontal flip identically to
-    all three images; otherwise everything is resized to ``size``. ``cache=True`` keeps decoded
-    images, resized so the short side is ``2·size`` at most, as uint8 in memory: decoding a JPEG
-    every epoch is the data loader's largest cost on small datasets.
+    Every image is first reduced so that its short side is ``2·size`` at most (the crops are taken
+    from that). ``train=True`` then applies one random resized crop (scale 0.5–1) and horizontal flip
+    identically to all three images; otherwise everything is resized to ``size``. ``cache=True``
+    keeps the reduced images as uint8 in memory, up to ``cache_mb`` megabytes per process (default
+    ``HARMONY_CACHE_MB``, else 2048; each DataLoader worker holds its own): on a small dataset the
+    whole set fits and JPEG decoding, the loader's largest cost, happens once; on iHarmony4 (about
+    100 GB reduced at ``size`` 256) the first images up to the budget are kept and the rest decoded
+    each time, so memory stays bounded. Cached or not, an item is the same.
     """
 
     def __init__(self, root, domains="all", split: str = "train", size: int = 256, train: bool | None = None,
-                 cache: bool = True, domain_names: list[str] | None = None, samples: list[Sample] | None = None):
+                 cache: bool = True, domain_names: list[str] | None = None, samples: list[Sample] | None = None,
+                 cache_mb: float | None = None):
         self.root = Path(root)
         self.samples = load_samples(root, domains, split) if samples is None else list(samples)
         if not self.samples:
@@ -176,6 +191,8 @@ class HarmonyDataset(Dataset):
         self.size = size
         self.train = split == "train" if train is None else train
         self.cache = {} if cache else None
+        self.cache_budget = int((default_cache_mb() if cache_mb is None else cache_mb) * 2 ** 20)
+        self.cache_bytes = 0
         if self.train:
             self.tf = v2.Compose([v2.RandomResizedCrop(size, scale=(0.5, 1.0), antialias=True),
                                   v2.RandomHorizontalFlip()])
@@ -185,26 +202,39 @@ class HarmonyDataset(Dataset):
     def __len__(self):
         return len(self.samples)
 
-    def _load(self, path: Path, is_mask: bool) -> torch.Tensor:
+    def reduced_size(self, hw: tuple[int, int]) -> tuple[int, int]:
+        """The size an image of ``hw`` is reduced to before cropping: short side ``2·size`` at most."""
+        short = min(hw)
+        if short <= 2 * self.size:
+            return tuple(hw)
+        return tuple(round(x * 2 * self.size / short) for x in hw)
+
+    def _load(self, path: Path, is_mask: bool, target: tuple[int, int]) -> torch.Tensor:
         key = str(path)
         if self.cache is not None and key in self.cache:
             return self.cache[key].float() / 255
-        t = read_mask(path) if is_mask else read_image(path)
-        if self.cache is not None:
-            short = min(t.shape[1:])
-            if short > 2 * self.size:
-                h, w = (round(x * 2 * self.size / short) for x in t.shape[1:])
-                t = v2.functional.resize(t, [h, w], antialias=True)
-            self.cache[key] = t.mul(255).round().to(torch.uint8)
-            t = self.cache[key].float() / 255
-        return t
+        # a large JPEG decodes at a reduced DCT scale no smaller than the target (4-40x faster)
+        t = read_mask(path) if is_mask else read_image(path, at_least=target)
+        if tuple(t.shape[1:]) != target:
+            t = v2.functional.resize(t, list(target), antialias=True)
+        q = t.mul(255).round().to(torch.uint8)  # the cached form, so that cached and decoded items agree
+        if self.cache is not None and self.cache_bytes + q.numel() <= self.cache_budget:
+            self.cache[key] = q
+            self.cache_bytes += q.numel()
+        return q.float() / 255
 
     def __getitem__(self, i):
         s = self.samples[i]
-        comp, real, mask = self._load(s.composite, False), self._load(s.real, False), self._load(s.mask, True)
-        if comp.shape != real.shape or mask.shape[1:] != comp.shape[1:]:
-            raise InputError(f"{s.composite}: composite {tuple(comp.shape)}, real {tuple(real.shape)} "
-                             f"and mask {tuple(mask.shape)} sizes differ")
+        paths = (s.composite, s.real, s.mask)
+        if self.cache is not None and all(str(p) in self.cache for p in paths):
+            target = tuple(self.cache[str(s.composite)].shape[1:])
+        else:  # sizes from the headers: a mismatch is caught before anything is decoded
+            sizes = [image_size(p) for p in paths]
+            if len(set(sizes)) > 1:
+                raise InputError(f"{s.composite}: composite {sizes[0][1]}x{sizes[0][0]}, real {sizes[1][1]}x"
+                                 f"{sizes[1][0]} and mask {sizes[2][1]}x{sizes[2][0]} sizes differ")
+            target = self.reduced_size(sizes[0])
+        comp, real, mask = (self._load(p, k == 2, target) for k, p in enumerate(paths))
         comp, real, mask = self.tf(tv_tensors.Image(comp), tv_tensors.Image(real), tv_tensors.Mask(mask))
         return {"composite": comp.as_subclass(torch.Tensor).clamp(0, 1),
                 "real": real.as_subclass(torch.Tensor).clamp(0, 1),

@@ -4,6 +4,7 @@ import shutil
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from common.io import InputError, read_image, read_mask
 from domains import transfer as T
@@ -78,6 +79,35 @@ class TestDataset:
             bg = (b["mask"] < 0.01).expand(3, -1, -1)
             if bg.any():  # same crop and flip on all three: backgrounds still agree
                 assert (b["composite"] - b["real"])[bg].abs().mean() < 0.03
+
+    def test_cache_is_bounded_and_transparent(self, mini_data, monkeypatch):
+        full = HarmonyDataset(mini_data, "all", "train", size=16, train=False)
+        none = HarmonyDataset(mini_data, "all", "train", size=16, train=False, cache=False)
+        small = HarmonyDataset(mini_data, "all", "train", size=16, train=False, cache_mb=0.02)
+        for i in range(len(full)):
+            a, b, c = full[i], none[i], small[i]
+            for k in ("composite", "real", "mask"):
+                assert torch.equal(a[k], b[k]) and torch.equal(a[k], c[k])
+            assert torch.equal(full[i]["composite"], a["composite"])  # served from the cache: the same
+        assert none.cache is None
+        assert small.cache_bytes <= 0.02 * 2 ** 20 and 0 < len(small.cache) < len(full.cache)
+        assert full.cache_bytes == sum(t.numel() for t in full.cache.values())
+        # every image is reduced to a short side of 2*size before cropping, cached or not
+        assert all(min(t.shape[1:]) <= 32 for t in full.cache.values())
+        monkeypatch.setenv("HARMONY_CACHE_MB", "0")
+        assert HarmonyDataset(mini_data, "all", "train", size=16).cache_budget == 0
+        monkeypatch.setenv("HARMONY_CACHE_MB", "lots")
+        with pytest.raises(InputError, match="HARMONY_CACHE_MB"):
+            HarmonyDataset(mini_data, "all", "train", size=16)
+
+    def test_mismatched_sizes_named(self, mini_data, tmp_path):
+        root = tmp_path / "d"
+        shutil.copytree(mini_data / "MiniFlickr", root / "MiniFlickr")
+        s = load_samples(root, "MiniFlickr", "train")[0]
+        Image.open(s.mask).resize((10, 12)).save(s.mask)
+        ds = HarmonyDataset(root, "MiniFlickr", "train", size=16)
+        with pytest.raises(InputError, match=f"{s.composite.name}.*sizes differ"):
+            ds[0]
 
     def test_ihd_layout(self, ihd_data, mini_data):
         assert list_domains(ihd_data) == ["HFlickr"]

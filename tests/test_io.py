@@ -5,7 +5,7 @@ import pytest
 import torch
 from PIL import Image
 
-from common.io import InputError, image_grid, read_image, read_mask, read_pair, write_image
+from common.io import InputError, image_grid, image_size, read_image, read_mask, read_pair, write_image
 
 
 def _rgb(tmp_path, name="a.png", size=(20, 10), mode="RGB", **kw):
@@ -63,6 +63,30 @@ class TestReadImage:
         exif[0x0112] = 6  # rotate 90° CW on display
         im.save(tmp_path / "rot.jpg", exif=exif, quality=100)
         assert read_image(tmp_path / "rot.jpg").shape == (3, 20, 10)
+
+    def test_reduced_jpeg_decoding(self, tmp_path):
+        # a smooth photo-like image: reduced DCT decoding must agree with decode-then-resize
+        yy, xx = np.mgrid[0:600, 0:800].astype(np.float32)
+        arr = np.stack([128 + 100 * np.sin(xx / 60), 128 + 90 * np.cos(yy / 45), 60 + 0.2 * xx % 256], -1)
+        Image.fromarray(arr.clip(0, 255).astype(np.uint8)).save(tmp_path / "big.jpg", quality=95)
+        full = read_image(tmp_path / "big.jpg")
+        small = read_image(tmp_path / "big.jpg", at_least=(140, 180))
+        assert full.shape == (3, 600, 800) and small.shape == (3, 150, 200)  # 1/4: the smallest scale >= request
+        assert image_size(tmp_path / "big.jpg") == (600, 800)
+        ref = torch.nn.functional.interpolate(full[None], size=(150, 200), mode="bilinear", antialias=True)[0]
+        assert (small - ref).abs().mean() < 0.01
+        assert read_image(tmp_path / "big.jpg", at_least=(600, 800)).shape == full.shape  # no room: full size
+        # EXIF-rotated: the request and the answer are in display orientation
+        im = Image.open(tmp_path / "big.jpg")
+        exif = im.getexif()
+        exif[0x0112] = 6
+        im.save(tmp_path / "rot.jpg", exif=exif, quality=95)
+        assert image_size(tmp_path / "rot.jpg") == (800, 600)
+        r = read_image(tmp_path / "rot.jpg", at_least=(180, 140))
+        assert r.shape == (3, 200, 150)
+        # PNGs (masks) always decode at full size
+        p, _ = _rgb(tmp_path, name="m.png", size=(80, 60))
+        assert read_image(p, at_least=(10, 10)).shape == (3, 60, 80) and image_size(p) == (60, 80)
 
     def test_missing(self, tmp_path):
         with pytest.raises(InputError, match="nope.png: file not found"):
