@@ -17,6 +17,7 @@ composites of the same shape, without gradients (``augmenter(real, mask, composi
 """
 from __future__ import annotations
 
+import os
 import random
 
 import numpy as np
@@ -127,14 +128,30 @@ class CTAugmenter:
         return torch.stack(out).to(real.device)
 
 
+def static_budget_mb() -> float:
+    """Memory the ``static`` augmentation may hold: ``HARMONY_STATIC_MB`` or 8192."""
+    v = os.environ.get("HARMONY_STATIC_MB", "8192")
+    try:
+        return float(v)
+    except ValueError:
+        raise InputError(f"HARMONY_STATIC_MB={v!r}: not a number of megabytes") from None
+
+
 class StaticAugmented(Dataset):
     """The training set plus K SycoNet composites per item, generated once (uint8 in memory).
 
-    For large datasets write them to disk in the iHarmony4 layout with ``syconet.sample`` instead.
+    The generated set must fit ``HARMONY_STATIC_MB`` (default 8192 MB; checked before generating):
+    on iHarmony4 at 256 px, K = 4 would need about 50 GB, where the dynamic ``syconet:CKPT`` mode
+    (the paper's) needs nothing stored.
     """
 
     def __init__(self, base, ckpt, k: int, seed: int = 0, device="cpu"):
         from syconet.model import load
+        need = len(base) * k * 3 * base.size * base.size / 2 ** 20
+        if need > static_budget_mb():
+            raise InputError(f"static:{k}: {len(base)} items x {k} composites at {base.size} px need "
+                             f"{need:.0f} MB, over HARMONY_STATIC_MB={static_budget_mb():.0f}; use the dynamic "
+                             "syconet:CKPT augmentation, a smaller K, or raise HARMONY_STATIC_MB")
         model, _ = load(ckpt, device=device)
         self.base, self.k, self.items = base, k, []
         g = torch.Generator(device=device).manual_seed(seed)

@@ -128,10 +128,16 @@ def test_row1_and_defaults(runs, mini_data, capsys):
         plan("MiniFlickr", arch="rainnet", runs=str(runs))
 
 
-def test_static_augmentation(runs, mini_data, tmp_path):
+def test_static_augmentation(runs, mini_data, tmp_path, monkeypatch):
     train_main(data=str(mini_data), domains="MiniFlickr", arch="issam_test", size=32, steps=2, batch_size=2,
                device="cpu", augment=f"static:2:{runs / 'syconet_all.safetensors'}", out=str(tmp_path / "s.safetensors"))
     assert checkpoint.read_meta(tmp_path / "s.safetensors")["augment"].startswith("static:2:")
+    # the generated set is checked against its memory budget before anything is generated
+    from domains.dataset import HarmonyDataset
+    ds = HarmonyDataset(mini_data, "MiniFlickr", "train", size=32)
+    monkeypatch.setenv("HARMONY_STATIC_MB", "0.01")
+    with pytest.raises(InputError, match="need .* MB, over HARMONY_STATIC_MB"):
+        A.StaticAugmented(ds, runs / "syconet_all.safetensors", k=2)
 
 
 def test_issam_residual_output_starts_at_identity():
