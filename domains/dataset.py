@@ -209,8 +209,12 @@ class HarmonyDataset(Dataset):
             return tuple(hw)
         return tuple(round(x * 2 * self.size / short) for x in hw)
 
-    def _load(self, path: Path, is_mask: bool, target: tuple[int, int]) -> torch.Tensor:
+    def load(self, path: Path, is_mask: bool, target: tuple[int, int] | None = None) -> torch.Tensor:
+        """One file as the dataset holds it: reduced (to ``target``, default :meth:`reduced_size`),
+        through the cache."""
         key = str(path)
+        if target is None and not (self.cache is not None and key in self.cache):
+            target = self.reduced_size(image_size(path))
         if self.cache is not None and key in self.cache:
             return self.cache[key].float() / 255
         # a large JPEG decodes at a reduced DCT scale no smaller than the target (4-40x faster)
@@ -234,7 +238,7 @@ class HarmonyDataset(Dataset):
                 raise InputError(f"{s.composite}: composite {sizes[0][1]}x{sizes[0][0]}, real {sizes[1][1]}x"
                                  f"{sizes[1][0]} and mask {sizes[2][1]}x{sizes[2][0]} sizes differ")
             target = self.reduced_size(sizes[0])
-        comp, real, mask = (self._load(p, k == 2, target) for k, p in enumerate(paths))
+        comp, real, mask = (self.load(p, k == 2, target) for k, p in enumerate(paths))
         comp, real, mask = self.tf(tv_tensors.Image(comp), tv_tensors.Image(real), tv_tensors.Mask(mask))
         return {"composite": comp.as_subclass(torch.Tensor).clamp(0, 1),
                 "real": real.as_subclass(torch.Tensor).clamp(0, 1),

@@ -29,8 +29,8 @@ class ProcessComposites(Dataset):
         self.domains, self.size, self.length = base.domains, base.size, length
         self.reals = []
         for dom, real, mask in real_images(base.samples):
-            r = resize_max(base._load(real, False), work_size)
-            m = (resize_max(base._load(mask, True), work_size) > 0.5).float()  # as domains.build does
+            r = resize_max(base.load(real, False), work_size)
+            m = (resize_max(base.load(mask, True), work_size) > 0.5).float()  # as domains.build does
             self.reals.append((f"{dom}/{real.name}", r, m))
         self.tf = v2.Compose([v2.RandomResizedCrop(self.size, scale=(0.5, 1.0), antialias=True),
                               v2.RandomHorizontalFlip()])
