@@ -2,6 +2,7 @@
 
     python -m eval.probes prior --data data/mini4                 # foreground-statistics priors, no network
     python -m eval.probes strength --data data/mini4 --ckpt runs/issam_all.safetensors
+    python -m eval.probes separability --data data/mini4 [--hidden 64]   # can colour statistics route?
 
 ``prior``: every test composite's foreground is re-normalised in CIELAB (its own per-channel mean and
 std replaced by a target, its structure kept), the target blending with weight ``alpha`` the
@@ -15,6 +16,10 @@ foreground, at the metric's size: an output ``x + β·d`` has
 ``fMSE(β) = |e|² − 2β⟨d, e⟩ + β²|d|²`` (per image, foreground-normalised, averaged as the scorer
 does), minimal at ``β* = mean⟨d, e⟩ / mean|d|²`` per domain; ``β* ≤ 0`` means the change points the
 wrong way on average. Read off the test split, β* is a diagnosis, not a setting to ship.
+
+``separability``: a softmax regression (or small MLP) on 49 colour statistics of fresh composites
+made by each domain's process (the domain classifier's training data): if it cannot fit even its
+own training composites, the processes leave too little trace for a classifier to route by.
 """
 from __future__ import annotations
 
@@ -134,6 +139,93 @@ def strength(data="data/mini4", ckpt: str = "runs/issam_all.safetensors", domain
     return res
 
 
+def colour_features(image: torch.Tensor, mask: torch.Tensor) -> np.ndarray:
+    """49 hand-made statistics of a composite for the separability probe: foreground and background
+    CIELAB mean, std and 5/50/95 % quantiles (30), their mean differences and log std ratios (6),
+    RGB channel correlations inside and outside (6), the foreground's 8-bit histogram per channel:
+    share of empty levels between its extremes and roughness (6), and the foreground share (1)."""
+    px = image.permute(1, 2, 0).double().numpy().reshape(-1, 3)
+    fg = mask[0].numpy().reshape(-1) > 0.5
+    out, stats = [], []
+    for sel in (fg, ~fg):
+        lab = rgb_to_lab(px[sel])
+        q = np.quantile(lab, [0.05, 0.5, 0.95], axis=0)
+        stats.append((lab.mean(0), lab.std(0) + 1e-6))
+        out += [lab.mean(0), lab.std(0), q.reshape(-1)]
+    out += [stats[0][0] - stats[1][0], np.log(stats[0][1] / stats[1][1])]
+    for sel in (fg, ~fg):
+        c = np.corrcoef(px[sel].T + 1e-9 * np.random.default_rng(0).standard_normal((3, int(sel.sum()))))
+        out.append(c[np.triu_indices(3, 1)])
+    levels = np.round(px[fg] * 255).astype(int)
+    gaps, rough = [], []
+    for ch in range(3):
+        h = np.bincount(levels[:, ch], minlength=256).astype(float)
+        lo, hi = levels[:, ch].min(), levels[:, ch].max()
+        gaps.append(float((h[lo:hi + 1] == 0).mean()) if hi > lo else 0.0)
+        hn = h / max(h.sum(), 1)
+        rough.append(float(np.abs(np.diff(hn, 2)).sum()))
+    out += [np.array(gaps), np.array(rough), np.array([fg.mean()])]
+    return np.concatenate(out).astype(np.float32)
+
+
+def _fit_linear(x: torch.Tensor, y: torch.Tensor, classes: int, hidden: int = 0, weight_decay: float = 1e-3,
+                steps: int = 300, seed: int = 0) -> torch.nn.Module:
+    """Softmax regression (``hidden = 0``) or a one-hidden-layer MLP, full batch, L-BFGS."""
+    torch.manual_seed(seed)
+    net = torch.nn.Linear(x.shape[1], classes) if hidden == 0 else torch.nn.Sequential(
+        torch.nn.Linear(x.shape[1], hidden), torch.nn.ReLU(), torch.nn.Linear(hidden, classes))
+    opt = torch.optim.LBFGS(net.parameters(), max_iter=steps, line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        loss = torch.nn.functional.cross_entropy(net(x), y) + weight_decay * sum(
+            p.pow(2).sum() for n, p in net.named_parameters() if "weight" in n)
+        loss.backward()
+        return loss
+    opt.step(closure)
+    return net
+
+
+def separability(data="data/mini4", n: int = 1500, size: int = 128, hidden: int = 0, seed: int = 0) -> dict:
+    """How well do colour statistics tell the domains' processes apart? ``n`` fresh composites made by
+    each domain's own process from the training photos (``router.synth``, the shipped classifier's
+    training data), 49 statistics each (:func:`colour_features`), a softmax regression (or an MLP
+    with ``--hidden H``) fitted on them; accuracy on those composites and on the stored test split."""
+    from router.synth import ProcessComposites
+    from domains.dataset import HarmonyDataset
+    torch.manual_seed(seed)
+    base = HarmonyDataset(data, "all", "train", size=size)
+    synth = ProcessComposites(base, length=n)
+    test = HarmonyDataset(data, "all", "test", size=size, train=False, domain_names=base.domains)
+    feats = {}
+    for name, ds in (("train", synth), ("test", test)):
+        xs, ys = [], []
+        for i in tqdm(range(len(ds)), desc=f"features {name}", unit="img"):
+            it = ds[i]
+            xs.append(colour_features(it["composite"], it["mask"]))
+            ys.append(it["domain"])
+        feats[name] = (torch.from_numpy(np.stack(xs)), torch.tensor(ys))
+    x, y = feats["train"]
+    mu, sd = x.mean(0), x.std(0) + 1e-6
+    net = _fit_linear((x - mu) / sd, y, len(base.domains), hidden, seed=seed)
+    res = {"features": int(x.shape[1]), "n_train": len(y), "n_test": len(feats["test"][1]),
+           "model": "softmax regression" if hidden == 0 else f"MLP({hidden})"}
+    with torch.no_grad():
+        for name, (xx, yy) in feats.items():
+            pred = net((xx - mu) / sd).argmax(1)
+            res[f"accuracy_{name}"] = float((pred == yy).float().mean())
+            if name == "test":
+                cm = torch.zeros(len(base.domains), len(base.domains), dtype=torch.long)
+                for t, p in zip(yy, pred):
+                    cm[t, p] += 1
+                res["confusion_test"] = {d: dict(zip(base.domains, map(int, row)))
+                                         for d, row in zip(base.domains, cm)}
+    print(f"{res['model']} on {res['features']} colour statistics: accuracy {res['accuracy_train']:.3f} on its "
+          f"{res['n_train']} synthesized training composites, {res['accuracy_test']:.3f} on the {res['n_test']} "
+          "stored test composites (chance 0.25)")
+    return res
+
+
 def _print(res: dict, title: str) -> None:
     doms = list(next(iter(res.values())))
     print(f"{title}\n\n| target | " + " | ".join(doms) + " |\n|---|" + "---:|" * len(doms))
@@ -150,4 +242,4 @@ def _quiet(fn):
 
 
 if __name__ == "__main__":
-    run({"prior": _quiet(prior), "strength": _quiet(strength)})
+    run({"prior": _quiet(prior), "strength": _quiet(strength), "separability": _quiet(separability)})

@@ -125,3 +125,28 @@ def test_probe_strength_matches_the_scorer(mini_data, tmp_path):
     assert abs(r["fMSE_model"] - want) < 1e-3 * want and abs(r["fMSE_composite"] - comp) < 1e-3 * comp
     assert r["fMSE_model"] != r["fMSE_composite"]  # the model changed something
     assert r["fMSE_beta_star"] <= min(r["fMSE_model"], r["fMSE_composite"]) + 1e-3
+
+
+def test_probe_colour_features_and_separability(mini_data):
+    import torch
+    from domains.transfer import rgb_to_lab
+    from eval.probes import _fit_linear, colour_features, separability
+    g = torch.Generator().manual_seed(0)
+    img = torch.rand(3, 24, 32, generator=g)
+    mask = torch.zeros(1, 24, 32)
+    mask[:, 4:16, 8:24] = 1
+    f = colour_features(img, mask)
+    assert f.shape == (49,) and np.isfinite(f).all()
+    fg_lab = rgb_to_lab(img.permute(1, 2, 0)[mask[0] > 0.5].double().numpy())
+    assert np.allclose(f[:3], fg_lab.mean(0), atol=1e-3) and f[-1] == np.float32(mask.mean())
+    # a foreground quantised to 8 levels per channel leaves most 8-bit levels between its extremes empty
+    q = img.clone()
+    q[:, 4:16, 8:24] = (q[:, 4:16, 8:24] * 7).round() / 7
+    assert (colour_features(q, mask)[42:45] > 0.9).all() and (f[42:45] < 0.9).all()
+    # the fitter separates separable classes
+    x = torch.cat([torch.randn(30, 5, generator=g) + 4 * torch.eye(5)[k] for k in range(3)])
+    y = torch.arange(3).repeat_interleave(30)
+    assert (_fit_linear(x, y, 3)(x).argmax(1) == y).float().mean() == 1.0
+    res = separability(data=str(mini_data), n=24, size=32)
+    assert res["n_train"] == 24 and 0 <= res["accuracy_test"] <= 1 and 0 <= res["accuracy_train"] <= 1
+    assert sum(sum(r.values()) for r in res["confusion_test"].values()) == res["n_test"]
