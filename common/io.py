@@ -29,6 +29,17 @@ class InputError(ValueError):
     """Bad user input (file missing, unreadable, wrong size, ...). The message is one line."""
 
 
+def env_megabytes(name: str, default: float) -> float:
+    """A memory budget in megabytes from the environment variable ``name`` (``default`` when unset)."""
+    v = os.environ.get(name)
+    if v is None:
+        return float(default)
+    try:
+        return float(v)
+    except ValueError:
+        raise InputError(f"{name}={v!r}: not a number of megabytes") from None
+
+
 def max_pixels() -> int:
     return int(os.environ.get("HARMONY_MAX_PIXELS", DEFAULT_MAX_PIXELS))
 

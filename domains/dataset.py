@@ -10,7 +10,6 @@ image ``x.jpg`` (the split is on the last underscores, so ``x`` may itself conta
 from __future__ import annotations
 
 import hashlib
-import os
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +19,7 @@ from torch.utils.data import Dataset
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
-from common.io import InputError, image_size, read_image, read_mask
+from common.io import InputError, env_megabytes, image_size, read_image, read_mask
 
 IHARMONY4 = ("HCOCO", "HAdobe5k", "HFlickr", "Hday2night")
 MINI4 = ("MiniCOCO", "MiniAdobe", "MiniFlickr", "MiniDay2night")
@@ -159,11 +158,7 @@ def fingerprint(samples: list[Sample]) -> str:
 
 def default_cache_mb() -> float:
     """The per-process image cache budget: ``HARMONY_CACHE_MB`` or 2048."""
-    v = os.environ.get("HARMONY_CACHE_MB", "2048")
-    try:
-        return float(v)
-    except ValueError:
-        raise InputError(f"HARMONY_CACHE_MB={v!r}: not a number of megabytes") from None
+    return env_megabytes("HARMONY_CACHE_MB", 2048)
 
 
 class HarmonyDataset(Dataset):

@@ -17,14 +17,13 @@ composites of the same shape, without gradients (``augmenter(real, mask, composi
 """
 from __future__ import annotations
 
-import os
 import random
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from common.io import InputError
+from common.io import InputError, env_megabytes
 from domains import transfer as T
 from syconet.bank import procedural_pool
 from syconet.lut import apply_lut
@@ -130,11 +129,7 @@ class CTAugmenter:
 
 def static_budget_mb() -> float:
     """Memory the ``static`` augmentation may hold: ``HARMONY_STATIC_MB`` or 8192."""
-    v = os.environ.get("HARMONY_STATIC_MB", "8192")
-    try:
-        return float(v)
-    except ValueError:
-        raise InputError(f"HARMONY_STATIC_MB={v!r}: not a number of megabytes") from None
+    return env_megabytes("HARMONY_STATIC_MB", 8192)
 
 
 class StaticAugmented(Dataset):
