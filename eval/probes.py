@@ -190,15 +190,17 @@ def separability(data="data/mini4", n: int = 1500, size: int = 128, hidden: int 
     """How well do colour statistics tell the domains' processes apart? ``n`` fresh composites made by
     each domain's own process from the training photos (``router.synth``, the shipped classifier's
     training data), 49 statistics each (:func:`colour_features`), a softmax regression (or an MLP
-    with ``--hidden H``) fitted on them; accuracy on those composites and on the stored test split."""
+    with ``--hidden H``) fitted on them; accuracy on those composites, on ``n // 3`` fresh ones from
+    the same photos, and on the stored test split (unseen photos)."""
     from router.synth import ProcessComposites
     from domains.dataset import HarmonyDataset
     torch.manual_seed(seed)
     base = HarmonyDataset(data, "all", "train", size=size)
     synth = ProcessComposites(base, length=n)
+    fresh = ProcessComposites(base, length=max(1, n // 3))
     test = HarmonyDataset(data, "all", "test", size=size, train=False, domain_names=base.domains)
     feats = {}
-    for name, ds in (("train", synth), ("test", test)):
+    for name, ds in (("train", synth), ("fresh", fresh), ("test", test)):
         xs, ys = [], []
         for i in tqdm(range(len(ds)), desc=f"features {name}", unit="img"):
             it = ds[i]
@@ -208,7 +210,8 @@ def separability(data="data/mini4", n: int = 1500, size: int = 128, hidden: int 
     x, y = feats["train"]
     mu, sd = x.mean(0), x.std(0) + 1e-6
     net = _fit_linear((x - mu) / sd, y, len(base.domains), hidden, seed=seed)
-    res = {"features": int(x.shape[1]), "n_train": len(y), "n_test": len(feats["test"][1]),
+    res = {"features": int(x.shape[1]), "n_train": len(y), "n_fresh": len(feats["fresh"][1]),
+           "n_test": len(feats["test"][1]),
            "model": "softmax regression" if hidden == 0 else f"MLP({hidden})"}
     with torch.no_grad():
         for name, (xx, yy) in feats.items():
@@ -221,8 +224,9 @@ def separability(data="data/mini4", n: int = 1500, size: int = 128, hidden: int 
                 res["confusion_test"] = {d: dict(zip(base.domains, map(int, row)))
                                          for d, row in zip(base.domains, cm)}
     print(f"{res['model']} on {res['features']} colour statistics: accuracy {res['accuracy_train']:.3f} on its "
-          f"{res['n_train']} synthesized training composites, {res['accuracy_test']:.3f} on the {res['n_test']} "
-          "stored test composites (chance 0.25)")
+          f"{res['n_train']} synthesized training composites, {res['accuracy_fresh']:.3f} on {res['n_fresh']} fresh "
+          f"ones (same photos, new draws), {res['accuracy_test']:.3f} on the {res['n_test']} stored test composites "
+          "(unseen photos; chance 0.25)")
     return res
 
 

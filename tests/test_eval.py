@@ -148,5 +148,6 @@ def test_probe_colour_features_and_separability(mini_data):
     y = torch.arange(3).repeat_interleave(30)
     assert (_fit_linear(x, y, 3)(x).argmax(1) == y).float().mean() == 1.0
     res = separability(data=str(mini_data), n=24, size=32)
-    assert res["n_train"] == 24 and 0 <= res["accuracy_test"] <= 1 and 0 <= res["accuracy_train"] <= 1
+    assert res["n_train"] == 24 and res["n_fresh"] == 8
+    assert all(0 <= res[f"accuracy_{k}"] <= 1 for k in ("train", "fresh", "test"))
     assert sum(sum(r.values()) for r in res["confusion_test"].values()) == res["n_test"]
