@@ -159,10 +159,22 @@ def read_image_array(path: str | os.PathLike, max_pixels: int | None = None,
 def read_mask_array(path: str | os.PathLike, max_pixels: int | None = None) -> np.ndarray:
     """Read a foreground mask as float32 ``H×W`` in [0, 1] (1 = foreground).
 
-    Single-channel files are used as they are (8- or 16-bit); an RGBA or LA file whose alpha is not
+    Single-channel files are used as they are (8- or 16-bit), except an 8-bit file holding only the
+    values 0 and 1, which is a label mask (1 = foreground), not a nearly black one; a palette file
+    using two indices, one of them 0, is a label mask too (index ≠ 0 = foreground, whatever colour
+    its palette gives it, as VOC-style masks are stored). An RGBA or LA file whose alpha is not
     constant uses its alpha (a cut-out), any other colour file its luminance.
     """
     img = _open(path, max_pixels)
+    if img.mode == "P" and "transparency" not in img.info:
+        idx = np.asarray(img)
+        used = np.unique(idx)
+        if len(used) == 2 and used[0] == 0:
+            return np.ascontiguousarray((idx != 0).astype(np.float32))
+    if img.mode == "L":
+        arr = np.asarray(img)
+        if arr.max(initial=0) == 1:
+            return np.ascontiguousarray(arr.astype(np.float32))
     if img.mode in ("RGBA", "LA") or (img.mode == "P" and "transparency" in img.info):
         rgba = img.convert("RGBA")
         alpha = np.asarray(rgba, dtype=np.float32)[..., 3] / 255.0

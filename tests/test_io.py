@@ -120,6 +120,22 @@ class TestMask:
         assert m.shape == (1, 10, 20)
         assert m.sum() == 60 and m.max() == 1
 
+    def test_label_masks(self, tmp_path):
+        lab = np.zeros((10, 20), np.uint8)
+        lab[2:6, 4:10] = 1
+        Image.fromarray(lab).save(tmp_path / "01.png")  # 0/1 values: a label mask, not a black image
+        assert read_mask(tmp_path / "01.png").sum() == 24
+        pal = Image.fromarray(lab, mode="P")
+        pal.putpalette([0, 0, 0, 128, 0, 0] + [0] * 762)  # VOC-style: foreground is dark red
+        pal.save(tmp_path / "voc.png")
+        assert read_mask(tmp_path / "voc.png").sum() == 24
+        # a real grey level 1 next to other levels stays a (dim) soft mask
+        soft = lab.copy()
+        soft[0, 0] = 200
+        Image.fromarray(soft).save(tmp_path / "soft.png")
+        m = read_mask(tmp_path / "soft.png")
+        assert abs(float(m.sum()) - (24 + 200) / 255) < 1e-4
+
     def test_alpha_of_cutout(self, tmp_path):
         rgba = np.zeros((10, 20, 4), np.uint8)
         rgba[..., :3] = 200
