@@ -12,6 +12,7 @@ predict path (``router.fast``) reads and writes images without it: ``read_image_
 """
 from __future__ import annotations
 
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -209,6 +210,18 @@ def check_mask(mask, name: str = "mask") -> None:
         raise InputError(f"{name}: mask has no foreground (no pixel above 0.5)")
     if fg == 1.0:
         raise InputError(f"{name}: mask is all foreground (no background to harmonize against)")
+
+
+def check_strength(strength) -> float:
+    """A harmonization strength (the share of the network's change applied) as a float ≥ 0, or an
+    InputError naming the problem."""
+    try:
+        v = float(strength)
+    except (TypeError, ValueError):
+        raise InputError(f"--strength must be a number >= 0, got {strength!r}") from None
+    if not math.isfinite(v) or v < 0:
+        raise InputError(f"--strength must be a number >= 0, got {strength!r}")
+    return v
 
 
 def read_pair(image_path, mask_path, max_pixels: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:

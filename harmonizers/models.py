@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from common import checkpoint
+from common.io import check_strength
 
 from .issam import ISSAM, ISSAMConfig
 from .rainnet import RainNet, RainNetConfig
@@ -143,7 +144,7 @@ def _upsample_window(x: torch.Tensor, size: tuple[int, int], ys: slice, xs: slic
 
 @torch.inference_mode()
 def harmonize(model: Harmonizer, image: torch.Tensor, mask: torch.Tensor, method: str = "transform",
-              timings: dict | None = None, crop: bool = True) -> torch.Tensor:
+              timings: dict | None = None, crop: bool = True, strength: float = 1.0) -> torch.Tensor:
     """Harmonize one ``3×H×W`` image with its ``1×H×W`` mask at its own resolution.
 
     The network runs at its training size (``model.size`` square). ``method``:
@@ -155,24 +156,31 @@ def harmonize(model: Harmonizer, image: torch.Tensor, mask: torch.Tensor, method
     - ``"upsample"``: add the upsampled low-resolution change ``G(x↓) − x↓`` to the input.
     - ``"full"``: run the network at full resolution (slow, and off its training scale).
 
+    ``strength`` scales the network's change before anything else: its output ``y`` becomes
+    ``x + strength·(y − x)`` (0 returns the input, 1 the network's result, up to 2 or so pushes
+    further); the foreground only, as always.
+
     The background is returned unchanged. With ``crop`` (default) the full-resolution work of
     ``transform`` and ``upsample`` is done on the mask's bounding box only (same result, less
     work for small foregrounds). ``timings`` (a dict) receives the seconds spent in the network
     (``harmonize``) and in the full-resolution step (``full_res``).
     """
     import time
+    strength = check_strength(strength)
     t0 = time.perf_counter()
     dev = next(model.parameters()).device
     x, m = image[None].to(dev).float(), mask[None].to(dev).float()
     h, w = x.shape[-2:]
     if method == "full":
         out = model(x, m)
+        out = x + strength * (out - x) if strength != 1.0 else out
         t1 = time.perf_counter()
         result = (m * out.clamp(0, 1) + (1 - m) * x)[0].cpu()
     elif method in ("transform", "upsample"):
         s = model.size
         xs, ms = _resize(x, (s, s)), _resize(m, (s, s)).clamp(0, 1)
         ys = model(xs, ms)
+        ys = xs + strength * (ys - xs) if strength != 1.0 else ys
         t1 = time.perf_counter()
         if method == "upsample":
             change = ys - xs

@@ -3,12 +3,15 @@
     python -m fire router predict image.jpg mask.png            # or: fire router predict ..., python -m router predict ...
     python -m router predict image.jpg mask.png --mode unified --out result.png --overwrite
     python -m router predict image.jpg mask.png --mode soft     # domain models blended by probability
+    python -m router predict image.jpg mask.png --strength 0.5  # half of the model's change
     python -m router predict_dir composites/ --out results/
 
 ``predict`` writes the harmonized image at the input's resolution (default
 ``<image stem>_harmonized.png`` next to the input; never over an existing file without
 ``--overwrite``) and prints one JSON line: chosen domain, class probabilities, model used, output
-path, backend and seconds per stage (``--mode soft`` adds the blend's ``weights``). Bad input exits with status 2 and a one-line reason, writing
+path, strength, backend and seconds per stage (``--mode soft`` adds the blend's ``weights``).
+``--strength S`` (default 1) applies the share S of the network's change (0: the input unchanged;
+above 1 pushes further), on either backend. Bad input exits with status 2 and a one-line reason, writing
 nothing.
 
 ``--backend``: ``auto`` (default) runs the zoo's ONNX export on ONNX Runtime when onnxruntime is
@@ -25,7 +28,7 @@ import sys
 import time
 from pathlib import Path
 
-from common.io import InputError, find_pairs, write_image
+from common.io import InputError, check_strength, find_pairs, write_image
 
 from .routing import MODES_NEEDING_PROBS
 
@@ -57,7 +60,7 @@ def _loaded(zoo, device, backend: str):
     return h, True
 
 
-def _run(image, mask, zoo, mode, device, backend) -> tuple[dict, float, str]:
+def _run(image, mask, zoo, mode, device, backend, strength=1.0) -> tuple[dict, float, str]:
     """Read, load and harmonize with one backend → (result, load seconds, backend used)."""
     if backend == "onnx":
         from common.io import read_image_array, read_mask_array
@@ -66,18 +69,19 @@ def _run(image, mask, zoo, mode, device, backend) -> tuple[dict, float, str]:
         h, fresh = _loaded(zoo, device, "onnx")
         h.load(mode)
         t_load = time.perf_counter() - t0
-        return h.run(img, m, mode), t_load if fresh else 0.0, "onnx"
+        return h.run(img, m, mode, strength), t_load if fresh else 0.0, "onnx"
     t0 = time.perf_counter()
     h, fresh = _loaded(zoo, device, "torch")
     if mode in MODES_NEEDING_PROBS:
         h.classifier  # noqa: B018 - load it here, so that "load" holds all loading
     t_load = time.perf_counter() - t0
-    return h.run(image, mask, mode), t_load if fresh else 0.0, "torch"
+    return h.run(image, mask, mode, strength), t_load if fresh else 0.0, "torch"
 
 
 def _predict_one(image, mask, out=None, zoo=None, mode="routed", overwrite=False, device="cpu",
-                 backend="auto") -> dict:
+                 backend="auto", strength=1.0) -> dict:
     t0 = time.perf_counter()
+    strength = check_strength(strength)
     if backend not in BACKENDS:
         raise InputError(f"--backend must be one of {BACKENDS}, got {backend!r}")
     out = Path(out) if out else Path(image).with_name(Path(image).stem + "_harmonized.png")
@@ -89,12 +93,12 @@ def _predict_one(image, mask, out=None, zoo=None, mode="routed", overwrite=False
     if backend in ("auto", "onnx") and str(device) == "cpu":
         from .fast import Unavailable
         try:
-            r, t_load, used = _run(image, mask, zoo, mode, device, "onnx")
+            r, t_load, used = _run(image, mask, zoo, mode, device, "onnx", strength)
         except Unavailable as e:
             if backend == "onnx":
                 raise InputError(f"--backend onnx: {e}") from None
     if r is None:
-        r, t_load, used = _run(image, mask, zoo, mode, device, "torch")
+        r, t_load, used = _run(image, mask, zoo, mode, device, "torch", strength)
     t1 = time.perf_counter()
     output = r["output"]
     if used == "onnx":
@@ -105,8 +109,8 @@ def _predict_one(image, mask, out=None, zoo=None, mode="routed", overwrite=False
                "write": round(time.perf_counter() - t1, 4)}
     seconds["total"] = round(time.perf_counter() - t0, 4)
     probs = {k: round(v, 4) for k, v in r["probabilities"].items()} if r["probabilities"] else None
-    res = {"domain": r["domain"], "probabilities": probs, "model": r["model"], "mode": mode, "output": str(out),
-           "backend": used, "seconds": seconds}
+    res = {"domain": r["domain"], "probabilities": probs, "model": r["model"], "mode": mode, "strength": strength,
+           "output": str(out), "backend": used, "seconds": seconds}
     if "weights" in r:
         res["weights"] = {k: round(v, 4) for k, v in r["weights"].items()}
     return res
@@ -122,14 +126,14 @@ def _cli(fn):
 
 
 def predict(image, mask, out=None, zoo=None, mode: str = "routed", overwrite: bool = False, device: str = "cpu",
-            backend: str = "auto"):
+            backend: str = "auto", strength: float = 1.0):
     """Harmonize IMAGE with MASK; print one JSON line (see the module docstring)."""
-    res = _cli(lambda: _predict_one(str(image), str(mask), out, zoo, mode, overwrite, device, backend))
+    res = _cli(lambda: _predict_one(str(image), str(mask), out, zoo, mode, overwrite, device, backend, strength))
     print(json.dumps(res))
 
 
 def predict_dir(composites, masks=None, out=None, zoo=None, mode: str = "routed", overwrite: bool = False,
-                device: str = "cpu", backend: str = "auto"):
+                device: str = "cpu", backend: str = "auto", strength: float = 1.0):
     """Harmonize every image in COMPOSITES that has a mask (``MASKS/<stem>.png``, by default a
     ``masks`` folder next to or inside COMPOSITES, or ``<stem>_mask.png`` beside the image; see
     ``common.io.find_pairs``); results go to OUT (default ``<composites>_harmonized``). Prints one
@@ -143,7 +147,7 @@ def predict_dir(composites, masks=None, out=None, zoo=None, mode: str = "routed"
         rows = []
         for img, m in tqdm(pairs, desc="predict", unit="img"):
             rows.append(_predict_one(str(img), str(m), dst / f"{img.stem}_harmonized.png", zoo, mode, overwrite, device,
-                                     backend))
+                                     backend, strength))
             print(json.dumps(rows[-1]))
         return rows
     _cli(run)

@@ -22,7 +22,7 @@ import torch
 from PIL import Image, ImageOps
 from torch import nn
 
-from common.io import InputError, check_mask, read_image, read_mask, to_uint8
+from common.io import InputError, check_mask, check_strength, read_image, read_mask, to_uint8
 
 from . import routing
 
@@ -168,24 +168,26 @@ class Harmonizer:
             return name, Blend({d: self.models[d] for d in weights}, weights)
         return name, self.unified if name == "unified" else self.models[name]
 
-    def run(self, image, mask, mode: str = "routed") -> dict:
+    def run(self, image, mask, mode: str = "routed", strength: float = 1.0) -> dict:
         """Harmonize and return a dict: ``output`` (tensor), ``domain``, ``probabilities``, ``model``,
-        ``seconds`` per stage, and the input ``kind``."""
+        ``seconds`` per stage, and the input ``kind``. ``strength`` scales the change
+        (:func:`harmonizers.models.harmonize`)."""
         from harmonizers.models import harmonize
+        strength = check_strength(strength)
         img, m, kind = self._prepare(image, mask)
         t = {}
         t0 = time.perf_counter()
         probs = self._probs(img, m) if mode in routing.MODES_NEEDING_PROBS else None
         t["classify"] = time.perf_counter() - t0
         name, model = self.choose(mode, probs)
-        out = harmonize(model, img, m, timings=t)
+        out = harmonize(model, img, m, timings=t, strength=strength)
         res = {"output": out, "domain": name, "probabilities": probs, "model": name, "seconds": t, "kind": kind}
         if isinstance(model, Blend):
             res["domain"] = max(probs, key=probs.get)
             res["weights"] = dict(model.weights)
         return res
 
-    def __call__(self, image, mask, mode: str = "routed"):
+    def __call__(self, image, mask, mode: str = "routed", strength: float = 1.0):
         """Harmonize; returns the kind it was given (path → PIL image)."""
-        r = self.run(image, mask, mode)
+        r = self.run(image, mask, mode, strength)
         return _like(r["output"], r["kind"], getattr(image, "dtype", None))

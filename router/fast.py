@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from common.io import InputError, check_mask, write_text
+from common.io import InputError, check_mask, check_strength, write_text
 
 from . import routing
 from .zoo import read as read_zoo
@@ -269,9 +269,10 @@ class FastHarmonizer:
             raise InputError(f"soft routing needs harmonizers of one training size, the zoo has {sorted(sizes)}")
         return name, sessions
 
-    def run(self, image: np.ndarray, mask: np.ndarray, mode: str = "routed") -> dict:
+    def run(self, image: np.ndarray, mask: np.ndarray, mode: str = "routed", strength: float = 1.0) -> dict:
         """Like ``Harmonizer.run``: ``output`` (``H×W×3`` float32), ``domain``, ``probabilities``,
-        ``model`` and ``seconds`` per stage."""
+        ``model`` and ``seconds`` per stage; ``strength`` scales the change as there."""
+        strength = check_strength(strength)
         if image.shape[:2] != mask.shape:
             raise InputError(f"mask is {mask.shape[1]}x{mask.shape[0]} but image is {image.shape[1]}x{image.shape[0]}")
         check_mask(mask, "mask")
@@ -288,7 +289,10 @@ class FastHarmonizer:
         ys = sum(w * self._infer(self._session(n)[0], x_in, ms[None, None]) for n, w in sessions.items())
         t["harmonize"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        out = full_resolution(image, mask, xs, ms, ys.transpose(1, 2, 0))
+        ys = ys.transpose(1, 2, 0)
+        if strength != 1.0:
+            ys = xs + strength * (ys - xs)
+        out = full_resolution(image, mask, xs, ms, ys)
         t["full_res"] = time.perf_counter() - t0
         res = {"output": out, "domain": name, "probabilities": probs, "model": name, "seconds": t}
         if name == "soft":  # a blend, as router.api.Blend

@@ -168,3 +168,26 @@ def test_full_resolution_step_when_the_fitted_map_leaves_range():
     coef = fast.fit_colour_transform(xs[ms > 0.5], ys[ms > 0.5])
     assert fast.apply_colour_transform(xs, coef).max() > 1.0  # the case this test is about
     assert np.abs(fast.full_resolution(img, m, xs, ms, ys) - ref).max() < 1e-4
+
+
+@pytest.mark.parametrize("strength", [0.0, 0.5, 1.5])
+def test_strength_on_both_backends(onnx_zoo, inputs, strength):
+    from router.api import Harmonizer
+    img, m = read_image_array(inputs[0]), read_mask_array(inputs[1])
+    ours = fast.FastHarmonizer.from_zoo(onnx_zoo).run(img, m, "unified", strength=strength)["output"]
+    ref = Harmonizer.from_zoo(onnx_zoo).run(str(inputs[0]), str(inputs[1]), "unified", strength=strength)["output"]
+    assert np.abs(ours - ref.permute(1, 2, 0).numpy()).max() < 1e-4
+    if strength == 0:  # no change at all: the fitted map is the identity and the remainder zero
+        assert np.abs(ours - img).max() < 1e-4
+    else:  # the tiny unified model does change the foreground (0.14 at strength 1)
+        assert np.abs(ours - img).max() > 0.03
+
+
+def test_strength_cli(onnx_zoo, inputs, tmp_path):
+    r = _predict([*inputs, "--zoo", onnx_zoo, "--out", tmp_path / "s.png", "--strength", "0.5"], ROOT)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout.strip().splitlines()[-1])["strength"] == 0.5
+    for bad in ("-1", "nan", "lots"):
+        r = _predict([*inputs, "--zoo", onnx_zoo, "--out", tmp_path / "x.png", "--strength", bad], ROOT)
+        assert r.returncode == 2 and "--strength must be a number >= 0" in r.stderr, bad
+    assert not (tmp_path / "x.png").exists()

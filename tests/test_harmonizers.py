@@ -246,3 +246,23 @@ def test_training_with_regrade(mini_data, tmp_path):
                augment="lut", regrade=0.5)
     _, meta = checkpoint.load(out, kind="harmonizer")
     assert meta["regrade"] == 0.5 and meta["augment"] == "lut"
+
+
+def test_harmonize_strength_scales_the_change():
+    torch.manual_seed(0)
+    model = create("issam_test").eval()
+    with torch.no_grad():  # a fresh residual model starts at the identity: make it change something
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    x, mask = torch.rand(3, 70, 90), torch.zeros(1, 70, 90)
+    mask[:, 10:60, 20:80] = 1
+    full = harmonize(model, x, mask, method="upsample")
+    half = harmonize(model, x, mask, method="upsample", strength=0.5)
+    none = harmonize(model, x, mask, method="upsample", strength=0.0)
+    assert (full - x).abs().max() > 0.02 and torch.allclose(none, x, atol=1e-6)
+    inside = (full > 1e-3) & (full < 1 - 1e-3) & (half > 1e-3) & (half < 1 - 1e-3)  # away from clamping
+    assert torch.allclose(half[inside], ((x + full) / 2)[inside], atol=1e-5)
+    assert torch.allclose(harmonize(model, x, mask, strength=1.0), harmonize(model, x, mask))
+    assert (harmonize(model, x, mask, strength=0.0) - x).abs().max() < 1e-4  # transform: identity map
+    with pytest.raises(InputError, match="--strength must be a number >= 0"):
+        harmonize(model, x, mask, strength=-0.5)
