@@ -60,8 +60,9 @@ def plan(domain: str, data=None, base=None, augment=None, arch: str = "issam", o
 def main(domain: str, data: str | None = None, base: str | None = None, augment: str | None = None,
          arch: str = "issam", out: str | None = None, row: int | None = None, runs: str = "runs",
          steps: int = 300, batch_size: int = 16, lr: float = 1e-4, seed: int = 0, workers: int = 0,
-         device: str = "auto", overwrite: bool = False) -> None:
-    """Finetune ``--base`` on ``--domain`` (see the module docstring for the defaults)."""
+         device: str = "auto", overwrite: bool = False, regrade: float = 0.0) -> None:
+    """Finetune ``--base`` on ``--domain`` (see the module docstring for the defaults); ``--regrade P``
+    as in ``harmonizers.train``."""
     args = plan(domain, data, base, augment, arch, out, row, runs)
     if args.get("row") == 1:
         from eval.score import evaluate_checkpoint
@@ -69,7 +70,7 @@ def main(domain: str, data: str | None = None, base: str | None = None, augment:
         return
     from harmonizers.train import main as train_main
     train_main(**args, steps=steps, batch_size=batch_size, lr=lr, seed=seed, workers=workers, device=device,
-               overwrite=overwrite)
+               overwrite=overwrite, regrade=regrade)
 
 
 if __name__ == "__main__":

@@ -108,12 +108,12 @@ def runs(mini_data, tmp_path_factory):
 @pytest.mark.parametrize("row", [2, 3, 4, 5, 6, 7])
 def test_table1_rows_run(runs, mini_data, row, capsys):
     finetune(domain="MiniDay2night", data=str(mini_data), arch="issam_test", row=row, runs=str(runs),
-             steps=2, batch_size=2, device="cpu")
+             steps=2, batch_size=2, device="cpu", regrade=0.5 if row == 4 else 0.0)
     out = runs / f"issam_test_MiniDay2night_row{row}.safetensors"
     model, md = load(out)
     assert md["domains"] == ["MiniDay2night"] and md["init"].endswith("issam_test_all.safetensors")
     want = {2: "none", 3: "ct", 4: "lut", 5: "syconet_all", 6: "syconet_MiniDay2night", 7: "syconet_MiniDay2night"}[row]
-    assert want in md["augment"] and md["only_aug"] == (row == 6)
+    assert want in md["augment"] and md["only_aug"] == (row == 6) and md["regrade"] == (0.5 if row == 4 else 0.0)
 
 
 def test_row1_and_defaults(runs, mini_data, capsys):
