@@ -208,10 +208,10 @@ class HarmonyDataset(Dataset):
         """One file as the dataset holds it: reduced (to ``target``, default :meth:`reduced_size`),
         through the cache."""
         key = str(path)
-        if target is None and not (self.cache is not None and key in self.cache):
-            target = self.reduced_size(image_size(path))
         if self.cache is not None and key in self.cache:
             return self.cache[key].float() / 255
+        if target is None:
+            target = self.reduced_size(image_size(path))
         # a large JPEG decodes at a reduced DCT scale no smaller than the target (4-40x faster)
         t = read_mask(path) if is_mask else read_image(path, at_least=target)
         if tuple(t.shape[1:]) != target:
