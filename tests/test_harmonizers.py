@@ -246,6 +246,19 @@ def test_training_with_regrade(mini_data, tmp_path):
                augment="lut", regrade=0.5)
     _, meta = checkpoint.load(out, kind="harmonizer")
     assert meta["regrade"] == 0.5 and meta["augment"] == "lut"
+    # the loss re-grades what the network sees and what it is scored against, in training only
+    from harmonizers.train import HarmonizerLoss
+    net = create("issam_test")
+    seen = []
+    net.register_forward_pre_hook(lambda mod, args: seen.append(args[0].clone()))
+    loss = HarmonizerLoss(net, regrade=A.Regrade(1.0, n=8, dim=9))
+    g = torch.Generator().manual_seed(0)
+    batch = {"composite": torch.rand(2, 3, 32, 32, generator=g), "real": torch.rand(2, 3, 32, 32, generator=g),
+             "mask": torch.ones(2, 1, 32, 32)}
+    loss.train()(batch)
+    assert (seen[-1] - batch["composite"]).abs().amax(dim=(1, 2, 3)).min() > 1e-3
+    loss.eval()(batch)
+    assert torch.equal(seen[-1], batch["composite"])
 
 
 def test_harmonize_strength_scales_the_change():
