@@ -48,6 +48,14 @@ def max_pixels() -> int:
 _SWAPS_AXES = (5, 6, 7, 8)  # EXIF orientations that transpose the stored image
 
 
+def _transposed(img: Image.Image) -> bool:
+    """Whether the EXIF orientation swaps the stored image's axes (a broken EXIF block: no)."""
+    try:
+        return img.getexif().get(0x0112) in _SWAPS_AXES
+    except Exception:
+        return False
+
+
 def image_size(path: str | os.PathLike) -> tuple[int, int]:
     """``(H, W)`` of an image file as the readers return it (after the EXIF orientation), from its
     header only."""
@@ -57,10 +65,7 @@ def image_size(path: str | os.PathLike) -> tuple[int, int]:
     try:
         with Image.open(path) as img:
             w, h = img.size
-            try:
-                turned = img.getexif().get(0x0112) in _SWAPS_AXES
-            except Exception:
-                turned = False
+            turned = _transposed(img)
     except UnidentifiedImageError:
         raise InputError(f"{path}: not an image Pillow can read") from None
     except OSError as e:
@@ -93,11 +98,7 @@ def _open(path: str | os.PathLike, limit: int | None, at_least: tuple[int, int] 
                          "(set HARMONY_MAX_PIXELS or max_pixels to raise it)")
     if at_least is not None and img.format == "JPEG":
         h_min, w_min = at_least
-        try:
-            turned = img.getexif().get(0x0112) in _SWAPS_AXES
-        except Exception:
-            turned = False
-        img.draft(img.mode, (h_min, w_min) if turned else (w_min, h_min))
+        img.draft(img.mode, (h_min, w_min) if _transposed(img) else (w_min, h_min))
     try:
         img.load()
     except Image.DecompressionBombError as e:

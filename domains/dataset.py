@@ -225,10 +225,9 @@ class HarmonyDataset(Dataset):
     def __getitem__(self, i):
         s = self.samples[i]
         paths = (s.composite, s.real, s.mask)
-        if self.cache is not None and all(str(p) in self.cache for p in paths):
-            target = tuple(self.cache[str(s.composite)].shape[1:])
-        else:  # sizes from the headers: a mismatch is caught before anything is decoded
-            sizes = [image_size(p) for p in paths]
+        target = None  # all three cached: sized and checked when they were first decoded
+        if self.cache is None or not all(str(p) in self.cache for p in paths):
+            sizes = [image_size(p) for p in paths]  # from the headers: a mismatch before any decoding
             if len(set(sizes)) > 1:
                 raise InputError(f"{s.composite}: composite {sizes[0][1]}x{sizes[0][0]}, real {sizes[1][1]}x"
                                  f"{sizes[1][0]} and mask {sizes[2][1]}x{sizes[2][0]} sizes differ")

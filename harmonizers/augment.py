@@ -50,7 +50,9 @@ class SycoNetAugmenter:
         return self.model.generate(real.float(), mask.float())
 
 
-class LUTAugmenter:
+class LookPool:
+    """A pool of procedural looks (``syconet.bank.procedural_pool``) to draw LUTs from."""
+
     def __init__(self, n: int = 120, dim: int = 17, seed: int = 0):
         self.pool = procedural_pool(n, dim, seed)
 
@@ -58,13 +60,18 @@ class LUTAugmenter:
         self.pool = self.pool.to(device)
         return self
 
+    def draw(self, k: int) -> torch.Tensor:
+        """``k`` looks drawn at random (global torch RNG), ``k×3×D×D×D`` on the pool's device."""
+        return self.pool[torch.randint(len(self.pool), (k,)).to(self.pool.device)]
+
+
+class LUTAugmenter(LookPool):
     @torch.no_grad()
     def __call__(self, real, mask, composite=None):
-        idx = torch.randint(len(self.pool), (real.shape[0],))
-        return mask * apply_lut(real.float(), self.pool[idx.to(self.pool.device)]) + (1 - mask) * real
+        return mask * apply_lut(real.float(), self.draw(real.shape[0])) + (1 - mask) * real
 
 
-class Regrade:
+class Regrade(LookPool):
     """Re-grade whole training pairs: with probability ``p`` per image, one random look of the
     procedural pool is applied to the composite and the real image alike (foreground and background).
 
@@ -77,12 +84,8 @@ class Regrade:
     def __init__(self, p: float, n: int = 120, dim: int = 17, seed: int = 1):
         if not 0.0 <= p <= 1.0:
             raise InputError(f"--regrade must be a probability in [0, 1], got {p}")
+        super().__init__(n, dim, seed)
         self.p = p
-        self.pool = procedural_pool(n, dim, seed)
-
-    def to(self, device):
-        self.pool = self.pool.to(device)
-        return self
 
     @torch.no_grad()
     def __call__(self, composite, real):
@@ -90,10 +93,10 @@ class Regrade:
         pick = torch.rand(real.shape[0], device=real.device) < self.p
         if not bool(pick.any()):
             return composite, real
-        luts = self.pool[torch.randint(len(self.pool), (int(pick.sum()),)).to(self.pool.device)]
-        both = apply_lut(torch.cat([composite[pick], real[pick]]).float(), torch.cat([luts, luts]))
+        luts = self.draw(int(pick.sum()))
+        new_comp, new_real = apply_lut(torch.cat([composite[pick], real[pick]]).float(), torch.cat([luts, luts])).chunk(2)
         composite, real = composite.clone(), real.clone()
-        composite[pick], real[pick] = both.chunk(2)[0].to(composite.dtype), both.chunk(2)[1].to(real.dtype)
+        composite[pick], real[pick] = new_comp.to(composite.dtype), new_real.to(real.dtype)
         return composite, real
 
 
@@ -142,10 +145,10 @@ class StaticAugmented(Dataset):
 
     def __init__(self, base, ckpt, k: int, seed: int = 0, device="cpu"):
         from syconet.model import load
-        need = len(base) * k * 3 * base.size * base.size / 2 ** 20
-        if need > static_budget_mb():
+        need, budget = len(base) * k * 3 * base.size * base.size / 2 ** 20, static_budget_mb()
+        if need > budget:
             raise InputError(f"static:{k}: {len(base)} items x {k} composites at {base.size} px need "
-                             f"{need:.0f} MB, over HARMONY_STATIC_MB={static_budget_mb():.0f}; use the dynamic "
+                             f"{need:.0f} MB, over HARMONY_STATIC_MB={budget:.0f}; use the dynamic "
                              "syconet:CKPT augmentation, a smaller K, or raise HARMONY_STATIC_MB")
         model, _ = load(ckpt, device=device)
         self.base, self.k, self.items = base, k, []

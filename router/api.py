@@ -73,11 +73,9 @@ class Blend(nn.Module):
 
     def __init__(self, models: dict, weights: dict[str, float]):
         super().__init__()
-        sizes = {m.size for m in models.values()}
-        if len(sizes) != 1:
-            raise InputError(f"soft routing needs harmonizers of one training size, the zoo has {sorted(sizes)}")
+        self.size = routing.one_size(m.size for m in models.values())
         self.parts = nn.ModuleDict(models)
-        self.weights, self.size = {d: float(w) for d, w in weights.items()}, sizes.pop()
+        self.weights = {d: float(w) for d, w in weights.items()}
 
     def forward(self, image, mask):
         return sum(w * self.parts[d](image, mask) for d, w in self.weights.items())

@@ -264,9 +264,7 @@ class FastHarmonizer:
         doms = [n.split(":", 1)[1] for n in self.entries if n.startswith("domain:")]
         name, weights = routing.choose(mode, probs, doms, self.has_unified)
         sessions = {(m if m == "unified" else f"domain:{m}"): w for m, w in weights.items()}
-        sizes = {self.entries[n]["size"] for n in sessions}
-        if len(sizes) != 1:  # as router.api.Blend
-            raise InputError(f"soft routing needs harmonizers of one training size, the zoo has {sorted(sizes)}")
+        routing.one_size(self.entries[n]["size"] for n in sessions)  # as router.api.Blend
         return name, sessions
 
     def run(self, image: np.ndarray, mask: np.ndarray, mode: str = "routed", strength: float = 1.0) -> dict:

@@ -6,6 +6,14 @@ from common.io import InputError
 MODES_NEEDING_PROBS = ("routed", "soft")
 
 
+def one_size(sizes) -> int:
+    """The one training size of a blend's members, or the error that names the sizes found."""
+    sizes = set(sizes)
+    if len(sizes) != 1:
+        raise InputError(f"soft routing needs harmonizers of one training size, the zoo has {sorted(sizes)}")
+    return sizes.pop()
+
+
 def soft_weights(probs: dict, available) -> dict[str, float]:
     """The classifier's probabilities over the domains that have a harmonizer, renormalised to sum
     to 1 (empty when none of them has any probability)."""

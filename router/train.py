@@ -79,8 +79,9 @@ def main(data="data/mini4", out="runs/router.safetensors", backbone: str = "auto
          resume: bool = True, overwrite: bool = False, synthesize: bool = False, amp: bool = True,
          channels_last: bool = False, val_fraction: float = 0.1) -> None:
     """With ``--val_every N`` a share ``--val_fraction`` of the training photos is held out and
-    scored every N steps; the confusion matrix at the end is on the test split. ``--synthesize`` trains on fresh composites made by each domain's own process from the training
-    photos (offline benchmark only; see router.synth), so the label depends on the process, not the photo."""
+    scored every N steps; the confusion matrix at the end is on the test split. ``--synthesize``
+    trains on fresh composites made by each domain's own process from the training photos (offline
+    benchmark only; see router.synth), so the label depends on the process, not the photo."""
     torch.manual_seed(seed)
     train_ds, val_ds = train_val(data, "all", size, True, val_fraction if val_every else 0.0)
     test_ds = HarmonyDataset(data, "all", "test", size=size, domain_names=train_ds.domains)

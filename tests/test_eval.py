@@ -1,7 +1,10 @@
 import json
 
 import numpy as np
+import pytest
 from PIL import Image
+
+from common.io import InputError
 
 from eval.benchmark import benchmark
 from eval.compose import compose
@@ -107,9 +110,11 @@ def test_probe_renormalise_and_prior_fit():
     b = rng.normal(size=(30, 6))
     w = rng.normal(size=(6, 6))
     f = b @ w + 1.5
-    sp = StatsPrior("bg", ridge=1e-9).fit(f, b)
-    assert np.allclose(sp.target(b[3]), f[3], atol=1e-6)
-    assert np.allclose(StatsPrior("prior").fit(f, b).target(b[3]), f.mean(0))
+    sp = StatsPrior(ridge=1e-9).fit(f, b)
+    assert np.allclose(sp.target(b[3], "bg"), f[3], atol=1e-6)
+    assert np.allclose(sp.target(b[3], "prior"), f.mean(0))
+    with pytest.raises(InputError, match="prior kind 'mean'"):
+        sp.target(b[3], "mean")
 
 
 def test_probe_strength_matches_the_scorer(mini_data, tmp_path):
