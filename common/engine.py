@@ -38,6 +38,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm import tqdm
 
 from . import checkpoint
+from .device import resolve as pick_device  # noqa: F401 - the trainers' name for it
 from .io import InputError, write_text
 
 log = logging.getLogger(__name__)
@@ -74,15 +75,6 @@ def sibling(out, tag: str) -> Path:
 def dist_info() -> tuple[int, int, int]:
     """(rank, world size, local rank) from torchrun's environment (1 process otherwise)."""
     return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("LOCAL_RANK", 0))
-
-
-def pick_device(name: str = "auto", local_rank: int = 0) -> torch.device:
-    if name == "auto":
-        return torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(name)
-    if dev.type == "cuda" and dev.index is None:  # "cuda": this process's GPU under torchrun
-        dev = torch.device("cuda", local_rank)
-    return dev
 
 
 def setup_distributed(device: torch.device) -> None:

@@ -24,6 +24,8 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 # not the only one; callers and the HARMONY_MAX_PIXELS environment variable can change ours.
 DEFAULT_MAX_PIXELS = 64_000_000
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
+WRITE_FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".webp": "WEBP", ".bmp": "BMP",
+                 ".tif": "TIFF", ".tiff": "TIFF"}
 
 
 class InputError(ValueError):
@@ -159,13 +161,18 @@ def read_image_array(path: str | os.PathLike, max_pixels: int | None = None,
 
 
 def read_mask_array(path: str | os.PathLike, max_pixels: int | None = None) -> np.ndarray:
-    """Read a foreground mask as float32 ``H×W`` in [0, 1] (1 = foreground).
+    """Read a foreground mask as float32 ``H×W`` in [0, 1] (1 = foreground), by its content, the way
+    a person reads the file, whatever its mode:
 
-    Single-channel files are used as they are (8- or 16-bit), except an 8-bit file holding only the
-    values 0 and 1, which is a label mask (1 = foreground), not a nearly black one; a palette file
-    using two indices, one of them 0, is a label mask too (index ≠ 0 = foreground, whatever colour
-    its palette gives it, as VOC-style masks are stored). An RGBA or LA file whose alpha is not
-    constant uses its alpha (a cut-out), any other colour file its luminance.
+    - an 8-bit grey file holding only 0 and 1, or a palette file using index 0 and one other, is a
+      label mask (non-zero = foreground; VOC-style palette masks);
+    - an RGBA / LA file whose alpha has transparent pixels is a cut-out: its alpha is the mask; one
+      whose alpha is opaque everywhere (at least 0.5, as some tools store grey masks) is read by its
+      colour channels;
+    - a colour file is read by its luminance; one that holds a colourful, many-coloured picture is
+      refused as a photo (an image and mask given the wrong way round);
+    - a grey mask whose background sits on a noise floor (e.g. 22 instead of 0) is stretched so
+      that its background reads 0 (soft edges stay soft; a clean mask is returned as stored).
     """
     img = _open(path, max_pixels)
     if img.mode == "P" and "transparency" not in img.info:
@@ -177,16 +184,66 @@ def read_mask_array(path: str | os.PathLike, max_pixels: int | None = None) -> n
         arr = np.asarray(img)
         if arr.max(initial=0) == 1:
             return np.ascontiguousarray(arr.astype(np.float32))
-    if img.mode in ("RGBA", "LA") or (img.mode == "P" and "transparency" in img.info):
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
         rgba = img.convert("RGBA")
         alpha = np.asarray(rgba, dtype=np.float32)[..., 3] / 255.0
-        if alpha.min() < alpha.max():
+        if alpha.min() < 0.5:  # transparent somewhere: a cut-out, its alpha is the mask
             return np.ascontiguousarray(alpha)
         img = rgba.convert("RGB")
     arr = _to_float_array(img, path)
     if arr.shape[2] >= 3:
+        if looks_like_photo(arr[..., :3]):
+            raise InputError(f"{path}: looks like a photo, not a mask (many colours); give the image first "
+                             "and the mask second")
         arr = (0.299 * arr[..., 0] + 0.587 * arr[..., 1] + 0.114 * arr[..., 2])[..., None]
-    return np.ascontiguousarray(arr[..., 0])
+    return np.ascontiguousarray(_stretch_levels(arr[..., 0]))
+
+
+def _subsample(arr: np.ndarray, n: int = 65536) -> np.ndarray:
+    """A strided view of about ``n`` pixels of an ``H×W[×C]`` array (for cheap content checks)."""
+    step = max(1, int(math.sqrt(arr.shape[0] * arr.shape[1] / n)))
+    return arr[::step, ::step]
+
+
+def looks_like_photo(rgb: np.ndarray) -> bool:
+    """Whether an ``H×W×3`` array in [0, 1] is a colourful picture rather than a mask: clearly
+    coloured on average and more than 256 distinct colours at 5 bits per channel (a grey mask with
+    JPEG artefacts or a few-colour label mask has neither)."""
+    a = _subsample(rgb)
+    chroma = float((a.max(axis=2) - a.min(axis=2)).mean()) * 255
+    if chroma < 8:
+        return False
+    q = (np.clip(a, 0, 1) * 31 + 0.5).astype(np.int32)
+    return len(np.unique(q[..., 0] * 1024 + q[..., 1] * 32 + q[..., 2])) > 256
+
+
+def looks_like_mask(rgb: np.ndarray) -> bool:
+    """Whether an image (``H×W×3`` array or ``3×H×W`` tensor in [0, 1]) is a black-and-white mask
+    rather than a photo: grey, nearly every pixel within 10 levels of black or white, and both."""
+    if hasattr(rgb, "detach"):  # a tensor: look at it as H×W×3 without importing torch here
+        rgb = rgb.detach().float().cpu().numpy().transpose(1, 2, 0)
+    a = _subsample(rgb)
+    if float((a.max(axis=2) - a.min(axis=2)).mean()) * 255 > 2:
+        return False
+    g = a[..., 0]
+    dark, light = float((g <= 10 / 255).mean()), float((g >= 245 / 255).mean())
+    return dark + light >= 0.97 and min(dark, light) >= 0.005
+
+
+def _stretch_levels(m: np.ndarray) -> np.ndarray:
+    """Map a grey mask's background level to 0, so that a noise floor (background at 22 instead of
+    0) does not leak into soft blending: ``(m − floor) / (1 − floor)``, clipped. The floor is the
+    most common value below 0.5, used only where it is one: at most 64 and holding, ±4 levels, half
+    of the pixels below 0.5. Anything else (a clean mask, a soft one) stays exactly as stored."""
+    q = np.rint(_subsample(m) * 255).astype(np.int32).ravel()
+    counts = np.bincount(q, minlength=256)[:128]
+    if not counts.any():
+        return m
+    lo = int(np.argmax(counts))
+    if lo <= 1 or lo > 64 or counts[max(0, lo - 4):lo + 5].sum() < 0.5 * counts.sum():
+        return m
+    f = lo / 255.0
+    return np.clip((m - f) / (1.0 - f), 0, 1).astype(np.float32)
 
 
 def read_image(path: str | os.PathLike, max_pixels: int | None = None,
@@ -211,6 +268,13 @@ def check_mask(mask, name: str = "mask") -> None:
         raise InputError(f"{name}: mask has no foreground (no pixel above 0.5)")
     if fg == 1.0:
         raise InputError(f"{name}: mask is all foreground (no background to harmonize against)")
+
+
+def check_image(image, name: str = "image") -> None:
+    """Refuse an image that is a black-and-white mask (an image and mask given the wrong way round)."""
+    if looks_like_mask(image):
+        raise InputError(f"{name}: looks like a mask, not a photo (black and white only); give the image "
+                         "first and the mask second")
 
 
 def check_strength(strength) -> float:
@@ -279,8 +343,7 @@ def write_image(image, path: str | os.PathLike, overwrite: bool = False, quality
     elif isinstance(image, np.ndarray):
         image = Image.fromarray(image[..., 0] if image.ndim == 3 and image.shape[2] == 1 else image)
     suffix = Path(path).suffix.lower()
-    fmt = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".webp": "WEBP", ".bmp": "BMP",
-           ".tif": "TIFF", ".tiff": "TIFF"}.get(suffix)
+    fmt = WRITE_FORMATS.get(suffix)
     if fmt is None:
         raise InputError(f"{path}: unknown image suffix {suffix!r} (use .png or .jpg)")
     # PNG: zlib level 1 writes several times faster than Pillow's default 6 for a few % more bytes

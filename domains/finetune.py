@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from common import shipped
 from common.cli import print_json, run
 from common.io import InputError
 
@@ -28,13 +29,23 @@ ROWS = {2: ("none", False), 3: ("ct", False), 4: ("lut", False), 5: ("syconet:{a
 
 def plan(domain: str, data=None, base=None, augment=None, arch: str = "issam", out=None, row: int | None = None,
          runs: str = "runs") -> dict:
-    """Resolve the defaults into the arguments of ``harmonizers.train``."""
+    """Resolve the defaults into the arguments of ``harmonizers.train``. Where ``runs/`` has no base
+    model or SycoNet yet (a fresh clone), the shipped ones stand in: the default zoo's unified
+    harmonizer and ``models/syconet_all.safetensors``."""
     if data is None:
         if domain not in MINI4:
             raise InputError(f"--domain {domain}: pass --data (the default data/mini4 only holds {list(MINI4)})")
         data = "data/mini4"
+    if not Path(data).is_dir():
+        hint = " (build the offline benchmark with: make benchmark)" if str(data) == "data/mini4" else ""
+        raise InputError(f"--data {data}: folder not found{hint}")
     r = Path(runs)
-    base = base or str(r / f"{arch}_all.safetensors")
+    if base is None:
+        base = str(r / f"{arch}_all.safetensors")
+        if arch == "issam":  # the shipped base is an issam64
+            base = shipped.prefer(base, shipped.BASE_HARMONIZER, "base model")
+    syconet_all = shipped.prefer(r / "syconet_all.safetensors", shipped.SYCONET_ALL, "SycoNet(all)")
+    syconet_dom = shipped.prefer(r / f"syconet_{domain}.safetensors", Path(syconet_all), f"SycoNet({domain})")
     only_aug = False
     if row is not None:
         if row not in (1, *ROWS):
@@ -43,9 +54,9 @@ def plan(domain: str, data=None, base=None, augment=None, arch: str = "issam", o
             return {"row": 1, "base": base, "data": data, "domain": domain}
         if augment is None:
             spec, only_aug = ROWS[row]
-            augment = spec.format(all=r / "syconet_all.safetensors", dom=r / f"syconet_{domain}.safetensors")
+            augment = spec.format(all=syconet_all, dom=syconet_dom)
         out = out or str(r / f"{arch}_{domain}_row{row}.safetensors")
-    augment = augment or f"syconet:{r / f'syconet_{domain}.safetensors'}"
+    augment = augment or f"syconet:{syconet_dom}"
     out = out or str(r / f"{arch}_{domain}.safetensors")
     if not Path(base).is_file():
         raise InputError(f"{base}: base model not found (train it with python -m harmonizers.train, or pass --base)")

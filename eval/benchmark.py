@@ -12,6 +12,7 @@ best and worst routed cases per domain: composite | each method | real).
 from __future__ import annotations
 
 import json
+import logging
 import time
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from router.api import Harmonizer
 from . import metrics as M
 from .baselines import BASELINES
 
+log = logging.getLogger(__name__)
 METHODS = ("composite", "reinhard", "unified", "routed", "soft", "oracle")
 GRID_HEIGHT = 128
 
@@ -40,6 +42,17 @@ def benchmark(data, zoo=None, out="reports/benchmark", domains="all", split: str
     h = Harmonizer.from_zoo(zoo, device)
     samples = load_samples(data, domains, split)
     methods = [m for m in METHODS if m != "unified" or h.unified is not None]
+    foreign = sorted({s.domain for s in samples} - set(h.domains))
+    note = None
+    if foreign:  # routing to domains the data does not have measures nothing: score the unified model
+        if h.unified is None:
+            raise InputError(f"zoo {h.manifest['root']} knows the domains {h.domains}, not the data's {foreign}, "
+                             "and has no unified model: nothing to score (train a zoo on this data)")
+        methods = [m for m in methods if m not in ("routed", "soft", "oracle")]
+        note = (f"The zoo's domains ({', '.join(h.domains)}) are not the data's ({', '.join(foreign)}): "
+                "routed, soft and oracle are not scored, and the unified model stands for the zoo.")
+        log.warning(note)
+    ranked_by = "routed" if "routed" in methods else "unified"
     acc = {m: M.Accumulator() for m in methods}
     secs = {m: 0.0 for m in methods}
     correct, routed_to = 0, {}
@@ -71,12 +84,13 @@ def benchmark(data, zoo=None, out="reports/benchmark", domains="all", split: str
                 outs[m] = harmonize(model, comp, mask)
             secs[m] += time.perf_counter() - t0
             acc[m].add(s.domain, M.compute(outs[m][None], real[None], mask[None]), names=[s.composite.name])
-        keep.append((s.domain, acc["routed"].rows[-1]["fMSE"], i))
+        keep.append((s.domain, acc[ranked_by].rows[-1]["fMSE"], i))
         thumbs.append([resize_to_height(x, GRID_HEIGHT) for x in [comp, *(outs[m] for m in methods[1:]), real]])
     res = {"data": str(data), "zoo": str(h.manifest["root"]), "split": split, "size": M.EVAL_SIZE,
            "methods": {m: {"summary": acc[m].summary(), "by_fg_ratio": acc[m].by_fg_ratio(),
                            "seconds_per_image": secs[m] / len(samples)} for m in methods},
-           "router": {"accuracy": correct / len(samples), "routed_to": routed_to},
+           "router": None if note else {"accuracy": correct / len(samples), "routed_to": routed_to},
+           "note": note, "ranked_by": ranked_by,
            "images": {m: acc[m].rows for m in methods}}
     out.mkdir(parents=True, exist_ok=True)
     grids = {}
@@ -94,7 +108,8 @@ def benchmark(data, zoo=None, out="reports/benchmark", domains="all", split: str
 def report_md(res: dict, methods) -> str:
     lines = [f"# Benchmark: `{res['data']}` ({res['split']}), zoo `{res['zoo']}`", "",
              f"Metrics at {res['size']}×{res['size']}, PSNR peak 255, averaged per image; All is image-weighted.",
-             f"Router accuracy: {res['router']['accuracy']:.3f}.", ""]
+             (f"Router accuracy: {res['router']['accuracy']:.3f}." if res["router"] else f"**Note.** {res['note']}"),
+             ""]
     summ = {m: res["methods"][m]["summary"] for m in methods}
     domains = list(summ[methods[0]])
     for k in M.NAMES:
@@ -109,13 +124,17 @@ def report_md(res: dict, methods) -> str:
         lines.append(f"| {b} ({row[0]['n']}) | " + " | ".join(f"{r['fMSE']:.2f}" for r in row) + " |")
     lines += ["", "## Latency (seconds per image, this machine)", "", "| " + " | ".join(methods) + " |",
               "|" + "---:|" * len(methods),
-              "| " + " | ".join(f"{res['methods'][m]['seconds_per_image']:.3f}" for m in methods) + " |", "",
-              "## Routing (rows: true domain, columns: predicted)", ""]
-    names = sorted({p for r in res["router"]["routed_to"].values() for p in r} | set(res["router"]["routed_to"]))
-    lines += ["| true \\ predicted | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
-    for d, r in res["router"]["routed_to"].items():
-        lines.append(f"| {d} | " + " | ".join(str(r.get(n, 0)) for n in names) + " |")
-    lines += ["", "Pictures (best and worst routed fMSE per domain; composite | " + " | ".join(methods[1:]) + " | real):", ""]
+              "| " + " | ".join(f"{res['methods'][m]['seconds_per_image']:.3f}" for m in methods) + " |", ""]
+    if res["router"]:
+        routed_to = res["router"]["routed_to"]
+        names = sorted({p for r in routed_to.values() for p in r} | set(routed_to))
+        lines += ["## Routing (rows: true domain, columns: predicted)", "",
+                  "| true \\ predicted | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
+        for d, r in routed_to.items():
+            lines.append(f"| {d} | " + " | ".join(str(r.get(n, 0)) for n in names) + " |")
+        lines.append("")
+    lines += [f"Pictures (best and worst {res['ranked_by']} fMSE per domain; composite | "
+              + " | ".join(methods[1:]) + " | real):", ""]
     lines += [f"![{d}]({g})" for d, g in res.get("grids", {}).items()]
     return "\n".join(lines) + "\n"
 
@@ -189,7 +208,8 @@ def main(data="data/mini4", zoo: str | None = None, out: str = "reports/benchmar
         return
     res = benchmark(data, zoo, out, domains, split, device, overwrite)
     fm = {m: round(v["summary"]["All"]["fMSE"], 2) for m, v in res["methods"].items()}
-    print(json.dumps({"out": str(out), "router_accuracy": round(res["router"]["accuracy"], 4), "fMSE_All": fm}))
+    acc = round(res["router"]["accuracy"], 4) if res["router"] else None
+    print(json.dumps({"out": str(out), "router_accuracy": acc, "fMSE_All": fm, "note": res["note"]}))
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from common import shipped
 from common.io import InputError, env_megabytes
 from domains import transfer as T
 from syconet.bank import procedural_pool
@@ -176,10 +177,14 @@ class StaticAugmented(Dataset):
 
 
 def parse(spec: str | None):
-    """``"none" | "ct" | "lut" | "syconet:CKPT" | "static:K:CKPT"`` → (kind, argument)."""
+    """``"none" | "ct" | "lut" | "syconet[:CKPT]" | "syconet_zc:CKPT" | "static:K:CKPT"`` → (kind,
+    argument); ``syconet`` alone uses ``runs/syconet_all.safetensors`` or, when there is none, the
+    shipped ``models/syconet_all.safetensors``."""
     spec = (spec or "none").strip()
     if spec in ("none", "ct", "lut"):
         return spec, None
+    if spec == "syconet":  # no CKPT: runs/syconet_all.safetensors, else the shipped one
+        return spec, shipped.prefer("runs/syconet_all.safetensors", shipped.SYCONET_ALL, "--augment syconet")
     if spec.startswith(("syconet:", "syconet_zc:")):
         kind, ckpt = spec.split(":", 1)
         return kind, ckpt
@@ -188,7 +193,7 @@ def parse(spec: str | None):
         if len(parts) != 3 or not parts[1].isdigit():
             raise InputError(f"--augment {spec!r}: use static:K:SYCONET_CKPT, e.g. static:4:runs/syconet_all.safetensors")
         return "static", (int(parts[1]), parts[2])
-    raise InputError(f"--augment {spec!r}: use none, ct, lut, syconet:CKPT, syconet_zc:CKPT or static:K:CKPT")
+    raise InputError(f"--augment {spec!r}: use none, ct, lut, syconet[:CKPT], syconet_zc:CKPT or static:K:CKPT")
 
 
 def make(spec: str | None, train_ds, device="cpu"):

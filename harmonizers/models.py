@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from common import checkpoint
+from common.device import resolve as resolve_device
 from common.io import check_strength
 
 from .issam import ISSAM, ISSAMConfig
@@ -89,6 +90,7 @@ def from_meta(m: dict) -> Harmonizer:
 
 
 def load(path, device="cpu") -> tuple[Harmonizer, dict]:
+    device = resolve_device(device)
     tensors, m = checkpoint.load(path, kind="harmonizer", device=device)
     model = from_meta(m)
     model.load_state_dict({k: v.float() for k, v in tensors.items()})

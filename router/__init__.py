@@ -24,11 +24,12 @@ Importing this package does not import torch: ``Harmonizer`` is loaded on first 
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from pathlib import Path
 
-from common.io import InputError, check_strength, find_pairs, write_image
+from common.io import WRITE_FORMATS, InputError, check_image, check_strength, find_pairs, write_image
 
 from .routing import MODES_NEEDING_PROBS
 
@@ -65,6 +66,7 @@ def _run(image, mask, zoo, mode, device, backend, strength=1.0) -> tuple[dict, f
     if backend == "onnx":
         from common.io import read_image_array, read_mask_array
         img, m = read_image_array(image), read_mask_array(mask)  # as on torch: in "total", not in a stage
+        check_image(img, image)  # here, to name the file (run checks arrays again, unnamed)
         t0 = time.perf_counter()
         h, fresh = _loaded(zoo, device, "onnx")
         h.load(mode)
@@ -78,13 +80,28 @@ def _run(image, mask, zoo, mode, device, backend, strength=1.0) -> tuple[dict, f
     return h.run(image, mask, mode, strength), t_load if fresh else 0.0, "torch"
 
 
+def output_path(image, out=None) -> Path:
+    """Where ``predict`` writes IMAGE's result: OUT when it names a file, ``OUT/<stem>_harmonized.png``
+    when OUT is an existing folder (or ends with ``/``), else ``<stem>_harmonized.png`` beside IMAGE."""
+    name = Path(image).stem + "_harmonized.png"
+    if not out:
+        return Path(image).with_name(name)
+    out_s = str(out)
+    out = Path(out)
+    if out.is_dir() or out_s.endswith(("/", os.sep)):
+        return out / name
+    if out.suffix.lower() not in WRITE_FORMATS:
+        raise InputError(f"--out {out}: unknown image suffix {out.suffix!r} (use .png or .jpg, or an existing folder)")
+    return out
+
+
 def _predict_one(image, mask, out=None, zoo=None, mode="routed", overwrite=False, device="cpu",
                  backend="auto", strength=1.0) -> dict:
     t0 = time.perf_counter()
     strength = check_strength(strength)
     if backend not in BACKENDS:
         raise InputError(f"--backend must be one of {BACKENDS}, got {backend!r}")
-    out = Path(out) if out else Path(image).with_name(Path(image).stem + "_harmonized.png")
+    out = output_path(image, out)
     if out.exists() and not overwrite:
         raise InputError(f"{out}: already exists (pass --overwrite to replace it)")
     if str(device) != "cpu" and backend == "onnx":
@@ -116,6 +133,18 @@ def _predict_one(image, mask, out=None, zoo=None, mode="routed", overwrite=False
     return res
 
 
+def _check_options(zoo, device, backend, strength) -> None:
+    """The options every image of a batch shares, checked before any image is read."""
+    check_strength(strength)
+    if backend not in BACKENDS:
+        raise InputError(f"--backend must be one of {BACKENDS}, got {backend!r}")
+    if str(device) != "cpu":
+        from common.device import resolve
+        resolve(device)
+    from .zoo import read
+    read(zoo)
+
+
 def _cli(fn):
     """Run ``fn`` as a CLI: InputError → one line on stderr and exit status 2 (also under python -m fire)."""
     try:
@@ -127,27 +156,75 @@ def _cli(fn):
 
 def predict(image, mask, out=None, zoo=None, mode: str = "routed", overwrite: bool = False, device: str = "cpu",
             backend: str = "auto", strength: float = 1.0):
-    """Harmonize IMAGE with MASK; print one JSON line (see the module docstring)."""
+    """Harmonize IMAGE with MASK (1 = foreground) and print one JSON line: domain, probabilities,
+    model, output path, backend and seconds per stage.
+
+    Args:
+        image: the composite (any image Pillow reads).
+        mask: its foreground mask, same size (grey, label, RGBA cut-out; see the README).
+        out: output file (.png/.jpg) or an existing folder; default <image stem>_harmonized.png beside IMAGE.
+        zoo: model zoo folder (default models/default).
+        mode: routed (the classifier picks the domain's model), soft (domain models blended by
+            probability), unified (one model for all domains) or oracle:DOMAIN.
+        overwrite: replace an existing output file.
+        device: cpu, cuda, cuda:N or auto; anything but cpu runs on torch.
+        backend: auto (ONNX Runtime when the zoo's export is current, else torch), onnx or torch.
+        strength: share of the network's change applied: 0 = the input, 1 = as trained, >1 further.
+    """
     res = _cli(lambda: _predict_one(str(image), str(mask), out, zoo, mode, overwrite, device, backend, strength))
     print(json.dumps(res))
 
 
 def predict_dir(composites, masks=None, out=None, zoo=None, mode: str = "routed", overwrite: bool = False,
-                device: str = "cpu", backend: str = "auto", strength: float = 1.0):
-    """Harmonize every image in COMPOSITES that has a mask (``MASKS/<stem>.png``, by default a
-    ``masks`` folder next to or inside COMPOSITES, or ``<stem>_mask.png`` beside the image; see
-    ``common.io.find_pairs``); results go to OUT (default ``<composites>_harmonized``). Prints one
-    JSON line per image."""
+                skip_existing: bool = False, device: str = "cpu", backend: str = "auto", strength: float = 1.0):
+    """Harmonize every image in COMPOSITES that has a mask and print one JSON line per image. A pair
+    that cannot be read is reported and skipped; the failures are listed at the end (exit status 2).
+
+    Args:
+        composites: folder of composites.
+        masks: folder of masks named like the composites (<stem>.png or <stem>_mask.*); default a
+            masks/ or mask/ folder next to or inside COMPOSITES, or <stem>_mask.* beside each image.
+        out: output folder (default <composites>_harmonized); results are <stem>_harmonized.png.
+        zoo: model zoo folder (default models/default).
+        mode: routed, soft, unified or oracle:DOMAIN (as for predict).
+        overwrite: replace existing outputs.
+        skip_existing: keep existing outputs and harmonize only the rest (to resume a batch).
+        device: cpu, cuda, cuda:N or auto.
+        backend: auto, onnx or torch (as for predict).
+        strength: share of the network's change applied (as for predict).
+    """
     from tqdm import tqdm
 
     def run():
+        _check_options(zoo, device, backend, strength)  # once: a wrong option would fail every pair
         src = Path(composites)
         pairs = find_pairs(src, masks)
         dst = Path(out) if out else src.with_name(src.name + "_harmonized")
-        rows = []
-        for img, m in tqdm(pairs, desc="predict", unit="img"):
-            rows.append(_predict_one(str(img), str(m), dst / f"{img.stem}_harmonized.png", zoo, mode, overwrite, device,
-                                     backend, strength))
+        if dst.exists() and not dst.is_dir():
+            raise InputError(f"--out {dst}: exists and is not a folder")
+        todo = [(i, m, dst / f"{i.stem}_harmonized.png") for i, m in pairs]
+        existing = [t for t in todo if t[2].exists()]
+        if existing and not (overwrite or skip_existing):
+            raise InputError(f"{dst}: {len(existing)} of {len(todo)} outputs already exist (first: "
+                             f"{existing[0][2].name}); pass --skip_existing to keep them or --overwrite to replace them")
+        if skip_existing and not overwrite:
+            todo = [t for t in todo if not t[2].exists()]
+            if existing:
+                print(f"skipped {len(existing)} of {len(pairs)} composites whose output exists in {dst}",
+                      file=sys.stderr)
+        rows, failed = [], []
+        for img, m, o in tqdm(todo, desc="predict", unit="img"):
+            try:
+                rows.append(_predict_one(str(img), str(m), o, zoo, mode, overwrite, device, backend, strength))
+            except InputError as e:
+                failed.append(f"{img.name}: {e}")
+                continue
             print(json.dumps(rows[-1]))
+        if failed:
+            print(f"error: {len(failed)} of {len(todo)} composites failed (the other results are written):",
+                  file=sys.stderr)
+            for f in failed:
+                print(f"  {f}", file=sys.stderr)
+            raise SystemExit(2)
         return rows
     _cli(run)

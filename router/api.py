@@ -22,7 +22,7 @@ import torch
 from PIL import Image, ImageOps
 from torch import nn
 
-from common.io import InputError, check_mask, check_strength, read_image, read_mask, to_uint8
+from common.io import InputError, check_image, check_mask, check_strength, read_image, read_mask, to_uint8
 
 from . import routing
 
@@ -113,8 +113,9 @@ class Harmonizer:
     """Classifier + per-domain harmonizers + unified harmonizer, loaded from a zoo folder."""
 
     def __init__(self, manifest: dict, device="cpu"):
+        from common.device import resolve
         from harmonizers.models import load as load_h
-        self.device = torch.device(device)
+        self.device = resolve(device)
         self.manifest = manifest
         t0 = time.perf_counter()
         self._classifier = None  # loaded on first use: unified and oracle modes never import timm
@@ -145,7 +146,8 @@ class Harmonizer:
         m, _ = _as_tensor(mask, True)
         if img.shape[1:] != m.shape[1:]:
             raise InputError(f"mask is {m.shape[2]}x{m.shape[1]} but image is {img.shape[2]}x{img.shape[1]}")
-        check_mask(m, "mask")
+        check_mask(m, str(mask) if kind == "path" else "mask")
+        check_image(img, str(image) if kind == "path" else "image")
         return img, m.clamp(0, 1), kind
 
     @torch.inference_mode()

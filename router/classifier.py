@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from common import checkpoint
+from common.device import resolve as resolve_device
 
 log = logging.getLogger(__name__)
 CACHE = Path.home() / ".cache" / "harmonykit"
@@ -108,6 +109,7 @@ def meta(model: DomainClassifier, fingerprint: str) -> dict:
 
 
 def load(path, device="cpu") -> tuple[DomainClassifier, dict]:
+    device = resolve_device(device)
     tensors, m = checkpoint.load(path, kind="classifier", device=device)
     cfg = dict(m["config"])
     cfg["domains"] = tuple(cfg["domains"])

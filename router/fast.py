@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from common.io import InputError, check_mask, check_strength, write_text
+from common.io import InputError, check_image, check_mask, check_strength, write_text
 
 from . import routing
 from .zoo import read as read_zoo
@@ -274,6 +274,7 @@ class FastHarmonizer:
         if image.shape[:2] != mask.shape:
             raise InputError(f"mask is {mask.shape[1]}x{mask.shape[0]} but image is {image.shape[1]}x{image.shape[0]}")
         check_mask(mask, "mask")
+        check_image(image, "image")
         mask = np.clip(mask, 0, 1)
         t = {}
         t0 = time.perf_counter()

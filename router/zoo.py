@@ -18,8 +18,8 @@ from pathlib import Path
 from common import checkpoint
 from common.cli import print_json, run
 from common.io import InputError, write_text
+from common.shipped import DEFAULT_ZOO
 
-DEFAULT_ZOO = Path(__file__).resolve().parents[1] / "models" / "default"
 
 
 def _inside(root: Path, rel: str) -> Path:

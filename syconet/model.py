@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from common import checkpoint
+from common.device import resolve as resolve_device
 from common.gan import lsgan_terms
 
 from .bank import basis_bank
@@ -199,6 +200,7 @@ GENERATION_PREFIXES = ("enc_r.", "fc.", "bank")
 def load(path, device="cpu") -> tuple[SycoNet, dict]:
     """Rebuild a SycoNet from its checkpoint alone (config checked before the weights). A
     generation-only checkpoint (:func:`export_generation`) has no ``E^z`` / critic: it generates."""
+    device = resolve_device(device)
     tensors, m = checkpoint.load(path, kind="syconet", device=device)
     cfg = SycoNetConfig(**m["config"])
     bank = tensors["bank"].float()

@@ -26,6 +26,15 @@ def test_benchmark_report(mini_data, tiny_zoo, tmp_path):
     assert saved["methods"]["oracle"]["summary"]["All"]["fMSE"] == res["methods"]["oracle"]["summary"]["All"]["fMSE"]
 
 
+def test_benchmark_on_foreign_domains_scores_unified_only(ihd_data, tiny_zoo, tmp_path):
+    """A zoo trained on other domains (Mini* against iHarmony4's HFlickr): no routing columns, a note."""
+    res = benchmark(ihd_data, tiny_zoo, tmp_path / "rep")
+    assert set(res["methods"]) == {"composite", "reinhard", "unified"}
+    assert res["router"] is None and "HFlickr" in res["note"]
+    text = (tmp_path / "rep" / "report.md").read_text()
+    assert "**Note.**" in text and "Router accuracy" not in text and "## Routing" not in text
+
+
 def test_compose_real_composites(photos12, tmp_path):
     out = compose(ASSETS / "cutouts", photos12, tmp_path / "rc", n=4, seed=1, max_side=128)
     man = json.loads((out / "manifest.json").read_text())

@@ -120,12 +120,27 @@ def test_row1_and_defaults(runs, mini_data, capsys):
     finetune(domain="MiniFlickr", data=str(mini_data), arch="issam_test", row=1, runs=str(runs))
     res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert res["row"] == 1 and res["summary"]["MiniFlickr"]["n"] > 0
-    p = plan("MiniFlickr", arch="issam_test", runs=str(runs))
-    assert p["augment"].endswith("syconet_MiniFlickr.safetensors") and p["data"] == "data/mini4"
+    p = plan("MiniFlickr", data=str(mini_data), arch="issam_test", runs=str(runs))
+    assert p["augment"].endswith("syconet_MiniFlickr.safetensors")
+    assert p["init"] == str(runs / "issam_test_all.safetensors")
     with pytest.raises(InputError, match="pass --data"):
         plan("HFlickr", runs=str(runs))
     with pytest.raises(InputError, match="base model not found"):
-        plan("MiniFlickr", arch="rainnet", runs=str(runs))
+        plan("MiniFlickr", data=str(mini_data), arch="rainnet", runs=str(runs))
+
+
+def test_finetune_defaults_on_a_fresh_clone(mini_data, tmp_path, monkeypatch):
+    """No runs/ yet: the shipped base harmonizer and SycoNet stand in; no data/mini4: say how to build it."""
+    from common import shipped
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(InputError, match="data/mini4: folder not found .*make benchmark"):
+        plan("MiniFlickr")
+    p = plan("MiniFlickr", data=str(mini_data))
+    assert p["init"] == str(shipped.BASE_HARMONIZER) and p["augment"] == f"syconet:{shipped.SYCONET_ALL}"
+    assert plan("MiniFlickr", data=str(mini_data), row=5)["augment"] == f"syconet:{shipped.SYCONET_ALL}"
+    assert A.parse("syconet") == ("syconet", str(shipped.SYCONET_ALL))
+    for f in (shipped.BASE_HARMONIZER, shipped.SYCONET_ALL):
+        assert f.is_file()
 
 
 def test_static_augmentation(runs, mini_data, tmp_path, monkeypatch):

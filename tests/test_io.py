@@ -5,7 +5,8 @@ import pytest
 import torch
 from PIL import Image
 
-from common.io import InputError, image_grid, image_size, read_image, read_mask, read_pair, write_image
+from common.io import (InputError, check_image, check_mask, image_grid, image_size, looks_like_mask, read_image, read_mask,
+                       read_pair, write_image)
 
 
 def _rgb(tmp_path, name="a.png", size=(20, 10), mode="RGB", **kw):
@@ -143,6 +144,48 @@ class TestMask:
         Image.fromarray(rgba).save(tmp_path / "cut.png")
         assert read_mask(tmp_path / "cut.png").sum() == 12
 
+    def test_opaque_rgba_holding_a_grey_mask(self, tmp_path):
+        """Alpha opaque but not constant (217–255), the mask in the colour channels: a grey mask."""
+        rgba = np.zeros((10, 20, 4), np.uint8)
+        rgba[2:8, 5:15, :3] = 255
+        rgba[..., 3] = np.random.default_rng(0).integers(217, 256, (10, 20))
+        Image.fromarray(rgba).save(tmp_path / "opaque.png")
+        m = read_mask(tmp_path / "opaque.png")
+        assert m.sum() == 60 and m.max() == 1
+
+    def test_noise_floor_is_background(self, tmp_path):
+        """An RGB mask whose background is 22–26, never 0: background 0, foreground 1, edge stays soft."""
+        rng = np.random.default_rng(0)
+        m = rng.integers(22, 27, (40, 40)).astype(np.uint8)
+        m[10:30, 10:30] = 255
+        m[10:30, 9] = 140  # a soft edge
+        Image.fromarray(np.repeat(m[..., None], 3, 2)).save(tmp_path / "floor.png")
+        r = read_mask(tmp_path / "floor.png")[0]
+        assert float(r[0:8].max()) <= 4 / 233 and float(r[10:30, 10:30].min()) == 1
+        assert abs(float(r[15, 9]) - (140 - 22) / 233) < 0.01
+        check_mask(r)
+
+    def test_jpeg_grey_mask_is_not_a_photo(self, tmp_path):
+        m = np.zeros((64, 64), np.uint8)
+        m[16:48, 20:44] = 255
+        Image.fromarray(np.repeat(m[..., None], 3, 2)).save(tmp_path / "m.jpg", quality=70)
+        r = read_mask(tmp_path / "m.jpg")[0]
+        assert abs(float((r > 0.5).float().sum()) - 32 * 24) <= 40
+
+    def test_photo_given_as_mask_is_refused(self, tmp_path):
+        photo, _ = _rgb(tmp_path, "photo.png", size=(64, 48))
+        with pytest.raises(InputError, match="photo.png: looks like a photo, not a mask"):
+            read_mask(photo)
+
+    def test_mask_given_as_image_is_refused(self, tmp_path):
+        m = read_image(_mask(tmp_path, "mask.png"))
+        with pytest.raises(InputError, match="x.png: looks like a mask, not a photo"):
+            check_image(m, "x.png")
+        check_image(read_image(_rgb(tmp_path)[0]))  # a photo passes, as tensor and as array
+        assert not looks_like_mask(np.asarray(Image.open(_rgb(tmp_path)[0]), np.float32) / 255)
+        grey = np.full((10, 20, 3), 0.5, np.float32)
+        assert not looks_like_mask(grey)  # a grey photo is not a mask
+
     def test_pair_errors(self, tmp_path):
         img, _ = _rgb(tmp_path)
         with pytest.raises(InputError, match="no foreground"):
@@ -214,3 +257,18 @@ class TestFindPairs:
         self._img(tmp_path / "e" / "z.jpg")
         with pytest.raises(InputError, match="no composite with a mask"):
             find_pairs(tmp_path / "e")
+
+
+class TestDevice:
+    def test_unknown_and_absent_devices_are_one_line_errors(self):
+        from common.device import resolve
+        assert resolve("cpu") == torch.device("cpu")
+        assert resolve("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+        with pytest.raises(InputError, match="'tpu': unknown device"):
+            resolve("tpu")
+        if not torch.cuda.is_available():
+            with pytest.raises(InputError, match="no CUDA GPU is usable"):
+                resolve("cuda")
+        else:
+            with pytest.raises(InputError, match="CUDA GPU"):
+                resolve(f"cuda:{torch.cuda.device_count()}")
