@@ -20,6 +20,45 @@ def run(component, name: str | None = None) -> None:
         sys.exit(2)
 
 
+# Flags that several commands share, described once (fire shows the docstring's Args in --help).
+SHARED_ARGS = {
+    "data": "dataset root in the iHarmony4 layout (default data/mini4: make benchmark builds it).",
+    "domains": "comma-separated domain names, or all.",
+    "split": "train or test.",
+    "steps": "optimizer steps.",
+    "batch_size": "images per step (over all processes under torchrun).",
+    "lr": "learning rate (AdamW).",
+    "workers": "DataLoader worker processes (0: load in the main process).",
+    "seed": "random seed (data order, augmentation, initialisation).",
+    "save_every": "write <out>.last.safetensors (weights, optimizer, step) every N steps, for resuming.",
+    "val_every": "score a held-out share of the training photos every N steps and keep <out>.best (0: off).",
+    "val_fraction": "share of the training photos held out when --val_every is set (never the test split).",
+    "device": "auto (a GPU when there is one), cpu, cuda or cuda:N.",
+    "resume": "continue from <out>.last.safetensors when it exists.",
+    "overwrite": "replace existing outputs.",
+    "cache": "keep decoded training images in memory (budget HARMONY_CACHE_MB, default 2048 per process).",
+    "amp": "bf16 autocast on CUDA.",
+    "channels_last": "channels-last memory layout for the model and the image batches.",
+    "zoo": "model zoo folder (default models/default).",
+    "size": "image size the network sees.",
+}
+
+
+def shared_args(fn):
+    """Append the :data:`SHARED_ARGS` descriptions of ``fn``'s parameters that its docstring's Args
+    section does not describe (that section must come last in the docstring)."""
+    import inspect
+    from fire import docstrings
+    doc = inspect.cleandoc(fn.__doc__ or "")
+    described = {a.name for a in (docstrings.parse(doc).args or [])}
+    extra = [f"    {k}: {SHARED_ARGS[k]}" for k in inspect.signature(fn).parameters
+             if k in SHARED_ARGS and k not in described]
+    if extra:
+        doc += ("\n" if "\nArgs:" in doc else "\n\nArgs:\n") + "\n".join(extra)
+    fn.__doc__ = doc
+    return fn
+
+
 def names(value) -> list[str]:
     """A comma-separated CLI value (or a list/tuple, as python-fire may pass it) → stripped names."""
     items = value.split(",") if isinstance(value, str) else value

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from common.cli import run
+from common.cli import run, shared_args
 from common.io import IMAGE_SUFFIXES, InputError, image_grid, read_pair, write_image, write_text
 
 from . import transfer as T
@@ -209,10 +209,21 @@ def build(photos="assets/photos", out="data/mini4", seed: int = 0, max_side: int
     return out
 
 
+@shared_args
 def main(photos="assets/photos", out="data/mini4", seed: int = 0, max_side: int = 512,
          overwrite: bool = False) -> None:
+    """Build the offline benchmark (four domains in the iHarmony4 layout) from photos and masks.
+
+    Args:
+        photos: folder with images/ and masks/ (and optionally a manifest that assigns domains).
+        out: output dataset root.
+        seed: random seed: the same seed gives byte-identical output.
+        max_side: photos are scaled to this long side.
+    """
     build(photos, out, seed, max_side, overwrite)
 
 
+CLI = main
+
 if __name__ == "__main__":
-    run(main)
+    run(CLI)

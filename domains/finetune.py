@@ -18,7 +18,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from common import shipped
-from common.cli import print_json, run
+from common.cli import print_json, run, shared_args
 from common.io import InputError
 
 from .dataset import MINI4
@@ -68,12 +68,24 @@ def plan(domain: str, data=None, base=None, augment=None, arch: str = "issam", o
     return {"data": data, "domains": domain, "init": base, "augment": augment, "only_aug": only_aug, "out": out}
 
 
+@shared_args
 def main(domain: str, data: str | None = None, base: str | None = None, augment: str | None = None,
          arch: str = "issam", out: str | None = None, row: int | None = None, runs: str = "runs",
          steps: int = 300, batch_size: int = 16, lr: float = 1e-4, seed: int = 0, workers: int = 0,
          device: str = "auto", overwrite: bool = False, regrade: float = 0.0) -> None:
-    """Finetune ``--base`` on ``--domain`` (see the module docstring for the defaults); ``--regrade P``
-    as in ``harmonizers.train``."""
+    """Finetune the all-domain harmonizer on one domain (the module docstring lists the defaults).
+
+    Args:
+        domain: the domain to finetune on (MiniCOCO, ..., or HFlickr etc. with --data).
+        base: starting harmonizer (default runs/<arch>_all.safetensors, else the shipped unified model).
+        augment: augmentation spec (default syconet:runs/syconet_<domain>.safetensors, else the shipped SycoNet).
+        arch: architecture family of the default base and output names (issam or rainnet).
+        out: checkpoint to write (default runs/<arch>_<domain>.safetensors).
+        row: run Table 1 row N (1 evaluates the base; 2 originals; 3 +CT; 4 +LUT; 5 +SycoNet(all);
+            6 SycoNet(D) only; 7 originals + SycoNet(D)).
+        runs: folder of trained models that the defaults look in.
+        regrade: share of training pairs re-graded (as in harmonizers.train).
+    """
     args = plan(domain, data, base, augment, arch, out, row, runs)
     if args.get("row") == 1:
         from eval.score import evaluate_checkpoint
@@ -84,5 +96,7 @@ def main(domain: str, data: str | None = None, base: str | None = None, augment:
                overwrite=overwrite, regrade=regrade)
 
 
+CLI = main
+
 if __name__ == "__main__":
-    run(main)
+    run(CLI)

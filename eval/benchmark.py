@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from common.cli import run
+from common.cli import run, shared_args
 from common.io import InputError, image_grid, resize_to_height, read_image, read_mask, write_image, write_text
 from domains.dataset import load_samples
 from router.api import Harmonizer
@@ -197,10 +197,17 @@ def real_composites(composites, zoo=None, out="reports/real_composites", masks=N
     return res
 
 
+@shared_args
 def main(data="data/mini4", zoo: str | None = None, out: str = "reports/benchmark", domains="all",
          split: str = "test", device: str = "cpu", overwrite: bool = False, composites: str | None = None,
          masks: str | None = None) -> None:
-    """Score a benchmark (``--data``), or with ``--composites DIR`` real composites without ground truth."""
+    """Score the zoo's modes on a benchmark's test split, or (--composites) real composites without ground truth.
+
+    Args:
+        out: report folder (report.md, results.json, picture grids).
+        composites: folder of real composites: report where they are routed and how routed and unified differ.
+        masks: their masks folder (default: found next to the composites).
+    """
     if composites:
         res = real_composites(composites, zoo, out, masks, device, overwrite)
         print(json.dumps({"out": str(out), "n": res["n"], "routing": res["routing"],
@@ -212,5 +219,7 @@ def main(data="data/mini4", zoo: str | None = None, out: str = "reports/benchmar
     print(json.dumps({"out": str(out), "router_accuracy": acc, "fMSE_All": fm, "note": res["note"]}))
 
 
+CLI = main
+
 if __name__ == "__main__":
-    run(main)
+    run(CLI)

@@ -17,7 +17,7 @@ import numpy as np
 from PIL import Image, ImageOps
 from tqdm import tqdm
 
-from common.cli import run
+from common.cli import run, shared_args
 from common.io import IMAGE_SUFFIXES, InputError, write_image, write_text
 
 
@@ -80,11 +80,23 @@ def compose(cutouts="assets/cutouts", backgrounds="assets/photos", out="data/rea
     return out
 
 
+@shared_args
 def main(cutouts="assets/cutouts", backgrounds="assets/photos", out="data/real_composites", n: int = 50,
          seed: int = 0, max_side: int = 1024, overwrite: bool = False) -> None:
+    """Real composites: cut-outs pasted into photos at 5-35 % of the area, mask from alpha.
+
+    Args:
+        cutouts: folder of RGBA cut-outs.
+        backgrounds: folder of photos (an images/ subfolder is used when present).
+        out: output folder (composites/, masks/, manifest.json).
+        n: number of composites.
+        max_side: long side of the backgrounds.
+    """
     p = compose(cutouts, backgrounds, out, n, seed, max_side, overwrite)
     print(f"wrote {p}")
 
 
+CLI = main
+
 if __name__ == "__main__":
-    run(main)
+    run(CLI)

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from common.cli import names, run
+from common.cli import names, run, shared_args
 from common.io import InputError, read_image, read_mask
 from domains.dataset import load_samples, real_images
 from domains.transfer import lab_to_rgb, rgb_to_lab
@@ -91,9 +91,16 @@ def fit_prior(data, domains="all", ridge: float = 10.0) -> StatsPrior:
     return StatsPrior(ridge).fit(np.array(fg), np.array(bg))
 
 
+@shared_args
 def prior(data="data/mini4", domains="all", alphas=(0.25, 0.5, 1.0), kinds=KINDS, ridge: float = 10.0,
           split: str = "test") -> dict:
-    """fMSE of foreground-statistics priors on the test split, per domain, for each kind and alpha."""
+    """fMSE of foreground-statistics priors on the test split, per domain, for each kind and alpha.
+
+    Args:
+        alphas: how far to move each foreground's CIELAB statistics towards the prediction.
+        kinds: prior (the training photos' average) and/or bg (ridge regression on the background).
+        ridge: ridge strength of the bg regression.
+    """
     from .score import score
     alphas = [float(a) for a in (alphas if isinstance(alphas, (list, tuple)) else names(str(alphas)))]
     kinds = kinds if isinstance(kinds, (list, tuple)) else names(kinds)
@@ -113,10 +120,15 @@ def prior(data="data/mini4", domains="all", alphas=(0.25, 0.5, 1.0), kinds=KINDS
     return res
 
 
+@shared_args
 @torch.inference_mode()
 def strength(data="data/mini4", ckpt: str = "runs/issam_all.safetensors", domains="all", split: str = "test",
              size: int = M.EVAL_SIZE) -> dict:
-    """β* and fMSE at β = 0, 1, β* per domain for a harmonizer checkpoint (full resolution, as scored)."""
+    """β* (the best scaling of the model's change) and fMSE at β = 0, 1, β* per domain.
+
+    Args:
+        ckpt: harmonizer checkpoint.
+    """
     from harmonizers.models import harmonize, load
     model, _ = load(ckpt)
     per = {}
@@ -192,12 +204,16 @@ def _fit_linear(x: torch.Tensor, y: torch.Tensor, classes: int, hidden: int = 0,
     return net
 
 
+@shared_args
 def separability(data="data/mini4", n: int = 1500, size: int = 128, hidden: int = 0, seed: int = 0) -> dict:
-    """How well do colour statistics tell the domains' processes apart? ``n`` fresh composites made by
-    each domain's own process from the training photos (``router.synth``, the shipped classifier's
-    training data), 49 statistics each (:func:`colour_features`), a softmax regression (or an MLP
-    with ``--hidden H``) fitted on them; accuracy on those composites, on ``n // 3`` fresh ones from
-    the same photos, and on the stored test split (unseen photos)."""
+    """How well colour statistics tell the domains' processes apart: n fresh composites per
+    domain's process, 49 statistics each, a softmax regression (or an MLP); accuracy on those, on
+    fresh ones of the same photos, and on the stored test split.
+
+    Args:
+        n: fresh composites to fit on.
+        hidden: hidden units of an MLP (0: softmax regression).
+    """
     from router.synth import ProcessComposites
     from domains.dataset import HarmonyDataset
     torch.manual_seed(seed)
@@ -251,5 +267,7 @@ def _quiet(fn):
     return cli
 
 
+CLI = {"prior": _quiet(prior), "strength": _quiet(strength), "separability": _quiet(separability)}
+
 if __name__ == "__main__":
-    run({"prior": _quiet(prior), "strength": _quiet(strength), "separability": _quiet(separability)})
+    run(CLI)

@@ -12,14 +12,14 @@ Metrics follow iS2AM at 256×256 (see ``eval.metrics``); the table has one row p
 """
 from __future__ import annotations
 
-import json
+import json as jsonlib
 from pathlib import Path
 from typing import Callable
 
 import torch
 from tqdm import tqdm
 
-from common.cli import run
+from common.cli import run, shared_args
 from common.io import InputError, read_image, read_mask, write_text
 from domains.dataset import load_samples
 
@@ -82,15 +82,22 @@ def dir_predictor(data, pred_dir, domains="all", split: str = "test"):
     return predict
 
 
+@shared_args
 def main(data="data/mini4", pred: str | None = None, method: str = "composite", ckpt: str | None = None,
          domains="all", split: str = "test", size: int = M.EVAL_SIZE, full_res: str = "transform",
-         out: str | None = None, json_out: str | None = None, overwrite: bool = False, **kw) -> None:
-    """Score ``--pred DIR`` (or ``--pred composite``), a baseline (``--method``) or a harmonizer (``--ckpt``)."""
-    if "json" in kw:
-        json_out = kw.pop("json")
-    if kw:
-        raise InputError(f"unknown option(s): {', '.join('--' + k for k in kw)}")
-    out = out or json_out
+         out: str | None = None, json: str | None = None, overwrite: bool = False) -> None:
+    """Score predictions, a baseline or a harmonizer checkpoint against a dataset's real images.
+
+    Args:
+        pred: folder with one result per composite (named by its stem), or composite for the unharmonized ones.
+        method: classical baseline to score when neither --pred nor --ckpt is given (composite, reinhard).
+        ckpt: harmonizer checkpoint to run and score.
+        size: evaluation size (images resized to size×size).
+        full_res: how --ckpt results are brought to full resolution (transform, upsample, full).
+        out: write the scores, per image and summed up, as JSON to this file.
+        json: the same as --out.
+    """
+    out = out or json
     if pred is not None and pred in BASELINES:
         method, pred = pred, None
     if pred is not None:
@@ -108,9 +115,11 @@ def main(data="data/mini4", pred: str | None = None, method: str = "composite", 
     if out:
         res = {"method": method, "data": str(data), "split": split, "size": size,
                "summary": summary, "by_fg_ratio": acc.by_fg_ratio(), "images": acc.rows}
-        write_text(json.dumps(res, indent=1), out, overwrite=overwrite)
+        write_text(jsonlib.dumps(res, indent=1), out, overwrite=overwrite)
         print(f"\nwrote {out}")
 
 
+CLI = main
+
 if __name__ == "__main__":
-    run(main)
+    run(CLI)

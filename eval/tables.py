@@ -29,7 +29,7 @@ from pathlib import Path
 
 import torch
 
-from common.cli import names, run
+from common.cli import names, run, shared_args
 from common.io import InputError, write_text
 
 ROW_NAMES = {1: "base model (all domains)", 2: "+ finetune on D", 3: "+ CT augmentation", 4: "+ random-LUT augmentation",
@@ -124,12 +124,21 @@ def _header_lines(res: Results, command: str) -> list[str]:
             f"Machine: {h['machine']}; device {h['device']}; data `{h['data']}`; sizes: {h['sizes']}.", ""]
 
 
+@shared_args
 def table1(data: str = "data/mini4", domains: str = "MiniFlickr,MiniDay2night", out: str = "reports/table1",
            runs: str = "runs", seeds: int = 2, steps: int = 100, batch_size: int = 8, lr: float = 1e-4,
            archs: str = "issam,rainnet", device: str = "auto", syconet_arch: str = "syconet_r18",
            syconet_size: int = 128) -> None:
-    """Table 1 rows 1-7 per domain with iS2AM, and rows 1, 2, 7 with RainNet (``--archs``; the base
-    model of an arch is ``<runs>/<arch>_all.safetensors``)."""
+    """Table 1 of the paper: rows 1-7 per domain with iS2AM, rows 1, 2, 7 with RainNet.
+
+    Args:
+        out: report folder.
+        runs: folder of trained models (<runs>/<arch>_all.safetensors is each arch's base model).
+        seeds: seeds per row.
+        archs: comma-separated harmonizer families.
+        syconet_arch: SycoNet variant for the per-domain SycoNets.
+        syconet_size: SycoNet training size.
+    """
     from domains.dataset import resolve_domains
     doms, archs = resolve_domains(data, domains), tuple(names(archs))
     outp, runp = Path(out), Path(runs)
@@ -200,10 +209,22 @@ def _write_table1(res: Results, outp: Path, doms, archs, command):
     write_text("\n".join(lines) + "\n", outp / "report.md", overwrite=True)
 
 
+@shared_args
 def table2(data: str = "data/mini4", domain: str = "MiniDay2night", out: str = "reports/table2", runs: str = "runs",
            syconet_steps: int = 300, steps: int = 100, batch_size: int = 8, lr: float = 1e-4, k: int = 10,
            arch: str = "issam", device: str = "auto", syconet_arch: str = "syconet_r18", syconet_size: int = 128) -> None:
-    """Table 2: SycoNet ablations on one domain (Div + the harmonizer finetuned with each)."""
+    """Table 2: SycoNet ablations on one domain (Div, and the harmonizer finetuned with each).
+
+    Args:
+        domain: the domain.
+        out: report folder.
+        runs: folder of trained models.
+        syconet_steps: training steps of each SycoNet ablation.
+        k: samples per real image for Div.
+        arch: harmonizer family finetuned with each ablation.
+        syconet_arch: SycoNet variant.
+        syconet_size: SycoNet training size.
+    """
     from domains.dataset import HarmonyDataset
     from syconet.evaluate import diversity
     from syconet.model import load
@@ -266,5 +287,7 @@ def _machine(device: str) -> str:
     return f"{platform.machine()} CPU, {os.cpu_count()} cores, torch {torch.get_num_threads()} threads"
 
 
+CLI = {"table1": table1, "table2": table2}
+
 if __name__ == "__main__":
-    run({"table1": table1, "table2": table2})
+    run(CLI)

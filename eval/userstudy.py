@@ -34,7 +34,7 @@ import torch
 from PIL import Image, ImageDraw
 from tqdm import tqdm
 
-from common.cli import names as split_names, run
+from common.cli import names as split_names, run, shared_args
 from common.io import InputError, find_pairs, read_pair, to_pil, write_image, write_text
 
 METHODS = ("composite", "reinhard", "unified", "routed")
@@ -61,9 +61,18 @@ def _display(img: torch.Tensor, max_side: int) -> Image.Image:
     return im.resize((max(1, round(im.width * s)), max(1, round(im.height * s))), Image.LANCZOS) if s < 1 else im
 
 
+@shared_args
 def export(composites, out, methods: str = ",".join(METHODS), zoo=None, masks=None, max_side: int = 1024,
            seed: int | None = None, overwrite: bool = False, device: str = "cpu") -> Path:
-    """Run ``methods`` on every composite in COMPOSITES and write the study folder OUT."""
+    """Run each method on every composite and write a self-contained study folder (open index.html).
+
+    Args:
+        composites: folder of composites (masks found as predict_dir finds them).
+        out: study folder to write.
+        methods: comma-separated: composite, reinhard, unified, routed, soft, oracle:DOMAIN.
+        masks: masks folder (default: found next to the composites).
+        max_side: long side of the displayed images.
+    """
     names = split_names(methods)
     if len(names) < 2 or len(set(names)) != len(names):
         raise InputError(f"--methods needs at least two different methods, got {names}")
@@ -246,9 +255,17 @@ def bradley_terry(wins: np.ndarray, ridge: float = 1e-3, iters: int = 100) -> np
     return s - s.mean()
 
 
+@shared_args
 def analyze(votes, manifest, out="reports/userstudy", bootstrap: int = 1000, seed: int = 0,
             overwrite: bool = True) -> dict:
-    """Bradley–Terry scores per method from VOTES (CSV paths or glob patterns) and the MANIFEST."""
+    """Bradley–Terry scores per method from the downloaded votes, with bootstrap intervals.
+
+    Args:
+        votes: CSV files or glob patterns (quote them).
+        manifest: the study's manifest.json (hidden id → method).
+        out: report folder (bt.md, bt.json, bt.png).
+        bootstrap: bootstrap resamples for the 95 % intervals.
+    """
     pats = split_names(votes)
     paths = sorted({p for pat in pats for p in (glob.glob(pat) or [pat])})
     for p in paths:
@@ -318,12 +335,23 @@ def _bar_plot(table, w: int = 640, row: int = 44) -> Image.Image:
     return im
 
 
+@shared_args
 def compose(cutouts="assets/cutouts", backgrounds="assets/photos", out="data/real_composites", n: int = 50,
             seed: int = 0, max_side: int = 1024, overwrite: bool = False) -> Path:
-    """Real composites (cut-outs pasted into photos, mask from alpha): see ``eval.compose``."""
+    """Real composites: cut-outs pasted into photos, mask from alpha (same as eval.compose).
+
+    Args:
+        cutouts: folder of RGBA cut-outs.
+        backgrounds: folder of photos (an images/ subfolder is used when present).
+        out: output folder (composites/, masks/, manifest.json).
+        n: number of composites.
+        max_side: long side of the backgrounds.
+    """
     from eval.compose import compose as _compose
     return _compose(cutouts, backgrounds, out, n=n, seed=seed, max_side=max_side, overwrite=overwrite)
 
 
+CLI = {"compose": compose, "export": export, "analyze": analyze}
+
 if __name__ == "__main__":
-    run({"compose": compose, "export": export, "analyze": analyze})
+    run(CLI)

@@ -22,7 +22,7 @@ import logging
 import torch
 from torch import nn
 
-from common.cli import print_json, run
+from common.cli import print_json, run, shared_args
 from common.engine import EngineConfig, dist_info, pick_device, train
 from common.gan import lsgan_terms
 from common.io import InputError
@@ -120,17 +120,28 @@ def build(arch: str, init: str | None, size: int | None) -> tuple[Harmonizer, di
     return create(ARCH_ALIASES.get(arch, arch), size=size), {}
 
 
+@shared_args
 def main(data="data/mini4", domains="all", arch: str = "issam", out="runs/issam_all.safetensors",
          augment: str = "none", only_aug: bool = False, init: str | None = None, size: int | None = None,
          steps: int = 2000, batch_size: int = 16, lr: float = 1e-3, workers: int = 0, seed: int = 0,
          save_every: int = 100, val_every: int = 0, device: str = "auto", resume: bool = True,
          overwrite: bool = False, cache: bool = True, amp: bool = True, channels_last: bool = False,
          gan_weight: float = 0.0, val_fraction: float = 0.1, regrade: float = 0.0) -> None:
-    """Train a harmonizer; ``--init`` finetunes from a checkpoint (all-domain base model).
-    With ``--val_every N`` a share ``--val_fraction`` of the training photos is held out and scored
-    every N steps (``<out>.best.safetensors``); the test split is never used for validation.
-    ``--regrade P`` puts a share P of the training pairs (composite and real alike) under a random
-    global look (:class:`harmonizers.augment.Regrade`)."""
+    """Train a harmonizer (iS2AM or RainNet) on a dataset, optionally with augmentation.
+
+    The test split is never used for validation: ``--val_every`` holds out a share of the training
+    photos instead.
+
+    Args:
+        arch: issam, rainnet or a registered variant (issam64, rainnet128, ...; harmonizers.models.VARIANTS).
+        out: checkpoint to write (.safetensors); <out>.last.safetensors is kept for resuming.
+        augment: none, ct, lut, syconet[:CKPT], syconet_zc:CKPT or static:K:CKPT (see the README).
+        only_aug: train on the augmented composites alone (Table 1 row 6).
+        init: start from this harmonizer checkpoint (finetuning; its architecture and size are kept).
+        size: training size (default the variant's).
+        gan_weight: weight of RainNet's adversarial term (0: off).
+        regrade: share of training pairs put, composite and real alike, under one random global look.
+    """
     if gan_weight < 0:
         raise InputError(f"--gan_weight must be >= 0, got {gan_weight}")
     if only_aug and A.parse(augment)[0] in ("none", "static"):
@@ -153,5 +164,7 @@ def main(data="data/mini4", domains="all", arch: str = "issam", out="runs/issam_
         print_json({**res, "arch": model.arch, "size": model.size, "augment": augment, "domains": train_ds.domains})
 
 
+CLI = main
+
 if __name__ == "__main__":
-    run(main)
+    run(CLI)

@@ -3,5 +3,7 @@ import fire
 
 from . import predict, predict_dir
 
+CLI = {"predict": predict, "predict_dir": predict_dir}
+
 if __name__ == "__main__":
-    fire.Fire({"predict": predict, "predict_dir": predict_dir})
+    fire.Fire(CLI)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from common.cli import run
+from common.cli import run, shared_args
 from common.io import image_grid, read_pair, write_image
 
 from .api import Harmonizer
@@ -17,8 +17,16 @@ from .api import Harmonizer
 ASSETS = Path(__file__).resolve().parents[1] / "assets" / "demo"
 
 
+@shared_args
 def main(image: str = str(ASSETS / "koala.jpg"), mask: str = str(ASSETS / "koala_mask.png"), out: str = "runs/demo",
          zoo: str | None = None) -> None:
+    """Harmonize the bundled demo composite and write the side-by-side picture (composite | routed | unified).
+
+    Args:
+        image: the composite.
+        mask: its mask.
+        out: output folder.
+    """
     img, m = read_pair(image, mask)
     h = Harmonizer.from_zoo(zoo)
     routed = h.run(img, m, "routed")
@@ -33,5 +41,7 @@ def main(image: str = str(ASSETS / "koala.jpg"), mask: str = str(ASSETS / "koala
                       "side_by_side": str(grid), "columns": ["composite", "routed", "unified"][:len(outs)]}))
 
 
+CLI = main
+
 if __name__ == "__main__":
-    run(main)
+    run(CLI)

@@ -299,10 +299,19 @@ class FastHarmonizer:
         return res
 
 
+def _export(zoo=None, overwrite: bool = False):
+    """Export a zoo's networks to ONNX (``<zoo>/onnx/``, with a manifest of checkpoint hashes).
+
+    Args:
+        zoo: model zoo folder (default models/default).
+        overwrite: replace an existing export.
+    """
+    from common.cli import print_json
+    print_json({"onnx": str(export(zoo, overwrite))})
+
+
+CLI = {"export": _export}
+
 if __name__ == "__main__":
-    from common.cli import print_json, run
-
-    def _export(zoo=None, overwrite: bool = False):
-        print_json({"onnx": str(export(zoo, overwrite))})
-
-    run({"export": _export})
+    from common.cli import run
+    run(CLI)

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from common.cli import print_json, run
+from common.cli import print_json, run, shared_args
 from common.engine import EngineConfig, dist_info, train
 from common.io import InputError, write_text
 from domains.dataset import HarmonyDataset, batches, fingerprint, train_val
@@ -73,15 +73,25 @@ class ClassifierTask:
         return {"score": 1 - r["accuracy"], "accuracy": r["accuracy"]}
 
 
+@shared_args
 def main(data="data/mini4", out="runs/router.safetensors", backbone: str = "auto", use_mask: bool = True,
          size: int = 224, pretrained_file: str | None = None, steps: int = 1000, batch_size: int = 32,
          lr: float = 1e-3, workers: int = 0, seed: int = 0, val_every: int = 0, device: str = "auto",
          resume: bool = True, overwrite: bool = False, synthesize: bool = False, amp: bool = True,
          channels_last: bool = False, val_fraction: float = 0.1) -> None:
-    """With ``--val_every N`` a share ``--val_fraction`` of the training photos is held out and
-    scored every N steps; the confusion matrix at the end is on the test split. ``--synthesize``
-    trains on fresh composites made by each domain's own process from the training photos (offline
-    benchmark only; see router.synth), so the label depends on the process, not the photo."""
+    """Train the timm domain classifier that routes a composite to its domain's harmonizer.
+
+    The confusion matrix printed at the end is on the test split.
+
+    Args:
+        out: checkpoint to write.
+        backbone: timm model name; auto = tf_efficientnet_lite0 with ImageNet weights when the
+            pretrained extra is installed, else resnet18 from scratch.
+        use_mask: give the mask as a fourth input channel.
+        size: input size of the classifier.
+        pretrained_file: local weights file for the backbone (timm pretrained_cfg_overlay).
+        synthesize: train on fresh composites made by each domain's own process (offline benchmark only).
+    """
     torch.manual_seed(seed)
     train_ds, val_ds = train_val(data, "all", size, True, val_fraction if val_every else 0.0)
     test_ds = HarmonyDataset(data, "all", "test", size=size, domain_names=train_ds.domains)
@@ -109,5 +119,7 @@ def main(data="data/mini4", out="runs/router.safetensors", backbone: str = "auto
                 "use_mask": use_mask, "synthesize": synthesize, "seconds": res["seconds"]})
 
 
+CLI = main
+
 if __name__ == "__main__":
-    run(main)
+    run(CLI)

@@ -16,7 +16,7 @@ import json
 from pathlib import Path
 
 from common import checkpoint
-from common.cli import print_json, run
+from common.cli import print_json, run, shared_args
 from common.io import InputError, write_text
 from common.shipped import DEFAULT_ZOO
 
@@ -117,18 +117,36 @@ def build(out, classifier, domains=None, unified=None, syconets=None, fp16: bool
     return out
 
 
+@shared_args
 def _cli_build(out, classifier, domains=None, unified=None, syconets=None, fp16: bool = False, overwrite: bool = False):
+    """Build a model zoo folder: copy the checkpoints in and write zoo.json.
+
+    Args:
+        out: the zoo folder to write.
+        classifier: domain classifier checkpoint.
+        domains: per-domain harmonizers as DOMAIN=PATH, comma-separated.
+        unified: the unified harmonizer checkpoint.
+        syconets: per-domain SycoNets as DOMAIN=PATH, comma-separated (recorded for provenance).
+        fp16: store the weights as float16 (loaded back as float32).
+    """
     p = build(out, classifier, domains, unified, syconets, fp16, overwrite)
     size = sum(f.stat().st_size for f in p.iterdir() if f.is_file())
     print_json({"zoo": str(p), "bytes": size})
 
 
+@shared_args
 def _cli_check(zoo=None):
+    """Check a zoo: every path inside the folder, every checkpoint of the kind and domain zoo.json says.
+
+    Args:
+        zoo: model zoo folder (default models/default).
+    """
     z = read(zoo)
     print_json({"zoo": str(z["root"]), "domains": sorted(z["domains"]), "unified": bool(z["unified"]),
                 "syconets": sorted(z["syconets"])})
 
 
-if __name__ == "__main__":
-    run({"build": _cli_build, "check": _cli_check})
+CLI = {"build": _cli_build, "check": _cli_check}
 
+if __name__ == "__main__":
+    run(CLI)

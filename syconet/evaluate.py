@@ -24,7 +24,7 @@ import json
 import numpy as np
 import torch
 
-from common.cli import run
+from common.cli import run, shared_args
 from domains.dataset import HarmonyDataset, batches, real_images
 
 from eval import metrics as M
@@ -135,8 +135,16 @@ def evaluate(data, ckpt, domains="all", split: str = "test", size: int = 256, k:
     return out
 
 
+@shared_args
 def main(data="data/mini4", ckpt="runs/syconet_all.safetensors", domains="all", split: str = "test",
          size: int = 256, k: int = 10, zc: bool = False, device: str = "cpu") -> None:
+    """Reconstruction fMSE, Div (diversity of K samples) and shift_ED of a SycoNet, per domain.
+
+    Args:
+        ckpt: SycoNet checkpoint (a full training checkpoint: reconstruction needs E^z).
+        k: samples per real image for Div and shift_ED.
+        zc: sample z from E^z's posterior on the composite instead of N(0, I).
+    """
     res = evaluate(data, ckpt, domains, split, size, k, zc, device)
     print(f"| domain | images | comp fMSE | rec fMSE | Div (k={k}{', z^c' if zc else ''}) | shift ED |\n"
           "|---|---:|---:|---:|---:|---:|")
@@ -145,5 +153,7 @@ def main(data="data/mini4", ckpt="runs/syconet_all.safetensors", domains="all", 
     print(json.dumps(res))
 
 
+CLI = main
+
 if __name__ == "__main__":
-    run(main)
+    run(CLI)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from common.cli import print_json, run
+from common.cli import print_json, run, shared_args
 from common.io import InputError, image_grid, read_pair, to_uint8, write_image
 
 from .lut import apply_lut_u8, combine
@@ -44,8 +44,18 @@ def sample(model, real: torch.Tensor, mask: torch.Tensor, k: int = 10, seed: int
     return torch.stack(outs)
 
 
+@shared_args
 def main(image: str, mask: str, ckpt: str = str(DEFAULT_CKPT), k: int = 10, out: str = "samples",
          seed: int = 0, overwrite: bool = False, device: str = "cpu") -> None:
+    """Generate K synthetic composites of a real image and its foreground mask with SycoNet.
+
+    Args:
+        image: the real photo.
+        mask: its foreground mask.
+        ckpt: SycoNet checkpoint (default the shipped one).
+        k: number of samples.
+        out: output folder.
+    """
     if k < 1:
         raise InputError(f"-k must be at least 1, got {k}")
     t0 = time.time()
@@ -66,5 +76,7 @@ def main(image: str, mask: str, ckpt: str = str(DEFAULT_CKPT), k: int = 10, out:
     print_json({"samples": [str(p) for p in paths], "grid": str(grid_path), "seconds": round(time.time() - t0, 2)})
 
 
+CLI = main
+
 if __name__ == "__main__":
-    run(main)
+    run(CLI)

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from common import checkpoint
-from common.cli import print_json, run
+from common.cli import print_json, run, shared_args
 from common.engine import EngineConfig, train
 from common.io import InputError
 from domains.dataset import HarmonyDataset, Mixed, fingerprint, resolve_domains, train_val
@@ -79,6 +79,7 @@ def build_model(arch: str, init: str | None, ablation: str, pretrained_file: str
     return create(arch, pretrained_file=pretrained_file, **overrides, **ABLATIONS[ablation]), arch
 
 
+@shared_args
 def main(data="data/mini4", domains="all", out="runs/syconet_all.safetensors", init: str | None = None,
          arch: str = "syconet_r18", ablation: str = "none", size: int = 256, enc_size: int | None = None,
          kl_weight: float | None = None, kl_warmup: float | None = None, steps: int = 2000, batch_size: int = 16,
@@ -87,18 +88,22 @@ def main(data="data/mini4", domains="all", out="runs/syconet_all.safetensors", i
          pretrained_file: str | None = None, lut_dir: str | None = None, resume: bool = True,
          overwrite: bool = False, cache: bool = True, amp: bool = True, channels_last: bool = False,
          freeze_bn: bool | None = None, replay: float = 0.0, tune: str = "all", val_fraction: float = 0.1) -> None:
-    """Train SycoNet; ``--init`` starts from a checkpoint (per-domain finetuning keeps its config).
+    """Train SycoNet on all domains, or finetune it on one (--init).
 
-    ``--kl_warmup`` is the fraction of the steps over which the KL weight ramps up from 0 (default:
-    the config's 0.2 from scratch; 0 with ``--init``, whose posterior is already trained and must
-    not drift while the KL term is switched off). ``--freeze_bn`` keeps the encoders' batch-norm
-    statistics as loaded (default: on with ``--init``, off from scratch; measured in the README).
-    ``--replay R`` (finetuning) draws a share R of the training items from the other domains' train
-    splits, so that a small domain refines the all-domain model instead of overwriting it.
-    With ``--val_every N`` a share ``--val_fraction`` of the training photos is held out and scored
-    every N steps (``<out>.best.safetensors``); the test split is never used for validation.
-    ``--tune head`` trains only the parts that hold a domain's looks and their code — the FC, the
-    basis LUTs and ``E^z``'s output layer — and keeps both encoders as loaded."""
+    Args:
+        out: checkpoint to write.
+        init: start from this SycoNet checkpoint (finetuning keeps its config).
+        arch: SycoNet variant (syconet_r18, ...).
+        ablation: none, no_rec, no_real, move_z or lutv2 (Table 2).
+        enc_size: size the encoders see (default: size).
+        kl_weight: weight of the KL term (default 1e-3).
+        kl_warmup: share of the steps over which the KL weight ramps up (default 0.2 from scratch, 0 with --init).
+        pretrained_file: local backbone weights for the encoders.
+        lut_dir: folder of .cube files to initialise the basis LUTs from (k-means).
+        freeze_bn: keep the encoders' batch-norm statistics as loaded (default: on with --init).
+        replay: share of each batch drawn from the other domains' train splits (finetuning).
+        tune: all, or head (FC, basis LUTs and E^z's output layer only).
+    """
     torch.manual_seed(seed)
     train_ds, val_ds = train_val(data, domains, size, cache, val_fraction if val_every else 0.0)
     others = [d for d in resolve_domains(data, "all") if d not in train_ds.domains] if replay > 0 else []
@@ -131,5 +136,7 @@ def main(data="data/mini4", domains="all", out="runs/syconet_all.safetensors", i
                 "replay": replay})
 
 
+CLI = main
+
 if __name__ == "__main__":
-    run(main)
+    run(CLI)
