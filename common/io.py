@@ -32,6 +32,15 @@ class InputError(ValueError):
     """Bad user input (file missing, unreadable, wrong size, ...). The message is one line."""
 
 
+class BatchError(InputError):
+    """Some members of a batch failed (the others' results are kept): one line per failure."""
+
+    def __init__(self, failures: list[str], total: int, what: str = "composites"):
+        self.failures = list(failures)
+        lines = [f"{len(failures)} of {total} {what} failed (the other results are written):"]
+        super().__init__("\n".join(lines + [f"  {f}" for f in failures]))
+
+
 def env_megabytes(name: str, default: float) -> float:
     """A memory budget in megabytes from the environment variable ``name`` (``default`` when unset)."""
     v = os.environ.get(name)
@@ -390,8 +399,15 @@ def image_grid(rows: list[list[torch.Tensor]], height: int = 192, pad: int = 4) 
     return torch.cat(out[:-1], dim=1)
 
 
+COMPOSITE_DIRS = ("composites", "composite", "composite_images", "images", "image", "comp")
+
+
 def find_pairs(folder, masks=None) -> list[tuple[Path, Path]]:
     """Composite/mask pairs in a folder of real composites, in the layouts public sets use.
+
+    ``folder`` may also be a set's root holding no image itself, only a ``composites/``
+    (``composite/``, ``composite_images/``, ``images/``, ``image/``, ``comp/``) folder beside its
+    masks folder, as ``eval.userstudy compose`` and DIH's distribution lay them out.
 
     A composite ``<stem>.<ext>`` pairs with the first of: ``MASKS/<stem>[_mask].*`` (when ``masks``
     is given), else the same in a ``masks`` or ``mask`` folder next to or inside ``folder``, then
@@ -403,6 +419,10 @@ def find_pairs(folder, masks=None) -> list[tuple[Path, Path]]:
         raise InputError(f"{src}: not a folder")
     if masks is not None and not Path(masks).is_dir():
         raise InputError(f"{masks}: not a folder")
+    if not any(p.suffix.lower() in IMAGE_SUFFIXES for p in src.iterdir()):  # a set's root: composites one level down
+        sub = next((src / d for d in COMPOSITE_DIRS if (src / d).is_dir()), None)
+        if sub is not None:
+            src = sub
     dirs = [Path(masks)] if masks is not None else [
         d for d in (src.parent / "masks", src.parent / "mask", src / "masks", src / "mask") if d.is_dir()]
     suffixes = (".png",) + tuple(s for s in IMAGE_SUFFIXES if s != ".png")

@@ -35,7 +35,9 @@ from PIL import Image, ImageDraw
 from tqdm import tqdm
 
 from common.cli import names as split_names, run, shared_args
-from common.io import InputError, find_pairs, read_pair, to_pil, write_image, write_text
+from common.io import BatchError, InputError, find_pairs, read_pair, to_pil, write_image, write_text
+
+from .compose import main as compose_cli  # the same command as python -m eval.compose
 
 METHODS = ("composite", "reinhard", "unified", "routed")
 CSV_HEADER = ["observer", "session", "scene", "condition_1", "condition_2", "selection"]
@@ -92,14 +94,20 @@ def export(composites, out, methods: str = ",".join(METHODS), zoo=None, masks=No
     rng = np.random.default_rng(seed)
     token = (lambda: secrets.token_hex(4)) if seed is None else (lambda: "%08x" % rng.integers(2 ** 32))
     (out / "images").mkdir(parents=True, exist_ok=True)
-    conditions, trials, used = {}, [], set()
+    conditions, trials, used, failed, scenes = {}, [], set(), [], []
     for img_path, mask_path in tqdm(pairs, desc="export", unit="scene"):
         scene = img_path.stem
-        image, mask = read_pair(img_path, mask_path)
+        try:  # every method first: a pair that fails leaves no image behind
+            image, mask = read_pair(img_path, mask_path)
+            with torch.inference_mode():
+                results = {m: fns[m](image, mask) for m in names}
+        except InputError as e:
+            failed.append(f"{img_path.name}: {e}")
+            continue
+        scenes.append(scene)
         ids = {}
         for m in names:
-            with torch.inference_mode():
-                res = fns[m](image, mask)
+            res = results[m]
             hid = token()
             while hid in used:
                 hid = token()
@@ -109,10 +117,14 @@ def export(composites, out, methods: str = ",".join(METHODS), zoo=None, masks=No
             conditions[hid] = {"scene": scene, "method": m, "source": str(img_path), "mask": str(mask_path)}
         for a, b in combinations(names, 2):
             trials.append({"scene": scene, "a": ids[a], "b": ids[b]})
-    manifest = {"methods": names, "scenes": [p.stem for p, _ in pairs], "conditions": conditions,
+    if not scenes:
+        raise BatchError(failed, len(pairs))
+    manifest = {"methods": names, "scenes": scenes, "conditions": conditions,
                 "csv_header": CSV_HEADER, "max_side": max_side, "zoo": str(zoo) if zoo else "default"}
     write_text(json.dumps(manifest, indent=1), out / "manifest.json", overwrite=True)
     write_text(_page(trials), out / "index.html", overwrite=True)
+    if failed:
+        raise BatchError(failed, len(pairs))
     return out
 
 
@@ -335,23 +347,7 @@ def _bar_plot(table, w: int = 640, row: int = 44) -> Image.Image:
     return im
 
 
-@shared_args
-def compose(cutouts="assets/cutouts", backgrounds="assets/photos", out="data/real_composites", n: int = 50,
-            seed: int = 0, max_side: int = 1024, overwrite: bool = False) -> Path:
-    """Real composites: cut-outs pasted into photos, mask from alpha (same as eval.compose).
-
-    Args:
-        cutouts: folder of RGBA cut-outs.
-        backgrounds: folder of photos (an images/ subfolder is used when present).
-        out: output folder (composites/, masks/, manifest.json).
-        n: number of composites.
-        max_side: long side of the backgrounds.
-    """
-    from eval.compose import compose as _compose
-    return _compose(cutouts, backgrounds, out, n=n, seed=seed, max_side=max_side, overwrite=overwrite)
-
-
-CLI = {"compose": compose, "export": export, "analyze": analyze}
+CLI = {"compose": compose_cli, "export": export, "analyze": analyze}
 
 if __name__ == "__main__":
     run(CLI)

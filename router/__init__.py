@@ -29,7 +29,7 @@ import sys
 import time
 from pathlib import Path
 
-from common.io import WRITE_FORMATS, InputError, check_image, check_strength, find_pairs, write_image
+from common.io import WRITE_FORMATS, BatchError, InputError, check_image, check_strength, find_pairs, write_image
 
 from .routing import MODES_NEEDING_PROBS
 
@@ -221,10 +221,6 @@ def predict_dir(composites, masks=None, out=None, zoo=None, mode: str = "routed"
                 continue
             print(json.dumps(rows[-1]))
         if failed:
-            print(f"error: {len(failed)} of {len(todo)} composites failed (the other results are written):",
-                  file=sys.stderr)
-            for f in failed:
-                print(f"  {f}", file=sys.stderr)
-            raise SystemExit(2)
+            raise BatchError(failed, len(todo))
         return rows
     _cli(run)

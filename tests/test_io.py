@@ -246,6 +246,11 @@ class TestFindPairs:
         c = tmp_path / "in"
         self._img(c / "y.png"), self._img(c / "mask" / "y_mask.png")
         assert find_pairs(c) == [(c / "y.png", c / "mask" / "y_mask.png")]
+        # the root of a set: composites one level down (eval.userstudy compose's output, DIH's image/ + mask/)
+        assert find_pairs(b) == [(b / "composites" / "x.jpg", b / "masks" / "x.png")]
+        d = tmp_path / "DIH"
+        self._img(d / "image" / "q.jpg"), self._img(d / "mask" / "q.png")
+        assert find_pairs(d) == [(d / "image" / "q.jpg", d / "mask" / "q.png")]
         # an explicit --masks folder wins
         self._img(tmp_path / "m" / "y.png")
         assert find_pairs(c, tmp_path / "m") == [(c / "y.png", tmp_path / "m" / "y.png")]

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from common.io import InputError
+from common.io import BatchError, InputError
 from eval.compose import compose
 from eval.userstudy import CSV_HEADER, analyze, bradley_terry, export
 
@@ -94,6 +94,21 @@ def test_export_layout_hides_methods(study):
     assert len(trials) == 3 * 6  # every pair of 4 methods per scene
     with pytest.raises(InputError, match="already holds a study"):
         export(study.parent, study, zoo=None)
+
+
+def test_export_goes_on_past_a_bad_pair(real_composites, tiny_zoo, tmp_path):
+    """The compose output's root is accepted (composites one level down); a bad pair is listed at
+    the end, leaves no image behind, and the other scenes make a complete study."""
+    src = tmp_path / "set"
+    shutil.copytree(real_composites, src)
+    (src / "composites" / "broken.jpg").write_bytes(b"\xff\xd8 truncated")
+    shutil.copy(next((src / "masks").glob("*.png")), src / "masks" / "broken.png")
+    with pytest.raises(BatchError, match=r"1 of 4 composites failed") as e:
+        export(src, tmp_path / "st", methods="composite,reinhard", seed=0, max_side=64)
+    assert len(e.value.failures) == 1 and e.value.failures[0].startswith("broken.jpg: ")
+    man = json.loads((tmp_path / "st" / "manifest.json").read_text())
+    assert len(man["scenes"]) == 3 and "broken" not in man["scenes"]
+    assert len(list((tmp_path / "st" / "images").iterdir())) == len(man["conditions"]) == 6
 
 
 def test_analyze_votes(study, tmp_path):
