@@ -2,7 +2,7 @@
 with a result (exit 0) or one line naming the problem (exit 2); never a traceback, a hang, an
 output written for a refused input, or an existing file replaced.
 
-    .venv/bin/python bench/fuzz_inputs.py                 # the whole corpus (502 cases)
+    .venv/bin/python bench/fuzz_inputs.py                 # the whole corpus (500 cases)
     .venv/bin/python bench/fuzz_inputs.py --n_random 20   # a smaller one (tests/test_fuzz.py runs one)
 
 Cases (``corpus``): random bytes under every image suffix; valid files truncated at every tenth of
