@@ -49,9 +49,8 @@ def load(path, kind: str | None = None, device="cpu") -> tuple[dict[str, torch.T
     meta = read_meta(path)
     if kind is not None and meta.get("kind") != kind:
         raise InputError(f"{path}: checkpoint is a {meta.get('kind')!r}, expected a {kind!r}")
-    from .device import resolve
     tensors = {}
-    with safe_open(str(path), framework="pt", device=str(resolve(device))) as f:
+    with safe_open(str(path), framework="pt", device=str(device)) as f:  # callers resolve the device
         for k in f.keys():
             tensors[k] = f.get_tensor(k)
     return tensors, meta

@@ -98,9 +98,7 @@ def output_path(image, out=None) -> Path:
 def _predict_one(image, mask, out=None, zoo=None, mode="routed", overwrite=False, device="cpu",
                  backend="auto", strength=1.0) -> dict:
     t0 = time.perf_counter()
-    strength = check_strength(strength)
-    if backend not in BACKENDS:
-        raise InputError(f"--backend must be one of {BACKENDS}, got {backend!r}")
+    strength = _check_options(device, backend, strength)
     out = output_path(image, out)
     if out.exists() and not overwrite:
         raise InputError(f"{out}: already exists (pass --overwrite to replace it)")
@@ -133,16 +131,15 @@ def _predict_one(image, mask, out=None, zoo=None, mode="routed", overwrite=False
     return res
 
 
-def _check_options(zoo, device, backend, strength) -> None:
-    """The options every image of a batch shares, checked before any image is read."""
-    check_strength(strength)
+def _check_options(device, backend, strength) -> float:
+    """Check the options every image shares (before any image is read); returns the strength."""
+    strength = check_strength(strength)
     if backend not in BACKENDS:
         raise InputError(f"--backend must be one of {BACKENDS}, got {backend!r}")
     if str(device) != "cpu":
         from common.device import resolve
         resolve(device)
-    from .zoo import read
-    read(zoo)
+    return strength
 
 
 def _cli(fn):
@@ -196,7 +193,9 @@ def predict_dir(composites, masks=None, out=None, zoo=None, mode: str = "routed"
     from tqdm import tqdm
 
     def run():
-        _check_options(zoo, device, backend, strength)  # once: a wrong option would fail every pair
+        _check_options(device, backend, strength)  # once: a wrong option or zoo would fail every pair
+        from .zoo import read
+        read(zoo)
         src = Path(composites)
         pairs = find_pairs(src, masks)
         dst = Path(out) if out else src.with_name(src.name + "_harmonized")
