@@ -3,9 +3,12 @@
     python -m domains.build --photos assets/photos --out data/mini4 --seed 0
     python -m domains.build --photos my_photos --out data/mine --seed 1 --max_side 768 --overwrite
 
-``--photos`` holds ``images/<name>.<ext>`` and ``masks/<name>.png`` (255 = foreground). Each photo
-goes to one domain, and inside it to one split; each domain imitates one of iHarmony4's
-foreground-adjustment processes (see DESIGN.md and ``domains.transfer``). Same seed → same bytes.
+``--photos`` holds ``images/<name>.<ext>`` and ``masks/<name>.png`` (255 = foreground), and
+optionally ``manifest.json`` rows ``{"name", "domain"}`` that put each photo in a domain by its
+content (the rule is in the README; without them photos are shared out at random) and
+``radiance/<name>.png`` for HDR photos. Each photo goes to one domain, and inside it to one split;
+each domain imitates one of iHarmony4's foreground-adjustment processes (see DESIGN.md and
+``domains.transfer``). Same seed → same bytes.
 """
 from __future__ import annotations
 
@@ -21,22 +24,25 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from common.cli import run, shared_args
-from common.io import IMAGE_SUFFIXES, InputError, image_grid, read_pair, write_image, write_text
+from common.io import (IMAGE_SUFFIXES, InputError, image_grid, read_image, read_pair, write_image,
+                       write_text)
 
 from . import transfer as T
 
 log = logging.getLogger(__name__)
 
-# name: (stands in for, file prefix, share of photos, composites per real image, processes)
+# name: (stands in for, file prefix, share of photos without a manifest domain, composites per real
+# image, processes)
 DOMAIN_SPECS = {
-    "MiniCOCO": ("HCOCO", "c", 0.40, 4, ("reinhard", "xiao")),
-    "MiniAdobe": ("HAdobe5k", "a", 0.32, 5, ("retouch",)),
-    "MiniFlickr": ("HFlickr", "f", 0.17, 3, ("histogram", "pitie")),
+    "MiniCOCO": ("HCOCO", "c", 0.40, 4, ("reinhard", "xiao", "histogram", "pitie")),
+    "MiniAdobe": ("HAdobe5k", "a", 0.32, 4, ("expert",)),
+    "MiniFlickr": ("HFlickr", "f", 0.17, 3, ("reinhard", "xiao", "histogram", "pitie")),
     "MiniDay2night": ("Hday2night", "d", 0.11, 4, ("illumination",)),
 }
 MINI4_NAMES = tuple(DOMAIN_SPECS)
 MIN_PHOTOS = 8
 TEST_FRACTION = 0.25
+MIN_TEST = 8             # test photos per domain when the domain has at least twice as many
 SAT_MARGIN = 0.03        # allowed increase of the saturated-pixel fraction in the foreground
 MIN_FMSE, MAX_FMSE = 60.0, 3000.0  # composite vs real, 0–255 scale: visible but not destroyed
 
@@ -58,6 +64,25 @@ def find_photos(photos) -> list[tuple[str, Path, Path]]:
     return out
 
 
+def manifest_domains(photos) -> dict[str, str]:
+    """name → domain from ``photos/manifest.json`` rows that have a ``domain`` (else empty)."""
+    path = Path(photos) / "manifest.json"
+    if not path.is_file():
+        return {}
+    try:
+        rows = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise InputError(f"{path}: not valid JSON ({e})") from None
+    out = {}
+    for row in rows if isinstance(rows, list) else []:
+        if isinstance(row, dict) and row.get("domain"):
+            if row["domain"] not in DOMAIN_SPECS:
+                raise InputError(f"{path}: photo {row.get('name')!r} has domain {row['domain']!r}; "
+                                 f"choose from {', '.join(DOMAIN_SPECS)}")
+            out[str(row["name"])] = row["domain"]
+    return out
+
+
 def allocate(n: int) -> dict[str, int]:
     """Photos per domain: shares with at least 2 each (one train, one test)."""
     counts = {d: max(2, int(n * spec[2])) for d, spec in DOMAIN_SPECS.items()}
@@ -66,6 +91,44 @@ def allocate(n: int) -> dict[str, int]:
         counts[big] -= 1
     counts[max(counts, key=lambda d: DOMAIN_SPECS[d][2])] += n - sum(counts.values())
     return counts
+
+
+def assign(names: list[str], tagged: dict[str, str], rng: np.random.Generator) -> dict[str, list[str]]:
+    """Domain → photo names: the manifest's domain where it gives one, else random by shares.
+
+    Photos without a manifest domain are shared out at random only when none has one; otherwise
+    they are skipped (a benchmark whose domains differ by content must not mix in random photos).
+    """
+    if tagged:
+        untagged = [n for n in names if n not in tagged]
+        if untagged:
+            log.warning("%d photo(s) have no domain in the manifest and are left out, e.g. %s",
+                        len(untagged), untagged[:3])
+        groups = {d: [n for n in names if tagged.get(n) == d] for d in DOMAIN_SPECS}
+        small = [d for d, g in groups.items() if len(g) < 2]
+        for d in small:
+            log.warning("%s: %d photo(s) in the manifest; a domain needs 2 (train + test), skipped",
+                        d, len(groups[d]))
+        groups = {d: [g[i] for i in rng.permutation(len(g))] for d, g in groups.items() if d not in small}
+        if not groups:
+            raise InputError("no domain has 2 photos in the manifest")
+        return groups
+    if len(names) < MIN_PHOTOS:
+        raise InputError(f"found {len(names)} photo(s) with masks; the benchmark needs at least "
+                         f"{MIN_PHOTOS} (each of 4 domains needs a train and a test photo), or a "
+                         "manifest.json that gives each photo its domain")
+    order = [names[i] for i in rng.permutation(len(names))]
+    groups, start = {}, 0
+    for d, n in allocate(len(order)).items():
+        groups[d], start = order[start:start + n], start + n
+    return groups
+
+
+def split(names: list[str]) -> dict[str, list[str]]:
+    """A quarter for test, at least one and at least MIN_TEST while the domain has twice as many."""
+    n = len(names)
+    n_test = min(n - 1, max(1, min(MIN_TEST, n // 2), round(n * TEST_FRACTION)))
+    return {"test": names[:n_test], "train": names[n_test:]}
 
 
 def resize_max(x: torch.Tensor, max_side: int) -> torch.Tensor:
@@ -98,29 +161,21 @@ def fmse255(a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor) -> float:
     return float(((a - b) * 255).pow(2).mul(m).sum() / (3 * m.sum()))
 
 
-def make_composite(image, mask, method, rng, refs):
-    """Try up to 12 parameter draws; keep the first plausible one (else the least bad)."""
+def make_composite(image, mask, method, rng, refs, headroom=None):
+    """Try up to 12 parameter draws; keep the first plausible one (else the least bad).
+
+    ``refs`` are (name, image, mask) of other photos whose foregrounds the colour transfers copy;
+    ``headroom`` (HDR photos only) lets ``illumination`` re-expose the scene radiance.
+    """
     base_sat = saturated_fraction(image, mask)
     best = None
     for attempt in range(12):
-        rec = {"method": method}
-        if method in T.LOOKS:
-            params = T.sample_retouch(rng) if method == "retouch" else T.sample_illumination(rng)
-            comp = T.transfer(image, mask, method, params=params)
-            rec["params"] = params
-        else:
-            ref_name, ref_img, ref_mask = refs[int(rng.integers(len(refs)))]
-            whole = bool(rng.random() < 0.5)
-            strength = float(rng.uniform(0.6, 1.0))
-            seed = int(rng.integers(2 ** 31))
-            ref = _fg_pixels(ref_img, ref_mask, whole, rng=rng)
-            comp = T.transfer(image, mask, method, ref=ref, strength=strength, seed=seed)
-            rec["params"] = {"reference": ref_name, "region": "image" if whole else "foreground",
-                             "strength": strength, "seed": seed}
+        comp, params = _draw(image, mask, method, rng, refs, headroom)
         sat = saturated_fraction(comp, mask) - base_sat
         fm = fmse255(comp, image, mask)
         bad = max(0.0, sat - SAT_MARGIN) * 1e4 + max(0.0, MIN_FMSE - fm) + max(0.0, fm - MAX_FMSE) / 10
-        rec.update(fmse=round(fm, 2), saturated_increase=round(sat, 4), attempts=attempt + 1)
+        rec = {"method": method, "params": params, "fmse": round(fm, 2),
+               "saturated_increase": round(sat, 4), "attempts": attempt + 1}
         if best is None or bad < best[0]:
             best = (bad, comp, rec)
         if bad == 0:
@@ -128,75 +183,126 @@ def make_composite(image, mask, method, rng, refs):
     return best[1], best[2]
 
 
+def _draw(image, mask, method, rng, refs, headroom):
+    """One composite with freshly drawn parameters: (composite, parameters)."""
+    if method == "illumination" and headroom is not None:
+        params = T.sample_illumination(rng)
+        return mask * T.relight_hdr(image, headroom, params) + (1 - mask) * image, \
+            dict(params, radiance=True)
+    if method in T.LOOKS:
+        params = T.sample_retouch(rng) if method == "retouch" else T.sample_illumination(rng)
+        return T.transfer(image, mask, method, params=params), params
+    if method == "expert":
+        k = int(rng.integers(len(T.EXPERTS)))
+        return mask * T.render_expert(image, k) + (1 - mask) * image, {"expert": k}
+    ref_name, ref_img, ref_mask = refs[int(rng.integers(len(refs)))]
+    strength = float(rng.uniform(0.6, 1.0))
+    seed = int(rng.integers(2 ** 31))
+    ref = _fg_pixels(ref_img, ref_mask, False, rng=rng)
+    comp = T.transfer(image, mask, method, ref=ref, strength=strength, seed=seed)
+    return comp, {"reference": ref_name, "region": "foreground", "strength": strength, "seed": seed}
+
+
+def _load(items, names, photos, max_side):
+    """name → (image, mask, headroom or None) at ``max_side`` for the photos in ``names``."""
+    loaded = {}
+    for name, ip, mp in tqdm([it for it in items if it[0] in names], desc="read photos", unit="photo"):
+        img, m = read_pair(ip, mp)
+        hr = Path(photos) / "radiance" / f"{name}.png"
+        headroom = None
+        if hr.is_file():   # HDR photo: log2 radiance above white ×16 (scripts/photo_pool.py)
+            h = read_image(hr)
+            if h.shape[1:] == img.shape[1:]:
+                headroom = resize_max(h * (255 / 16), max_side)
+        loaded[name] = (resize_max(img, max_side), (resize_max(m, max_side) > 0.5).float(), headroom)
+    return loaded
+
+
+def _photo_composites(d, di, idx, name, photo, split_name, pools, seed):
+    """(real image, [(composite, record)]) of one photo in domain ``d``."""
+    img, m, headroom = photo
+    _, _, _, k_per, methods = DOMAIN_SPECS[d]
+    if methods == ("expert",):    # HAdobe5k: ground truth by one expert, foregrounds by the others
+        j = int(np.random.default_rng([seed, di, idx, 0]).integers(len(T.EXPERTS)))
+        real = T.render_expert(img, j)
+        others = [k for k in range(len(T.EXPERTS)) if k != j][:k_per]
+        return real, [(m * T.render_expert(img, k) + (1 - m) * real,
+                       {"method": "expert", "params": {"foreground": k, "real": j},
+                        "fmse": round(fmse255(T.render_expert(img, k), real, m), 2)}) for k in others]
+    refs = [r for r in pools[split_name] if r[0] != name]
+    out = []
+    for k in range(1, k_per + 1):
+        crng = np.random.default_rng([seed, di, idx, k])
+        method = methods[int(crng.integers(len(methods)))]
+        out.append(make_composite(img, m, method, crng, refs, headroom))
+    return img, out
+
+
+def _write_domain(root: Path, d: str, plan: dict, loaded: dict, pools: dict, seed: int, bar):
+    """Write one domain's folder; returns its manifest entry and its composite lists."""
+    stands_for, prefix, _, _, methods = DOMAIN_SPECS[d]
+    di = MINI4_NAMES.index(d)
+    ddir = root / d
+    for sub in ("composite_images", "masks", "real_images"):
+        (ddir / sub).mkdir(parents=True)
+    entries, lists, preview, idx = [], {"train": [], "test": []}, [], 0
+    for split_name in ("train", "test"):
+        for name in plan[split_name]:
+            idx += 1
+            rid = f"{prefix}{idx:04d}"
+            m = loaded[name][1]
+            real, comps = _photo_composites(d, di, idx, name, loaded[name], split_name, pools, seed)
+            write_image(real, ddir / "real_images" / f"{rid}.jpg")
+            write_image(m, ddir / "masks" / f"{rid}_1.png")
+            for k, (comp, rec) in enumerate(comps, 1):
+                cname = f"{rid}_1_{k}.jpg"
+                write_image(comp, ddir / "composite_images" / cname)
+                lists[split_name].append(cname)
+                entries.append({"composite": cname, "real": f"{rid}.jpg", "mask": f"{rid}_1.png",
+                                "photo": name, "split": split_name, **rec})
+                if len(preview) < 8 and k == 1:
+                    preview.append([comp, m, real])
+            bar.update()
+    for split_name in ("train", "test"):
+        write_text("\n".join(lists[split_name]) + "\n", ddir / f"{d}_{split_name}.txt")
+    write_image(image_grid(preview, height=160), ddir / "preview.png")
+    info = {"stands_in_for": stands_for, "processes": list(methods), "photos": plan, "composites": entries}
+    return info, lists
+
+
 def build(photos="assets/photos", out="data/mini4", seed: int = 0, max_side: int = 512,
           overwrite: bool = False) -> Path:
-    """Write the four domains under ``out`` (refuses an existing ``out`` unless ``overwrite``)."""
+    """Write the domains under ``out`` (refuses an existing ``out`` unless ``overwrite``).
+
+    A photo's domain comes from ``photos/manifest.json`` (its ``domain`` field) where the manifest
+    gives one; a folder without domains is shared out at random.
+    """
     out = Path(out)
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise InputError(f"{out}: already exists and is not empty (pass --overwrite to rebuild it)")
     items = find_photos(photos)
-    if len(items) < MIN_PHOTOS:
-        raise InputError(f"{photos}: found {len(items)} photo(s) with masks; the benchmark needs at "
-                         f"least {MIN_PHOTOS} (each of 4 domains needs a train and a test photo)")
     rng = np.random.default_rng(seed)
-    order = [items[i] for i in rng.permutation(len(items))]
-    counts = allocate(len(order))
-    loaded = {}
-    for name, ip, mp in tqdm(order, desc="read photos", unit="photo"):
-        img, m = read_pair(ip, mp)
-        loaded[name] = (resize_max(img, max_side), (resize_max(m, max_side) > 0.5).float())
-
-    plan, start = {}, 0  # domain -> {split: [names]}
-    for d, n in counts.items():
-        names = [nm for nm, _, _ in order[start:start + n]]
-        start += n
-        n_test = min(n - 1, max(1, round(n * TEST_FRACTION)))
-        plan[d] = {"test": names[:n_test], "train": names[n_test:]}
-    pools = {s: [(nm, *loaded[nm]) for d in plan for nm in plan[d][s]] for s in ("train", "test")}
+    try:
+        groups = assign([n for n, _, _ in items], manifest_domains(photos), rng)
+    except InputError as e:
+        raise InputError(f"{photos}: {e}") from None
+    plan = {d: split(g) for d, g in groups.items()}
+    loaded = _load(items, {n for g in groups.values() for n in g}, photos, max_side)
+    pools = {s: [(nm, *loaded[nm][:2]) for d in plan for nm in plan[d][s]] for s in ("train", "test")}
 
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     manifest = {"seed": seed, "photos": str(photos), "max_side": max_side, "domains": {}}
     ihd = {"train": [], "test": []}
     try:
-        total = sum(len(v["train"]) + len(v["test"]) for v in plan.values())
-        bar = tqdm(total=total, desc="compose", unit="photo")
-        for di, (d, splits) in enumerate(plan.items()):
-            stands_for, prefix, _, k_per, methods = DOMAIN_SPECS[d]
-            ddir = tmp / d
-            for sub in ("composite_images", "masks", "real_images"):
-                (ddir / sub).mkdir(parents=True)
-            entries, lists, preview = [], {"train": [], "test": []}, []
-            idx = 0
-            for split in ("train", "test"):
-                for name in splits[split]:
-                    idx += 1
-                    rid = f"{prefix}{idx:04d}"
-                    img, m = loaded[name]
-                    write_image(img, ddir / "real_images" / f"{rid}.jpg")
-                    write_image(m, ddir / "masks" / f"{rid}_1.png")
-                    refs = [r for r in pools[split] if r[0] != name]
-                    for k in range(1, k_per + 1):
-                        crng = np.random.default_rng([seed, di, idx, k])
-                        method = methods[int(crng.integers(len(methods)))]
-                        comp, rec = make_composite(img, m, method, crng, refs)
-                        cname = f"{rid}_1_{k}.jpg"
-                        write_image(comp, ddir / "composite_images" / cname)
-                        lists[split].append(cname)
-                        ihd[split].append(f"{d}/composite_images/{cname}")
-                        entries.append({"composite": cname, "real": f"{rid}.jpg", "mask": f"{rid}_1.png",
-                                        "photo": name, "split": split, **rec})
-                        if len(preview) < 8 and k == 1:
-                            preview.append([comp, m, img])
-                    bar.update()
-            for split in ("train", "test"):
-                write_text("\n".join(lists[split]) + "\n", ddir / f"{d}_{split}.txt")
-            write_image(image_grid(preview, height=160), ddir / "preview.png")
-            manifest["domains"][d] = {"stands_in_for": stands_for, "processes": list(methods),
-                                      "photos": splits, "composites": entries}
+        bar = tqdm(total=sum(len(g) for g in groups.values()), desc="compose", unit="photo")
+        for d in plan:
+            manifest["domains"][d], lists = _write_domain(tmp, d, plan[d], loaded, pools, seed, bar)
+            for split_name in ("train", "test"):
+                ihd[split_name] += [f"{d}/composite_images/{c}" for c in lists[split_name]]
         bar.close()
-        for split in ("train", "test"):
-            write_text("\n".join(ihd[split]) + "\n", tmp / f"IHD_{split}.txt")
+        for split_name in ("train", "test"):
+            write_text("\n".join(ihd[split_name]) + "\n", tmp / f"IHD_{split_name}.txt")
         write_text(json.dumps(manifest, indent=1) + "\n", tmp / "manifest.json")
         if out.exists():
             shutil.rmtree(out)

@@ -132,28 +132,67 @@ def sample_retouch(rng: np.random.Generator) -> dict:
             "contrast": float(rng.uniform(-0.15, 0.15)), "saturation": float(np.exp(rng.uniform(-0.5, 0.4)))}
 
 
+def _relight_linear(lin: np.ndarray, p: dict) -> np.ndarray:
+    """Exposure and colour temperature of linear-light RGB, then the sRGB encoding (clipped)."""
+    t = p["temperature"]  # > 0 warmer (orange), < 0 cooler (blue)
+    x = lin * np.array([np.exp(0.35 * t), 1.0, np.exp(-0.45 * t)]) * 2 ** p["ev"]
+    return np.clip(linear_to_srgb(x), 0, 1)
+
+
+def _relight_display(x: np.ndarray, p: dict) -> np.ndarray:
+    """Contrast, shadow lift/crush and saturation of display-referred RGB."""
+    x = 0.5 + (x - 0.5) * p["contrast"]
+    y = _luma(np.clip(x, 0, 1))
+    shadow = np.clip(1 - y / 0.4, 0, 1) ** 2  # weight of the shadows
+    x = x + p["shadows"] * shadow * 0.25
+    y = _luma(np.clip(x, 0, 1))
+    x = y + p["saturation"] * (x - y)
+    return np.clip(x, 0, 1)
+
+
 def illumination_fn(p: dict):
     """An illumination change (day ↔ night ↔ golden hour) as a pointwise colour function."""
     def fn(rgb):
-        x = srgb_to_linear(np.asarray(rgb, dtype=np.float64))
-        t = p["temperature"]  # > 0 warmer (orange), < 0 cooler (blue)
-        x = x * np.array([np.exp(0.35 * t), 1.0, np.exp(-0.45 * t)]) * 2 ** p["ev"]
-        x = linear_to_srgb(x)
-        x = np.clip(x, 0, 1)
-        x = 0.5 + (x - 0.5) * p["contrast"]
-        y = _luma(np.clip(x, 0, 1))
-        shadow = np.clip(1 - y / 0.4, 0, 1) ** 2  # weight of the shadows
-        x = x + p["shadows"] * shadow * 0.25
-        y = _luma(np.clip(x, 0, 1))
-        x = y + p["saturation"] * (x - y)
-        return np.clip(x, 0, 1)
+        return _relight_display(_relight_linear(srgb_to_linear(np.asarray(rgb, dtype=np.float64)), p), p)
     return fn
+
+
+def relight_hdr(image: torch.Tensor, headroom: torch.Tensor, p: dict) -> torch.Tensor:
+    """:func:`illumination_fn` on scene radiance: ``image`` ``3×H×W`` sRGB plus ``headroom``
+    ``3×H×W`` (log2 of the radiance above the rendering's white, as ``scripts/photo_pool.py``
+    stores it for HDR panoramas). Highlights that the 8-bit rendering clips (sun, lamps) keep their
+    true radiance, so a darker exposure reveals them as a real re-exposure would.
+    """
+    lin = srgb_to_linear(image.permute(1, 2, 0).double().numpy())
+    h = headroom.permute(1, 2, 0).double().numpy()
+    lin = np.where(h > 0, np.maximum(lin, np.exp2(h)), lin)
+    out = _relight_display(_relight_linear(lin, p), p)
+    return torch.from_numpy(out).permute(2, 0, 1).float()
 
 
 def sample_illumination(rng: np.random.Generator) -> dict:
     return {"ev": float(rng.choice([-1, 1]) * rng.uniform(0.4, 1.3)), "temperature": float(rng.uniform(-1, 1)),
             "contrast": float(np.exp(rng.uniform(-0.35, 0.2))), "shadows": float(rng.uniform(-0.6, 0.6)),
             "saturation": float(np.exp(rng.uniform(-0.6, 0.15)))}
+
+
+# MiniAdobe's five "experts": global looks fixed once for the whole domain, as MIT-Adobe FiveK's five
+# retouchers each render every photo (warm and bright; cool and crisp; airy and muted; rich and
+# dark; near neutral). A composite takes its foreground from one expert's rendering and its
+# background and ground truth from another's.
+EXPERTS = (
+    {"wb_r": 1.06, "wb_b": 0.94, "ev": 0.25, "gamma": 0.95, "contrast": 0.05, "saturation": 1.10},
+    {"wb_r": 0.94, "wb_b": 1.07, "ev": 0.00, "gamma": 1.05, "contrast": 0.12, "saturation": 1.00},
+    {"wb_r": 1.00, "wb_b": 1.02, "ev": 0.35, "gamma": 0.90, "contrast": -0.06, "saturation": 0.82},
+    {"wb_r": 1.10, "wb_b": 0.90, "ev": -0.25, "gamma": 1.10, "contrast": 0.10, "saturation": 1.25},
+    {"wb_r": 0.98, "wb_b": 1.02, "ev": 0.05, "gamma": 1.00, "contrast": 0.00, "saturation": 1.00},
+)
+
+
+def render_expert(image: torch.Tensor, k: int) -> torch.Tensor:
+    """``image`` (``3×H×W``) as expert ``k`` of :data:`EXPERTS` renders it."""
+    from syconet.lut import apply_lut, lut_from_function
+    return apply_lut(image[None], lut_from_function(retouch_fn(EXPERTS[k])))[0].clamp(0, 1)
 
 
 STAT_METHODS = {"reinhard": fit_reinhard, "xiao": fit_xiao, "histogram": fit_histogram, "pitie": fit_pitie}

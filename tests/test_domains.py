@@ -212,3 +212,127 @@ def test_holdout_validation_split(mini_data):
     test_reals = {s.real for s in load_samples(mini_data, "all", "test")}
     assert test_reals.isdisjoint({s.real for s in va.samples})  # validation never touches the test split
     assert train_val(mini_data, "all", size=32, val_fraction=0.0)[1] is None
+
+
+class TestContentDomains:
+    """Domains from the photo manifest (benchmark v2), HAdobe5k-style experts, HDR relighting."""
+
+    def _tagged(self, tmp_path, doms):
+        photos = make_photos(tmp_path / "p", len(doms), side=48)
+        names = sorted(p.stem for p in (photos / "images").iterdir())
+        rows = [{"name": n, "domain": d} for n, d in zip(names, doms) if d]
+        (photos / "manifest.json").write_text(json.dumps(rows))
+        return photos, dict(zip(names, doms))
+
+    def test_manifest_decides_domain_and_small_domains_are_skipped(self, tmp_path):
+        doms = ["MiniCOCO"] * 4 + ["MiniFlickr"] * 2 + ["MiniAdobe"] + [None]
+        photos, want = self._tagged(tmp_path, doms)
+        out = build(photos, tmp_path / "d", max_side=48)
+        man = json.loads((out / "manifest.json").read_text())
+        assert set(man["domains"]) == {"MiniCOCO", "MiniFlickr"}   # MiniAdobe has 1 photo: skipped
+        for d, info in man["domains"].items():
+            names = info["photos"]["train"] + info["photos"]["test"]
+            assert {want[n] for n in names} == {d} and len(info["photos"]["test"]) >= 1
+        assert sum(len(i["photos"]["train"]) + len(i["photos"]["test"])
+                   for i in man["domains"].values()) == 6          # the untagged photo is left out
+
+    def test_unknown_domain_names_the_file(self, tmp_path):
+        photos, _ = self._tagged(tmp_path, ["MiniCOCO", "MiniCOCO"])
+        (photos / "manifest.json").write_text(json.dumps([{"name": "x", "domain": "Mars"}]))
+        with pytest.raises(InputError, match="manifest.json.*'Mars'"):
+            build(photos, tmp_path / "d")
+
+    def test_split_keeps_eight_test_photos(self):
+        from domains.build import split
+        assert [len(split(list(range(n)))["test"]) for n in (2, 3, 10, 16, 22, 40, 100)] == \
+            [1, 1, 5, 8, 8, 10, 25]
+
+    def test_expert_composites(self, tmp_path):
+        photos, _ = self._tagged(tmp_path, ["MiniAdobe"] * 3)
+        out = build(photos, tmp_path / "d", max_side=48)
+        man = json.loads((out / "manifest.json").read_text())
+        recs = man["domains"]["MiniAdobe"]["composites"]
+        for photo in {r["photo"] for r in recs}:
+            mine = [r for r in recs if r["photo"] == photo]
+            reals = {r["params"]["real"] for r in mine}
+            fgs = [r["params"]["foreground"] for r in mine]
+            assert len(reals) == 1 and len(mine) == 4 and reals.isdisjoint(fgs) and len(set(fgs)) == 4
+        s = load_samples(out, "MiniAdobe", "train")[0]
+        c, r, m = read_image(s.composite), read_image(s.real), read_mask(s.mask)
+        assert (c - r)[(m < 0.5).expand_as(c)].abs().mean() < 0.02
+
+    def test_hdr_relight_matches_8bit_where_nothing_clips(self):
+        rng = np.random.default_rng(0)
+        p = T.sample_illumination(rng)
+        img = torch.rand(3, 8, 8) * 0.9
+        zero = torch.zeros(3, 8, 8)
+        want = torch.from_numpy(T.illumination_fn(p)(img.permute(1, 2, 0).double().numpy())).permute(2, 0, 1)
+        assert torch.allclose(T.relight_hdr(img, zero, p), want.float(), atol=1e-5)
+        # a clipped highlight 2 stops above white stays white when darkened by 1 stop
+        sun = torch.ones(3, 1, 1)
+        dark = dict(p, ev=-1.0, temperature=0.0, contrast=1.0, shadows=0.0, saturation=1.0)
+        assert T.relight_hdr(sun, torch.full((3, 1, 1), 2.0), dark).min() > 0.99
+        assert T.relight_hdr(sun, torch.zeros(3, 1, 1), dark).max() < 0.75
+
+
+class TestMasks:
+    def test_largest_region_and_plausibility(self):
+        from domains.masks import largest_region, main_share, plausible
+        m = np.zeros((100, 100), bool)
+        m[10:50, 10:50] = True                 # 1600 px
+        m[70:80, 70:80] = True                 # 100 px
+        assert main_share(m) == pytest.approx(1600 / 1700, abs=0.02)
+        big = largest_region(m)
+        assert big[10:50, 10:50].all() and not big[70:80, 70:80].any()
+        assert plausible(big) is None
+        assert "foreground is 1%" in plausible(np.pad(np.ones((10, 10), bool), 45))
+        two = np.zeros((100, 100), bool)
+        two[:, :20] = two[:, 80:] = True
+        assert "largest region holds 50%" in plausible(two)
+
+    def test_subject_crop_frames_the_subject(self):
+        from domains.masks import subject_crop
+        m = np.zeros((1000, 1500), bool)
+        m[600:650, 900:960] = True
+        left, top, right, bottom = subject_crop(m, share=0.15)
+        assert left <= 900 and right >= 960 and top <= 600 and bottom >= 650
+        assert m[top:bottom, left:right].mean() == pytest.approx(0.15, rel=0.35)
+        assert (right - left) / (bottom - top) == pytest.approx(1.5, rel=0.05)
+
+
+def _rcc(files: dict[str, bytes]) -> bytes:
+    """A Qt resource file (format 1, flat root) built from the documented layout."""
+    import struct
+    import zlib
+    names, payload, nodes = b"", b"", []
+    for i, (name, data) in enumerate(files.items()):
+        noff = len(names)
+        names += struct.pack(">HI", len(name), 0) + name.encode("utf-16-be")
+        doff = len(payload)
+        compressed = i % 2 == 1
+        blob = struct.pack(">I", len(data)) + zlib.compress(data) if compressed else data
+        payload += struct.pack(">I", len(blob)) + blob
+        nodes.append(struct.pack(">IHHHI", noff, 1 if compressed else 0, 0, 0, doff))
+    root = struct.pack(">IHII", 0, 2, len(files), 1)
+    tree = root + b"".join(nodes)
+    head = 20
+    return (b"qres" + struct.pack(">IIII", 1, head, head + len(tree) + len(names), head + len(tree))
+            + tree + names + payload)
+
+
+def test_photo_pool_reads_qt_resources_and_embedded_jpegs():
+    import importlib.util
+    import io
+    from .conftest import ROOT
+    spec = importlib.util.spec_from_file_location("photo_pool", ROOT / "scripts" / "photo_pool.py")
+    pool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(pool)
+    files = {"a.webp": b"plain bytes", "b.jpg": b"compressed " * 50}
+    assert pool.read_rcc(_rcc(files)) == files
+    with pytest.raises(InputError, match="qres"):
+        pool.read_rcc(b"nope" + bytes(20))
+    small, large = io.BytesIO(), io.BytesIO()
+    Image.new("RGB", (8, 8), "red").save(small, "JPEG")
+    Image.new("RGB", (64, 48), "blue").save(large, "JPEG")
+    blob = b"EET header" + small.getvalue() + b"\0" * 7 + large.getvalue() + b"tail"
+    assert pool.largest_jpeg(blob) == large.getvalue()
