@@ -12,6 +12,9 @@ composites of the same shape, without gradients (``augmenter(real, mask, composi
 - ``ct``: classical colour transfer (Reinhard, Xiao, histogram, Pitié; one at random) from a random
   reference photo of the training set, as iHarmony4 built HCOCO/HFlickr
 - ``lut``: a random look from the procedural LUT pool (syconet.bank)
+- ``processes[:P]``: fresh pairs from every process of the offline benchmark (the four colour
+  transfers from another image of the batch, retouch, illumination, the five experts, a procedural
+  LUT look), with share ``P`` (default 0.3) left unperturbed so that a harmonious input is left alone
 - ``static:K:CKPT``: K SycoNet composites per real image generated once and merged into the training
   set (:class:`StaticAugmented`)
 """
@@ -131,6 +134,42 @@ class CTAugmenter:
         return torch.stack(out).to(real.device)
 
 
+class ProcessAugmenter:
+    """Fresh composites from any real image: each image of the batch gets one benchmark process with
+    fresh parameters (``domains.build.make_composite``; the colour transfers copy another image's
+    foreground), a procedural look, or, with probability ``identity``, nothing at all."""
+
+    METHODS = ("reinhard", "xiao", "histogram", "pitie", "retouch", "illumination", "expert", "lut")
+
+    def __init__(self, identity: float = 0.3):
+        if not 0.0 <= identity < 1.0:
+            raise InputError(f"--augment processes:P: P must be in [0, 1), got {identity}")
+        self.identity, self.looks = identity, LookPool()
+
+    def to(self, device):
+        self.looks.to(device)
+        return self
+
+    @torch.no_grad()
+    def __call__(self, real, mask, composite=None):
+        from domains.build import make_composite
+        cpu_real, cpu_mask = real.float().cpu(), (mask.float().cpu() > 0.5).float()
+        refs = [(str(j), r, m) for j, (r, m) in enumerate(zip(cpu_real, cpu_mask)) if m.sum() >= 4]
+        out = []
+        for i, (r, m) in enumerate(zip(cpu_real, cpu_mask)):
+            method = random.choice(self.METHODS)
+            others = [x for x in refs if x[0] != str(i)]
+            if random.random() < self.identity or m.sum() < 4 or (method in T.STAT_METHODS and not others):
+                out.append(r)
+            elif method == "lut":
+                lut = self.looks.draw(1).cpu()
+                out.append(mask[i].float().cpu() * apply_lut(r[None], lut)[0] + (1 - mask[i].float().cpu()) * r)
+            else:
+                rng = np.random.default_rng(random.randrange(2 ** 31))
+                out.append(make_composite(r, m, method, rng, others)[0])
+        return torch.stack(out).to(real.device, real.dtype)
+
+
 def static_budget_mb() -> float:
     """Memory the ``static`` augmentation may hold: ``HARMONY_STATIC_MB`` or 8192."""
     return env_megabytes("HARMONY_STATIC_MB", 8192)
@@ -177,12 +216,17 @@ class StaticAugmented(Dataset):
 
 
 def parse(spec: str | None):
-    """``"none" | "ct" | "lut" | "syconet[:CKPT]" | "syconet_zc:CKPT" | "static:K:CKPT"`` → (kind,
+    """``"none" | "ct" | "lut" | "processes[:P]" | "syconet[:CKPT]" | "syconet_zc:CKPT" | "static:K:CKPT"`` → (kind,
     argument); ``syconet`` alone uses ``runs/syconet_all.safetensors`` or, when there is none, the
     shipped ``models/syconet_all.safetensors``."""
     spec = (spec or "none").strip()
     if spec in ("none", "ct", "lut"):
         return spec, None
+    if spec == "processes" or spec.startswith("processes:"):
+        try:
+            return "processes", float(spec.split(":", 1)[1]) if ":" in spec else 0.3
+        except ValueError:
+            raise InputError(f"--augment {spec!r}: use processes or processes:P with P a share, e.g. processes:0.3") from None
     if spec == "syconet":  # no CKPT: runs/syconet_all.safetensors, else the shipped one
         return spec, shipped.prefer("runs/syconet_all.safetensors", shipped.SYCONET_ALL, "--augment syconet")
     if spec.startswith(("syconet:", "syconet_zc:")):
@@ -193,7 +237,8 @@ def parse(spec: str | None):
         if len(parts) != 3 or not parts[1].isdigit():
             raise InputError(f"--augment {spec!r}: use static:K:SYCONET_CKPT, e.g. static:4:runs/syconet_all.safetensors")
         return "static", (int(parts[1]), parts[2])
-    raise InputError(f"--augment {spec!r}: use none, ct, lut, syconet[:CKPT], syconet_zc:CKPT or static:K:CKPT")
+    raise InputError(f"--augment {spec!r}: use none, ct, lut, processes[:P], syconet[:CKPT], syconet_zc:CKPT "
+                     "or static:K:CKPT")
 
 
 def make(spec: str | None, train_ds, device="cpu"):
@@ -205,6 +250,8 @@ def make(spec: str | None, train_ds, device="cpu"):
         return CTAugmenter(train_ds), train_ds
     if kind == "lut":
         return LUTAugmenter().to(device), train_ds
+    if kind == "processes":
+        return ProcessAugmenter(arg).to(device), train_ds
     if kind in ("syconet", "syconet_zc"):
         return SycoNetAugmenter(arg, device, zc=kind == "syconet_zc"), train_ds
     k, ckpt = arg

@@ -16,10 +16,12 @@ from common import checkpoint
 from common.device import resolve as resolve_device
 from common.io import check_strength
 
+from .gct import GatedColourTransform, GCTConfig
 from .issam import ISSAM, ISSAMConfig
 from .rainnet import RainNet, RainNetConfig
 
-ARCHS = {"issam": (ISSAM, ISSAMConfig), "rainnet": (RainNet, RainNetConfig)}
+ARCHS = {"issam": (ISSAM, ISSAMConfig), "rainnet": (RainNet, RainNetConfig),
+         "gct": (GatedColourTransform, GCTConfig)}
 
 # name: (arch, config overrides, training size)
 VARIANTS = {
@@ -30,7 +32,11 @@ VARIANTS = {
     # CPU-sized: the same architectures at 64 px (the full-resolution transform does the rest)
     "issam64": ("issam", {"output": "residual"}, 64),
     "rainnet64": ("rainnet", {"depth": 6, "ch": 32, "max_channels": 256}, 64),
+    # gated colour transform: colour statistics → a gated Lab map (harmonizers.gct); resolution-free
+    "gct128": ("gct", {}, 128),
+    "gct64": ("gct", {}, 64),
     "issam_test": ("issam", {"depth": 3, "ch": 8}, 32),
+    "gct_test": ("gct", {"hidden": 8}, 32),
     "rainnet_test": ("rainnet", {"depth": 4, "ch": 8}, 32),
 }
 

@@ -135,7 +135,7 @@ def main(data="data/mini4", domains="all", arch: str = "issam", out="runs/issam_
     Args:
         arch: issam, rainnet or a registered variant (issam64, rainnet128, ...; harmonizers.models.VARIANTS).
         out: checkpoint to write (.safetensors); <out>.last.safetensors is kept for resuming.
-        augment: none, ct, lut, syconet[:CKPT], syconet_zc:CKPT or static:K:CKPT (see the README).
+        augment: none, ct, lut, processes[:P], syconet[:CKPT], syconet_zc:CKPT or static:K:CKPT (see the README).
         only_aug: train on the augmented composites alone (Table 1 row 6).
         init: start from this harmonizer checkpoint (finetuning; its architecture and size are kept).
         size: training size (default the variant's).
@@ -145,7 +145,7 @@ def main(data="data/mini4", domains="all", arch: str = "issam", out="runs/issam_
     if gan_weight < 0:
         raise InputError(f"--gan_weight must be >= 0, got {gan_weight}")
     if only_aug and A.parse(augment)[0] in ("none", "static"):
-        raise InputError("--only_aug needs a dynamic --augment (syconet:CKPT, ct or lut)")
+        raise InputError("--only_aug needs a dynamic --augment (processes, syconet:CKPT, ct or lut)")
     torch.manual_seed(seed)
     model, extra = build(arch, init, size)
     train_ds, val_ds = train_val(data, domains, model.size, cache, val_fraction if val_every else 0.0)

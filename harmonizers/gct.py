@@ -1,0 +1,111 @@
+"""Gated colour transform (GCT): a harmonizer that learns from a few hundred photos.
+
+Instead of predicting pixels (iS2AM, RainNet), GCT predicts a handful of numbers: a per-channel
+affine map of the foreground in CIELAB (gain about the foreground mean, offset) and a gate
+``g ∈ (0, 1)`` that scales the whole change::
+
+    lab' = lab + g · (μ_fg + Δ + s ⊙ (lab − μ_fg) − lab)
+
+from colour statistics of four regions — the foreground, the background, and the rings on both
+sides of the mask's boundary, where foreground and background share the light most directly —
+and their differences. The output space is the one the field's parametric harmonizers argue for
+(Harmonizer, Ke et al. ECCV 2022: white-box filters; PCT-Net, Guerreiro et al. CVPR 2023:
+colour-transform parameters; S²CRNet, Liang et al. ECCV 2022: curves): it keeps all texture, is
+resolution-free (``harmonizers.models.harmonize`` refits the map at full resolution), and with
+about 10 k parameters it has little room to memorise photos. The gate is what makes it
+conservative: trained with unperturbed pairs among the composites (``--augment processes``), the
+foreground-normalised MSE pulls ``g`` towards 0 where the statistics cannot tell a composite from
+a real photo, and the last layer starts at zero, so an untrained model is the identity.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+_M = torch.tensor([[0.4124564, 0.3575761, 0.1804375],
+                   [0.2126729, 0.7151522, 0.0721750],
+                   [0.0193339, 0.1191920, 0.9503041]])
+_MINV = torch.linalg.inv(_M)
+_WHITE = torch.tensor([0.95047, 1.0, 1.08883])
+_D = 6 / 29
+
+
+def rgb_to_lab(x: torch.Tensor) -> torch.Tensor:
+    """sRGB ``N×3×H×W`` in [0, 1] → CIELAB scaled by 1/100 (L in [0, 1], a and b about ±1)."""
+    x = x.clamp(0, 1)
+    lin = torch.where(x <= 0.04045, x / 12.92, ((x + 0.055) / 1.055).clamp_min(1e-8) ** 2.4)
+    xyz = torch.einsum("ij,njhw->nihw", (_M / _WHITE[:, None]).to(x), lin)
+    f = torch.where(xyz > _D ** 3, xyz.clamp_min(1e-8) ** (1 / 3), xyz / (3 * _D ** 2) + 4 / 29)
+    return torch.stack([1.16 * f[:, 1] - 0.16, 5 * (f[:, 0] - f[:, 1]), 2 * (f[:, 1] - f[:, 2])], 1)
+
+
+def lab_to_rgb(lab: torch.Tensor) -> torch.Tensor:
+    fy = (lab[:, 0] + 0.16) / 1.16
+    f = torch.stack([fy + lab[:, 1] / 5, fy, fy - lab[:, 2] / 2], 1)
+    xyz = torch.where(f > _D, f ** 3, 3 * _D ** 2 * (f - 4 / 29)) * _WHITE.to(lab)[:, None, None]
+    lin = torch.einsum("ij,njhw->nihw", _MINV.to(lab), xyz).clamp(0, 1)
+    return torch.where(lin <= 0.0031308, lin * 12.92, 1.055 * lin.clamp_min(1e-8) ** (1 / 2.4) - 0.055)
+
+
+@dataclass(frozen=True)
+class GCTConfig:
+    hidden: int = 64
+    ring: float = 0.06          # boundary ring width, as a share of the image side
+    max_offset: float = 0.4     # largest shift of L, a, b (in Lab/100)
+    max_log_gain: float = 0.7   # gains in [e^-0.7, e^0.7]
+    dropout: float = 0.1
+
+
+def _stats(lab: torch.Tensor, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Weighted mean and standard deviation per channel: ``N×3`` each."""
+    n = w.flatten(1).sum(1).clamp_min(1e-3)[:, None]
+    mean = (lab * w).flatten(2).sum(2) / n
+    var = ((lab - mean[..., None, None]) ** 2 * w).flatten(2).sum(2) / n
+    return mean, (var + 1e-4).sqrt()
+
+
+class GatedColourTransform(nn.Module):
+    multiple_of = 1
+    n_features = 33
+
+    def __init__(self, cfg: GCTConfig = GCTConfig()):
+        super().__init__()
+        self.cfg = cfg
+        self.mlp = nn.Sequential(
+            nn.Linear(self.n_features, cfg.hidden), nn.GELU(), nn.Dropout(cfg.dropout),
+            nn.Linear(cfg.hidden, cfg.hidden), nn.GELU(), nn.Linear(cfg.hidden, 7))
+        nn.init.zeros_(self.mlp[-1].weight)
+        nn.init.zeros_(self.mlp[-1].bias)      # gain 1, offset 0: the identity until trained
+
+    def features(self, lab: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(features ``N×33``, foreground mean ``N×3``)."""
+        m = (mask > 0.5).to(lab)
+        k = max(3, int(self.cfg.ring * max(lab.shape[-2:])) * 2 + 1)
+        grown = F.max_pool2d(m, k, 1, k // 2)
+        shrunk = 1 - F.max_pool2d(1 - m, k, 1, k // 2)
+        (mf, sf), (mb, sb) = _stats(lab, m), _stats(lab, 1 - m)
+        (mi, si), (mo, so) = _stats(lab, m - shrunk), _stats(lab, grown - m)
+        area = m.flatten(1).mean(1, keepdim=True)
+        feats = [mf, sf, mb, sb, mi, mo, mb - mf, mo - mi, (sb / sf).log(), (so / si).log(),
+                 area, area.sqrt(), mo[:, :1] - mf[:, :1]]
+        return torch.cat(feats, 1), mf
+
+    def params(self, image: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The predicted transform: gain ``N×3``, offset ``N×3``, gate ``N×1``, fg mean ``N×3``."""
+        lab = rgb_to_lab(image)
+        feats, mf = self.features(lab, mask)
+        out = self.mlp(feats)
+        c = self.cfg
+        return {"gain": torch.exp(c.max_log_gain * torch.tanh(out[:, 0:3])),
+                "offset": c.max_offset * torch.tanh(out[:, 3:6]),
+                "gate": torch.sigmoid(out[:, 6:7] - 1.0), "mean": mf, "lab": lab}
+
+    def forward(self, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        p = self.params(image, mask)
+        lab, mf = p["lab"], p["mean"][..., None, None]
+        target = mf + p["offset"][..., None, None] + p["gain"][..., None, None] * (lab - mf)
+        new = lab + p["gate"][..., None, None] * (target - lab)
+        return lab_to_rgb(new)

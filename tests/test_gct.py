@@ -1,0 +1,124 @@
+"""The gated colour transform harmonizer, the fresh-pair augmenter and the side-by-side comparison."""
+import json
+import random
+
+import numpy as np
+import pytest
+import torch
+
+from common.io import InputError
+from domains.transfer import rgb_to_lab as ref_lab
+from harmonizers import augment as A
+from harmonizers.gct import lab_to_rgb, rgb_to_lab
+from harmonizers.models import create, harmonize, load
+from harmonizers.train import fn_mse
+
+
+def _pairs(n=8, side=24, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    real = torch.rand(n, 3, side, side, generator=g) * 0.6 + 0.2
+    mask = torch.zeros(n, 1, side, side)
+    mask[..., 6:18, 6:18] = 1
+    return real, mask
+
+
+def test_lab_matches_numpy_reference_and_round_trips():
+    x = torch.rand(2, 3, 9, 7, dtype=torch.float64).float()
+    want = torch.from_numpy(ref_lab(x.permute(0, 2, 3, 1).double().numpy())).permute(0, 3, 1, 2).float()
+    assert (rgb_to_lab(x) * 100 - want).abs().max() < 1e-3
+    assert (lab_to_rgb(rgb_to_lab(x)) - x).abs().max() < 1e-4
+
+
+@pytest.mark.parametrize("size", [(17, 33), (64, 64), (5, 120)])
+def test_untrained_model_is_the_identity_at_any_size(size):
+    h = create("gct_test").eval()
+    x = torch.rand(2, 3, *size)
+    m = (torch.rand(2, 1, *size) > 0.5).float()
+    out = h(x, m)
+    assert out.shape == x.shape and (out - x).abs().max() < 1e-4
+    assert torch.equal(out[(m == 0).expand_as(x)], x[(m == 0).expand_as(x)])
+
+
+def test_learns_to_undo_a_foreground_shift_and_leaves_real_photos_alone():
+    torch.manual_seed(0)
+    h = create("gct_test", hidden=32)
+    opt = torch.optim.Adam(h.parameters(), 1e-2)
+    real, mask = _pairs(16)
+    shift = torch.tensor([0.15, -0.05, -0.1])[None, :, None, None]
+    comp = real + mask * shift
+    both_c, both_r, both_m = torch.cat([comp, real]), torch.cat([real, real]), torch.cat([mask, mask])
+    first = fn_mse(h(both_c, both_m), both_r, both_m, 1.0).item()
+    for _ in range(150):
+        loss = fn_mse(h(both_c, both_m), both_r, both_m, 1.0)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    h.eval()
+    assert fn_mse(h(comp, mask), real, mask, 1.0).item() < 0.3 * fn_mse(comp, real, mask, 1.0).item()
+    assert loss.item() < 0.3 * first
+    p = h.net.params(comp, mask)
+    assert ((p["gate"] > 0) & (p["gate"] < 1)).all()
+
+
+def test_full_resolution_and_checkpoint_round_trip(tmp_path):
+    from common import checkpoint
+    from harmonizers.models import meta
+    h = create("gct_test").eval()
+    torch.nn.init.normal_(h.net.mlp[-1].weight, std=0.5)
+    path = checkpoint.save(tmp_path / "g.safetensors", h.state_dict(), meta(h, ["A"], "fp"))
+    h2, m = load(path)
+    assert m["arch"] == "gct"
+    x, mask = torch.rand(3, 150, 97), torch.zeros(1, 150, 97)
+    mask[:, 40:110, 20:70] = 1
+    a, b = harmonize(h, x, mask), harmonize(h2, x, mask)
+    assert torch.allclose(a, b, atol=1e-6) and torch.equal(a[:, :40], x[:, :40])
+    low = h(torch.nn.functional.interpolate(x[None], (32, 32), mode="bilinear", antialias=True),
+            torch.nn.functional.interpolate(mask[None], (32, 32), mode="bilinear", antialias=True))
+    assert (a - x).abs().max() > 1e-3 and low.shape == (1, 3, 32, 32)
+
+
+class TestProcessAugmenter:
+    def test_background_kept_and_foregrounds_changed(self):
+        random.seed(0)
+        real, mask = _pairs(12, side=32)
+        aug = A.ProcessAugmenter(identity=0.0)
+        out = aug(real, mask)
+        bg = (mask == 0).expand_as(real)
+        assert torch.allclose(out[bg], real[bg], atol=1e-6)
+        changed = ((out - real).abs() * mask).flatten(1).sum(1) / (3 * mask.flatten(1).sum(1))
+        assert (changed > 1e-3).float().mean() >= 0.9
+
+    def test_identity_share(self):
+        random.seed(1)
+        real, mask = _pairs(200, side=16)
+        out = A.ProcessAugmenter(identity=0.5)(real, mask)
+        same = ((out - real).abs().flatten(1).amax(1) < 1e-7).float().mean().item()
+        assert 0.38 < same < 0.62
+
+    def test_parse(self):
+        assert A.parse("processes") == ("processes", 0.3)
+        assert A.parse("processes:0.1") == ("processes", 0.1)
+        with pytest.raises(InputError, match="processes:P"):
+            A.parse("processes:lots")
+        with pytest.raises(InputError, match=r"\[0, 1\)"):
+            A.ProcessAugmenter(1.0)
+
+
+def test_compare_reports_harm_rate_and_drift(mini_data, tmp_path):
+    from harmonizers.train import main as train
+    from eval.compare import main as compare, parse_ckpts
+    ck = tmp_path / "g.safetensors"
+    train(data=str(mini_data), arch="gct_test", out=str(ck), steps=2, batch_size=4, augment="processes",
+          device="cpu", save_every=100)
+    compare(data=str(mini_data), ckpts=f"gct={ck}", out=str(tmp_path / "cmp"))
+    res = json.loads((tmp_path / "cmp" / "results.json").read_text())
+    assert list(res["methods"]) == ["composite", "reinhard", "gct"]
+    comp, gct = res["methods"]["composite"]["All"], res["methods"]["gct"]["All"]
+    assert comp["harm_rate"] == 0 and comp["real_drift"] == 0 and comp["fMSE_vs_composite"] == 0
+    assert 0 <= gct["harm_rate"] <= 1 and gct["real_drift"] >= 0
+    assert res["methods"]["reinhard"]["All"]["real_drift"] > 1       # Reinhard moves real photos
+    assert (tmp_path / "cmp" / "grid_best_worst.png").is_file()
+    with pytest.raises(InputError, match="already holds"):
+        compare(data=str(mini_data), ckpts=f"gct={ck}", out=str(tmp_path / "cmp"))
+    with pytest.raises(InputError, match="NAME=CHECKPOINT"):
+        parse_ckpts("nonsense")
