@@ -72,14 +72,14 @@ def plan(domain: str, data=None, base=None, augment=None, arch: str = "issam", o
 def main(domain: str, data: str | None = None, base: str | None = None, augment: str | None = None,
          arch: str = "issam", out: str | None = None, row: int | None = None, runs: str = "runs",
          steps: int = 300, batch_size: int = 16, lr: float = 1e-4, seed: int = 0, workers: int = 0,
-         device: str = "auto", overwrite: bool = False, regrade: float = 0.0) -> None:
+         device: str = "auto", overwrite: bool = False, regrade: float = 0.0, val_every: int = 0) -> None:
     """Finetune the all-domain harmonizer on one domain (the module docstring lists the defaults).
 
     Args:
         domain: the domain to finetune on (MiniCOCO, ..., or HFlickr etc. with --data).
         base: starting harmonizer (default runs/<arch>_all.safetensors, else the shipped unified model).
         augment: augmentation spec (default syconet:runs/syconet_<domain>.safetensors, else the shipped SycoNet).
-        arch: architecture family of the default base and output names (issam or rainnet).
+        arch: architecture family of the default base and output names (issam, rainnet or gct).
         out: checkpoint to write (default runs/<arch>_<domain>.safetensors).
         row: run Table 1 row N (1 evaluates the base; 2 originals; 3 +CT; 4 +LUT; 5 +SycoNet(all);
             6 SycoNet(D) only; 7 originals + SycoNet(D)).
@@ -93,7 +93,7 @@ def main(domain: str, data: str | None = None, base: str | None = None, augment:
         return
     from harmonizers.train import main as train_main
     train_main(**args, steps=steps, batch_size=batch_size, lr=lr, seed=seed, workers=workers, device=device,
-               overwrite=overwrite, regrade=regrade)
+               overwrite=overwrite, regrade=regrade, val_every=val_every)
 
 
 CLI = main

@@ -12,9 +12,10 @@ composites of the same shape, without gradients (``augmenter(real, mask, composi
 - ``ct``: classical colour transfer (Reinhard, Xiao, histogram, Pitié; one at random) from a random
   reference photo of the training set, as iHarmony4 built HCOCO/HFlickr
 - ``lut``: a random look from the procedural LUT pool (syconet.bank)
-- ``processes[:P]``: fresh pairs from every process of the offline benchmark (the four colour
-  transfers from another image of the batch, retouch, illumination, the five experts, a procedural
-  LUT look), with share ``P`` (default 0.3) left unperturbed so that a harmonious input is left alone
+- ``processes[:P[:M1+M2…]]``: fresh pairs from every process of the offline benchmark (the four
+  colour transfers from another image of the batch, retouch, illumination, the five experts, a
+  procedural LUT look; or only the processes named), with share ``P`` (default 0.3) left
+  unperturbed so that a harmonious input is left alone
 - ``static:K:CKPT``: K SycoNet composites per real image generated once and merged into the training
   set (:class:`StaticAugmented`)
 """
@@ -141,10 +142,14 @@ class ProcessAugmenter:
 
     METHODS = ("reinhard", "xiao", "histogram", "pitie", "retouch", "illumination", "expert", "lut")
 
-    def __init__(self, identity: float = 0.3):
+    def __init__(self, identity: float = 0.3, methods: tuple[str, ...] | None = None):
         if not 0.0 <= identity < 1.0:
             raise InputError(f"--augment processes:P: P must be in [0, 1), got {identity}")
+        unknown = sorted(set(methods or ()) - set(self.METHODS))
+        if unknown:
+            raise InputError(f"--augment processes: unknown process {unknown}; choose from {self.METHODS}")
         self.identity, self.looks = identity, LookPool()
+        self.methods = tuple(methods) if methods else self.METHODS
 
     def to(self, device):
         self.looks.to(device)
@@ -157,7 +162,7 @@ class ProcessAugmenter:
         refs = [(str(j), r, m) for j, (r, m) in enumerate(zip(cpu_real, cpu_mask)) if m.sum() >= 4]
         out = []
         for i, (r, m) in enumerate(zip(cpu_real, cpu_mask)):
-            method = random.choice(self.METHODS)
+            method = random.choice(self.methods)
             others = [x for x in refs if x[0] != str(i)]
             if random.random() < self.identity or m.sum() < 4 or (method in T.STAT_METHODS and not others):
                 out.append(r)
@@ -216,17 +221,20 @@ class StaticAugmented(Dataset):
 
 
 def parse(spec: str | None):
-    """``"none" | "ct" | "lut" | "processes[:P]" | "syconet[:CKPT]" | "syconet_zc:CKPT" | "static:K:CKPT"`` → (kind,
+    """``"none" | "ct" | "lut" | "processes[:P[:M1+M2]]" | "syconet[:CKPT]" | "syconet_zc:CKPT" | "static:K:CKPT"`` → (kind,
     argument); ``syconet`` alone uses ``runs/syconet_all.safetensors`` or, when there is none, the
     shipped ``models/syconet_all.safetensors``."""
     spec = (spec or "none").strip()
     if spec in ("none", "ct", "lut"):
         return spec, None
     if spec == "processes" or spec.startswith("processes:"):
+        parts = spec.split(":")
         try:
-            return "processes", float(spec.split(":", 1)[1]) if ":" in spec else 0.3
+            share = float(parts[1]) if len(parts) > 1 else 0.3
         except ValueError:
-            raise InputError(f"--augment {spec!r}: use processes or processes:P with P a share, e.g. processes:0.3") from None
+            raise InputError(f"--augment {spec!r}: use processes, processes:P with P a share, or "
+                             "processes:P:M1+M2 (e.g. processes:0.3:illumination)") from None
+        return "processes", (share, tuple(parts[2].split("+")) if len(parts) > 2 and parts[2] else None)
     if spec == "syconet":  # no CKPT: runs/syconet_all.safetensors, else the shipped one
         return spec, shipped.prefer("runs/syconet_all.safetensors", shipped.SYCONET_ALL, "--augment syconet")
     if spec.startswith(("syconet:", "syconet_zc:")):
@@ -251,7 +259,7 @@ def make(spec: str | None, train_ds, device="cpu"):
     if kind == "lut":
         return LUTAugmenter().to(device), train_ds
     if kind == "processes":
-        return ProcessAugmenter(arg).to(device), train_ds
+        return ProcessAugmenter(*arg).to(device), train_ds
     if kind in ("syconet", "syconet_zc"):
         return SycoNetAugmenter(arg, device, zc=kind == "syconet_zc"), train_ds
     k, ckpt = arg

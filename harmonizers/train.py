@@ -104,11 +104,48 @@ class HarmonizerTask:
 @torch.inference_mode()
 def validate(model: Harmonizer, ds: HarmonyDataset, batch: int = 16, max_images: int = 128) -> dict:
     dev = next(model.parameters()).device
-    acc = M.Accumulator()
+    acc, base = M.Accumulator(), M.Accumulator()
     for b in batches(ds, batch, max_images, dev):
         acc.add("val", M.compute(model(b["composite"], b["mask"]), b["real"], b["mask"], size=None))
-    s = acc.summary()["All"]
-    return {k: s[k] for k in ("MSE", "fMSE", "PSNR")}
+        base.add("val", M.compute(b["composite"], b["real"], b["mask"], size=None))
+    s, c = acc.summary()["All"], base.summary()["All"]
+    return {**{k: s[k] for k in ("MSE", "fMSE", "PSNR")}, "fMSE_composite": c["fMSE"]}
+
+
+CALIBRATION_GRID = (0.0, 0.25, 0.5, 0.75, 1.0, 1.25)
+
+
+@torch.inference_mode()
+def calibration_scores(model: Harmonizer, ds: HarmonyDataset, grid=CALIBRATION_GRID, max_images: int = 512) -> dict:
+    """For each gate scale: validation fMSE on the composites plus fMSE of the real photos passed
+    through unedited (a harmonizer should leave them alone), each averaged per image."""
+    dev = next(model.parameters()).device
+    data = list(batches(ds, 32, max_images, dev))
+    scores = {}
+    for s in grid:
+        model.net.strength.fill_(s)
+        comp = [M.fmse(model(b["composite"], b["mask"]), b["real"], b["mask"]) for b in data]
+        real = [M.fmse(model(b["real"], b["mask"]), b["real"], b["mask"]) for b in data]
+        scores[s] = float(torch.cat(comp).mean() + torch.cat(real).mean())
+    return scores
+
+
+def calibrate(out, val_ds: HarmonyDataset) -> dict:
+    """Rewrite ``out`` from the best checkpoint (else the last) with the gate scale that does best on
+    the held-out photos; 0 turns the model into the identity."""
+    from common import checkpoint
+    from common.engine import sibling
+    best = sibling(out, "best.safetensors")
+    src = best if best.exists() else out
+    model, m = load(src)
+    scores = calibration_scores(model, val_ds)
+    pick = min(scores, key=scores.get)
+    model.net.strength.fill_(pick)
+    info = {"strength": pick, "scores": scores, "from": src.name}
+    checkpoint.save(out, model.state_dict(), {**m, "calibration": info}, overwrite=True)
+    log.info("calibrated gate scale %.2f (validation fMSE + real-photo fMSE: %s)", pick,
+             {k: round(v, 1) for k, v in scores.items()})
+    return info
 
 
 def build(arch: str, init: str | None, size: int | None) -> tuple[Harmonizer, dict]:
@@ -135,7 +172,7 @@ def main(data="data/mini4", domains="all", arch: str = "issam", out="runs/issam_
     Args:
         arch: issam, rainnet or a registered variant (issam64, rainnet128, ...; harmonizers.models.VARIANTS).
         out: checkpoint to write (.safetensors); <out>.last.safetensors is kept for resuming.
-        augment: none, ct, lut, processes[:P], syconet[:CKPT], syconet_zc:CKPT or static:K:CKPT (see the README).
+        augment: none, ct, lut, processes[:P[:M1+M2]], syconet[:CKPT], syconet_zc:CKPT or static:K:CKPT (see the README).
         only_aug: train on the augmented composites alone (Table 1 row 6).
         init: start from this harmonizer checkpoint (finetuning; its architecture and size are kept).
         size: training size (default the variant's).
@@ -160,6 +197,8 @@ def main(data="data/mini4", domains="all", arch: str = "issam", out="runs/issam_
                        workers=workers, seed=seed, save_every=save_every, val_every=val_every, device=device,
                        resume=resume, overwrite=overwrite)
     res = train(task, train_set, cfg)
+    if dist_info()[0] == 0 and val_ds is not None and hasattr(model.net, "strength"):
+        res["calibration"] = calibrate(out, val_ds)
     if dist_info()[0] == 0:
         print_json({**res, "arch": model.arch, "size": model.size, "augment": augment, "domains": train_ds.domains})
 

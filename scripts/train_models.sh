@@ -22,49 +22,55 @@ train() {  # train OUT MODULE ARGS...: run unless OUT exists, log the wall time
 
 [ -d "$DATA" ] || "$PY" -m domains.build --photos assets/photos --out "$DATA" --seed 0
 
-# 1. SycoNet on all domains (encoders at 64 px, LUT loss at 128 px)
-train "$R/syconet_all.safetensors" syconet.train --data "$DATA" --domains all --size 128 --enc_size 64 \
-  --steps 1500 --batch_size 16 --lr 3e-4
-# 2. domain classifier (tf_efficientnet_lite0 from ImageNet weights, composite + mask), trained on
-#    fresh composites made by each domain's process (router.synth)
-train "$R/router.safetensors" router.train --data "$DATA" --size 128 --steps 300 --batch_size 16 --lr 3e-4 \
-  --synthesize --workers 1
-# 3. base harmonizer on all domains (iS2AM, improved_ssam configuration at 64 px)
+# 1. the default harmonizer family, on all domains: the gated colour transform (harmonizers.gct),
+#    fresh pairs from every process with half of them unperturbed, every pair re-graded; the gate's
+#    scale is calibrated on held-out training photos (--val_every)
+train "$R/gct_all.safetensors" harmonizers.train --data "$DATA" --domains all --arch gct64 \
+  --augment processes:0.5 --regrade 1.0 --steps 2000 --batch_size 32 --lr 1e-3 --val_every 250
+# 2. per-domain harmonizers: the base finetuned on the domain, fresh pairs from the domain's own
+#    processes, calibrated on the domain's held-out photos (scale 0 = leave that domain alone)
+declare -A PROC=([MiniCOCO]=reinhard+xiao+histogram+pitie [MiniAdobe]=expert
+                 [MiniFlickr]=reinhard+xiao+histogram+pitie [MiniDay2night]=illumination)
+for D in MiniCOCO MiniAdobe MiniFlickr MiniDay2night; do
+  train "$R/gct_$D.safetensors" domains.finetune --domain "$D" --data "$DATA" --runs "$R" --arch gct \
+    --augment "processes:0.5:${PROC[$D]}" --regrade 1.0 --steps 600 --batch_size 32 --lr 5e-4 --val_every 100
+done
+# 3. domain classifier (tf_efficientnet_lite0 from ImageNet weights, composite + mask) on the stored
+#    composites: the benchmark's domains differ by content and process, as iHarmony4's do
+train "$R/router.safetensors" router.train --data "$DATA" --size 128 --steps 600 --batch_size 16 --lr 3e-4 \
+  --val_every 100
+# 4. the default zoo (float16 storage); the unified model is the all-domain one
+if [ ! -f models/default/zoo.json ] || [ "${REBUILD_ZOO:-0}" = 1 ]; then
+  "$PY" -m router.zoo build --out models/default --classifier "$R/router.safetensors" \
+    --unified "$R/gct_all.safetensors" \
+    --domains "MiniCOCO=$R/gct_MiniCOCO.safetensors,MiniAdobe=$R/gct_MiniAdobe.safetensors,MiniFlickr=$R/gct_MiniFlickr.safetensors,MiniDay2night=$R/gct_MiniDay2night.safetensors" \
+    --fp16 --overwrite
+  log "zoo built"
+fi
+# 5. the pixel-predicting families at about the same CPU budget as step 1 (the README's side-by-side table)
 train "$R/issam_all.safetensors" harmonizers.train --data "$DATA" --domains all --arch issam64 \
   --steps 300 --batch_size 16 --lr 5e-4
-# 4. SycoNet finetuned per domain
+train "$R/rainnet_all.safetensors" harmonizers.train --data "$DATA" --domains all --arch rainnet64 \
+  --steps 300 --batch_size 16 --lr 5e-4
+# 6. SycoNet on all domains (encoders at 64 px, LUT loss at 128 px), then per small domain
+train "$R/syconet_all.safetensors" syconet.train --data "$DATA" --domains all --size 128 --enc_size 64 \
+  --steps 1500 --batch_size 16 --lr 3e-4
 for D in MiniFlickr MiniDay2night; do
   train "$R/syconet_$D.safetensors" syconet.train --data "$DATA" --domains "$D" \
     --init "$R/syconet_all.safetensors" --size 128 --steps 100 --batch_size 16 --lr 1e-4
 done
-# 5. per-domain harmonizers: finetune the base with originals + SycoNet augmentation: the domain's
-#    finetuned SycoNet for the two small domains (Table 1 row 7), the all-domain one for the large (row 5)
+# 7. iS2AM per domain with SycoNet augmentation (Table 1 rows 5 and 7) and the SycoNet-augmented
+#    unified iS2AM (section 4.7)
 for D in MiniFlickr MiniDay2night; do
   train "$R/issam_$D.safetensors" domains.finetune --domain "$D" --data "$DATA" --runs "$R" \
     --steps 60 --batch_size 8 --lr 1e-4
 done
-for D in MiniCOCO MiniAdobe; do
-  train "$R/issam_$D.safetensors" domains.finetune --domain "$D" --data "$DATA" --runs "$R" --row 5 \
-    --steps 60 --batch_size 8 --lr 1e-4
-done
-# 6. unified harmonizer: the base finetuned on all domains with the all-domain SycoNet (section 4.7)
 train "$R/issam_unified.safetensors" harmonizers.train --data "$DATA" --domains all --init "$R/issam_all.safetensors" \
   --augment "syconet:$R/syconet_all.safetensors" --steps 100 --batch_size 8 --lr 1e-4
-# 7. the default zoo (float16 storage)
-if [ ! -f models/default/zoo.json ] || [ "${REBUILD_ZOO:-0}" = 1 ]; then
-  "$PY" -m router.zoo build --out models/default --classifier "$R/router.safetensors" \
-    --unified "$R/issam_unified.safetensors" \
-    --domains "MiniCOCO=$R/issam_MiniCOCO.safetensors,MiniAdobe=$R/issam_MiniAdobe.safetensors,MiniFlickr=$R/issam_MiniFlickr.safetensors,MiniDay2night=$R/issam_MiniDay2night.safetensors" \
-    --fp16 --overwrite
-  log "zoo built"
-fi
 # the all-domain SycoNet, generation-only, for `python -m syconet.sample` out of the box
 [ -f models/syconet_all.safetensors ] || "$PY" -m syconet.export --ckpt "$R/syconet_all.safetensors" \
   --out models/syconet_all.safetensors
-# 8. RainNet base (for the harmonizer table)
-train "$R/rainnet_all.safetensors" harmonizers.train --data "$DATA" --domains all --arch rainnet64 \
-  --steps 300 --batch_size 16 --lr 5e-4
-# 9. SycoNet ablations (Table 2): each trained from scratch on MiniDay2night with the same budget
+# 8. SycoNet ablations (Table 2): each trained from scratch on MiniDay2night with the same budget
 for A in none no_rec no_real move_z lutv2; do
   train "$R/ablation_$A.safetensors" syconet.train --data "$DATA" --domains MiniDay2night --ablation "$A" \
     --size 128 --enc_size 64 --steps 100 --batch_size 16 --lr 3e-4

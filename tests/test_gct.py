@@ -96,8 +96,11 @@ class TestProcessAugmenter:
         assert 0.38 < same < 0.62
 
     def test_parse(self):
-        assert A.parse("processes") == ("processes", 0.3)
-        assert A.parse("processes:0.1") == ("processes", 0.1)
+        assert A.parse("processes") == ("processes", (0.3, None))
+        assert A.parse("processes:0.1") == ("processes", (0.1, None))
+        assert A.parse("processes:0.5:expert+lut") == ("processes", (0.5, ("expert", "lut")))
+        with pytest.raises(InputError, match="unknown process"):
+            A.ProcessAugmenter(0.1, ("sepia",))
         with pytest.raises(InputError, match="processes:P"):
             A.parse("processes:lots")
         with pytest.raises(InputError, match=r"\[0, 1\)"):
