@@ -16,9 +16,9 @@ about 10 k parameters it has little room to memorise photos. The gate is what ma
 conservative: trained with unperturbed pairs among the composites (``--augment processes``), the
 foreground-normalised MSE pulls ``g`` towards 0 where the statistics cannot tell a composite from
 a real photo, and the last layer starts at zero, so an untrained model is the identity. After
-training, a scale on the gate (the ``strength`` buffer) is chosen on held-out training photos to
-minimise the error on their composites plus the change of the real photos themselves, down to 0
-(the identity) when the model does not help there.
+training, a scale on the gate (the ``strength`` buffer) is chosen on held-out training photos: the
+lowest error on their composites among the scales that move their real photos, passed through
+unedited, by at most 2.5 levels on average — down to 0 (the identity) when the model does not help.
 """
 from __future__ import annotations
 

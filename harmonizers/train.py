@@ -112,39 +112,46 @@ def validate(model: Harmonizer, ds: HarmonyDataset, batch: int = 16, max_images:
     return {**{k: s[k] for k in ("MSE", "fMSE", "PSNR")}, "fMSE_composite": c["fMSE"]}
 
 
-CALIBRATION_GRID = (0.0, 0.25, 0.5, 0.75, 1.0, 1.25)
+CALIBRATION_GRID = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.75, 1.0, 1.25)
+DRIFT_LIMIT = 2.5   # mean change of an unedited real photo inside its mask, 8-bit levels
 
 
 @torch.inference_mode()
 def calibration_scores(model: Harmonizer, ds: HarmonyDataset, grid=CALIBRATION_GRID, max_images: int = 512) -> dict:
-    """For each gate scale: validation fMSE on the composites plus fMSE of the real photos passed
-    through unedited (a harmonizer should leave them alone), each averaged per image."""
+    """For each gate scale: validation fMSE of the composites, and the drift of the real photos
+    passed through unedited (mean |output − input| inside the mask, 8-bit levels)."""
     dev = next(model.parameters()).device
     data = list(batches(ds, 32, max_images, dev))
     scores = {}
     for s in grid:
         model.net.strength.fill_(s)
-        comp = [M.fmse(model(b["composite"], b["mask"]), b["real"], b["mask"]) for b in data]
-        real = [M.fmse(model(b["real"], b["mask"]), b["real"], b["mask"]) for b in data]
-        scores[s] = float(torch.cat(comp).mean() + torch.cat(real).mean())
+        comp = torch.cat([M.fmse(model(b["composite"], b["mask"]), b["real"], b["mask"]) for b in data])
+        drift = []
+        for b in data:
+            w = (b["mask"] > 0.5).float()
+            d = ((model(b["real"], b["mask"]) - b["real"]).abs() * 255 * w).flatten(1).sum(1)
+            drift.append(d / (3 * w.flatten(1).sum(1)).clamp_min(1))
+        scores[s] = {"fMSE": float(comp.mean()), "drift": float(torch.cat(drift).mean())}
     return scores
 
 
-def calibrate(out, val_ds: HarmonyDataset) -> dict:
-    """Rewrite ``out`` from the best checkpoint (else the last) with the gate scale that does best on
-    the held-out photos; 0 turns the model into the identity."""
+def calibrate(out, val_ds: HarmonyDataset, drift_limit: float = DRIFT_LIMIT) -> dict:
+    """Rewrite ``out`` from the best checkpoint (else the last) with the gate scale that gives the
+    lowest validation fMSE among those that move unedited real photos by at most ``drift_limit``
+    levels; 0 (the identity) when none helps."""
     from common import checkpoint
     from common.engine import sibling
     best = sibling(out, "best.safetensors")
     src = best if best.exists() else out
     model, m = load(src)
     scores = calibration_scores(model, val_ds)
-    pick = min(scores, key=scores.get)
+    ok = [s for s, v in scores.items() if v["drift"] <= drift_limit and v["fMSE"] <= scores[0.0]["fMSE"]]
+    pick = min(ok, key=lambda s: scores[s]["fMSE"]) if ok else 0.0
     model.net.strength.fill_(pick)
-    info = {"strength": pick, "scores": scores, "from": src.name}
+    info = {"strength": pick, "drift_limit": drift_limit, "scores": scores, "from": src.name}
     checkpoint.save(out, model.state_dict(), {**m, "calibration": info}, overwrite=True)
-    log.info("calibrated gate scale %.2f (validation fMSE + real-photo fMSE: %s)", pick,
-             {k: round(v, 1) for k, v in scores.items()})
+    log.info("calibrated gate scale %.2f (validation fMSE, real-photo drift: %s)", pick,
+             {k: (round(v["fMSE"], 1), round(v["drift"], 2)) for k, v in scores.items()})
     return info
 
 
@@ -153,6 +160,8 @@ def build(arch: str, init: str | None, size: int | None) -> tuple[Harmonizer, di
     if init:
         model, _ = load(init)
         model.size = size or model.size
+        if hasattr(model.net, "strength"):  # a calibrated gate scale is redone after training
+            model.net.strength.fill_(1.0)
         return model, {"init": str(init)}
     return create(ARCH_ALIASES.get(arch, arch), size=size), {}
 

@@ -23,15 +23,26 @@ from domains.dataset import HarmonyDataset, batches, fingerprint, train_val
 from .classifier import ClassifierConfig, DomainClassifier, meta, resolve_backbone
 
 
+def balanced_weights(ds: HarmonyDataset) -> torch.Tensor:
+    """Per-domain loss weights ∝ 1 / (the domain's share of the training items), mean 1: the small
+    domains (Hday2night has 1 % of iHarmony4) count as much as the large ones."""
+    counts = torch.zeros(len(ds.domains))
+    for s in ds.samples:
+        counts[ds.domains.index(s.domain)] += 1
+    w = counts.sum() / counts.clamp_min(1) / len(counts)
+    return w / w.mean()
+
+
 class ClassifierLoss(nn.Module):
-    def __init__(self, model: DomainClassifier):
+    def __init__(self, model: DomainClassifier, weights: torch.Tensor | None = None):
         super().__init__()
         self.model = model
+        self.register_buffer("weights", weights, persistent=False)
 
     def forward(self, batch):
         logits = self.model(batch["composite"], batch["mask"])
         target = torch.as_tensor(batch["domain"], device=logits.device)
-        loss = F.cross_entropy(logits.float(), target)
+        loss = F.cross_entropy(logits.float(), target, weight=self.weights)
         return {"loss": loss, "acc": (logits.argmax(1) == target).float().mean().detach()}
 
 
@@ -57,8 +68,8 @@ def report(cm: torch.Tensor, domains) -> dict:
 
 
 class ClassifierTask:
-    def __init__(self, model, fp, val):
-        self.model, self.net, self.fp, self.val = ClassifierLoss(model), model, fp, val
+    def __init__(self, model, fp, val, weights=None):
+        self.model, self.net, self.fp, self.val = ClassifierLoss(model, weights), model, fp, val
 
     def meta(self):
         return meta(self.net, self.fp)
@@ -78,7 +89,7 @@ def main(data="data/mini4", out="runs/router.safetensors", backbone: str = "auto
          size: int = 224, pretrained_file: str | None = None, steps: int = 1000, batch_size: int = 32,
          lr: float = 1e-3, workers: int = 0, seed: int = 0, val_every: int = 0, device: str = "auto",
          resume: bool = True, overwrite: bool = False, synthesize: bool = False, amp: bool = True,
-         channels_last: bool = False, val_fraction: float = 0.1) -> None:
+         channels_last: bool = False, val_fraction: float = 0.1, balance: bool = True) -> None:
     """Train the timm domain classifier that routes a composite to its domain's harmonizer.
 
     The confusion matrix printed at the end is on the test split.
@@ -91,6 +102,7 @@ def main(data="data/mini4", out="runs/router.safetensors", backbone: str = "auto
         size: input size of the classifier.
         pretrained_file: local weights file for the backbone (timm pretrained_cfg_overlay).
         synthesize: train on fresh composites made by each domain's own process (offline benchmark only).
+        balance: weight the loss by inverse domain frequency, so small domains are not routed away.
     """
     torch.manual_seed(seed)
     train_ds, val_ds = train_val(data, "all", size, True, val_fraction if val_every else 0.0)
@@ -99,7 +111,8 @@ def main(data="data/mini4", out="runs/router.safetensors", backbone: str = "auto
     cfg = ClassifierConfig(domains=tuple(train_ds.domains), backbone=name, use_mask=use_mask, size=size,
                            pretrained="imagenet" if weights else "scratch")
     model = DomainClassifier(cfg, pretrained_file=weights)
-    task = ClassifierTask(model, fingerprint(train_ds.samples), val_ds)
+    task = ClassifierTask(model, fingerprint(train_ds.samples), val_ds,
+                          balanced_weights(train_ds) if balance else None)
     train_set = train_ds
     if synthesize:
         from .synth import ProcessComposites
@@ -112,7 +125,7 @@ def main(data="data/mini4", out="runs/router.safetensors", backbone: str = "auto
     net = task.net.eval()
     r = report(confusion(net, test_ds), train_ds.domains)
     write_text(json.dumps({**r, "backbone": name, "pretrained": cfg.pretrained, "use_mask": use_mask,
-                           "synthesize": synthesize, **res}, indent=1),
+                           "synthesize": synthesize, "balance": balance, **res}, indent=1),
                str(out).removesuffix(".safetensors") + ".report.json", overwrite=True)
     print(r["table"])
     print_json({"out": str(out), "accuracy": r["accuracy"], "backbone": name, "pretrained": cfg.pretrained,

@@ -125,3 +125,24 @@ def test_compare_reports_harm_rate_and_drift(mini_data, tmp_path):
         compare(data=str(mini_data), ckpts=f"gct={ck}", out=str(tmp_path / "cmp"))
     with pytest.raises(InputError, match="NAME=CHECKPOINT"):
         parse_ckpts("nonsense")
+
+
+def test_calibration_picks_the_identity_for_a_harmful_model_and_finetuning_resets_it(mini_data, tmp_path):
+    from common import checkpoint
+    from domains.dataset import train_val
+    from harmonizers.models import meta
+    from harmonizers.train import build, calibrate
+    h = create("gct_test", size=32).eval()
+    torch.nn.init.constant_(h.net.mlp[-1].bias, 2.0)        # a big fixed push on every foreground
+    ck = checkpoint.save(tmp_path / "bad.safetensors", h.state_dict(), meta(h, ["x"], "fp"))
+    _, val = train_val(mini_data, "all", 32, False, 0.5)
+    info = calibrate(ck, val)
+    assert info["strength"] == 0.0 and info["scores"][0.0]["fMSE"] < info["scores"][1.0]["fMSE"]
+    assert info["scores"][0.0]["drift"] < 0.01 < info["scores"][1.0]["drift"]
+    model, m = load(ck)
+    assert m["calibration"]["strength"] == 0.0 and float(model.net.strength) == 0.0
+    x, mask = torch.rand(1, 3, 32, 32), torch.ones(1, 1, 32, 32)
+    mask[..., :8, :] = 0
+    assert (model(x, mask) - x).abs().max() < 1e-4                 # scale 0: the identity
+    again, _ = build("gct_test", str(ck), None)
+    assert float(again.net.strength) == 1.0
