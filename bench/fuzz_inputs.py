@@ -217,7 +217,30 @@ def fuzz(n_random: int = 180, seed: int = 0, zoo=None, backend: str = "auto", ou
                 if src.is_file():
                     dst.write_bytes(src.read_bytes())
         batch_outcomes = {}
-        from common.io import BatchError
+        from common.io import BatchError, InputError
+        # the corpus as a photo folder for the benchmark builder: it builds or refuses naming a file
+        photos = tmp / "photos"
+        (photos / "images").mkdir(parents=True)
+        (photos / "masks").mkdir(parents=True)
+        for i, c in enumerate(cases):
+            img, msk = Path(c["image"]), Path(c["mask"])
+            if img.is_file() and msk.is_file():
+                (photos / "images" / f"p{i:04d}{img.suffix}").write_bytes(img.read_bytes())
+                (photos / "masks" / f"p{i:04d}.png").write_bytes(msk.read_bytes())
+        try:
+            from domains.build import build
+            build(photos, tmp / "built", max_side=48)
+            batch_outcomes["domains.build"] = "ok"
+        except InputError as e:
+            named = "photos" in str(e) or ".png" in str(e) or ".jpg" in str(e)
+            batch_outcomes["domains.build"] = "refused, naming the file" if named else "refused"
+            if not named:
+                bad.append({"case": "domains.build", "detail": f"refusal names no file: {e}"})
+            if (tmp / "built").exists():
+                bad.append({"case": "domains.build", "detail": "partial output left after a refusal"})
+        except Exception:
+            batch_outcomes["domains.build"] = "bad"
+            bad.append({"case": "domains.build", "detail": traceback.format_exc(limit=3)})
         for name, fn in (("predict_dir", lambda: _batch_predict(batch, tmp / "pd", zoo, backend)),
                          ("userstudy export", lambda: export(batch, tmp / "study", methods="composite,reinhard",
                                                              seed=0, max_side=64))):

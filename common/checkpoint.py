@@ -41,7 +41,13 @@ def read_meta(path) -> dict:
         raise InputError(f"{path}: not a safetensors checkpoint ({e})") from None
     if "config" not in md:
         raise InputError(f"{path}: safetensors file has no 'config' metadata (not one of ours)")
-    return json.loads(md["config"])
+    try:
+        meta = json.loads(md["config"])
+    except json.JSONDecodeError as e:
+        raise InputError(f"{path}: its 'config' metadata is not JSON ({e})") from None
+    if not isinstance(meta, dict):
+        raise InputError(f"{path}: its 'config' metadata is not a JSON object")
+    return meta
 
 
 def load(path, kind: str | None = None, device="cpu") -> tuple[dict[str, torch.Tensor], dict]:
