@@ -191,3 +191,21 @@ def test_strength_cli(onnx_zoo, inputs, tmp_path):
         r = _predict([*inputs, "--zoo", onnx_zoo, "--out", tmp_path / "x.png", "--strength", bad], ROOT)
         assert r.returncode == 2 and "--strength must be a number >= 0" in r.stderr, bad
     assert not (tmp_path / "x.png").exists()
+
+
+def test_gct_zoo_exports_and_matches_torch(tiny_zoo, inputs, tmp_path):
+    """The gated colour transform family through the ONNX path (Lab conversion, pooling, gate)."""
+    from common import checkpoint
+    from harmonizers.models import create, meta
+    from router.api import Harmonizer
+    h = create("gct_test").eval()
+    torch.manual_seed(0)
+    torch.nn.init.normal_(h.net.mlp[-1].weight, std=0.3)
+    g = checkpoint.save(tmp_path / "gct.safetensors", h.state_dict(), meta(h, ["MiniFlickr"], "fp"))
+    root = Z.build(tmp_path / "zoo", Z.read(tiny_zoo)["classifier"], unified=g, domains={"MiniFlickr": g})
+    fast.export(root)
+    img, m = read_image_array(inputs[0]), read_mask_array(inputs[1])
+    ours = fast.FastHarmonizer.from_zoo(root).run(img, m, "unified")
+    ref = Harmonizer.from_zoo(root).run(str(inputs[0]), str(inputs[1]), "unified")
+    assert np.abs(ours["output"] - ref["output"].permute(1, 2, 0).numpy()).max() < 1e-3
+    assert np.abs(ours["output"] - img)[m > 0].max() > 1e-3          # it does change the foreground
