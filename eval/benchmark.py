@@ -86,9 +86,10 @@ def benchmark(data, zoo=None, out="reports/benchmark", domains="all", split: str
             acc[m].add(s.domain, M.compute(outs[m][None], real[None], mask[None]), names=[s.composite.name])
         keep.append((s.domain, acc[ranked_by].rows[-1]["fMSE"], i))
         thumbs.append([resize_to_height(x, GRID_HEIGHT) for x in [comp, *(outs[m] for m in methods[1:]), real]])
+    drift = real_drift(h, samples, methods)
     res = {"data": str(data), "zoo": str(h.manifest["root"]), "split": split, "size": M.EVAL_SIZE,
            "methods": {m: {"summary": acc[m].summary(), "by_fg_ratio": acc[m].by_fg_ratio(),
-                           "seconds_per_image": secs[m] / len(samples)} for m in methods},
+                           "seconds_per_image": secs[m] / len(samples), "real_drift": drift[m]} for m in methods},
            "router": None if note else {"accuracy": correct / len(samples), "routed_to": routed_to},
            "note": note, "ranked_by": ranked_by,
            "images": {m: acc[m].rows for m in methods}}
@@ -105,6 +106,47 @@ def benchmark(data, zoo=None, out="reports/benchmark", domains="all", split: str
     return res
 
 
+@torch.inference_mode()
+def real_drift(h, samples, methods) -> dict[str, dict[str, float]]:
+    """Per method and domain (and All): mean |output − input| inside the mask, in 8-bit levels, when
+    each real photo of the split goes in unedited with its own mask (a harmonizer should leave it)."""
+    from harmonizers.models import harmonize
+    seen, out = set(), {m: {} for m in methods}
+    for s in samples:
+        if s.real in seen:
+            continue
+        seen.add(s.real)
+        real, mask = read_image(s.real), read_mask(s.mask)
+        w = (mask > 0.5).float()
+        for m in methods:
+            if m in BASELINES:
+                y = BASELINES[m](real, mask)
+            elif m == "oracle":
+                y = harmonize(h.models.get(s.domain, h.unified), real, mask)
+            else:
+                name = "unified" if m == "unified" else m
+                y = harmonize(h.choose(name, h._probs(real, mask) if name != "unified" else None)[1], real, mask)
+            d = float(((y - real).abs() * 255 * w).sum() / (3 * w.sum().clamp_min(1)))
+            for k in (s.domain, "All"):
+                out[m].setdefault(k, []).append(d)
+    return {m: {k: sum(v) / len(v) for k, v in dd.items()} for m, dd in out.items()}
+
+
+def harm_rates(res: dict, methods) -> dict[str, dict[str, float]]:
+    """Per method and domain (and All): the share of images whose fMSE is above the composite's."""
+    base = {r["name"]: r for r in res["images"]["composite"]}
+    out = {}
+    for m in methods:
+        rows = res["images"][m]
+        per = {}
+        for r in rows:
+            worse = r["fMSE"] > base[r["name"]]["fMSE"]
+            for d in (r["domain"], "All"):
+                per.setdefault(d, []).append(worse)
+        out[m] = {d: sum(v) / len(v) for d, v in per.items()}
+    return out
+
+
 def report_md(res: dict, methods) -> str:
     lines = [f"# Benchmark: `{res['data']}` ({res['split']}), zoo `{res['zoo']}`", "",
              f"Metrics at {res['size']}×{res['size']}, PSNR peak 255, averaged per image; All is image-weighted.",
@@ -118,7 +160,16 @@ def report_md(res: dict, methods) -> str:
             fmt = "{:.4f}" if k == "fSSIM" else "{:.2f}"
             lines.append(f"| {d} ({summ[methods[0]][d]['n']}) | " + " | ".join(fmt.format(summ[m][d][k]) for m in methods) + " |")
         lines.append("")
-    lines += ["## fMSE by foreground ratio", "", "| bin | " + " | ".join(methods) + " |", "|---|" + "---:|" * len(methods)]
+    harm = harm_rates(res, methods)
+    lines += ["## Harm rate (share of composites whose fMSE the method raises)", "",
+              "| domain | " + " | ".join(methods) + " |", "|---|" + "---:|" * len(methods)]
+    for d in domains:
+        lines.append(f"| {d} | " + " | ".join(f"{harm[m][d]:.0%}" for m in methods) + " |")
+    lines += ["", "## Real-photo drift (mean change of unedited real photos inside the mask, 8-bit levels)", "",
+              "| domain | " + " | ".join(methods) + " |", "|---|" + "---:|" * len(methods)]
+    for d in domains:
+        lines.append(f"| {d} | " + " | ".join(f"{res['methods'][m]['real_drift'][d]:.2f}" for m in methods) + " |")
+    lines += ["", "## fMSE by foreground ratio", "", "| bin | " + " | ".join(methods) + " |", "|---|" + "---:|" * len(methods)]
     for b in res["methods"][methods[0]]["by_fg_ratio"]:
         row = [res["methods"][m]["by_fg_ratio"][b] for m in methods]
         lines.append(f"| {b} ({row[0]['n']}) | " + " | ".join(f"{r['fMSE']:.2f}" for r in row) + " |")

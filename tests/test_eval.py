@@ -24,6 +24,15 @@ def test_benchmark_report(mini_data, tiny_zoo, tmp_path):
     assert (tmp_path / "rep" / "grid_MiniDay2night.png").is_file()
     saved = json.loads((tmp_path / "rep" / "results.json").read_text())
     assert saved["methods"]["oracle"]["summary"]["All"]["fMSE"] == res["methods"]["oracle"]["summary"]["All"]["fMSE"]
+    assert "## Harm rate" in text and "## Real-photo drift" in text
+    drift = {m: res["methods"][m]["real_drift"] for m in res["methods"]}
+    assert drift["composite"]["All"] == 0 and drift["reinhard"]["All"] > 1
+    assert all(v >= 0 for d in drift.values() for v in d.values())
+    from eval.benchmark import harm_rates
+    harm = harm_rates(saved, list(saved["methods"]))
+    assert harm["composite"]["All"] == 0 and 0 <= harm["routed"]["All"] <= 1
+    worse = [r["fMSE"] > c["fMSE"] for r, c in zip(saved["images"]["reinhard"], saved["images"]["composite"])]
+    assert harm["reinhard"]["All"] == pytest.approx(sum(worse) / len(worse))
 
 
 def test_benchmark_on_foreign_domains_scores_unified_only(ihd_data, tiny_zoo, tmp_path):
