@@ -241,6 +241,32 @@ def fuzz(n_random: int = 180, seed: int = 0, zoo=None, backend: str = "auto", ou
         except Exception:
             batch_outcomes["domains.build"] = "bad"
             bad.append({"case": "domains.build", "detail": traceback.format_exc(limit=3)})
+        # the corpus as an iHarmony4-layout test split for the scorer: it scores or refuses naming a file
+        dom = tmp / "ihd" / "Fuzz"
+        for sub in ("composite_images", "masks", "real_images"):
+            (dom / sub).mkdir(parents=True)
+        names = []
+        for i, c in enumerate(cases):
+            img, msk = Path(c["image"]), Path(c["mask"])
+            if img.is_file() and msk.is_file():
+                (dom / "composite_images" / f"f{i:04d}_1_1{img.suffix}").write_bytes(img.read_bytes())
+                (dom / "real_images" / f"f{i:04d}{img.suffix}").write_bytes(img.read_bytes())
+                (dom / "masks" / f"f{i:04d}_1.png").write_bytes(msk.read_bytes())
+                names.append(f"f{i:04d}_1_1{img.suffix}")
+        (dom / "Fuzz_test.txt").write_text("\n".join(names) + "\n")
+        try:
+            from eval.baselines import BASELINES
+            from eval.score import score
+            score(tmp / "ihd", BASELINES["composite"])
+            batch_outcomes["eval.score"] = "ok"
+        except InputError as e:
+            named = "Fuzz" in str(e)
+            batch_outcomes["eval.score"] = "refused, naming the file" if named else "refused"
+            if not named:
+                bad.append({"case": "eval.score", "detail": f"refusal names no file: {e}"})
+        except Exception:
+            batch_outcomes["eval.score"] = "bad"
+            bad.append({"case": "eval.score", "detail": traceback.format_exc(limit=3)})
         for name, fn in (("predict_dir", lambda: _batch_predict(batch, tmp / "pd", zoo, backend)),
                          ("userstudy export", lambda: export(batch, tmp / "study", methods="composite,reinhard",
                                                              seed=0, max_side=64))):

@@ -330,7 +330,10 @@ def atomic_write(path: str | os.PathLike, write_fn, overwrite: bool = False) -> 
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + path.suffix, dir=path.parent)
     os.close(fd)
     try:
-        write_fn(tmp)
+        try:
+            write_fn(tmp)
+        except OSError as e:  # disk full, file-size limit, ...: nothing partial is left, and we say why
+            raise InputError(f"{path}: could not write it ({e.strerror or e}); nothing was written") from None
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600 files; results get the usual permissions

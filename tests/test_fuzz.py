@@ -17,6 +17,7 @@ def test_fuzz_corpus_subset(tiny_zoo):
     assert res["cases"] >= 150 and res["outcomes"]["ok"] >= 20 and res["outcomes"]["refused"] >= 100
     assert res["batches"]["predict_dir"] == "exit 2, failures listed"
     assert res["batches"]["domains.build"] in ("ok", "refused, naming the file")
+    assert res["batches"]["eval.score"] in ("ok", "refused, naming the file")
     assert res["batches"]["userstudy export"].startswith("exit 2, ")
 
 

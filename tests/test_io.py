@@ -1,4 +1,5 @@
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -277,3 +278,24 @@ class TestDevice:
         else:
             with pytest.raises(InputError, match="CUDA GPU"):
                 resolve(f"cuda:{torch.cuda.device_count()}")
+
+
+def test_a_write_that_fails_midway_leaves_nothing_and_says_why(tmp_path):
+    """Disk full / file-size limit, simulated with RLIMIT_FSIZE in a child process."""
+    import subprocess
+    import sys
+    code = f"""
+import resource, signal, sys
+import numpy as np
+sys.path.insert(0, {str(Path(__file__).resolve().parents[1])!r})
+from common.io import InputError, write_image
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
+try:
+    write_image(np.random.default_rng(0).integers(0, 255, (256, 256, 3), dtype=np.uint8), {str(tmp_path / 'big.png')!r})
+except InputError as e:
+    print("refused:", e)
+"""
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert "refused:" in r.stdout and "big.png" in r.stdout and "nothing was written" in r.stdout, r.stderr
+    assert list(tmp_path.iterdir()) == []
