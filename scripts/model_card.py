@@ -59,7 +59,7 @@ def main(zoo: str = str(ROOT / "models/default"), report: str = str(ROOT / "repo
         total += mb
         t = times.get(src)
         lines.append(f"| `{f}` | {md['kind']} | {md['arch']} | {size} | {', '.join(md['domains'])} | {md.get('step')} | "
-                     f"{recipe} | `runs/{src}` | {f'{t / 60:.1f} min' if t else '—'} | {mb:.1f} |")
+                     f"{recipe} | `runs/{src}` | {f'{t / 60:.1f} min' if t else '—'} | {mb:.2f} |")
     lines += ["", f"Total: {total:.1f} MB. The exact commands are in `scripts/train_models.sh`; a gate scale of 0 "
               "means the calibration on held-out training photos found no scale that helps there without moving "
               "real photos by more than 2.5 levels, so that domain's composites are left as they are.", ""]

@@ -23,22 +23,22 @@ train() {  # train OUT MODULE ARGS...: run unless OUT exists, log the wall time
 [ -d "$DATA" ] || "$PY" -m domains.build --photos assets/photos --out "$DATA" --seed 0
 
 # 1. the default harmonizer family, on all domains: the gated colour transform (harmonizers.gct),
-#    fresh pairs from every process with half of them unperturbed, every pair re-graded; the gate's
+#    fresh pairs from every process with 80 % of them unperturbed, every pair re-graded; the gate's
 #    scale is calibrated on held-out training photos (--val_every)
 train "$R/gct_all.safetensors" harmonizers.train --data "$DATA" --domains all --arch gct64 \
-  --augment processes:0.5 --regrade 1.0 --steps 2000 --batch_size 32 --lr 1e-3 --val_every 250
+  --augment processes:0.8 --regrade 1.0 --steps 2000 --batch_size 32 --lr 1e-3 --val_every 250
 # 2. per-domain harmonizers: the base finetuned on the domain, fresh pairs from the domain's own
 #    processes, calibrated on the domain's held-out photos (scale 0 = leave that domain alone)
 declare -A PROC=([MiniCOCO]=reinhard+xiao+histogram+pitie [MiniAdobe]=expert
                  [MiniFlickr]=reinhard+xiao+histogram+pitie [MiniDay2night]=illumination)
 for D in MiniCOCO MiniAdobe MiniFlickr MiniDay2night; do
   train "$R/gct_$D.safetensors" domains.finetune --domain "$D" --data "$DATA" --runs "$R" --arch gct \
-    --augment "processes:0.5:${PROC[$D]}" --regrade 1.0 --steps 600 --batch_size 32 --lr 5e-4 --val_every 100
+    --augment "processes:0.8:${PROC[$D]}" --regrade 1.0 --steps 600 --batch_size 32 --lr 5e-4 --val_every 100
 done
 # 3. domain classifier (tf_efficientnet_lite0 from ImageNet weights, composite + mask) on the stored
 #    composites: the benchmark's domains differ by content and process, as iHarmony4's do
-train "$R/router.safetensors" router.train --data "$DATA" --size 128 --steps 600 --batch_size 16 --lr 3e-4 \
-  --val_every 100
+train "$R/router.safetensors" router.train --data "$DATA" --use_mask False --size 224 --steps 400 \
+  --batch_size 16 --lr 3e-4
 # 4. the default zoo (float16 storage); the unified model is the all-domain one
 if [ ! -f models/default/zoo.json ] || [ "${REBUILD_ZOO:-0}" = 1 ]; then
   "$PY" -m router.zoo build --out models/default --classifier "$R/router.safetensors" \
@@ -51,7 +51,7 @@ fi
 train "$R/issam_all.safetensors" harmonizers.train --data "$DATA" --domains all --arch issam64 \
   --steps 300 --batch_size 16 --lr 5e-4
 train "$R/rainnet_all.safetensors" harmonizers.train --data "$DATA" --domains all --arch rainnet64 \
-  --steps 300 --batch_size 16 --lr 5e-4
+  --steps 1200 --batch_size 16 --lr 5e-4
 # 6. SycoNet on all domains (encoders at 64 px, LUT loss at 128 px), then per small domain
 train "$R/syconet_all.safetensors" syconet.train --data "$DATA" --domains all --size 128 --enc_size 64 \
   --steps 1500 --batch_size 16 --lr 3e-4
