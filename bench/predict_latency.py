@@ -57,6 +57,15 @@ def crop_ablation(src, msk, zoo=None):
     return rows
 
 
+def demo_inputs(folder, w: int, h: int) -> tuple[Path, Path]:
+    """The demo composite and mask scaled to ``w×h``, written into ``folder``."""
+    src, msk = Image.open(ROOT / "assets/demo/koala.jpg"), Image.open(ROOT / "assets/demo/koala_mask.png")
+    img, m = Path(folder) / f"c_{w}.jpg", Path(folder) / f"m_{w}.png"
+    src.resize((w, h), Image.BICUBIC).save(img, quality=95)
+    msk.resize((w, h), Image.NEAREST).save(m)
+    return img, m
+
+
 def main(zoo: str | None = None, out: str = str(ROOT / "bench" / "predict_latency.md"), repeats: int = 2) -> None:
     src, msk = Image.open(ROOT / "assets/demo/koala.jpg"), Image.open(ROOT / "assets/demo/koala_mask.png")
     from router import fast
@@ -69,9 +78,7 @@ def main(zoo: str | None = None, out: str = str(ROOT / "bench" / "predict_latenc
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for w, h in SIZES:
-            img, m = Path(tmp) / f"c_{w}.jpg", Path(tmp) / f"m_{w}.png"
-            src.resize((w, h), Image.BICUBIC).save(img, quality=95)
-            msk.resize((w, h), Image.NEAREST).save(m)
+            img, m = demo_inputs(tmp, w, h)
             for backend in backends:
                 best = None
                 for _ in range(repeats):

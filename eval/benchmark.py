@@ -26,6 +26,7 @@ from router.api import Harmonizer
 
 from . import metrics as M
 from .baselines import BASELINES
+from .compare import real_drift
 
 log = logging.getLogger(__name__)
 METHODS = ("composite", "reinhard", "unified", "routed", "soft", "oracle")
@@ -86,7 +87,7 @@ def benchmark(data, zoo=None, out="reports/benchmark", domains="all", split: str
             acc[m].add(s.domain, M.compute(outs[m][None], real[None], mask[None]), names=[s.composite.name])
         keep.append((s.domain, acc[ranked_by].rows[-1]["fMSE"], i))
         thumbs.append([resize_to_height(x, GRID_HEIGHT) for x in [comp, *(outs[m] for m in methods[1:]), real]])
-    drift = real_drift(h, samples, methods)
+    drift = real_drift(samples, drift_predictors(h, methods))
     res = {"data": str(data), "zoo": str(h.manifest["root"]), "split": split, "size": M.EVAL_SIZE,
            "methods": {m: {"summary": acc[m].summary(), "by_fg_ratio": acc[m].by_fg_ratio(),
                            "seconds_per_image": secs[m] / len(samples), "real_drift": drift[m]} for m in methods},
@@ -106,30 +107,19 @@ def benchmark(data, zoo=None, out="reports/benchmark", domains="all", split: str
     return res
 
 
-@torch.inference_mode()
-def real_drift(h, samples, methods) -> dict[str, dict[str, float]]:
-    """Per method and domain (and All): mean |output − input| inside the mask, in 8-bit levels, when
-    each real photo of the split goes in unedited with its own mask (a harmonizer should leave it)."""
+def drift_predictors(h, methods) -> dict:
+    """``predict(image, mask, domain)`` for each benchmark mode, as ``eval.compare.real_drift`` takes."""
     from harmonizers.models import harmonize
-    seen, out = set(), {m: {} for m in methods}
-    for s in samples:
-        if s.real in seen:
-            continue
-        seen.add(s.real)
-        real, mask = read_image(s.real), read_mask(s.mask)
-        w = (mask > 0.5).float()
-        for m in methods:
-            if m in BASELINES:
-                y = BASELINES[m](real, mask)
-            elif m == "oracle":
-                y = harmonize(h.models.get(s.domain, h.unified), real, mask)
-            else:
-                name = "unified" if m == "unified" else m
-                y = harmonize(h.choose(name, h._probs(real, mask) if name != "unified" else None)[1], real, mask)
-            d = float(((y - real).abs() * 255 * w).sum() / (3 * w.sum().clamp_min(1)))
-            for k in (s.domain, "All"):
-                out[m].setdefault(k, []).append(d)
-    return {m: {k: sum(v) / len(v) for k, v in dd.items()} for m, dd in out.items()}
+
+    def one(m):
+        if m in BASELINES:
+            return lambda i, k, d: BASELINES[m](i, k)
+        if m == "oracle":
+            return lambda i, k, d: harmonize(h.models.get(d, h.unified), i, k)
+        if m == "unified":
+            return lambda i, k, d: harmonize(h.unified, i, k)
+        return lambda i, k, d: harmonize(h.choose(m, h._probs(i, k))[1], i, k)
+    return {m: one(m) for m in methods}
 
 
 def harm_rates(res: dict, methods) -> dict[str, dict[str, float]]:

@@ -69,7 +69,7 @@ def compare(data, ckpts: dict[str, str], domains="all", split: str = "test", dev
             row[m] = acc[m].rows[-1]["fMSE"]
         per_image.append(row)
         thumbs.append([comp, *(outs[m] for m in preds if m != "composite"), real])
-    drift = real_drift(samples, preds)
+    drift = real_drift(samples, {m: (lambda p: lambda i, k, _d: p(i, k))(p) for m, p in preds.items()})
     res = {"data": str(data), "split": split, "size": M.EVAL_SIZE, "methods": {}}
     for m in preds:
         summ, base = acc[m].summary(), acc["composite"].summary()
@@ -88,8 +88,11 @@ def compare(data, ckpts: dict[str, str], domains="all", split: str = "test", dev
     return res, grid
 
 
+@torch.inference_mode()
 def real_drift(samples, preds) -> dict[str, dict[str, float]]:
-    """Per method and domain: mean |output − input| inside the mask (8-bit levels) on real photos."""
+    """Per method and domain (and All): mean |output − input| inside the mask, in 8-bit levels, when
+    each real photo of the samples goes in unedited with its own mask (a harmonizer should leave it).
+    ``preds`` maps a method to ``predict(image, mask, domain)``."""
     seen, sums = set(), {m: {} for m in preds}
     for s in samples:
         if s.real in seen:
@@ -98,7 +101,7 @@ def real_drift(samples, preds) -> dict[str, dict[str, float]]:
         real, mask = read_image(s.real), read_mask(s.mask)
         w = (mask > 0.5).float()
         for m, p in preds.items():
-            diff = float(((p(real, mask) - real).abs() * 255 * w).sum() / (3 * w.sum().clamp_min(1)))
+            diff = float(((p(real, mask, s.domain) - real).abs() * 255 * w).sum() / (3 * w.sum().clamp_min(1)))
             for d in (s.domain, "All"):
                 sums[m].setdefault(d, []).append(diff)
     return {m: {d: sum(v) / len(v) for d, v in dd.items()} for m, dd in sums.items()}
