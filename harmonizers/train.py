@@ -9,7 +9,7 @@
 ``--arch`` is ``issam``, ``rainnet`` or a registered variant (``issam256``, ``rainnet128``, ...);
 ``--size`` overrides the training size. ``--augment``: ``none | ct | lut | syconet:CKPT | syconet_zc:CKPT |
 static:K:CKPT``; ``--only_aug`` trains on the augmented composites alone (Table 1 row 6).
-Losses: iS2AM foreground-normalised MSE (``Σ m(p−t)² / max(3·Σm, min_area)``, min_area 1000 at 256,
+Losses: iS2AM's ``MaskWeightedMSE`` (``Σ(p−t)² / (3·max(Σm, min_area))``, min_area 1000 at 256,
 on 0–255), RainNet L1; ``--gan_weight W`` adds RainNet's optional adversarial term (LSGAN against a
 domain-verification critic, ``harmonizers.rainnet.DomainVerifier``; W = 1 is the paper's ratio to
 its L1 on our 0–255 scale). Resumes from ``<out>.last.safetensors`` (critic included; the
@@ -37,9 +37,11 @@ ARCH_ALIASES = {"issam": "issam256", "rainnet": "rainnet256"}
 
 
 def fn_mse(pred, target, mask, min_area: float):
-    """iS2AM's foreground-normalised MSE on the 0–255 scale, per image, averaged."""
-    err = ((pred - target) * 255).pow(2).mul(mask).flatten(1).sum(1)
-    return (err / (3 * mask.flatten(1).sum(1)).clamp_min(min_area)).mean()
+    """iS2AM's ``MaskWeightedMSE`` on the 0–255 scale, per image, averaged: the squared error summed
+    over the whole image, divided by the channel count times the foreground area, which is first
+    raised to ``min_area`` pixels (``Σ(p−t)² / (C · max(Σm, min_area))``, as the official loss)."""
+    err = ((pred - target) * 255).pow(2).flatten(1).sum(1)
+    return (err / (pred.shape[1] * mask.flatten(1).sum(1).clamp_min(min_area))).mean()
 
 
 class HarmonizerLoss(nn.Module):

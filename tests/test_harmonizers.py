@@ -37,10 +37,10 @@ def test_variants_build():
 def test_fn_mse_matches_formula():
     p, t = torch.rand(2, 3, 16, 16), torch.rand(2, 3, 16, 16)
     m = torch.zeros(2, 1, 16, 16)
-    m[0, :, :4, :4] = 1  # 16 px: below min_area → normalised by min_area
+    m[0, :, :4, :4] = 1  # 16 px: below min_area → the area counts as min_area, then × 3 channels
     m[1, :, :, :] = 1
-    e = ((p - t) * 255).pow(2)
-    want = ((e[0] * m[0]).sum() / 100 + (e[1] * m[1]).sum() / (3 * 256)) / 2
+    e = ((p - t) * 255).pow(2)       # the official loss sums the error over the whole image
+    want = (e[0].sum() / (3 * 100) + e[1].sum() / (3 * 256)) / 2
     assert fn_mse(p, t, m, min_area=100) == pytest.approx(want.item(), rel=1e-5)
 
 
