@@ -10,7 +10,6 @@ image ``x.jpg`` (the split is on the last underscores, so ``x`` may itself conta
 from __future__ import annotations
 
 import hashlib
-import random
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -296,8 +295,3 @@ def real_images(samples: list[Sample]) -> list[tuple[str, Path, Path]]:
             out.append((s.domain, s.real, s.mask))
     return out
 
-
-def seeded_shuffle(items: list, seed: int) -> list:
-    items = list(items)
-    random.Random(seed).shuffle(items)
-    return items

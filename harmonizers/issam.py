@@ -94,8 +94,6 @@ class UpBlock(nn.Module):
 class ISSAM(nn.Module):
     """``forward(image N×3×H×W in [0,1], mask N×1×H×W) -> N×3×H×W`` (H, W multiples of 2^(depth−1))."""
 
-    multiple_of = 8
-
     def __init__(self, cfg: ISSAMConfig = ISSAMConfig()):
         super().__init__()
         self.cfg = cfg

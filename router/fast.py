@@ -186,9 +186,6 @@ class FastHarmonizer:
     """``router.api.Harmonizer``'s ``run`` on ONNX Runtime: numpy ``H×W×3`` image and ``H×W``
     mask in [0, 1] in, numpy out. Sessions are created on first use."""
 
-    MEAN = np.array([0.485, 0.456, 0.406], np.float32)
-    STD = np.array([0.229, 0.224, 0.225], np.float32)
-
     def __init__(self, z: dict, entries: dict, threads: int = 0):
         self.zoo, self.entries = z, entries
         self.domains = list(z["classifier_domains"])
