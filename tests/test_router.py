@@ -266,3 +266,16 @@ def test_balanced_weights_favour_small_domains(mini_data):
     assert w.mean().item() == pytest.approx(1.0)
     assert w[counts.index(min(counts))] >= w[counts.index(max(counts))]
     assert (w * torch.tensor(counts, dtype=torch.float)).std() < 1e-3 * w.sum() * max(counts)
+
+
+def test_zoo_symlink_out_of_the_folder_is_refused(tiny_zoo, tmp_path):
+    """A zoo from someone else: a file inside the folder that is a symlink to elsewhere is refused."""
+    bad = tmp_path / "bad"
+    shutil.copytree(tiny_zoo, bad)
+    man = json.loads((bad / "zoo.json").read_text())
+    elsewhere = tmp_path / "elsewhere.safetensors"
+    shutil.copy(bad / man["unified"], elsewhere)
+    (bad / man["unified"]).unlink()
+    (bad / man["unified"]).symlink_to(elsewhere)
+    with pytest.raises(InputError, match="outside the zoo folder"):
+        Z.read(bad)

@@ -187,3 +187,13 @@ def test_browser_roundtrip(study, tmp_path):
     res = analyze(str(files[0]), study / "manifest.json", tmp_path / "rep", bootstrap=20)
     assert [t["method"] for t in res["table"]] == ["unified", "routed", "reinhard", "composite"]
     assert res["table"][0]["wins"] == 9 and res["table"][-1]["wins"] == 0
+
+
+def test_page_escapes_names_that_look_like_markup():
+    from eval.userstudy import _page
+    name = "</script><script>alert(1)</script>.png"
+    page = _page([{"scene": name, "a": name, "b": "x.png"}])
+    script = page[page.index("const TRIALS"):]
+    assert "</script><script>" not in script.split("\n", 1)[0]      # cannot close the script element
+    data = json.loads(script.split("=", 1)[1].split(";\n", 1)[0].replace("<\\/", "</"))
+    assert data[0]["scene"] == name                                  # the name itself survives intact
