@@ -20,6 +20,9 @@ done
 ev --ckpt "$R/ablation_none.safetensors" --domains MiniDay2night --zc > "$O/ablation_zc.json"
 # harmonizers against the baselines (full resolution, metrics at 256)
 for M in composite reinhard; do "$PY" -m eval.score --data "$DATA" --method $M --out "$O/score_$M.json" --overwrite; done
-for C in issam_all rainnet_all; do "$PY" -m eval.score --data "$DATA" --ckpt "$R/$C.safetensors" --out "$O/score_$C.json" --overwrite; done
+for C in issam_all rainnet_all gct_all; do "$PY" -m eval.score --data "$DATA" --ckpt "$R/$C.safetensors" --out "$O/score_$C.json" --overwrite; done
+# the families side by side: fMSE, harm rate, real-photo drift, best/worst grid
+"$PY" -m eval.compare --data "$DATA" --ckpts "issam=$R/issam_all.safetensors,rainnet=$R/rainnet_all.safetensors,gct=$R/gct_all.safetensors" \
+  --out reports/compare --overwrite
 # routed / unified / oracle with the shipped zoo
 "$PY" -m eval.benchmark --data "$DATA" --out reports/mini4 --overwrite
