@@ -19,13 +19,14 @@ from PIL import Image, ImageDraw, ImageFilter
 from tqdm import tqdm
 
 from common.cli import run
+from common.imagenet import IMAGENET_MEAN, IMAGENET_STD
 from common.io import IMAGE_SUFFIXES, InputError
 
 log = logging.getLogger(__name__)
 
 SIDE = 320
-MEAN = np.array([0.485, 0.456, 0.406], np.float32)
-STD = np.array([0.229, 0.224, 0.225], np.float32)
+MEAN = np.array(IMAGENET_MEAN, np.float32)
+STD = np.array(IMAGENET_STD, np.float32)
 MIN_FG, MAX_FG = 0.03, 0.75      # foreground share of the photo
 MIN_MAIN = 0.85                  # share of the foreground in its largest connected region
 

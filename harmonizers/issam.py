@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from common.imagenet import IMAGENET_MEAN, IMAGENET_STD
+
 
 @dataclass(frozen=True)
 class ISSAMConfig:
@@ -119,8 +121,8 @@ class ISSAM(nn.Module):
             nn.init.zeros_(self.to_rgb.weight)
             nn.init.zeros_(self.to_rgb.bias)
         self.to_attention = nn.Conv2d(cdec, 1, 1) if cfg.image_fusion and cfg.output == "fusion" else None
-        self.register_buffer("mean", torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
 
     def forward(self, image, mask):
         x = (image - self.mean) / self.std

@@ -19,6 +19,7 @@ from torch import nn
 
 from common import checkpoint
 from common.device import resolve as resolve_device
+from common.imagenet import IMAGENET_MEAN, IMAGENET_STD
 
 log = logging.getLogger(__name__)
 CACHE = Path.home() / ".cache" / "harmonykit"
@@ -83,8 +84,8 @@ class DomainClassifier(nn.Module):
         kw = {"pretrained": True, "pretrained_cfg_overlay": {"file": pretrained_file}} if pretrained_file else {}
         self.net = timm.create_model(cfg.backbone, in_chans=4 if cfg.use_mask else 3,
                                      num_classes=len(cfg.domains), **kw)
-        self.register_buffer("mean", torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
 
     def forward(self, image, mask):
         s = self.cfg.size
