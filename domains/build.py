@@ -140,11 +140,10 @@ def resize_max(x: torch.Tensor, max_side: int) -> torch.Tensor:
                          antialias=True, align_corners=False)[0].clamp(0, 1)
 
 
-def _fg_pixels(image: torch.Tensor, mask: torch.Tensor, whole: bool, n: int = 20000,
+def _fg_pixels(image: torch.Tensor, mask: torch.Tensor, n: int = 20000,
                rng: np.random.Generator | None = None) -> np.ndarray:
     px = image.permute(1, 2, 0).reshape(-1, 3).double().numpy()
-    if not whole:
-        px = px[mask[0].reshape(-1).numpy() > 0.5]
+    px = px[mask[0].reshape(-1).numpy() > 0.5]
     if len(px) > n:
         px = px[rng.choice(len(px), n, replace=False)]
     return px
@@ -198,7 +197,7 @@ def _draw(image, mask, method, rng, refs, headroom):
     ref_name, ref_img, ref_mask = refs[int(rng.integers(len(refs)))]
     strength = float(rng.uniform(0.6, 1.0))
     seed = int(rng.integers(2 ** 31))
-    ref = _fg_pixels(ref_img, ref_mask, False, rng=rng)
+    ref = _fg_pixels(ref_img, ref_mask, rng=rng)
     comp = T.transfer(image, mask, method, ref=ref, strength=strength, seed=seed)
     return comp, {"reference": ref_name, "region": "foreground", "strength": strength, "seed": seed}
 
@@ -225,10 +224,12 @@ def _photo_composites(d, di, idx, name, photo, split_name, pools, seed):
     if methods == ("expert",):    # HAdobe5k: ground truth by one expert, foregrounds by the others
         j = int(np.random.default_rng([seed, di, idx, 0]).integers(len(T.EXPERTS)))
         real = T.render_expert(img, j)
-        others = [k for k in range(len(T.EXPERTS)) if k != j][:k_per]
-        return real, [(m * T.render_expert(img, k) + (1 - m) * real,
-                       {"method": "expert", "params": {"foreground": k, "real": j},
-                        "fmse": round(fmse255(T.render_expert(img, k), real, m), 2)}) for k in others]
+        comps = []
+        for k in [k for k in range(len(T.EXPERTS)) if k != j][:k_per]:
+            fg = T.render_expert(img, k)
+            comps.append((m * fg + (1 - m) * real, {"method": "expert", "params": {"foreground": k, "real": j},
+                                                    "fmse": round(fmse255(fg, real, m), 2)}))
+        return real, comps
     refs = [r for r in pools[split_name] if r[0] != name]
     out = []
     for k in range(1, k_per + 1):

@@ -99,9 +99,8 @@ def real_drift(samples, preds) -> dict[str, dict[str, float]]:
             continue
         seen.add(s.real)
         real, mask = read_image(s.real), read_mask(s.mask)
-        w = (mask > 0.5).float()
         for m, p in preds.items():
-            diff = float(((p(real, mask, s.domain) - real).abs() * 255 * w).sum() / (3 * w.sum().clamp_min(1)))
+            diff = float(M.drift(p(real, mask, s.domain)[None], real[None], mask[None]))
             for d in (s.domain, "All"):
                 sums[m].setdefault(d, []).append(diff)
     return {m: {d: sum(v) / len(v) for d, v in dd.items()} for m, dd in sums.items()}

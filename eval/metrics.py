@@ -88,6 +88,13 @@ def fmse(pred, target, mask, size: int | None = None) -> torch.Tensor:
     return _fmse(*prepare(pred, target, mask, size))
 
 
+def drift(pred, source, mask) -> torch.Tensor:
+    """Per-image mean absolute change ``Σ m|p−x| / (3·Σm)`` on 0–255 inside the mask (binarised at
+    0.5): how far a harmonizer moves its input (on a real photo it should be close to 0)."""
+    w = (mask > 0.5).to(pred)
+    return ((pred - source).abs() * 255 * w).flatten(1).sum(1) / (3 * w.flatten(1).sum(1)).clamp_min(1)
+
+
 def psnr(pred, target, mask=None, size: int | None = None) -> torch.Tensor:
     """Per-image PSNR with peak 255."""
     return psnr_from_mse(mse(pred, target, mask, size))

@@ -148,11 +148,10 @@ class ProcessAugmenter:
         unknown = sorted(set(methods or ()) - set(self.METHODS))
         if unknown:
             raise InputError(f"--augment processes: unknown process {unknown}; choose from {self.METHODS}")
-        self.identity, self.looks = identity, LookPool()
+        self.identity, self.looks = identity, LUTAugmenter()
         self.methods = tuple(methods) if methods else self.METHODS
 
-    def to(self, device):
-        self.looks.to(device)
+    def to(self, device):  # the processes run on the CPU (numpy); results go back to the batch's device
         return self
 
     @torch.no_grad()
@@ -167,8 +166,7 @@ class ProcessAugmenter:
             if random.random() < self.identity or m.sum() < 4 or (method in T.STAT_METHODS and not others):
                 out.append(r)
             elif method == "lut":
-                lut = self.looks.draw(1).cpu()
-                out.append(mask[i].float().cpu() * apply_lut(r[None], lut)[0] + (1 - mask[i].float().cpu()) * r)
+                out.append(self.looks(r[None], mask[i:i + 1].float().cpu())[0])
             else:
                 rng = np.random.default_rng(random.randrange(2 ** 31))
                 out.append(make_composite(r, m, method, rng, others)[0])

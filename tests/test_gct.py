@@ -88,6 +88,13 @@ class TestProcessAugmenter:
         changed = ((out - real).abs() * mask).flatten(1).sum(1) / (3 * mask.flatten(1).sum(1))
         assert (changed > 1e-3).float().mean() >= 0.9
 
+    def test_one_named_process_only(self):
+        random.seed(2)
+        real, mask = _pairs(6, side=16)
+        out = A.ProcessAugmenter(identity=0.0, methods=("lut",))(real, mask)
+        bg = (mask == 0).expand_as(real)
+        assert torch.equal(out[bg], real[bg]) and (out - real).abs().amax() > 1e-3
+
     def test_identity_share(self):
         random.seed(1)
         real, mask = _pairs(200, side=16)

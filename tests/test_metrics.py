@@ -90,3 +90,16 @@ def test_public_functions_match_direct_formulas():
     assert torch.allclose(M.fpsnr(p, t, m).double(), 10 * torch.log10(255.0 ** 2 / want_fmse), rtol=1e-5)
     assert M.fssim(p, t, m).shape == (2,) and torch.allclose(M.fssim(t, t, m), torch.ones(2), atol=1e-5)
     assert M.fmse(p, t, m, size=8).shape == (2,)
+
+
+def test_drift_is_the_mean_absolute_change_inside_the_mask():
+    from eval.metrics import drift
+    x = torch.zeros(2, 3, 4, 4)
+    y = x.clone()
+    y[0, :, :2] = 10 / 255          # inside the mask: 10 levels on every channel
+    y[0, :, 2:] = 1.0               # outside the mask: ignored
+    y[1, 0, :2] = 30 / 255          # one channel of three: 10 levels on average
+    m = torch.zeros(2, 1, 4, 4)
+    m[:, :, :2] = 1
+    assert drift(y, x, m).tolist() == pytest.approx([10.0, 10.0], abs=1e-4)
+    assert drift(y, x, torch.zeros_like(m)).tolist() == [0.0, 0.0]    # no mask: nothing moved
