@@ -153,3 +153,19 @@ def test_calibration_picks_the_identity_for_a_harmful_model_and_finetuning_reset
     assert (model(x, mask) - x).abs().max() < 1e-4                 # scale 0: the identity
     again, _ = build("gct_test", str(ck), None)
     assert float(again.net.strength) == 1.0
+
+
+def test_calibration_obeys_the_drift_limit(tmp_path, monkeypatch):
+    """The lowest fMSE among scales that move real photos by at most the limit, never beyond it."""
+    from common import checkpoint
+    from harmonizers import train as HT
+    from harmonizers.models import meta
+    h = create("gct_test").eval()
+    ck = checkpoint.save(tmp_path / "g.safetensors", h.state_dict(), meta(h, ["x"], "fp"))
+    fake = {0.0: {"fMSE": 100.0, "drift": 0.0}, 0.5: {"fMSE": 80.0, "drift": 2.0},
+            1.0: {"fMSE": 60.0, "drift": 5.0}}
+    monkeypatch.setattr(HT, "calibration_scores", lambda model, ds: fake)
+    assert HT.calibrate(ck, None)["strength"] == 0.5
+    assert HT.calibrate(ck, None, drift_limit=6.0)["strength"] == 1.0
+    assert HT.calibrate(ck, None, drift_limit=1.0)["strength"] == 0.0
+    assert float(load(ck)[0].net.strength) == 0.0
