@@ -25,19 +25,21 @@ ARCHS = {"issam": (ISSAM, ISSAMConfig), "rainnet": (RainNet, RainNetConfig),
 
 # name: (arch, config overrides, training size)
 VARIANTS = {
+    # the published architectures (their released checkpoints load: harmonizers.convert)
     "issam256": ("issam", {}, 256),
-    "issam128": ("issam", {}, 128),
     "rainnet256": ("rainnet", {}, 256),
-    "rainnet128": ("rainnet", {"depth": 7, "ch": 32}, 128),
+    # the same code, scaled
+    "issam128": ("issam", {}, 128),
+    "rainnet128": ("rainnet", {"ngf": 32, "inner_blocks": 3}, 128),
     # CPU-sized: the same architectures at 64 px (the full-resolution transform does the rest)
     "issam64": ("issam", {"output": "residual"}, 64),
-    "rainnet64": ("rainnet", {"depth": 6, "ch": 32, "max_channels": 256}, 64),
+    "rainnet64": ("rainnet", {"ngf": 32, "inner_blocks": 2}, 64),
     # gated colour transform: colour statistics → a gated Lab map (harmonizers.gct); resolution-free
     "gct128": ("gct", {}, 128),
     "gct64": ("gct", {}, 64),
-    "issam_test": ("issam", {"depth": 3, "ch": 8}, 32),
+    "issam_test": ("issam", {"depth": 3, "ch": 8, "attend_from": 1}, 32),
     "gct_test": ("gct", {"hidden": 8}, 32),
-    "rainnet_test": ("rainnet", {"depth": 4, "ch": 8}, 32),
+    "rainnet_test": ("rainnet", {"ngf": 8, "inner_blocks": 1}, 32),
 }
 
 
@@ -55,7 +57,9 @@ class Harmonizer(nn.Module):
     def cfg(self):
         return self.net.cfg
 
-    def forward(self, image, mask):
+    def forward(self, image, mask, keep_background: bool = True):
+        """The network's result at any size; with ``keep_background`` (default) the input outside the
+        mask, without it the network's own output everywhere (what the official evaluation scores)."""
         h, w = image.shape[-2:]
         k = self.net.multiple_of
         ph, pw = (-h) % k, (-w) % k
@@ -65,7 +69,7 @@ class Harmonizer(nn.Module):
         else:
             x, m = image, mask
         y = self.net(x, m)[..., :h, :w]
-        return mask * y + (1 - mask) * image
+        return mask * y + (1 - mask) * image if keep_background else y
 
 
 def create(name: str, **overrides) -> Harmonizer:

@@ -1,9 +1,21 @@
 """RainNet (Ling et al., "Region-aware adaptive instance normalization for image harmonization",
-CVPR 2021): a pix2pix-style U-Net whose decoder normalises with RAIN.
+CVPR 2021): the released generator of junleen/RainNet (``models/networks.py`` ``RainNet``).
 
-RAIN normalises the background with its own statistics, and re-styles the foreground with the
-*background's* mean and standard deviation (each with learned affine corrections), so the decoder
-transfers the background's feature statistics onto the foreground.
+A pix2pix-style U-Net on the 3-channel composite in [−1, 1]: four outer stages (``model_layer0``…
+``3``: 4×4 stride-2 conv, LeakyReLU(0.2) + conv + instance norm without affine parameters), then
+``inner_blocks`` nested 8·ngf-channel U-Net blocks (encoder instance norm, decoder RAIN, dropout
+0.5 after the decoder norm of every block but the innermost, skip concatenation), three decoder
+stages (ReLU + transposed conv + RAIN, concatenation with the encoder feature, channel attention
+``x·sigmoid(conv1×1(x))``) and ``ReLU + transposed conv (with bias) + tanh``. The mask is no input
+channel: it reaches the network through RAIN and the final blend ``pred·m + x·(1 − m)``
+(the official ``processImage``).
+
+RAIN normalises the background with its own statistics and re-styles the foreground with the
+*background's* mean and standard deviation, each with learned corrections.
+
+Module names equal the official ones (``harmonizers.convert`` adds the prefix ``net.``). The
+defaults are the released 256×256 model (ngf 64, 4 inner blocks, 54.8 M parameters); the small
+variants scale ``ngf`` and ``inner_blocks`` only.
 """
 from __future__ import annotations
 
@@ -16,81 +28,129 @@ from torch import nn
 
 @dataclass(frozen=True)
 class RainNetConfig:
-    depth: int = 8          # down-sampling steps (8 for 256 input, as unet_256)
-    ch: int = 64
-    max_channels: int = 512
-    dropout: float = 0.5    # in the innermost decoder blocks, as pix2pix
-
-
-def masked_stats(x, mask, eps=1e-5):
-    """Mean and std of ``x`` over the region ``mask`` (``N×1×H×W``), per channel."""
-    area = mask.sum((2, 3), keepdim=True).clamp_min(1.0)
-    mean = (x * mask).sum((2, 3), keepdim=True) / area
-    var = ((x - mean) ** 2 * mask).sum((2, 3), keepdim=True) / area
-    return mean, (var + eps).sqrt()
+    ngf: int = 64
+    inner_blocks: int = 4   # nested U-Net blocks at 8·ngf channels (4: 256-px input, 8 stride-2 steps)
+    dropout: float = 0.5    # after the decoder norm of the non-innermost nested blocks
+    attention: bool = True  # channel attention on the three outer skip concatenations
 
 
 class RAIN(nn.Module):
-    def __init__(self, c):
+    """Region-aware adaptive instance normalisation, the official formulas (``models/normalize.py``)."""
+
+    def __init__(self, c, eps: float = 1e-5):
         super().__init__()
-        self.fg_gamma, self.fg_beta = nn.Parameter(torch.zeros(c)), nn.Parameter(torch.zeros(c))
-        self.bg_gamma, self.bg_beta = nn.Parameter(torch.zeros(c)), nn.Parameter(torch.zeros(c))
+        self.foreground_gamma, self.foreground_beta = nn.Parameter(torch.zeros(c)), nn.Parameter(torch.zeros(c))
+        self.background_gamma, self.background_beta = nn.Parameter(torch.zeros(c)), nn.Parameter(torch.zeros(c))
+        self.eps = eps
+
+    def _stats(self, x, m):
+        num = m.sum((2, 3), keepdim=True)
+        mean = (x * m).sum((2, 3), keepdim=True) / (num + self.eps)
+        var = (x * m + (1 - m) * mean - mean).pow(2).sum((2, 3), keepdim=True) / (num + self.eps)
+        return mean, (var + self.eps).sqrt()
 
     def forward(self, x, mask):
-        m = F.interpolate(mask, size=x.shape[-2:], mode="nearest")
-        mb, sb = masked_stats(x, 1 - m)
-        mf, sf = masked_stats(x, m)
-        bg = ((x - mb) / sb * (1 + self.bg_gamma[:, None, None]) + self.bg_beta[:, None, None]) * (1 - m)
-        fg = ((x - mf) / sf * sb + mb)
-        fg = (fg * (1 + self.fg_gamma[:, None, None]) + self.fg_beta[:, None, None]) * m
-        return fg + bg
+        m = F.interpolate(mask.detach(), size=x.shape[-2:], mode="nearest")
+        mb, sb = self._stats(x, 1 - m)
+        mf, sf = self._stats(x, m)
+        p = lambda v: v[None, :, None, None]  # noqa: E731
+        bg = ((x - mb) / sb * (1 + p(self.background_gamma)) + p(self.background_beta)) * (1 - m)
+        fg = ((x - mf) / sf * sb + mb) * (1 + p(self.foreground_gamma)) + p(self.foreground_beta)
+        return fg * m + bg
 
 
-class Up(nn.Module):
-    def __init__(self, cin, cout, dropout: float):
+def _in(c):
+    return nn.InstanceNorm2d(c, affine=False, track_running_stats=False)
+
+
+class UnetBlockCodec(nn.Module):
+    """One nested block: ``down`` (LeakyReLU + conv + instance norm) → ``submodule`` → ``up`` (ReLU +
+    transposed conv + RAIN (+ dropout)) → ``[x, up]``; the innermost has no norm on its way down."""
+
+    def __init__(self, c, submodule: nn.Module | None, dropout: float):
         super().__init__()
-        self.conv = nn.ConvTranspose2d(cin, cout, 4, 2, 1, bias=False)
-        self.norm = RAIN(cout)
-        self.drop = nn.Dropout(dropout) if dropout else nn.Identity()
+        self.innermost = submodule is None
+        if self.innermost:
+            self.up = nn.Sequential(nn.LeakyReLU(0.2), nn.Conv2d(c, c, 4, 2, 1, bias=False),
+                                    nn.ReLU(), nn.ConvTranspose2d(c, c, 4, 2, 1, bias=False))
+            self.upnorm = RAIN(c)
+        else:
+            self.down = nn.Sequential(nn.LeakyReLU(0.2), nn.Conv2d(c, c, 4, 2, 1, bias=False))
+            self.downnorm = _in(c)
+            self.submodule = submodule
+            self.up = nn.Sequential(nn.ReLU(), nn.ConvTranspose2d(2 * c, c, 4, 2, 1, bias=False))
+            self.upnorm = RAIN(c)
+            self.dropout = nn.Dropout(dropout) if dropout else nn.Identity()
 
     def forward(self, x, mask):
-        return self.drop(self.norm(self.conv(F.relu(x)), mask))
+        skip = F.leaky_relu(x, 0.2)  # the official in-place LeakyReLU leaves the skip activated
+        if self.innermost:
+            return torch.cat([skip, self.upnorm(self.up(x), mask)], 1)
+        y = self.submodule(self.downnorm(self.down(x)), mask)
+        return torch.cat([skip, self.dropout(self.upnorm(self.up(y), mask))], 1)
+
+
+def _act_conv(act, cin, cout, transpose=False):
+    conv = nn.ConvTranspose2d if transpose else nn.Conv2d
+    return nn.Sequential(act, conv(cin, cout, 4, 2, 1, bias=False))
+
+
+def _attention(c):
+    return nn.Sequential(nn.Conv2d(c, c, 1), nn.Sigmoid())
 
 
 class RainNet(nn.Module):
-    """``forward(image N×3×H×W in [0,1], mask) -> N×3×H×W`` (H, W multiples of 2^depth)."""
+    """``forward(image N×3×H×W in [0,1], mask N×1×H×W) -> N×3×H×W`` in [0, 1] (H, W multiples of
+    ``multiple_of``): the official ``processImage`` (network inside the mask, input outside)."""
 
     def __init__(self, cfg: RainNetConfig = RainNetConfig()):
         super().__init__()
+        if cfg.inner_blocks < 1:
+            raise ValueError(f"inner_blocks must be at least 1, got {cfg.inner_blocks}")
         self.cfg = cfg
-        self.multiple_of = 2 ** cfg.depth
-        chans = [min(cfg.ch * 2 ** i, cfg.max_channels) for i in range(cfg.depth)]
-        self.down = nn.ModuleList()
-        cin = 4
-        for i, c in enumerate(chans):
-            layers = [] if i == 0 else [nn.LeakyReLU(0.2)]
-            layers.append(nn.Conv2d(cin, c, 4, 2, 1, bias=i in (0, cfg.depth - 1)))
-            if 0 < i < cfg.depth - 1:
-                layers.append(nn.InstanceNorm2d(c, affine=True))
-            self.down.append(nn.Sequential(*layers))
-            cin = c
-        self.up = nn.ModuleList()
-        for i in reversed(range(1, cfg.depth)):
-            cin_up = chans[i] if i == cfg.depth - 1 else 2 * chans[i]
-            drop = cfg.dropout if i >= cfg.depth - 3 and i < cfg.depth - 1 else 0.0
-            self.up.append(Up(cin_up, chans[i - 1], drop))
-        self.out = nn.ConvTranspose2d(2 * chans[0], 3, 4, 2, 1)
+        self.multiple_of = 2 ** (4 + cfg.inner_blocks)
+        g = cfg.ngf
+        self.model_layer0 = nn.Conv2d(3, g, 4, 2, 1, bias=False)
+        self.model_layer1, self.model_layer1norm = _act_conv(nn.LeakyReLU(0.2), g, 2 * g), _in(2 * g)
+        self.model_layer2, self.model_layer2norm = _act_conv(nn.LeakyReLU(0.2), 2 * g, 4 * g), _in(4 * g)
+        self.model_layer3, self.model_layer3norm = _act_conv(nn.LeakyReLU(0.2), 4 * g, 8 * g), _in(8 * g)
+        block = None
+        for i in range(cfg.inner_blocks):
+            block = UnetBlockCodec(8 * g, block, cfg.dropout if i > 0 else 0.0)
+        self.unet_block = block
+        self.model_layer11, self.model_layer11norm = _act_conv(nn.ReLU(), 16 * g, 4 * g, True), RAIN(4 * g)
+        if cfg.attention:
+            self.model_layer11att = _attention(8 * g)
+        self.model_layer12, self.model_layer12norm = _act_conv(nn.ReLU(), 8 * g, 2 * g, True), RAIN(2 * g)
+        if cfg.attention:
+            self.model_layer12att = _attention(4 * g)
+        self.model_layer13, self.model_layer13norm = _act_conv(nn.ReLU(), 4 * g, g, True), RAIN(g)
+        if cfg.attention:
+            self.model_layer13att = _attention(2 * g)
+        self.model_out = nn.Sequential(nn.ReLU(), nn.ConvTranspose2d(2 * g, 3, 4, 2, 1), nn.Tanh())
+
+    def _up(self, i, x, skip, mask):
+        y = getattr(self, f"model_layer{i}norm")(getattr(self, f"model_layer{i}")(x), mask)
+        y = torch.cat([skip, y], 1)
+        return getattr(self, f"model_layer{i}att")(y) * y if self.cfg.attention else y
+
+    def generator(self, x, mask):
+        """The official ``RainNet.forward``: composite in [−1, 1] → tanh output in [−1, 1]."""
+        x0 = self.model_layer0(x)
+        x1 = self.model_layer1norm(self.model_layer1(x0))
+        x2 = self.model_layer2norm(self.model_layer2(x1))
+        x3 = self.model_layer3norm(self.model_layer3(x2))
+        h = self.unet_block(x3, mask)
+        # the skips are activated: the official stages' in-place LeakyReLU changes them in place
+        h = self._up(11, h, F.leaky_relu(x2, 0.2), mask)
+        h = self._up(12, h, F.leaky_relu(x1, 0.2), mask)
+        h = self._up(13, h, F.leaky_relu(x0, 0.2), mask)
+        return self.model_out(h)
 
     def forward(self, image, mask):
-        h = torch.cat([image * 2 - 1, mask], 1)
-        skips = []
-        for blk in self.down:
-            h = blk(h)
-            skips.append(h)
-        h = skips.pop()
-        for up in self.up:
-            h = torch.cat([up(h, mask), skips.pop()], 1)
-        return (torch.tanh(self.out(F.relu(h))) + 1) / 2
+        x = image * 2 - 1
+        out = self.generator(x, mask) * mask + x * (1 - mask)
+        return (out + 1) / 2
 
 
 class DomainVerifier(nn.Module):

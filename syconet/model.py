@@ -122,9 +122,9 @@ class SycoNet(nn.Module):
         return logits if self.cfg.lut_design == "lutv2" else logits.softmax(1)
 
     def render(self, real, mask, alpha):
-        """Apply the combined LUT to the foreground, at the input's resolution."""
+        """Apply the combined LUT to the foreground, at the input's resolution, clamped to [0, 1]."""
         lut = combine(alpha, self.bank)
-        return mask * apply_lut(real, lut) + (1 - mask) * real
+        return (mask * apply_lut(real, lut) + (1 - mask) * real).clamp(0, 1)  # as the official output
 
     def encode(self, composite, real, mask):
         """``E^z`` → ``(μ, log σ²)``."""
@@ -202,6 +202,11 @@ def load(path, device="cpu") -> tuple[SycoNet, dict]:
     generation-only checkpoint (:func:`export_generation`) has no ``E^z`` / critic: it generates."""
     device = resolve_device(device)
     tensors, m = checkpoint.load(path, kind="syconet", device=device)
+    if m.get("arch") == "syconet_official":  # a converted released checkpoint (harmonizers.convert)
+        from .official import OfficialSycoNet, OfficialSycoNetConfig
+        model = OfficialSycoNet(OfficialSycoNetConfig(**m["config"]), bank=tensors["bank"].float())
+        model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in tensors.items()})
+        return model.to(device).eval(), m
     cfg = SycoNetConfig(**m["config"])
     bank = tensors["bank"].float()
     model = SycoNet(cfg, bank=bank)
