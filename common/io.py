@@ -378,6 +378,15 @@ def resize_to_height(image: torch.Tensor, height: int) -> torch.Tensor:
                          align_corners=False)[0]
 
 
+def thumbnail(image: torch.Tensor, height: int, aspect: float) -> torch.Tensor:
+    """``C×H×W`` scaled to ``height`` rows and ``aspect`` (width / height): a picture of an image that
+    was resized to a square for scoring, shown with its photo's shape again."""
+    import torch.nn.functional as F
+    w = max(1, round(height * aspect))
+    return F.interpolate(image.float()[None], size=(height, w), mode="bilinear", antialias=True,
+                         align_corners=False)[0]
+
+
 def image_grid(rows: list[list[torch.Tensor]], height: int = 192, pad: int = 4) -> torch.Tensor:
     """Tile rows of ``C×H×W`` images (masks are shown grey) into one ``3×H×W`` picture.
 

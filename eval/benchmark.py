@@ -4,8 +4,8 @@
     python -m eval.benchmark --data /path/to/iHarmony4 --zoo my_zoo --out reports/ihd
     python -m eval.benchmark --composites data/real_composites/composites --out reports/real_composites
 
-Scores the test split per domain and "All" (MSE, fMSE, PSNR, fPSNR, fSSIM at 256×256, PSNR peak
-255), by foreground-ratio bin (0–5 %, 5–15 %, 15–100 %), the router's accuracy and the per-image
+Scores the test split per domain and "All" (MSE, fMSE, PSNR, fPSNR, fSSIM; the official iHarmony4
+protocol by default, ``--protocol fullres`` for ours, see ``eval.metrics``), by foreground-ratio bin (0–5 %, 5–15 %, 15–100 %), the router's accuracy and the per-image
 latency of each method, and writes ``report.md``, ``results.json`` and ``grid_<domain>.png`` (the
 best and worst routed cases per domain: composite | each method | real).
 """
@@ -20,7 +20,7 @@ import torch
 from tqdm import tqdm
 
 from common.cli import run, shared_args
-from common.io import InputError, image_grid, resize_to_height, read_image, read_mask, write_image, write_text
+from common.io import InputError, image_grid, resize_to_height, read_image, read_mask, thumbnail, write_image, write_text
 from domains.dataset import load_samples
 from router.api import Harmonizer
 
@@ -35,13 +35,14 @@ GRID_HEIGHT = 128
 
 @torch.inference_mode()
 def benchmark(data, zoo=None, out="reports/benchmark", domains="all", split: str = "test", device: str = "cpu",
-              overwrite: bool = False, n_grid: int = 3) -> dict:
+              overwrite: bool = False, n_grid: int = 3, protocol: str = "iharm") -> dict:
     out = Path(out)
     if (out / "results.json").exists() and not overwrite:
         raise InputError(f"{out}: already holds a report (pass --overwrite)")
     from harmonizers.models import harmonize
     h = Harmonizer.from_zoo(zoo, device)
     samples = load_samples(data, domains, split)
+    proto = M.Protocol(protocol)
     methods = [m for m in METHODS if m != "unified" or h.unified is not None]
     foreign = sorted({s.domain for s in samples} - set(h.domains))
     note = None
@@ -60,7 +61,8 @@ def benchmark(data, zoo=None, out="reports/benchmark", domains="all", split: str
     keep = []  # (domain, routed fMSE, index) for the picture grids
     thumbs = []  # per image: composite | each method | real, at grid height (no second pass)
     for i, s in enumerate(tqdm(samples, desc="benchmark", unit="img")):
-        comp, real, mask = read_image(s.composite), read_image(s.real), read_mask(s.mask)
+        full = read_image(s.composite)
+        comp, real, mask = proto.inputs(full, read_image(s.real), read_mask(s.mask))
         outs = {}
         for m in methods:
             t0 = time.perf_counter()
@@ -84,11 +86,12 @@ def benchmark(data, zoo=None, out="reports/benchmark", domains="all", split: str
                     raise InputError(f"zoo has no harmonizer for {s.domain} and no unified model")
                 outs[m] = harmonize(model, comp, mask)
             secs[m] += time.perf_counter() - t0
-            acc[m].add(s.domain, M.compute(outs[m][None], real[None], mask[None]), names=[s.composite.name])
+            acc[m].add(s.domain, proto.metrics(outs[m][None], real[None], mask[None]), names=[s.composite.name])
         keep.append((s.domain, acc[ranked_by].rows[-1]["fMSE"], i))
-        thumbs.append([resize_to_height(x, GRID_HEIGHT) for x in [comp, *(outs[m] for m in methods[1:]), real]])
+        aspect = full.shape[2] / full.shape[1]  # pictures keep the photo's shape whatever the protocol's
+        thumbs.append([thumbnail(x, GRID_HEIGHT, aspect) for x in [comp, *(outs[m] for m in methods[1:]), real]])
     drift = real_drift(samples, drift_predictors(h, methods))
-    res = {"data": str(data), "zoo": str(h.manifest["root"]), "split": split, "size": M.EVAL_SIZE,
+    res = {"data": str(data), "zoo": str(h.manifest["root"]), "split": split, "size": M.EVAL_SIZE, "protocol": protocol,
            "methods": {m: {"summary": acc[m].summary(), "by_fg_ratio": acc[m].by_fg_ratio(),
                            "seconds_per_image": secs[m] / len(samples), "real_drift": drift[m]} for m in methods},
            "router": None if note else {"accuracy": correct / len(samples), "routed_to": routed_to},
@@ -139,7 +142,8 @@ def harm_rates(res: dict, methods) -> dict[str, dict[str, float]]:
 
 def report_md(res: dict, methods) -> str:
     lines = [f"# Benchmark: `{res['data']}` ({res['split']}), zoo `{res['zoo']}`", "",
-             f"Metrics at {res['size']}×{res['size']}, PSNR peak 255, averaged per image; All is image-weighted.",
+             f"Scoring: {M.Protocol(res.get('protocol', 'fullres'), res['size']).describe()}; "
+             "averaged per image; All pools every image.",
              (f"Router accuracy: {res['router']['accuracy']:.3f}." if res["router"] else f"**Note.** {res['note']}"),
              ""]
     summ = {m: res["methods"][m]["summary"] for m in methods}
@@ -241,20 +245,23 @@ def real_composites(composites, zoo=None, out="reports/real_composites", masks=N
 @shared_args
 def main(data="data/mini4", zoo: str | None = None, out: str = "reports/benchmark", domains="all",
          split: str = "test", device: str = "cpu", overwrite: bool = False, composites: str | None = None,
-         masks: str | None = None) -> None:
+         masks: str | None = None, protocol: str = "iharm") -> None:
     """Score the zoo's modes on a benchmark's test split, or (--composites) real composites without ground truth.
 
     Args:
         out: report folder (report.md, results.json, picture grids).
         composites: folder of real composites: report where they are routed and how routed and unified differ.
         masks: their masks folder (default: found next to the composites).
+        protocol: iharm (the official iHarmony4 evaluation, default) or fullres (ours), as eval.score.
     """
     if composites:
         res = real_composites(composites, zoo, out, masks, device, overwrite)
         print(json.dumps({"out": str(out), "n": res["n"], "routing": res["routing"],
                           "mean_routed_vs_unified_fMSE": round(res["mean_routed_vs_unified_fMSE"], 2)}))
         return
-    res = benchmark(data, zoo, out, domains, split, device, overwrite)
+    if protocol not in M.PROTOCOLS:
+        raise InputError(f"--protocol must be one of {M.PROTOCOLS}, got {protocol!r}")
+    res = benchmark(data, zoo, out, domains, split, device, overwrite, protocol=protocol)
     fm = {m: round(v["summary"]["All"]["fMSE"], 2) for m, v in res["methods"].items()}
     acc = round(res["router"]["accuracy"], 4) if res["router"] else None
     print(json.dumps({"out": str(out), "router_accuracy": acc, "fMSE_All": fm, "note": res["note"]}))

@@ -4,7 +4,7 @@
     python -m eval.compare --data data/mini4 --split train --ckpts gct=runs/gct.safetensors --out reports/val
 
 For every method (``composite`` and ``reinhard`` always, then each ``NAME=CHECKPOINT``) and domain:
-fMSE, MSE and PSNR (``eval.metrics``), the change of fMSE against the composite, the **harm rate**
+fMSE, MSE and PSNR (``eval.metrics``; the official protocol unless ``--protocol fullres``), the change of fMSE against the composite, the **harm rate**
 (the share of composites whose fMSE the method raises), and the **real-photo drift**: each real
 image of the split goes in with its own mask and no edit, and the mean absolute change inside the
 mask is reported in 8-bit levels (a harmonizer that does no harm leaves a real photo alone).
@@ -20,7 +20,7 @@ import torch
 from tqdm import tqdm
 
 from common.cli import run
-from common.io import InputError, image_grid, read_image, read_mask, write_image, write_text
+from common.io import InputError, image_grid, read_image, read_mask, thumbnail, write_image, write_text
 from domains.dataset import load_samples
 
 from . import metrics as M
@@ -42,35 +42,40 @@ def parse_ckpts(spec: str | None) -> dict[str, str]:
     return out
 
 
-def predictors(ckpts: dict[str, str], device: str = "cpu") -> dict:
-    from harmonizers.models import harmonize, load
+def predictors(ckpts: dict[str, str], device: str = "cpu", protocol: str = "fullres") -> dict:
+    """composite, reinhard and one ``predict(image, mask)`` per checkpoint, as ``protocol`` runs it."""
+    from .score import checkpoint_predictor
     preds = {"composite": BASELINES["composite"], "reinhard": BASELINES["reinhard"]}
     for name, path in ckpts.items():
-        model, _ = load(path, device=device)
-        preds[name] = (lambda mdl: lambda image, mask: harmonize(mdl, image, mask))(model)
+        preds[name] = checkpoint_predictor(path, device=device, protocol=protocol)
     return preds
 
 
 @torch.inference_mode()
 def compare(data, ckpts: dict[str, str], domains="all", split: str = "test", device: str = "cpu",
-            n_grid: int = 4) -> tuple[dict, torch.Tensor]:
-    preds = predictors(ckpts, device)
+            n_grid: int = 4, protocol: str = "iharm") -> tuple[dict, torch.Tensor]:
+    proto = M.Protocol(protocol)
+    preds = predictors(ckpts, device, protocol)
     samples = load_samples(data, domains, split)
     if not samples:
         raise InputError(f"{data}: no {split} composites for domains {domains}")
     acc = {m: M.Accumulator() for m in preds}
     per_image, thumbs = [], []
     for s in tqdm(samples, desc="compare", unit="img"):
-        comp, real, mask = read_image(s.composite), read_image(s.real), read_mask(s.mask)
+        full = read_image(s.composite)
+        comp, real, mask = proto.inputs(full, read_image(s.real), read_mask(s.mask))
         outs = {m: p(comp, mask) for m, p in preds.items()}
         row = {"domain": s.domain, "name": s.composite.name}
         for m, out in outs.items():
-            acc[m].add(s.domain, M.compute(out[None], real[None], mask[None]), names=[s.composite.name])
+            acc[m].add(s.domain, proto.metrics(out[None], real[None], mask[None]), names=[s.composite.name])
             row[m] = acc[m].rows[-1]["fMSE"]
         per_image.append(row)
-        thumbs.append([comp, *(outs[m] for m in preds if m != "composite"), real])
-    drift = real_drift(samples, {m: (lambda p: lambda i, k, _d: p(i, k))(p) for m, p in preds.items()})
-    res = {"data": str(data), "split": split, "size": M.EVAL_SIZE, "methods": {}}
+        aspect = full.shape[2] / full.shape[1]
+        thumbs.append([thumbnail(x, GRID_HEIGHT, aspect) for x in [comp, *(outs[m] for m in preds if m != "composite"), real]])
+    # the drift on real photos is ours: each method at full resolution, background kept
+    full_preds = predictors(ckpts, device, "fullres")
+    drift = real_drift(samples, {m: (lambda p: lambda i, k, _d: p(i, k))(p) for m, p in full_preds.items()})
+    res = {"data": str(data), "split": split, "size": M.EVAL_SIZE, "protocol": protocol, "methods": {}}
     for m in preds:
         summ, base = acc[m].summary(), acc["composite"].summary()
         for d, v in summ.items():
@@ -109,7 +114,8 @@ def real_drift(samples, preds) -> dict[str, dict[str, float]]:
 def report_md(res: dict) -> str:
     methods = list(res["methods"])
     domains = list(res["methods"]["composite"])
-    lines = [f"# {res['split']} split of {res['data']} (metrics at {res['size']} px)", "",
+    lines = [f"# {res['split']} split of {res['data']}", "",
+             f"Scoring: {M.Protocol(res.get('protocol', 'fullres'), res['size']).describe()}.", "",
              "fMSE (change against the composite) · harm rate · real-photo drift in 8-bit levels", "",
              "| domain | " + " | ".join(methods) + " |", "|---|" + "---:|" * len(methods)]
     for d in domains:
@@ -125,7 +131,7 @@ def report_md(res: dict) -> str:
 
 
 def main(data: str = "data/mini4", ckpts: str | None = None, domains: str = "all", split: str = "test",
-         out: str = "reports/compare", device: str = "cpu", overwrite: bool = False) -> dict:
+         out: str = "reports/compare", device: str = "cpu", overwrite: bool = False, protocol: str = "iharm") -> dict:
     """Score composite, Reinhard and checkpoints side by side, with harm rate and real-photo drift.
 
     Args:
@@ -136,11 +142,14 @@ def main(data: str = "data/mini4", ckpts: str | None = None, domains: str = "all
         out: folder for results.json, report.md and grid_best_worst.png.
         device: auto, cpu, cuda or cuda:N.
         overwrite: replace an existing report in OUT.
+        protocol: iharm (the official iHarmony4 evaluation, default) or fullres (ours), as eval.score.
     """
     outp = Path(out)
     if (outp / "results.json").exists() and not overwrite:
         raise InputError(f"{outp}: already holds a report (pass --overwrite)")
-    res, grid = compare(data, parse_ckpts(ckpts), domains, split, device)
+    if protocol not in M.PROTOCOLS:
+        raise InputError(f"--protocol must be one of {M.PROTOCOLS}, got {protocol!r}")
+    res, grid = compare(data, parse_ckpts(ckpts), domains, split, device, protocol=protocol)
     outp.mkdir(parents=True, exist_ok=True)
     write_image(grid, outp / "grid_best_worst.png", overwrite=True)
     write_text(json.dumps(res, indent=1) + "\n", outp / "results.json", overwrite=True)

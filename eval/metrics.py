@@ -1,16 +1,26 @@
-"""Harmonization metrics, following iS2AM's evaluation.
+"""Harmonization metrics under two protocols.
 
-Pixel values on 0–255; images resized to 256×256 first (``prepare``); the mask binarised at 0.5.
+``iharm`` (default): the official iHarmony4 evaluation of iS2AM (SamsungLabs/image_harmonization,
+``scripts/evaluate_model.py`` and ``iharm/inference``): composite, real image and mask are
+resized to 256×256 *before* prediction with plain bilinear interpolation (no antialiasing; the
+8-bit images are rounded back to 8 bits, the mask stays soft); the method's own 256×256 output is
+scored, as float, clamped to 0–255:
 
 - ``MSE  = mean((p − t)²)`` over all pixels and channels
-- ``fMSE = Σ m·(p − t)² / (3·Σ m)`` (foreground only)
-- ``PSNR = 10·log10(255² / MSE)`` (peak 255), ``fPSNR`` the same from fMSE
-- ``fSSIM``: SSIM (Gaussian window 11, σ 1.5, K1 0.01, K2 0.03, reflect padding, as
-  ``skimage.metrics.structural_similarity(gaussian_weights=True)``) averaged over foreground pixels
-  and the three channels.
+- ``fMSE = Σ m·(p − t)² / (3·Σ m + 1e-6)`` with the soft mask ``m``
+- ``PSNR = 10·log10(max(t)² / (MSE + 1e-6))``: the peak is the image's own target maximum
+- per-image values averaged per domain; "All" pools every image (weighted by image count).
 
-All functions take ``N×3×H×W`` tensors in [0, 1] and ``N×1×H×W`` masks and return one value per
-image (``N``). Images are averaged per image; "All" is the image-weighted mean over domains.
+``fullres`` (ours): the method runs at the composite's full resolution with its background kept;
+its output, the real image and the mask are then resized to 256×256 (bilinear, antialiased), the
+mask binarised at 0.5, and ``fMSE = Σ m(p − t)² / (3·Σ m)``, ``PSNR = 10·log10(255² / MSE)``.
+
+Both add, with no official definition: ``fPSNR = 10·log10(255² / fMSE)`` and ``fSSIM``, SSIM
+(Gaussian window 11, σ 1.5, K1 0.01, K2 0.03, reflect padding, as
+``skimage.metrics.structural_similarity(gaussian_weights=True)``) averaged over the foreground
+(weighted by the mask) and the three channels.
+
+Tensor functions take ``N×3×H×W`` in [0, 1] and ``N×1×H×W`` masks and return one value per image.
 """
 from __future__ import annotations
 
@@ -22,7 +32,10 @@ import torch.nn.functional as F
 PEAK = 255.0
 EVAL_SIZE = 256
 NAMES = ("MSE", "fMSE", "PSNR", "fPSNR", "fSSIM")
+# foreground-ratio bins of the official evaluate_model_fg_ratios.py: both ends inclusive
 FG_BINS = ((0.0, 0.05), (0.05, 0.15), (0.15, 1.0))
+PROTOCOLS = ("iharm", "fullres")
+EPS = 1e-6  # the official metrics' epsilon
 
 
 def prepare(pred, target, mask, size: int | None = EVAL_SIZE):
@@ -110,6 +123,67 @@ def fssim(pred, target, mask, size: int | None = None) -> torch.Tensor:
     return _fssim(*prepare(pred, target, mask, size))
 
 
+def bilinear(x, size: int):
+    """Plain bilinear resize to ``size``×``size`` (half-pixel centres, no antialiasing), in float64:
+    cv2.INTER_LINEAR as the official evaluation applies it through albumentations ``Resize``."""
+    return F.interpolate(x.double(), size=(size, size), mode="bilinear", align_corners=False, antialias=False)
+
+
+def iharm_inputs(image, real, mask, size: int = EVAL_SIZE):
+    """The official evaluation's inputs: 8-bit images resized bilinearly and rounded back to 8 bits,
+    the mask resized bilinearly and kept soft. ``N×C×H×W`` in [0, 1] → float32 at ``size``."""
+    def q(x):
+        return (bilinear((x.double() * 255).round(), size).round().clamp(0, 255) / 255).float()
+    return q(image), q(real), bilinear(mask, size).clamp(0, 1).float()
+
+
+def iharm_compute(pred, target, mask) -> dict[str, torch.Tensor]:
+    """The official per-image formulas on ``pred`` (float, clamped to 0–255), the 8-bit ``target``
+    and the soft ``mask``, all at the evaluation size; plus our fPSNR and fSSIM."""
+    p = pred.double().clamp(0, 1) * PEAK
+    level = p.round()  # an 8-bit prediction read back as float32 lands within 2e-5 of its level
+    p = torch.where((p - level).abs() < 1e-4, level, p)
+    t = (target.double() * PEAK).round()
+    m = mask.double()
+    err = (p - t).pow(2)
+    e = err.flatten(1).mean(1)
+    fe = (err * m).flatten(1).sum(1) / (3 * m.flatten(1).sum(1) + EPS)
+    psnr_ = 10 * torch.log10(t.flatten(1).amax(1) ** 2 / (e + EPS))
+    return {"MSE": e, "fMSE": fe, "PSNR": psnr_, "fPSNR": 10 * torch.log10(PEAK ** 2 / (fe + EPS)),
+            "fSSIM": _fssim(p, t, m), "fg_ratio": (m > 0.5).double().flatten(1).mean(1)}
+
+
+class Protocol:
+    """How a test sample is scored: ``inputs`` gives what the method sees and what it is compared
+    with, ``metrics`` scores the method's output (see the module docstring)."""
+
+    def __init__(self, name: str = "iharm", size: int = EVAL_SIZE):
+        if name not in PROTOCOLS:
+            raise ValueError(f"protocol must be one of {PROTOCOLS}, got {name!r}")
+        self.name, self.size = name, size
+
+    def inputs(self, image, real, mask):
+        """``(image, real, mask)`` of one sample (``C×H×W``) as the method and the metrics see them."""
+        if self.name == "fullres":
+            return image, real, mask
+        x, t, m = iharm_inputs(image[None], real[None], mask[None], self.size)
+        return x[0], t[0], m[0]
+
+    def metrics(self, pred, real, mask) -> dict[str, torch.Tensor]:
+        """Metrics of a batch ``N×3×H×W``; an iharm prediction of another size is resized as an image."""
+        if self.name == "fullres":
+            return compute(pred, real, mask, self.size)
+        if pred.shape[-2:] != (self.size, self.size):
+            pred = (bilinear((pred.double() * 255).round(), self.size).round().clamp(0, 255) / 255).float()
+        return iharm_compute(pred, real, mask)
+
+    def describe(self) -> str:
+        if self.name == "iharm":
+            return (f"official iHarmony4 protocol: inputs resized to {self.size}x{self.size} (bilinear), "
+                    "soft mask, the method's own output scored, PSNR peak = target maximum")
+        return f"full-resolution results, metrics at {self.size}x{self.size}, binary mask, PSNR peak 255"
+
+
 def compute(pred, target, mask, size: int | None = EVAL_SIZE) -> dict[str, torch.Tensor]:
     """All metrics for a batch: a dict name → ``N`` values, plus ``fg_ratio``."""
     p, t, m = prepare(pred, target, mask, size)
@@ -147,9 +221,11 @@ class Accumulator:
         return out
 
     def by_fg_ratio(self) -> dict[str, dict]:
+        """Rows per foreground-ratio bin, both ends inclusive as the official script (a ratio of
+        exactly 0.05 or 0.15 counts in two bins)."""
         out = {}
         for lo, hi in FG_BINS:
-            rows = [r for r in self.rows if lo <= r.get("fg_ratio", 0) < hi or (hi == 1.0 and r.get("fg_ratio") == 1)]
+            rows = [r for r in self.rows if lo <= r.get("fg_ratio", 0) <= hi]
             out[f"{int(lo * 100)}-{int(hi * 100)}%"] = self._mean(rows)
         return out
 

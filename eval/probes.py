@@ -123,31 +123,41 @@ def prior(data="data/mini4", domains="all", alphas=(0.25, 0.5, 1.0), kinds=KINDS
 @shared_args
 @torch.inference_mode()
 def strength(data="data/mini4", ckpt: str = "runs/issam_all.safetensors", domains="all", split: str = "test",
-             size: int = M.EVAL_SIZE) -> dict:
+             size: int = M.EVAL_SIZE, protocol: str = "iharm") -> dict:
     """β* (the best scaling of the model's change) and fMSE at β = 0, 1, β* per domain.
 
     Args:
         ckpt: harmonizer checkpoint.
+        protocol: iharm or fullres, as eval.score.
     """
-    from harmonizers.models import harmonize, load
-    model, _ = load(ckpt)
+    from .score import checkpoint_predictor
+    proto = M.Protocol(protocol, size)
+    predict = checkpoint_predictor(ckpt, protocol=protocol, size=size)
     per = {}
     for s in tqdm(load_samples(data, domains, split), desc="strength", unit="img"):
-        x, t, m = read_image(s.composite), read_image(s.real), read_mask(s.mask)
-        y = harmonize(model, x, m)
+        x, t, m = proto.inputs(read_image(s.composite), read_image(s.real), read_mask(s.mask))
+        y = predict(x, m)
         x, y, t, m = (a[None] for a in (x, y, t, m))
-        xp, tp, mp = M.prepare(x, t, m, size)
-        yp = M.prepare(y, t, m, size)[0]
-        per.setdefault(s.domain, []).append((xp, yp, tp, mp))
+        if protocol == "fullres":
+            y = M.prepare(y, t, m, size)[0]
+            x, t, m = M.prepare(x, t, m, size)
+        else:
+            x, y, t, m = x.double() * M.PEAK, y.double().clamp(0, 1) * M.PEAK, (t.double() * M.PEAK).round(), m.double()
+        per.setdefault(s.domain, []).append((x, y, t, m))
     per["All"] = [r for d in list(per) for r in per[d]]
     res = {}
     for d, rows in per.items():
         xs, ys, ts, ms = (torch.cat(c) for c in zip(*rows))
-        n = (3 * ms.flatten(1).sum(1)).clamp_min(1)
-        dv, ev = (ys - xs) * ms, (ts - xs) * ms
-        de, dd = (dv * ev).flatten(1).sum(1) / n, (dv * dv).flatten(1).sum(1) / n
+        dv, ev = ys - xs, ts - xs
+        de, dd = (ms * dv * ev).flatten(1).sum(1), (ms * dv * dv).flatten(1).sum(1)
         b = float(de.mean() / dd.mean().clamp_min(1e-12))
-        f = {beta: float(M._fmse((xs + beta * (ys - xs)).clamp(0, M.PEAK), ts, ms).mean()) for beta in (0.0, 1.0, b)}
+
+        def fmse(beta):
+            p = (xs + beta * dv).clamp(0, M.PEAK)
+            if protocol == "fullres":
+                return float(M._fmse(p, ts, ms).mean())
+            return float(((p - ts).pow(2) * ms).flatten(1).sum(1).div(3 * ms.flatten(1).sum(1) + M.EPS).mean())
+        f = {beta: fmse(beta) for beta in (0.0, 1.0, b)}
         res[d] = {"beta_star": b, "fMSE_composite": f[0.0], "fMSE_model": f[1.0], "fMSE_beta_star": f[b]}
     print(f"{ckpt} on {data} ({split}): the change's useful share\n")
     print("| domain | composite fMSE | model fMSE | β* | fMSE at β* |\n|---|---:|---:|---:|---:|")

@@ -6,8 +6,9 @@
 - ``rec_fMSE``: fMSE (0–255) between the reconstruction ``Ĩ^c`` (``z = μ``) and the original composite
   ``I^c`` on the split; ``comp_fMSE`` is the fMSE between ``I^c`` and the real image, the scale of the
   adjustment the reconstruction branch has to learn.
-- ``Div`` (Table 2): for each real image, 10 composites from 10 draws of ``z^g``; the mean pairwise
-  fMSE among them, averaged over real images. ``--zc`` draws ``z^c ~ N(μ, σ²)`` instead.
+- ``Div`` (Table 2): for each real image of the *training* split (as the paper; ``--div_split``),
+  10 composites from 10 draws of ``z^g``; the mean pairwise fMSE among them, averaged over real
+  images. ``--zc`` draws ``z^c ~ N(μ, σ²)`` instead.
 - ``shift_ED`` (ours, not in the paper): how far the *generated* adjustments are from the domain's
   own. Each composite–real pair becomes the shift of its foreground in CIELAB (mean difference
   and log standard-deviation ratio per channel, 6 numbers); the energy distance between the shifts
@@ -121,14 +122,15 @@ def shift_distance(model: SycoNet, ds: HarmonyDataset, k: int = 10, seed: int = 
 
 
 def evaluate(data, ckpt, domains="all", split: str = "test", size: int = 256, k: int = 10, zc: bool = False,
-             device: str = "cpu") -> dict:
+             device: str = "cpu", div_split: str = "train") -> dict:
     model, meta = load(ckpt, device=device)
     ds_all = HarmonyDataset(data, domains, split, size=size, train=False)
-    out = {"ckpt": str(ckpt), "split": split, "size": size, "domains": {}}
+    out = {"ckpt": str(ckpt), "split": split, "div_split": div_split, "size": size, "domains": {}}
     for d in ds_all.domains:
         ds = HarmonyDataset(data, d, split, size=size, train=False)
         r = reconstruction_fmse(model, ds)
-        r["Div"] = diversity(model, ds, k=k, zc=zc)
+        div_ds = ds if div_split == split else HarmonyDataset(data, d, div_split, size=size, train=False)
+        r["Div"] = diversity(model, div_ds, k=k, zc=zc)
         r["shift_ED"] = shift_distance(model, ds, k=k)
         r["real_images"] = len(real_images(ds.samples))
         out["domains"][d] = r
@@ -137,15 +139,17 @@ def evaluate(data, ckpt, domains="all", split: str = "test", size: int = 256, k:
 
 @shared_args
 def main(data="data/mini4", ckpt="runs/syconet_all.safetensors", domains="all", split: str = "test",
-         size: int = 256, k: int = 10, zc: bool = False, device: str = "cpu") -> None:
+         size: int = 256, k: int = 10, zc: bool = False, device: str = "cpu", div_split: str = "train") -> None:
     """Reconstruction fMSE, Div (diversity of K samples) and shift_ED of a SycoNet, per domain.
 
     Args:
         ckpt: SycoNet checkpoint (a full training checkpoint: reconstruction needs E^z).
+        split: the split of the reconstruction error and shift_ED.
         k: samples per real image for Div and shift_ED.
         zc: sample z from E^z's posterior on the composite instead of N(0, I).
+        div_split: the split whose real images Div is computed on (train, as the paper does).
     """
-    res = evaluate(data, ckpt, domains, split, size, k, zc, device)
+    res = evaluate(data, ckpt, domains, split, size, k, zc, device, div_split)
     print(f"| domain | images | comp fMSE | rec fMSE | Div (k={k}{', z^c' if zc else ''}) | shift ED |\n"
           "|---|---:|---:|---:|---:|---:|")
     for d, r in res["domains"].items():
