@@ -1,30 +1,42 @@
 """User study on real composites: build a static pairwise-comparison page, then score the votes.
 
     python -m eval.userstudy compose --cutouts assets/cutouts --backgrounds assets/photos --out data/real_composites -n 50
-    python -m eval.userstudy export --composites data/real_composites/composites --out runs/study \\
+    python -m eval.userstudy export --composites data/real_composites/composites --out runs/study \
         --methods composite,reinhard,unified,routed [--zoo models/default] [--max_side 1024]
-    python -m eval.userstudy analyze --votes "runs/votes/*.csv" --manifest runs/study/manifest.json --out reports/study
+    python -m eval.userstudy analyze --votes "runs/votes/*.csv" --key runs/study.key.json --out reports/study
 
 ``export`` runs every method on every composite (at full resolution; images up to the reader's
-pixel limit, 6000 px and more) and writes a self-contained folder: ``index.html`` (no server, no
-network: open it in a browser), ``images/`` (each result downscaled to ``--max_side`` for display)
-and ``manifest.json`` (hidden condition id → scene and method; keep it away from observers). The
-page shows, for one composite at a time, two results side by side, left/right and trial order
-randomised per session, method names hidden; the observer picks the more realistic image (click,
-or the ← / → keys). Votes survive a reload (browser storage) and download as CSV in the pwcmp
-convention: ``observer, session, scene, condition_1, condition_2, selection`` with the hidden ids
-of the left and right images and ``selection`` 1 (left) or 2 (right).
+pixel limit, 6000 px and more) and writes the **participant folder** ``OUT/``: ``index.html`` (no
+server, no network: open it in a browser) and ``images/`` (each result downscaled to
+``--max_side``), and the **key** ``OUT.key.json`` *beside* the folder (hidden id → scene and
+method; keep it from participants). The folder is blind by construction: image names are random
+ids, every file carries the same modification time, images are written in random order, the
+order inside every pair and of the trials is random (no scene twice in a row), and nothing in it
+names or orders the methods.
 
-``analyze`` maps the hidden ids back to methods and fits a Bradley–Terry model by maximum
-likelihood (Newton's method on the log-likelihood with a tiny ridge that fixes the scale's origin
-and keeps never-chosen methods finite), with 95 % bootstrap intervals (resampling observers, or
-votes when there is a single observer). Writes ``bt.md``, ``bt.json`` and ``bt.png`` (bar plot).
+The page shows, for one composite at a time, two results side by side (stacked on narrow screens),
+left/right and trial order randomised again per session; the participant picks the more realistic
+image (click or tap it, or the ← / → keys; Enter starts). A vote counts only once both images have
+loaded and a short minimum time has passed, key repeats are ignored, each trial takes one vote,
+and the last vote can be undone (button or Backspace). Votes survive a reload (browser storage);
+at the end "Download votes" saves the CSV and "Next participant" saves it and starts a clean
+session on the same machine. CSV columns (pwcmp convention first): ``observer, session, scene,
+condition_1, condition_2, selection`` (hidden ids of the left and right images, ``selection`` 1 =
+left, 2 = right), then ``trial`` (index in the session), ``time`` (ISO timestamp),
+``response_ms`` (from both images shown to the vote) and ``screen`` (viewport and screen size).
+
+``analyze`` maps the hidden ids back to methods, drops duplicate votes (the same session and trial
+read twice, e.g. a file downloaded twice) and says how many, and fits a Bradley–Terry model by
+maximum likelihood (Newton's method on the log-likelihood with a tiny ridge that fixes the scale's
+origin and keeps never-chosen methods finite), with 95 % bootstrap intervals (resampling
+observers, or votes when there is a single observer). Writes ``bt.md``, ``bt.json`` and ``bt.png``.
 """
 from __future__ import annotations
 
 import csv
 import glob
 import json
+import os
 import secrets
 from itertools import combinations
 from pathlib import Path
@@ -40,7 +52,49 @@ from common.io import BatchError, InputError, find_pairs, read_pair, to_pil, wri
 from .compose import main as compose_cli  # the same command as python -m eval.compose
 
 METHODS = ("composite", "reinhard", "unified", "routed")
-CSV_HEADER = ["observer", "session", "scene", "condition_1", "condition_2", "selection"]
+CSV_HEADER = ["observer", "session", "scene", "condition_1", "condition_2", "selection"]  # pwcmp
+CSV_EXTRA = ["trial", "time", "response_ms", "screen"]
+FILE_TIME = 946684800  # 2000-01-01: every exported file carries this modification time
+
+
+def key_path(out) -> Path:
+    """The key of study folder ``out``: ``<out>.key.json`` beside it, never inside it."""
+    out = Path(out)
+    return out.with_name(out.name + ".key.json")
+
+
+def _arrangeable(counts: dict, first_not) -> bool:
+    """Can items with these per-scene ``counts`` be ordered with no scene twice in a row and the
+    first one not ``first_not``?"""
+    r = sum(counts.values())
+    if r == 0:
+        return True
+    if max(counts.values()) > (r + 1) // 2:
+        return False
+    return not (r % 2 == 1 and counts.get(first_not, 0) == (r + 1) // 2)
+
+
+def order_trials(trials: list[dict], rng) -> list[dict]:
+    """Random order with no scene twice in a row wherever the scenes allow it, each pair's sides
+    random: draw the next trial at random among those whose scene keeps the rest arrangeable."""
+    groups: dict[str, list[dict]] = {}
+    for t in trials:
+        t = dict(t)
+        if rng.random() < 0.5:
+            t["a"], t["b"] = t["b"], t["a"]
+        groups.setdefault(t["scene"], []).append(t)
+    for g in groups.values():
+        rng.shuffle(g)
+    out, last = [], None
+    while any(groups.values()):
+        counts = {k: len(v) for k, v in groups.items() if v}
+        ok = [k for k in counts if k != last and _arrangeable({**counts, k: counts[k] - 1}, k)]
+        ok = ok or [k for k in counts if k != last] or list(counts)
+        weights = np.array([counts[k] for k in ok], dtype=float)
+        pick = ok[int(rng.choice(len(ok), p=weights / weights.sum()))]
+        out.append(groups[pick].pop())
+        last = pick
+    return out
 
 
 # ---- export ------------------------------------------------------------------------------------
@@ -65,7 +119,7 @@ def _display(img: torch.Tensor, max_side: int) -> Image.Image:
 
 @shared_args
 def export(composites, out, methods: str = ",".join(METHODS), zoo=None, masks=None, max_side: int = 1024,
-           seed: int | None = None, overwrite: bool = False, device: str = "cpu") -> Path:
+           seed: int | None = None, overwrite: bool = False, device: str = "cpu", min_ms: int = 400) -> Path:
     """Run each method on every composite and write a self-contained study folder (open index.html).
 
     Args:
@@ -74,12 +128,14 @@ def export(composites, out, methods: str = ",".join(METHODS), zoo=None, masks=No
         methods: comma-separated: composite, reinhard, unified, routed, soft, oracle:DOMAIN.
         masks: masks folder (default: found next to the composites).
         max_side: long side of the displayed images.
+        min_ms: votes sooner than this many milliseconds after both images show are ignored.
     """
     names = split_names(methods)
     if len(names) < 2 or len(set(names)) != len(names):
         raise InputError(f"--methods needs at least two different methods, got {names}")
     out = Path(out)
-    if (out / "manifest.json").exists() and not overwrite:
+    key = key_path(out)
+    if (key.exists() or (out / "index.html").exists()) and not overwrite:
         raise InputError(f"{out}: already holds a study (pass --overwrite to replace it)")
     pairs = find_pairs(composites, masks)
     cache = {}
@@ -92,9 +148,9 @@ def export(composites, out, methods: str = ",".join(METHODS), zoo=None, masks=No
 
     fns = {m: _method_fn(m, load_zoo) for m in names}
     rng = np.random.default_rng(seed)
-    token = (lambda: secrets.token_hex(4)) if seed is None else (lambda: "%08x" % rng.integers(2 ** 32))
+    token = (lambda: secrets.token_hex(8)) if seed is None else (lambda: "%016x" % rng.integers(2 ** 63))
     (out / "images").mkdir(parents=True, exist_ok=True)
-    conditions, trials, used, failed, scenes = {}, [], set(), [], []
+    conditions, trials, used, failed, scenes, written = {}, [], set(), [], [], []
     for img_path, mask_path in tqdm(pairs, desc="export", unit="scene"):
         scene = img_path.stem
         try:  # every method first: a pair that fails leaves no image behind
@@ -106,90 +162,152 @@ def export(composites, out, methods: str = ",".join(METHODS), zoo=None, masks=No
             continue
         scenes.append(scene)
         ids = {}
-        for m in names:
-            res = results[m]
+        for m in rng.permutation(names):  # written in random order: nothing follows the method list
             hid = token()
             while hid in used:
                 hid = token()
             used.add(hid)
             ids[m] = hid
-            write_image(_display(res, max_side), out / "images" / f"{hid}.jpg", overwrite=overwrite, quality=92)
-            conditions[hid] = {"scene": scene, "method": m, "source": str(img_path), "mask": str(mask_path)}
+            path = write_image(_display(results[m], max_side), out / "images" / f"{hid}.jpg", overwrite=overwrite,
+                               quality=92)
+            written.append(path)
+            conditions[hid] = {"scene": scene, "method": str(m), "source": str(img_path), "mask": str(mask_path)}
         for a, b in combinations(names, 2):
             trials.append({"scene": scene, "a": ids[a], "b": ids[b]})
     if not scenes:
         raise BatchError(failed, len(pairs))
-    manifest = {"methods": names, "scenes": scenes, "conditions": conditions,
-                "csv_header": CSV_HEADER, "max_side": max_side, "zoo": str(zoo) if zoo else "default"}
-    write_text(json.dumps(manifest, indent=1), out / "manifest.json", overwrite=True)
-    write_text(_page(trials), out / "index.html", overwrite=True)
+    manifest = {"study": out.name, "methods": names, "scenes": scenes, "conditions": conditions,
+                "csv_header": CSV_HEADER + CSV_EXTRA, "max_side": max_side, "zoo": str(zoo) if zoo else "default"}
+    write_text(json.dumps(manifest, indent=1), key, overwrite=True)
+    written.append(write_text(_page(order_trials(trials, rng), min_ms), out / "index.html", overwrite=True))
+    for p in written:  # file times carry nothing either
+        os.utime(p, (FILE_TIME, FILE_TIME))
+    stale = out / "manifest.json"  # a key inside the folder, from an older export, must not stay
+    if stale.exists():
+        stale.unlink()
     if failed:
         raise BatchError(failed, len(pairs))
     return out
 
 
-def _page(trials: list[dict]) -> str:
+MIN_MS = 400  # votes sooner than this after both images show are ignored
+
+
+def _page(trials: list[dict], min_ms: int = MIN_MS) -> str:
     """The study page: one HTML file, inline script, images by relative path."""
     data = json.dumps(trials).replace("</", "<\\/")  # a scene name cannot close the script element
-    return _PAGE.replace("__TRIALS__", data)
+    return (_PAGE.replace("__TRIALS__", data).replace("__MIN_MS__", str(int(min_ms)))
+            .replace("__HEADER__", json.dumps(CSV_HEADER + CSV_EXTRA)))
 
 
 _PAGE = r"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>Which image looks more realistic?</title>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Which image looks more realistic?</title>
 <style>
 body{font-family:system-ui,sans-serif;margin:1em;background:#222;color:#eee;text-align:center}
 #pair{display:flex;gap:1em;justify-content:center;align-items:flex-start}
 #pair figure{margin:0;flex:1;max-width:48vw}
-#pair img{max-width:100%;max-height:78vh;cursor:pointer;border:3px solid transparent}
-#pair img:hover{border-color:#6af}
-button{font-size:1.1em;margin:.4em;padding:.3em 1em}
+#pair img{max-width:100%;max-height:78vh;cursor:pointer;border:3px solid transparent;touch-action:manipulation}
+#pair.armed img:hover{border-color:#6af}
+button{font-size:1.1em;margin:.4em;padding:.5em 1.2em;min-height:44px;min-width:44px}
+input{font-size:1.1em;padding:.3em}
 #start,#done{margin-top:3em}
+@media (max-width:700px){#pair{flex-direction:column;align-items:center}#pair figure{max-width:100%;width:100%}
+#pair img{width:100%;max-height:42vh;object-fit:contain}}
 </style></head><body>
 <div id="start"><h2>Which image looks more realistic?</h2>
 <p>Each screen shows the same scene twice. Pick the image whose inserted object fits its
-surroundings better (click it, or press &larr; / &rarr;).</p>
+surroundings better: <span class="how"></span>.</p>
 <p><label>Your name or id: <input id="observer" autocomplete="off"></label></p>
 <button id="begin">Start</button></div>
 <div id="study" hidden><p id="progress"></p>
-<div id="pair"><figure><img id="left" alt="left"></figure><figure><img id="right" alt="right"></figure></div></div>
+<div id="pair"><figure><img id="left" alt="left"></figure><figure><img id="right" alt="right"></figure></div>
+<button id="undo" disabled>Undo last choice</button></div>
 <div id="done" hidden><h2>Thank you!</h2><p id="summary"></p>
-<button id="download">Download votes (CSV)</button></div>
+<button id="download">Download votes (CSV)</button> <button id="next">Next participant</button></div>
 <script>
 const TRIALS = __TRIALS__;
+const MIN_MS = __MIN_MS__;  // a vote sooner than this after both images show is ignored
 const KEY = "harmony-study:" + location.pathname;
+const TOUCH = window.matchMedia && matchMedia("(pointer: coarse)").matches;
+document.querySelectorAll(".how").forEach(e => e.textContent = TOUCH ? "tap it" : "click it, or press \u2190 / \u2192");
 let st = JSON.parse(localStorage.getItem(KEY) || "null");
-function shuffle(a){for(let i=a.length-1;i>0;i--){const j=Math.floor(Math.random()*(i+1));[a[i],a[j]]=[a[j],a[i]];}return a;}
+let shownAt = null, busy = false;
+function rnd(n){return Math.floor(Math.random()*n);}
+function arrangeable(counts, firstNot){  // no scene twice in a row possible, first not firstNot?
+  const v = Object.values(counts), r = v.reduce((a,b)=>a+b, 0);
+  if (!r) return true;
+  if (Math.max(...v) > Math.floor((r+1)/2)) return false;
+  return !(r % 2 === 1 && (counts[firstNot]||0) === Math.floor((r+1)/2));
+}
+function order(){  // random order, sides random, no scene twice in a row where the scenes allow it
+  const groups = {};
+  for (const t of TRIALS) (groups[t.scene] = groups[t.scene] || []).push(rnd(2) ? {scene:t.scene,l:t.a,r:t.b} : {scene:t.scene,l:t.b,r:t.a});
+  const out = []; let last = null;
+  for (;;){
+    const counts = {};
+    for (const k in groups) if (groups[k].length) counts[k] = groups[k].length;
+    const keys = Object.keys(counts);
+    if (!keys.length) break;
+    let ok = keys.filter(k => k !== last && arrangeable(Object.assign({}, counts, {[k]: counts[k]-1}), k));
+    if (!ok.length) ok = keys.filter(k => k !== last);
+    if (!ok.length) ok = keys;
+    let x = rnd(ok.reduce((a,k)=>a+counts[k], 0)), pick = ok[0];
+    for (const k of ok){ if (x < counts[k]) {pick = k; break;} x -= counts[k]; }
+    const g = groups[pick];
+    out.push(g.splice(rnd(g.length), 1)[0]); last = pick;
+  }
+  return out;
+}
 function save(){localStorage.setItem(KEY, JSON.stringify(st));}
 function begin(){
   const obs = document.getElementById("observer").value.trim() || ("obs" + Math.random().toString(36).slice(2,8));
-  const order = shuffle(TRIALS.map((t,i)=>i)).map(i=>{const t=TRIALS[i];
-    return Math.random()<0.5 ? {scene:t.scene,l:t.a,r:t.b} : {scene:t.scene,l:t.b,r:t.a};});
-  st = {observer: obs, session: new Date().toISOString().replace(/[-:.TZ]/g,"").slice(0,14), order, votes: []};
+  st = {observer: obs, session: new Date().toISOString().replace(/[-:.TZ]/g,"").slice(0,14) + rnd(1e4).toString().padStart(4,"0"),
+        order: order(), votes: []};
   save(); show();
 }
+function screenSize(){return innerWidth + "x" + innerHeight + "/" + screen.width + "x" + screen.height;}
 function show(){
   document.getElementById("start").hidden = true;
+  document.getElementById("undo").disabled = !st.votes.length;
   if (st.votes.length >= st.order.length){
     document.getElementById("study").hidden = true; document.getElementById("done").hidden = false;
     document.getElementById("summary").textContent = st.votes.length + " choices recorded for " + st.observer + ".";
     return;
   }
+  document.getElementById("done").hidden = true;
   const t = st.order[st.votes.length];
   document.getElementById("study").hidden = false;
-  document.getElementById("progress").textContent = "Which image looks more realistic? (click it, or \u2190 / \u2192)  \u2014  " + (st.votes.length+1) + " / " + st.order.length;
+  document.getElementById("progress").textContent = "Which image looks more realistic? (" +
+    (TOUCH ? "tap it" : "click it, or \u2190 / \u2192") + ")  \u2014  " + (st.votes.length+1) + " / " + st.order.length;
   const L = document.getElementById("left"), R = document.getElementById("right");
-  L.src = "images/" + t.l + ".jpg"; L.dataset.cond = t.l;
-  R.src = "images/" + t.r + ".jpg"; R.dataset.cond = t.r;
+  document.getElementById("pair").classList.remove("armed");  // no hover border left from the last trial
+  shownAt = null; busy = false;
+  let loaded = 0;
+  const ready = () => {if (++loaded === 2) shownAt = performance.now();};
+  for (const [img, c] of [[L, t.l], [R, t.r]]){
+    img.onload = ready; img.dataset.cond = c; img.src = "images/" + c + ".jpg";
+    if (img.complete && img.naturalWidth) {img.onload = null; ready();}
+  }
 }
 function choose(sel){
-  if (!st || st.votes.length >= st.order.length) return;
+  if (!st || st.votes.length >= st.order.length || busy || shownAt === null) return;
+  const rt = performance.now() - shownAt;
+  if (rt < MIN_MS) return;
+  busy = true;  // one vote per trial
   const t = st.order[st.votes.length];
-  st.votes.push([st.observer, st.session, t.scene, t.l, t.r, sel]);
+  st.votes.push([st.observer, st.session, t.scene, t.l, t.r, sel, st.votes.length, new Date().toISOString(),
+                 Math.round(rt), screenSize()]);
   save(); show();
+}
+function undo(){
+  if (!st || !st.votes.length) return;
+  st.votes.pop(); save(); show();
 }
 function csv(){
   const q = v => /[",\n]/.test(String(v)) ? '"' + String(v).replace(/"/g,'""') + '"' : String(v);
-  const rows = [["observer","session","scene","condition_1","condition_2","selection"]].concat(st.votes);
+  const rows = [__HEADER__].concat(st.votes);
   return rows.map(r=>r.map(q).join(",")).join("\n") + "\n";
 }
 function download(){
@@ -198,11 +316,27 @@ function download(){
   a.download = "votes_" + st.observer.replace(/[^A-Za-z0-9_-]/g,"_") + "_" + st.session + ".csv";
   document.body.appendChild(a); a.click(); a.remove();
 }
+function nextParticipant(){
+  download();
+  localStorage.removeItem(KEY); st = null;
+  document.getElementById("done").hidden = true; document.getElementById("study").hidden = true;
+  document.getElementById("observer").value = ""; document.getElementById("start").hidden = false;
+}
 document.getElementById("begin").onclick = begin;
 document.getElementById("left").onclick = () => choose(1);
 document.getElementById("right").onclick = () => choose(2);
+document.getElementById("undo").onclick = undo;
 document.getElementById("download").onclick = download;
-document.addEventListener("keydown", e => {if (e.key==="ArrowLeft") choose(1); if (e.key==="ArrowRight") choose(2);});
+document.getElementById("next").onclick = nextParticipant;
+document.getElementById("pair").addEventListener("mousemove", () => document.getElementById("pair").classList.add("armed"));
+document.addEventListener("keydown", e => {
+  if (e.repeat) return;  // a held key casts nothing more
+  const starting = !document.getElementById("start").hidden;
+  if (starting) {if (e.key === "Enter") begin(); return;}
+  if (e.key === "ArrowLeft") choose(1);
+  else if (e.key === "ArrowRight") choose(2);
+  else if (e.key === "Backspace") {e.preventDefault(); undo();}
+});
 if (st) show();
 </script></body></html>
 """
@@ -210,10 +344,13 @@ if (st) show();
 
 # ---- analysis ----------------------------------------------------------------------------------
 
-def read_votes(paths, manifest: dict) -> list[dict]:
-    """Rows of pwcmp CSV files with hidden ids mapped to methods; bad rows raise with file:line."""
+def read_votes(paths, manifest: dict) -> tuple[list[dict], int]:
+    """Rows of pwcmp CSV files with hidden ids mapped to methods, and the number of duplicates
+    dropped (the same observer, session and trial, or without a trial column the same pair shown
+    the same way, read more than once: a file downloaded twice counts once). Bad rows raise with
+    file:line."""
     conds = manifest["conditions"]
-    rows = []
+    rows, seen, dups = [], set(), 0
     for path in paths:
         with open(path, newline="") as f:
             reader = csv.DictReader(f)
@@ -223,18 +360,24 @@ def read_votes(paths, manifest: dict) -> list[dict]:
             for n, r in enumerate(reader, start=2):
                 for c in ("condition_1", "condition_2"):
                     if r[c] not in conds:
-                        raise InputError(f"{path}:{n}: condition {r[c]!r} is not in the manifest")
+                        raise InputError(f"{path}:{n}: condition {r[c]!r} is not in the study key")
                 if r["selection"] not in ("1", "2"):
                     raise InputError(f"{path}:{n}: selection must be 1 or 2, got {r['selection']!r}")
                 a, b = conds[r["condition_1"]], conds[r["condition_2"]]
                 if a["scene"] != b["scene"] or a["scene"] != r["scene"]:
                     raise InputError(f"{path}:{n}: conditions of different scenes compared")
+                ident = (r["observer"], r["session"], r.get("trial") or (r["scene"], r["condition_1"], r["condition_2"]))
+                if ident in seen:
+                    dups += 1
+                    continue
+                seen.add(ident)
                 win, lose = (a, b) if r["selection"] == "1" else (b, a)
-                rows.append({"observer": r["observer"], "scene": r["scene"], "winner": win["method"],
-                             "loser": lose["method"]})
+                rows.append({"observer": r["observer"], "session": r["session"], "scene": r["scene"],
+                             "winner": win["method"], "loser": lose["method"],
+                             "response_ms": float(r["response_ms"]) if r.get("response_ms") else None})
     if not rows:
         raise InputError("no votes in " + ", ".join(map(str, paths)))
-    return rows
+    return rows, dups
 
 
 def win_matrix(rows, methods) -> np.ndarray:
@@ -268,16 +411,17 @@ def bradley_terry(wins: np.ndarray, ridge: float = 1e-3, iters: int = 100) -> np
 
 
 @shared_args
-def analyze(votes, manifest, out="reports/userstudy", bootstrap: int = 1000, seed: int = 0,
+def analyze(votes, key, out="reports/userstudy", bootstrap: int = 1000, seed: int = 0,
             overwrite: bool = True) -> dict:
     """Bradley–Terry scores per method from the downloaded votes, with bootstrap intervals.
 
     Args:
         votes: CSV files or glob patterns (quote them).
-        manifest: the study's manifest.json (hidden id → method).
+        key: the study's key, <study folder>.key.json beside the folder (hidden id → method).
         out: report folder (bt.md, bt.json, bt.png).
         bootstrap: bootstrap resamples for the 95 % intervals.
     """
+    manifest = key
     pats = split_names(votes)
     paths = sorted({p for pat in pats for p in (glob.glob(pat) or [pat])})
     for p in paths:
@@ -286,9 +430,11 @@ def analyze(votes, manifest, out="reports/userstudy", bootstrap: int = 1000, see
     try:
         man = json.loads(Path(manifest).read_text())
     except (OSError, json.JSONDecodeError) as e:
-        raise InputError(f"{manifest}: not a study manifest ({e})") from None
+        raise InputError(f"{manifest}: not a study key ({e})") from None
+    if not isinstance(man, dict) or "conditions" not in man or "methods" not in man:
+        raise InputError(f"{manifest}: not a study key (no conditions/methods)")
     methods = list(man["methods"])
-    rows = read_votes(paths, man)
+    rows, dups = read_votes(paths, man)
     w = win_matrix(rows, methods)
     scores = bradley_terry(w)
     rng = np.random.default_rng(seed)
@@ -305,45 +451,60 @@ def analyze(votes, manifest, out="reports/userstudy", bootstrap: int = 1000, see
         table.append({"method": methods[i], "score": float(scores[i]), "ci95": [float(lo[i]), float(hi[i])],
                       "wins": int(w[i].sum()), "comparisons": int(comps),
                       "win_rate": float(w[i].sum() / comps) if comps else float("nan")})
-    res = {"votes": len(rows), "observers": len(observers), "scenes": len({r["scene"] for r in rows}),
-           "files": [str(p) for p in paths], "bootstrap": bootstrap, "table": table,
-           "resampled": "observers" if len(observers) > 1 else "votes"}
+    rts = sorted(r["response_ms"] for r in rows if r["response_ms"] is not None)
+    res = {"votes": len(rows), "duplicates_dropped": dups, "observers": len(observers),
+           "scenes": len({r["scene"] for r in rows}), "files": [str(p) for p in paths], "bootstrap": bootstrap,
+           "table": table, "resampled": "observers" if len(observers) > 1 else "votes",
+           "median_response_ms": rts[len(rts) // 2] if rts else None}
     outp = Path(out)
     lines = [f"Bradley–Terry scores (log-strength, sum 0; P(A preferred to B) = σ(s_A − s_B)) from {len(rows)} votes "
              f"of {len(observers)} observer(s) on {res['scenes']} scene(s); 95 % intervals from {bootstrap} bootstrap "
-             f"resamples of the {res['resampled']}.", "",
+             f"resamples of the {res['resampled']}." + (f" {dups} duplicate vote(s) dropped (the same session and "
+                                                          "trial read more than once)." if dups else ""), "",
              "| method | BT score | 95 % interval | wins / comparisons |", "|---|---:|---|---:|"]
     for t in table:
         lines.append(f"| {t['method']} | {t['score']:+.3f} | [{t['ci95'][0]:+.3f}, {t['ci95'][1]:+.3f}] | "
                      f"{t['wins']} / {t['comparisons']} |")
     write_text("\n".join(lines) + "\n", outp / "bt.md", overwrite=overwrite)
     write_text(json.dumps(res, indent=1), outp / "bt.json", overwrite=overwrite)
-    write_image(_bar_plot(table), outp / "bt.png", overwrite=overwrite)
+    write_image(_bar_plot(table, f"Bradley–Terry scores, {len(rows)} votes, {len(observers)} observer(s)"),
+                outp / "bt.png", overwrite=overwrite)
+    if dups:
+        print(f"{dups} duplicate vote(s) dropped")
     print("\n".join(lines))
     return res
 
 
-def _bar_plot(table, w: int = 640, row: int = 44) -> Image.Image:
-    """Horizontal bars of the BT scores with their 95 % intervals (PIL; no plotting dependency)."""
-    h = 40 + row * len(table)
+def _bar_plot(table, title: str = "Bradley–Terry scores", w: int = 720, row: int = 44) -> Image.Image:
+    """Horizontal bars of the BT scores with their 95 % intervals and values, a title and an axis
+    label (PIL; no plotting dependency)."""
+    top, bottom = 44, 50
+    h = top + row * len(table) + bottom
     im = Image.new("RGB", (w, h), "white")
     d = ImageDraw.Draw(im)
+    d.text((10, 10), title, fill="black")
+    d.text((10, 24), "bars: score; whiskers: 95 % bootstrap interval", fill=(90, 90, 90))
     vals = [v for t in table for v in (t["score"], *t["ci95"])]
     lo, hi = min(vals + [0]), max(vals + [0])
     span = (hi - lo) or 1.0
-    x0, x1 = 130, w - 20
+    x0, x1 = 130, w - 80
     X = lambda v: x0 + (v - lo) / span * (x1 - x0)  # noqa: E731
-    d.line([(X(0), 10), (X(0), h - 20)], fill="black")
+    axis_y = top + row * len(table) + 6
+    d.line([(X(0), top - 4), (X(0), axis_y)], fill="black")
+    d.line([(x0, axis_y), (x1, axis_y)], fill="black")
+    for v in (lo, 0.0, hi):
+        d.line([(X(v), axis_y), (X(v), axis_y + 4)], fill="black")
+        d.text((X(v) - 14, axis_y + 6), f"{v:+.2f}", fill="black")
+    d.text(((x0 + x1) // 2 - 110, axis_y + 24), "Bradley–Terry score (log-strength)", fill="black")
     for k, t in enumerate(table):
-        y = 20 + k * row
+        y = top + k * row
         d.text((8, y + 8), t["method"], fill="black")
         d.rectangle([min(X(0), X(t["score"])), y + 4, max(X(0), X(t["score"])), y + row - 14], fill=(90, 140, 220))
         a, b = X(t["ci95"][0]), X(t["ci95"][1])
         d.line([(a, y + row // 2 - 5), (b, y + row // 2 - 5)], fill="black", width=2)
         for x in (a, b):
             d.line([(x, y + 6), (x, y + row - 16)], fill="black", width=2)
-    d.text((x0, h - 16), f"{lo:+.2f}", fill="black")
-    d.text((x1 - 30, h - 16), f"{hi:+.2f}", fill="black")
+        d.text((max(a, b, X(t["score"])) + 6, y + 8), f"{t['score']:+.2f}", fill="black")
     return im
 
 

@@ -103,6 +103,11 @@ def test_convert_syconet_and_generate(tmp_path):
     assert a.shape == real.shape and a.min() >= 0 and a.max() <= 1  # clamped as the official output
     assert torch.equal(a[..., :20, :], real[..., :20, :])           # background untouched
     assert torch.allclose(w.sum(1), torch.ones(2)) and w.shape == (2, 20)
+    from harmonizers.augment import SycoNetAugmenter  # the released SycoNet augments training as ours does
+    aug = SycoNetAugmenter(out)
+    small, small_mask = real[..., :64, :64], mask[..., :64, :64]
+    gen = aug(small, small_mask)
+    assert gen.shape == small.shape and not torch.equal(gen, small)
 
 
 def test_syconet_lookup_matches_the_official_kernel():

@@ -9,7 +9,7 @@ import pytest
 
 from common.io import BatchError, InputError
 from eval.compose import compose
-from eval.userstudy import CSV_HEADER, analyze, bradley_terry, export
+from eval.userstudy import CSV_EXTRA, CSV_HEADER, FILE_TIME, analyze, bradley_terry, export, key_path, order_trials
 
 from .conftest import ASSETS
 
@@ -57,7 +57,11 @@ def real_composites(photos12, tmp_path_factory):
 @pytest.fixture(scope="module")
 def study(real_composites, tiny_zoo, tmp_path_factory):
     out = tmp_path_factory.mktemp("study") / "study"
-    return export(real_composites / "composites", out, zoo=tiny_zoo, seed=0, max_side=96)
+    return export(real_composites / "composites", out, zoo=tiny_zoo, seed=0, max_side=96, min_ms=150)
+
+
+def _key(study) -> dict:
+    return json.loads(key_path(study).read_text())
 
 
 def _votes_for(manifest: dict, favourite: str, observer="ann") -> list[list]:
@@ -81,19 +85,47 @@ def _write_csv(path, rows):
     return path
 
 
-def test_export_layout_hides_methods(study):
-    man = json.loads((study / "manifest.json").read_text())
+def _trials(study):
+    page = (study / "index.html").read_text()
+    return json.loads(page.split("const TRIALS = ")[1].split(";\n")[0])
+
+
+def test_export_is_blind(study):
+    man = _key(study)
+    assert key_path(study).parent == study.parent  # the key lies beside the folder, not in it
     assert man["methods"] == ["composite", "reinhard", "unified", "routed"] and len(man["scenes"]) == 3
     assert len(man["conditions"]) == 12
-    page = (study / "index.html").read_text()
+    files = [p for p in study.rglob("*") if p.is_file()]
+    assert sorted(p.name for p in files if p.suffix != ".jpg") == ["index.html"]
     for hid in man["conditions"]:
         assert (study / "images" / f"{hid}.jpg").is_file()
+    page = (study / "index.html").read_text()
     for m in man["methods"]:
         assert m not in page  # names hidden from observers
-    trials = json.loads(page.split("const TRIALS = ")[1].split(";\n")[0])
+    assert {p.stat().st_mtime for p in files} == {FILE_TIME}  # file times say nothing
+    trials = _trials(study)
     assert len(trials) == 3 * 6  # every pair of 4 methods per scene
+    assert all(a["scene"] != b["scene"] for a, b in zip(trials, trials[1:]))  # no scene twice in a row
     with pytest.raises(InputError, match="already holds a study"):
         export(study.parent, study, zoo=None)
+
+
+def test_trial_order_reveals_no_condition():
+    """The attack that recovered every condition from an unshuffled page: the id shown first in all
+    of a scene's pairs is the first method. After order_trials each id comes first in its three pairs
+    as often as chance says, whatever its method, and no scene repeats back to back."""
+    from itertools import combinations
+    rng = np.random.default_rng(0)
+    methods = ["m0", "m1", "m2", "m3"]
+    trials = [{"scene": f"s{k}", "a": f"s{k}{a}", "b": f"s{k}{b}"} for k in range(300)
+              for a, b in combinations(methods, 2)]
+    out = order_trials(trials, rng)
+    assert sorted(map(json.dumps, out)) != sorted(map(json.dumps, trials))  # sides swapped
+    assert {tuple(sorted((t["a"], t["b"]))) for t in out} == {(t["a"], t["b"]) for t in trials}
+    assert all(a["scene"] != b["scene"] for a, b in zip(out, out[1:]))
+    first = {m: np.mean([sum(t["a"] == f"s{k}{m}" for t in out if t["scene"] == f"s{k}") for k in range(300)])
+             for m in methods}
+    assert all(abs(v - 1.5) < 0.2 for v in first.values()), first  # unshuffled: m0 3.0, m3 0.0
 
 
 def test_export_goes_on_past_a_bad_pair(real_composites, tiny_zoo, tmp_path):
@@ -106,28 +138,36 @@ def test_export_goes_on_past_a_bad_pair(real_composites, tiny_zoo, tmp_path):
     with pytest.raises(BatchError, match=r"1 of 4 composites failed") as e:
         export(src, tmp_path / "st", methods="composite,reinhard", seed=0, max_side=64)
     assert len(e.value.failures) == 1 and e.value.failures[0].startswith("broken.jpg: ")
-    man = json.loads((tmp_path / "st" / "manifest.json").read_text())
+    man = _key(tmp_path / "st")
     assert len(man["scenes"]) == 3 and "broken" not in man["scenes"]
     assert len(list((tmp_path / "st" / "images").iterdir())) == len(man["conditions"]) == 6
 
 
 def test_analyze_votes(study, tmp_path):
-    man = json.loads((study / "manifest.json").read_text())
+    man = _key(study)
     a = _write_csv(tmp_path / "a.csv", _votes_for(man, "routed", "ann"))
     b = _write_csv(tmp_path / "b.csv", _votes_for(man, "routed", "bob"))
-    res = analyze(str(tmp_path / "*.csv"), study / "manifest.json", tmp_path / "rep", bootstrap=50)
+    res = analyze(str(tmp_path / "*.csv"), key_path(study), tmp_path / "rep", bootstrap=50)
     assert res["votes"] == 2 * 3 * 3 and res["observers"] == 2 and res["resampled"] == "observers"
+    assert res["duplicates_dropped"] == 0
     top = res["table"][0]
     assert top["method"] == "routed" and top["win_rate"] == 1.0 and top["ci95"][0] <= top["score"] <= top["ci95"][1]
     assert (tmp_path / "rep" / "bt.png").is_file() and "| routed |" in (tmp_path / "rep" / "bt.md").read_text()
+    shutil.copy(a, tmp_path / "a_again.csv")  # the same file downloaded twice counts once
+    again = analyze(str(tmp_path / "*.csv"), key_path(study), tmp_path / "rep_dup", bootstrap=10)
+    assert again["votes"] == res["votes"] and again["duplicates_dropped"] == 9
+    assert "9 duplicate vote(s) dropped" in (tmp_path / "rep_dup" / "bt.md").read_text()
+    (tmp_path / "a_again.csv").unlink()
     bad = _votes_for(man, "routed")
     bad[1][3] = "deadbeef"
     _write_csv(tmp_path / "bad.csv", bad)
-    with pytest.raises(InputError, match=r"bad.csv:3: condition 'deadbeef' is not in the manifest"):
-        analyze(str(tmp_path / "bad.csv"), study / "manifest.json", tmp_path / "rep2")
+    with pytest.raises(InputError, match=r"bad.csv:3: condition 'deadbeef' is not in the study key"):
+        analyze(str(tmp_path / "bad.csv"), key_path(study), tmp_path / "rep2")
     (tmp_path / "x.csv").write_text("a,b\n1,2\n")
     with pytest.raises(InputError, match="not a pwcmp votes file"):
-        analyze(str(tmp_path / "x.csv"), study / "manifest.json", tmp_path / "rep3")
+        analyze(str(tmp_path / "x.csv"), key_path(study), tmp_path / "rep3")
+    with pytest.raises(InputError, match="not a study key"):
+        analyze(str(a), tmp_path / "a.csv", tmp_path / "rep4")
     assert a.exists() and b.exists()
 
 
@@ -142,19 +182,45 @@ def _chrome(download_dir: Path, profile: Path):
     opts.binary_location = browser
     for a in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
               "--disable-background-networking", "--disable-component-update", "--disable-sync",
-              f"--user-data-dir={profile}"):
+              "--window-size=1280,900", f"--user-data-dir={profile}"):
         opts.add_argument(a)
     opts.add_experimental_option("prefs", {"download.default_directory": str(download_dir),
-                                           "download.prompt_for_download": False})
+                                           "download.prompt_for_download": False,
+                                           "profile.default_content_setting_values.automatic_downloads": 1})
     drv = webdriver.Chrome(service=Service(driver_bin), options=opts)
     drv.execute_cdp_cmd("Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(download_dir)})
     return drv
 
 
+def _wait(cond, timeout=10.0):
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        v = cond()
+        if v:
+            return v
+        time.sleep(0.05)
+    raise AssertionError("timed out")
+
+
+def _key_down(drv, key, repeat=False):
+    drv.execute_script("document.dispatchEvent(new KeyboardEvent('keydown', {key: arguments[0], repeat: arguments[1]}));",
+                       key, repeat)
+
+
+def _votes(drv):
+    return drv.execute_script("return st ? st.votes.length : -1;")
+
+
+def _ready(drv):
+    """Wait until both images of the trial have shown and the minimum time has passed."""
+    _wait(lambda: drv.execute_script("return shownAt !== null && performance.now() - shownAt > MIN_MS + 20;"))
+
+
 def test_browser_roundtrip(study, tmp_path):
-    """export → clicks in headless Chromium → downloaded CSV → Bradley–Terry table."""
+    """export → Enter, clicks, key repeats, undo in headless Chromium → CSV → Bradley–Terry; then the
+    next participant on the same browser."""
     from selenium.webdriver.common.by import By
-    man = json.loads((study / "manifest.json").read_text())
+    man = _key(study)
     method = {hid: c["method"] for hid, c in man["conditions"].items()}
     rank = {"unified": 0, "routed": 1, "reinhard": 2, "composite": 3}  # this observer's taste
     dl = tmp_path / "downloads"
@@ -162,29 +228,75 @@ def test_browser_roundtrip(study, tmp_path):
     drv = _chrome(dl, tmp_path / "profile")
     try:
         drv.get((study / "index.html").as_uri())
+        assert drv.execute_script("return document.querySelector('meta[name=viewport]') !== null;")
         drv.find_element(By.ID, "observer").send_keys("tester")
-        drv.find_element(By.ID, "begin").click()
-        sides = []
-        for _ in range(3 * 6):
+        _key_down(drv, "Enter")  # Enter starts
+        _wait(lambda: drv.find_element(By.ID, "study").is_displayed())
+        # a vote before the minimum time, and a held key, are ignored
+        _wait(lambda: drv.execute_script("return shownAt !== null;"))
+        drv.find_element(By.ID, "left").click()
+        assert _votes(drv) == 0
+        _ready(drv)
+        _key_down(drv, "ArrowLeft", repeat=True)
+        assert _votes(drv) == 0
+        sides, scenes = [], []
+        undone = False
+        while _votes(drv) < 3 * 6:
+            _ready(drv)
             left, right = drv.find_element(By.ID, "left"), drv.find_element(By.ID, "right")
             lc, rc = left.get_attribute("data-cond"), right.get_attribute("data-cond")
+            want_left = rank[method[lc]] < rank[method[rc]]
+            if _votes(drv) == 4 and not undone:  # a wrong choice, a second key at once, then undo
+                _key_down(drv, "ArrowRight" if want_left else "ArrowLeft")
+                _key_down(drv, "ArrowLeft")       # too soon after: the next trial is not ready
+                assert _votes(drv) == 5
+                _key_down(drv, "Backspace")
+                assert _votes(drv) == 4
+                undone = True
+                continue
             sides.append(lc)
-            (left if rank[method[lc]] < rank[method[rc]] else right).click()
+            scenes.append(man["conditions"][lc]["scene"])
+            (left if want_left else right).click()
+        assert all(a != b for a, b in zip(scenes, scenes[1:]))  # no scene twice in a row
         assert drv.find_element(By.ID, "done").is_displayed()
         drv.find_element(By.ID, "download").click()
-        for _ in range(100):
-            files = [p for p in dl.glob("*.csv")]
-            if files:
-                break
-            time.sleep(0.1)
+        files = _wait(lambda: list(dl.glob("*.csv")))
+        first = files[0].read_bytes()
+        files[0].rename(tmp_path / files[0].name)  # (headless Chromium overwrites a file of the same name)
+        files = [tmp_path / files[0].name]
+        # next participant: saves this session once more and starts a clean one
+        drv.find_element(By.ID, "next").click()
+        again = _wait(lambda: list(dl.glob("*.csv")))
+        _wait(lambda: again[0].read_bytes() == first)
+        assert drv.find_element(By.ID, "start").is_displayed() and _votes(drv) == -1
+        drv.find_element(By.ID, "observer").send_keys("second")
+        drv.find_element(By.ID, "begin").click()
+        _ready(drv)
+        drv.find_element(By.ID, "left").click()
+        assert drv.execute_script("return st.observer;") == "second" and _votes(drv) == 1
+        # a phone: the pair is stacked, the hint speaks of tapping
+        drv.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
+                            {"width": 375, "height": 740, "deviceScaleFactor": 2, "mobile": True})
+        drv.execute_cdp_cmd("Emulation.setTouchEmulationEnabled", {"enabled": True, "maxTouchPoints": 5})
+        drv.refresh()
+        _wait(lambda: drv.find_element(By.ID, "study").is_displayed())
+        left, right = drv.find_element(By.ID, "left"), drv.find_element(By.ID, "right")
+        _wait(lambda: left.size["width"] > 0 and right.size["width"] > 0)
+        assert right.location["y"] > left.location["y"] + left.size["height"] - 1  # stacked
+        assert left.size["width"] > 150                                               # not a thumbnail
+        assert "tap" in drv.find_element(By.ID, "progress").text
     finally:
         drv.quit()
     assert len(files) == 1 and files[0].name.startswith("votes_tester_")
     rows = list(csv.reader(files[0].open()))
-    assert rows[0] == CSV_HEADER and len(rows) == 1 + 18
+    assert rows[0] == CSV_HEADER + CSV_EXTRA and len(rows) == 1 + 18
+    assert [int(r[6]) for r in rows[1:]] == list(range(18))                # trial index
+    assert all(float(r[8]) >= 150 for r in rows[1:])                      # response time ≥ the minimum
+    assert all("x" in r[9] and r[7].endswith("Z") for r in rows[1:])      # screen size, timestamp
     assert len({r[3] for r in rows[1:]} | {r[4] for r in rows[1:]}) == 12
-    assert 0 < sum(r[3] == s for r, s in zip(rows[1:], sides)) == 18  # condition_1 is the left image
-    res = analyze(str(files[0]), study / "manifest.json", tmp_path / "rep", bootstrap=20)
+    assert sum(r[3] == s for r, s in zip(rows[1:], sides)) == 18          # condition_1 is the left image
+    res = analyze(f"{dl}/*.csv,{files[0]}", key_path(study), tmp_path / "rep", bootstrap=20)
+    assert res["duplicates_dropped"] == 18                                # the session saved twice
     assert [t["method"] for t in res["table"]] == ["unified", "routed", "reinhard", "composite"]
     assert res["table"][0]["wins"] == 9 and res["table"][-1]["wins"] == 0
 
@@ -197,3 +309,11 @@ def test_page_escapes_names_that_look_like_markup():
     assert "</script><script>" not in script.split("\n", 1)[0]      # cannot close the script element
     data = json.loads(script.split("=", 1)[1].split(";\n", 1)[0].replace("<\\/", "</"))
     assert data[0]["scene"] == name                                  # the name itself survives intact
+
+
+def test_bt_plot_has_title_axis_and_values():
+    from eval.userstudy import _bar_plot
+    table = [{"method": "a", "score": 0.5, "ci95": [0.2, 0.8]}, {"method": "b", "score": -0.5, "ci95": [-0.9, -0.1]}]
+    im = np.asarray(_bar_plot(table, "T"))
+    assert im.shape[1] == 720 and im.shape[0] > 44 + 2 * 44 + 40                # room for title and axis
+    assert (im[:40] < 128).any() and (im[-40:] < 128).any()                     # title on top, axis label below
