@@ -20,6 +20,7 @@ import torch
 from tqdm import tqdm
 
 from common.cli import run, shared_args
+from common.shipped import shown
 from common.io import InputError, image_grid, resize_to_height, read_image, read_mask, thumbnail, write_image, write_text
 from domains.dataset import load_samples
 from router.api import Harmonizer
@@ -91,7 +92,7 @@ def benchmark(data, zoo=None, out="reports/benchmark", domains="all", split: str
         aspect = full.shape[2] / full.shape[1]  # pictures keep the photo's shape whatever the protocol's
         thumbs.append([thumbnail(x, GRID_HEIGHT, aspect) for x in [comp, *(outs[m] for m in methods[1:]), real]])
     drift = real_drift(samples, drift_predictors(h, methods))
-    res = {"data": str(data), "zoo": str(h.manifest["root"]), "split": split, "size": M.EVAL_SIZE, "protocol": protocol,
+    res = {"data": shown(data), "zoo": shown(h.manifest["root"]), "split": split, "size": M.EVAL_SIZE, "protocol": protocol,
            "methods": {m: {"summary": acc[m].summary(), "by_fg_ratio": acc[m].by_fg_ratio(),
                            "seconds_per_image": secs[m] / len(samples), "real_drift": drift[m]} for m in methods},
            "router": None if note else {"accuracy": correct / len(samples), "routed_to": routed_to},

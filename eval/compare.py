@@ -20,6 +20,7 @@ import torch
 from tqdm import tqdm
 
 from common.cli import run
+from common.shipped import shown
 from common.io import InputError, image_grid, read_image, read_mask, thumbnail, write_image, write_text
 from domains.dataset import load_samples
 
@@ -75,7 +76,7 @@ def compare(data, ckpts: dict[str, str], domains="all", split: str = "test", dev
     # the drift on real photos is ours: each method at full resolution, background kept
     full_preds = predictors(ckpts, device, "fullres")
     drift = real_drift(samples, {m: (lambda p: lambda i, k, _d: p(i, k))(p) for m, p in full_preds.items()})
-    res = {"data": str(data), "split": split, "size": M.EVAL_SIZE, "protocol": protocol, "methods": {}}
+    res = {"data": shown(data), "split": split, "size": M.EVAL_SIZE, "protocol": protocol, "methods": {}}
     for m in preds:
         summ, base = acc[m].summary(), acc["composite"].summary()
         for d, v in summ.items():

@@ -21,6 +21,7 @@ import torch
 from tqdm import tqdm
 
 from common.cli import run, shared_args
+from common.shipped import shown
 from common.io import InputError, image_size, read_image, read_mask, write_text
 from domains.dataset import load_samples
 
@@ -63,7 +64,7 @@ def evaluate_checkpoint(ckpt, data, domains="all", split: str = "test", full_res
                         protocol: str = "iharm") -> dict:
     acc = score(data, checkpoint_predictor(ckpt, full_res, protocol=protocol), domains, split,
                 desc=Path(ckpt).stem, protocol=protocol)
-    return {"ckpt": str(ckpt), "split": split, "size": M.EVAL_SIZE, "protocol": protocol, "summary": acc.summary()}
+    return {"ckpt": shown(ckpt), "split": split, "size": M.EVAL_SIZE, "protocol": protocol, "summary": acc.summary()}
 
 
 def dir_predictor(data, pred_dir, domains="all", split: str = "test"):
@@ -136,7 +137,7 @@ def main(data="data/mini4", pred: str | None = None, method: str = "composite", 
     print(f"{method} on {data} ({split}); {M.Protocol(protocol, size).describe()}\n")
     print(M.markdown_table(summary))
     if out:
-        res = {"method": method, "data": str(data), "split": split, "size": size, "protocol": protocol,
+        res = {"method": method, "data": shown(data), "split": split, "size": size, "protocol": protocol,
                "summary": summary, "by_fg_ratio": acc.by_fg_ratio(), "images": acc.rows}
         write_text(jsonlib.dumps(res, indent=1), out, overwrite=overwrite)
         print(f"\nwrote {out}")

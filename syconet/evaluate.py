@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from common.cli import run, shared_args
+from common.shipped import shown
 from domains.dataset import HarmonyDataset, batches, real_images
 
 from eval import metrics as M
@@ -125,7 +126,7 @@ def evaluate(data, ckpt, domains="all", split: str = "test", size: int = 256, k:
              device: str = "cpu", div_split: str = "train") -> dict:
     model, meta = load(ckpt, device=device)
     ds_all = HarmonyDataset(data, domains, split, size=size, train=False)
-    out = {"ckpt": str(ckpt), "split": split, "div_split": div_split, "size": size, "domains": {}}
+    out = {"ckpt": shown(ckpt), "split": split, "div_split": div_split, "size": size, "domains": {}}
     for d in ds_all.domains:
         ds = HarmonyDataset(data, d, split, size=size, train=False)
         r = reconstruction_fmse(model, ds)
