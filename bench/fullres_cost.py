@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from eval import metrics as M
+from common import metrics as M
 from eval.score import checkpoint_predictor, score
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -21,7 +21,7 @@ import torch
 from PIL import Image, ImageFilter
 
 from syconet.bank import procedural_pool
-from syconet.lut import apply_lut, apply_lut_u8
+from common.lut import apply_lut, apply_lut_u8
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -50,7 +50,6 @@ class EngineConfig:
     steps: int = 1000            # optimizer steps
     batch_size: int = 16         # global batch, split over processes
     lr: float = 1e-4
-    weight_decay: float = 0.0
     workers: int = 0             # DataLoader workers per process
     seed: int = 0
     amp: bool = True             # bf16 autocast, CUDA only
@@ -61,8 +60,6 @@ class EngineConfig:
     device: str = "auto"
     resume: bool = True          # continue from <out>.last.safetensors when it exists
     overwrite: bool = False      # replace a finished <out>
-    grad_clip: float = 0.0
-    lr_schedule: str = "cosine"  # cosine | constant
 
 
 def sibling(out, tag: str) -> Path:
@@ -199,7 +196,7 @@ def train(task, dataset: Dataset, cfg: EngineConfig) -> dict:
             if prm.dim() == 4:
                 prm.data = prm.data.contiguous(memory_format=torch.channels_last)
     params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    opt = torch.optim.Adam(params, lr=cfg.lr)
     start, best = 0, math.inf
     if resume and last.exists():
         tensors, meta = checkpoint.load(last)
@@ -208,14 +205,11 @@ def train(task, dataset: Dataset, cfg: EngineConfig) -> dict:
         start, best = meta["step"], meta.get("best", math.inf)
         if rank == 0:
             log.info("resuming %s from step %d", last, start)
-    if cfg.lr_schedule == "cosine":
-        sched = torch.optim.lr_scheduler.LambdaLR(
-            opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, cfg.steps) / max(1, cfg.steps))), last_epoch=-1)
-        for g in opt.param_groups:
-            g["lr"] = cfg.lr * sched.lr_lambdas[0](start)
-        sched.last_epoch = start
-    else:
-        sched = None
+    sched = torch.optim.lr_scheduler.LambdaLR(  # cosine decay over the run
+        opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, cfg.steps) / max(1, cfg.steps))), last_epoch=-1)
+    for g in opt.param_groups:
+        g["lr"] = cfg.lr * sched.lr_lambdas[0](start)
+    sched.last_epoch = start
     ddp = nn.parallel.DistributedDataParallel(
         model, device_ids=[device.index] if device.type == "cuda" else None,
         find_unused_parameters=getattr(task, "find_unused_parameters", False)) if world > 1 else model
@@ -277,11 +271,8 @@ def train(task, dataset: Dataset, cfg: EngineConfig) -> dict:
             raise FloatingPointError(f"loss is {loss.item()} at step {step}; lower --lr or check the data")
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        if cfg.grad_clip:
-            nn.utils.clip_grad_norm_(params, cfg.grad_clip)
         opt.step()
-        if sched is not None:
-            sched.step()
+        sched.step()
         step += 1
         last_losses = {k: float(v.detach()) for k, v in losses.items()}
         bar.update(cfg.batch_size)

@@ -4,68 +4,14 @@
     python -m domains.finetune --domain MiniFlickr --row 3            # originals + colour transfer
     python -m domains.finetune --domain HFlickr --data /path/to/iHarmony4 --steps 20000
 
-Defaults (``--runs`` = ``runs``): data ``data/mini4`` for the Mini* domains; base model
-``runs/<arch>_all.safetensors``; augmentation ``syconet:runs/syconet_<domain>.safetensors`` (the
-domain's finetuned SycoNet); output ``runs/<arch>_<domain>.safetensors`` (``..._row<N>`` with
-``--row``). ``--data``, ``--base``, ``--augment``, ``--arch``, ``--out`` override them.
-
-Table 1 rows (all finetuning starts from the base model): 1 the base model itself (evaluated, no
-training); 2 originals; 3 + CT; 4 + random LUT; 5 + SycoNet(all); 6 SycoNet(D) only; 7 originals +
-SycoNet(D).
+The defaults and the rows are :func:`harmonizers.finetune.plan`'s. An entry module: it sits on top
+of the layers (it trains with ``harmonizers`` and scores with ``eval``), so that the ``domains``
+package itself never imports upward.
 """
-from __future__ import annotations
-
-from pathlib import Path
-
-from common import shipped
 from common.cli import print_json, run, shared_args
-from common.io import InputError
-
-from .dataset import MINI4
-
-ROWS = {2: ("none", False), 3: ("ct", False), 4: ("lut", False), 5: ("syconet:{all}", False),
-        6: ("syconet:{dom}", True), 7: ("syconet:{dom}", False)}
-
-
-def plan(domain: str, data=None, base=None, augment=None, arch: str = "issam", out=None, row: int | None = None,
-         runs: str = "runs") -> dict:
-    """Resolve the defaults into the arguments of ``harmonizers.train``. Where ``runs/`` has no base
-    model or SycoNet yet (a fresh clone), the shipped ones stand in: the default zoo's unified
-    harmonizer and ``models/syconet_all.safetensors``."""
-    if data is None:
-        if domain not in MINI4:
-            raise InputError(f"--domain {domain}: pass --data (the default data/mini4 only holds {list(MINI4)})")
-        data = "data/mini4"
-    if not Path(data).is_dir():
-        hint = " (build the offline benchmark with: make benchmark)" if str(data) == "data/mini4" else ""
-        raise InputError(f"--data {data}: folder not found{hint}")
-    r = Path(runs)
-    if base is None:
-        base = str(r / f"{arch}_all.safetensors")
-        if arch == "issam":  # the shipped base is an issam64
-            base = shipped.prefer(base, shipped.BASE_HARMONIZER, "base model")
-    syconet_all = shipped.prefer(r / "syconet_all.safetensors", shipped.SYCONET_ALL, "SycoNet(all)")
-    syconet_dom = shipped.prefer(r / f"syconet_{domain}.safetensors", Path(syconet_all), f"SycoNet({domain})")
-    only_aug = False
-    if row is not None:
-        if row not in (1, *ROWS):
-            raise InputError(f"--row must be 1..7, got {row}")
-        if row == 1:
-            return {"row": 1, "base": base, "data": data, "domain": domain}
-        if augment is None:
-            spec, only_aug = ROWS[row]
-            augment = spec.format(all=syconet_all, dom=syconet_dom)
-        out = out or str(r / f"{arch}_{domain}_row{row}.safetensors")
-    augment = augment or f"syconet:{syconet_dom}"
-    out = out or str(r / f"{arch}_{domain}.safetensors")
-    if not Path(base).is_file():
-        raise InputError(f"{base}: base model not found (train it with python -m harmonizers.train, or pass --base)")
-    if augment.startswith(("syconet:", "syconet_zc:", "static:")):
-        ck = augment.split(":")[-1]
-        if not Path(ck).is_file():
-            raise InputError(f"{ck}: SycoNet checkpoint not found (python -m syconet.train --domains {domain} "
-                             f"--init runs/syconet_all.safetensors, or pass --augment)")
-    return {"data": data, "domains": domain, "init": base, "augment": augment, "only_aug": only_aug, "out": out}
+from eval.score import evaluate_checkpoint
+from harmonizers.finetune import ROWS, plan  # noqa: F401 (part of the command's API)
+from harmonizers.train import main as train_main
 
 
 @shared_args
@@ -88,7 +34,6 @@ def main(domain: str, data: str | None = None, base: str | None = None, augment:
     """
     args = plan(domain, data, base, augment, arch, out, row, runs)
     if args.get("row") == 1:
-        from eval.score import evaluate_checkpoint
         print_json({"row": 1, **evaluate_checkpoint(args["base"], args["data"], domain)})
         return
     from harmonizers.train import main as train_main

@@ -20,35 +20,8 @@ import math
 import numpy as np
 import torch
 
-# ---- colour spaces -----------------------------------------------------------------------------
-
-_M_RGB2XYZ = np.array([[0.4124564, 0.3575761, 0.1804375],
-                       [0.2126729, 0.7151522, 0.0721750],
-                       [0.0193339, 0.1191920, 0.9503041]])
-_WHITE = np.array([0.95047, 1.0, 1.08883])
-
-
-def srgb_to_linear(x):
-    return np.where(x <= 0.04045, x / 12.92, ((x + 0.055) / 1.055) ** 2.4)
-
-
-def linear_to_srgb(x):
-    x = np.clip(x, 0, None)
-    return np.where(x <= 0.0031308, x * 12.92, 1.055 * np.power(x, 1 / 2.4) - 0.055)
-
-
-def rgb_to_lab(rgb: np.ndarray) -> np.ndarray:
-    """sRGB (D65) in [0, 1], ``(..., 3)`` → CIELAB (L in [0, 100])."""
-    xyz = srgb_to_linear(rgb) @ _M_RGB2XYZ.T / _WHITE
-    f = np.where(xyz > (6 / 29) ** 3, np.cbrt(xyz), xyz / (3 * (6 / 29) ** 2) + 4 / 29)
-    return np.stack([116 * f[..., 1] - 16, 500 * (f[..., 0] - f[..., 1]), 200 * (f[..., 1] - f[..., 2])], -1)
-
-
-def lab_to_rgb(lab: np.ndarray) -> np.ndarray:
-    fy = (lab[..., 0] + 16) / 116
-    f = np.stack([fy + lab[..., 1] / 500, fy, fy - lab[..., 2] / 200], -1)
-    xyz = np.where(f > 6 / 29, f ** 3, 3 * (6 / 29) ** 2 * (f - 4 / 29)) * _WHITE
-    return linear_to_srgb(xyz @ np.linalg.inv(_M_RGB2XYZ).T)
+from common.colour import lab_to_rgb, linear_to_srgb, luma, rgb_to_lab, srgb_to_linear  # noqa: F401 (re-exported)
+from common.lut import apply_lut, lut_from_function
 
 
 # ---- statistics-based transfers: each fits a colour map from source to reference pixels ----------
@@ -108,10 +81,6 @@ def fit_pitie(src: np.ndarray, ref: np.ndarray, strength: float = 1.0, iters: in
 
 # ---- parametric looks (pointwise, hence exact as a LUT) ----------------------------------------
 
-def _luma(x):
-    return x[..., :1] * 0.2126 + x[..., 1:2] * 0.7152 + x[..., 2:3] * 0.0722
-
-
 def retouch_fn(p: dict):
     """A photographic retouch as a pointwise colour function of ``(..., 3)`` arrays."""
     def fn(rgb):
@@ -120,7 +89,7 @@ def retouch_fn(p: dict):
         x = linear_to_srgb(lin)
         x = np.clip(x, 0, 1) ** p["gamma"]
         x = x - p["contrast"] * np.sin(2 * math.pi * x) / (2 * math.pi)  # S-curve: slope 1+c at 0.5
-        y = _luma(x)
+        y = luma(x)
         x = y + p["saturation"] * (x - y)
         return np.clip(x, 0, 1)
     return fn
@@ -142,10 +111,10 @@ def _relight_linear(lin: np.ndarray, p: dict) -> np.ndarray:
 def _relight_display(x: np.ndarray, p: dict) -> np.ndarray:
     """Contrast, shadow lift/crush and saturation of display-referred RGB."""
     x = 0.5 + (x - 0.5) * p["contrast"]
-    y = _luma(np.clip(x, 0, 1))
+    y = luma(np.clip(x, 0, 1))
     shadow = np.clip(1 - y / 0.4, 0, 1) ** 2  # weight of the shadows
     x = x + p["shadows"] * shadow * 0.25
-    y = _luma(np.clip(x, 0, 1))
+    y = luma(np.clip(x, 0, 1))
     x = y + p["saturation"] * (x - y)
     return np.clip(x, 0, 1)
 
@@ -191,7 +160,6 @@ EXPERTS = (
 
 def render_expert(image: torch.Tensor, k: int) -> torch.Tensor:
     """``image`` (``3×H×W``) as expert ``k`` of :data:`EXPERTS` renders it."""
-    from syconet.lut import apply_lut, lut_from_function
     return apply_lut(image[None], lut_from_function(retouch_fn(EXPERTS[k])))[0].clamp(0, 1)
 
 
@@ -208,7 +176,6 @@ def transfer(image: torch.Tensor, mask: torch.Tensor, method: str, ref: np.ndarr
     on the foreground (mask > 0.5); ``params`` the look for ``retouch`` / ``illumination``. The
     soft mask blends the changed foreground in: ``out = m·h(x) + (1−m)·x``.
     """
-    from syconet.lut import apply_lut, lut_from_function
     if method in LOOKS:
         new = apply_lut(image[None], lut_from_function(LOOKS[method](params)))[0]
     elif method in STAT_METHODS:

@@ -5,8 +5,8 @@
     python -m eval.benchmark --composites data/real_composites/composites --out reports/real_composites
 
 Scores the test split per domain and "All" (MSE, fMSE, PSNR, fPSNR, fSSIM; the official iHarmony4
-protocol by default, ``--protocol fullres`` for ours, see ``eval.metrics``), by foreground-ratio bin (0–5 %, 5–15 %, 15–100 %), the router's accuracy and the per-image
-latency of each method, and writes ``report.md``, ``results.json`` and ``grid_<domain>.png`` (the
+protocol by default, ``--protocol fullres`` for ours, see ``eval.metrics``), by foreground-ratio
+bin (0–5 %, 5–15 %, 15–100 %), the router's accuracy and the per-image latency of each method, and writes ``report.md``, ``results.json`` and ``grid_<domain>.png`` (the
 best and worst routed cases per domain: composite | each method | real).
 """
 from __future__ import annotations
@@ -25,7 +25,7 @@ from common.io import InputError, image_grid, resize_to_height, read_image, read
 from domains.dataset import load_samples
 from router.api import Harmonizer
 
-from . import metrics as M
+from common import metrics as M
 from .baselines import BASELINES
 from .compare import real_drift
 
@@ -74,7 +74,7 @@ def benchmark(data, zoo=None, out="reports/benchmark", domains="all", split: str
             elif m == "soft":  # the probabilities of "routed", just computed for this image
                 outs[m] = harmonize(h.choose("soft", probs)[1], comp, mask)
             elif m == "routed":
-                probs = h._probs(comp, mask)
+                probs = h.probabilities(comp, mask)
                 name, model = h.choose("routed", probs)
                 pred = max(probs, key=probs.get)
                 correct += pred == s.domain
@@ -122,19 +122,20 @@ def drift_predictors(h, methods) -> dict:
             return lambda i, k, d: harmonize(h.models.get(d, h.unified), i, k)
         if m == "unified":
             return lambda i, k, d: harmonize(h.unified, i, k)
-        return lambda i, k, d: harmonize(h.choose(m, h._probs(i, k))[1], i, k)
+        return lambda i, k, d: harmonize(h.choose(m, h.probabilities(i, k))[1], i, k)
     return {m: one(m) for m in methods}
 
 
 def harm_rates(res: dict, methods) -> dict[str, dict[str, float]]:
-    """Per method and domain (and All): the share of images whose fMSE is above the composite's."""
+    """Per method and domain (and All): the share of images whose fMSE is above the composite's
+    (:func:`common.metrics.harms`)."""
     base = {r["name"]: r for r in res["images"]["composite"]}
     out = {}
     for m in methods:
         rows = res["images"][m]
         per = {}
         for r in rows:
-            worse = r["fMSE"] > base[r["name"]]["fMSE"]
+            worse = M.harms(r["fMSE"], base[r["name"]]["fMSE"])
             for d in (r["domain"], "All"):
                 per.setdefault(d, []).append(worse)
         out[m] = {d: sum(v) / len(v) for d, v in per.items()}
@@ -208,7 +209,7 @@ def real_composites(composites, zoo=None, out="reports/real_composites", masks=N
         probs = r["probabilities"]
         top = sorted(probs.values(), reverse=True)
         a, b, m = M.prepare(r["output"][None], u[None], mask[None])  # 0-255 at the evaluation size
-        diff = {"fMSE": float(M._fmse(a, b, m)[0]),
+        diff = {"fMSE": float(M.fmse_255(a, b, m)[0]),
                 "mean_abs_levels": float(((a - b).abs() * m).sum() / (3 * m.sum()).clamp_min(1))}
         rows.append({"name": img_path.name, "routed_to": r["domain"], "confidence": top[0],
                      "margin": top[0] - (top[1] if len(top) > 1 else 0.0), "probabilities": probs,

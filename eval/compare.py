@@ -4,8 +4,8 @@
     python -m eval.compare --data data/mini4 --split train --ckpts gct=runs/gct.safetensors --out reports/val
 
 For every method (``composite`` and ``reinhard`` always, then each ``NAME=CHECKPOINT``) and domain:
-fMSE, MSE and PSNR (``eval.metrics``; the official protocol unless ``--protocol fullres``), the change of fMSE against the composite, the **harm rate**
-(the share of composites whose fMSE the method raises), and the **real-photo drift**: each real
+fMSE, MSE and PSNR (``eval.metrics``; the official protocol unless ``--protocol fullres``), the
+change of fMSE against the composite, the **harm rate** (the share of composites whose fMSE the method raises), and the **real-photo drift**: each real
 image of the split goes in with its own mask and no edit, and the mean absolute change inside the
 mask is reported in 8-bit levels (a harmonizer that does no harm leaves a real photo alone).
 Writes ``results.json``, ``report.md`` and ``grid_best_worst.png`` (composite | each method | real
@@ -24,7 +24,7 @@ from common.shipped import shown
 from common.io import InputError, image_grid, read_image, read_mask, thumbnail, write_image, write_text
 from domains.dataset import load_samples
 
-from . import metrics as M
+from common import metrics as M
 from .baselines import BASELINES
 
 GRID_HEIGHT = 128
@@ -82,7 +82,7 @@ def compare(data, ckpts: dict[str, str], domains="all", split: str = "test", dev
         for d, v in summ.items():
             mine = [r for r in per_image if d == "All" or r["domain"] == d]
             v["fMSE_vs_composite"] = v["fMSE"] / base[d]["fMSE"] - 1
-            v["harm_rate"] = sum(r[m] > r["composite"] for r in mine) / len(mine)
+            v["harm_rate"] = sum(M.harms(r[m], r["composite"]) for r in mine) / len(mine)
             v["real_drift"] = drift[m].get(d)
         res["methods"][m] = summ
     last = list(preds)[-1]

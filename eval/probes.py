@@ -32,9 +32,9 @@ from tqdm import tqdm
 from common.cli import names, run, shared_args
 from common.io import InputError, read_image, read_mask
 from domains.dataset import load_samples, real_images
-from domains.transfer import lab_to_rgb, rgb_to_lab
+from common.colour import lab_to_rgb, rgb_to_lab
 
-from . import metrics as M
+from common import metrics as M
 
 
 def lab_stats(image: torch.Tensor, mask: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
@@ -155,7 +155,7 @@ def strength(data="data/mini4", ckpt: str = "runs/issam_all.safetensors", domain
         def fmse(beta):
             p = (xs + beta * dv).clamp(0, M.PEAK)
             if protocol == "fullres":
-                return float(M._fmse(p, ts, ms).mean())
+                return float(M.fmse_255(p, ts, ms).mean())
             return float(((p - ts).pow(2) * ms).flatten(1).sum(1).div(3 * ms.flatten(1).sum(1) + M.EPS).mean())
         f = {beta: fmse(beta) for beta in (0.0, 1.0, b)}
         res[d] = {"beta_star": b, "fMSE_composite": f[0.0], "fMSE_model": f[1.0], "fMSE_beta_star": f[b]}

@@ -25,7 +25,7 @@ from common.shipped import shown
 from common.io import InputError, image_size, read_image, read_mask, write_text
 from domains.dataset import load_samples
 
-from . import metrics as M
+from common import metrics as M
 from .baselines import BASELINES
 
 

@@ -31,7 +31,7 @@ from common import shipped
 from common.io import InputError, env_megabytes
 from domains import transfer as T
 from syconet.bank import procedural_pool
-from syconet.lut import apply_lut
+from common.lut import apply_lut
 
 
 class SycoNetAugmenter:

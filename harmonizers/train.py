@@ -27,7 +27,7 @@ from common.engine import EngineConfig, dist_info, pick_device, train
 from common.gan import lsgan_terms
 from common.io import InputError
 from domains.dataset import HarmonyDataset, batches, fingerprint, train_val
-from eval import metrics as M
+from common import metrics as M
 
 from . import augment as A
 from .models import Harmonizer, create, load, meta

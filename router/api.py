@@ -151,14 +151,16 @@ class Harmonizer:
         return img, m.clamp(0, 1), kind
 
     @torch.inference_mode()
-    def _probs(self, img, m) -> dict[str, float]:
+    def probabilities(self, img, m) -> dict[str, float]:
+        """Class probabilities of a checked ``3×H×W`` image and ``1×H×W`` mask in [0, 1] (``classify``
+        takes files and arrays too)."""
         p = self.classifier.probabilities(img[None].to(self.device), m[None].to(self.device))[0]
         return {d: float(v) for d, v in zip(self.domains, p.cpu())}
 
     def classify(self, image, mask) -> dict[str, float]:
         """Class probabilities: domain name → probability."""
         img, m, _ = self._prepare(image, mask)
-        return self._probs(img, m)
+        return self.probabilities(img, m)
 
     def choose(self, mode: str, probs: dict | None) -> tuple[str, object]:
         """(model name, harmonizer) for a mode (rules: :func:`router.routing.choose`); ``soft``
@@ -177,7 +179,7 @@ class Harmonizer:
         img, m, kind = self._prepare(image, mask)
         t = {}
         t0 = time.perf_counter()
-        probs = self._probs(img, m) if mode in routing.MODES_NEEDING_PROBS else None
+        probs = self.probabilities(img, m) if mode in routing.MODES_NEEDING_PROBS else None
         t["classify"] = time.perf_counter() - t0
         name, model = self.choose(mode, probs)
         out = harmonize(model, img, m, timings=t, strength=strength)

@@ -24,9 +24,9 @@ import numpy as np
 import torch
 
 from common.io import InputError
-from domains.transfer import _luma, linear_to_srgb, srgb_to_linear as _lin
+from common.colour import linear_to_srgb, luma, srgb_to_linear as _lin
 
-from .lut import DEFAULT_DIM, apply_lut, identity_lut, lut_from_function, read_cube
+from common.lut import DEFAULT_DIM, apply_lut, identity_lut, lut_from_function, read_cube
 
 FAMILIES = ("white_balance", "exposure_curve", "split_tone", "saturation", "channel_mix", "fade", "film")
 
@@ -51,12 +51,12 @@ def look(family: str, rng: np.random.Generator):
         return lambda x: np.clip((y := _srgb(_lin(x) * 2 ** ev) ** gamma) - c * np.sin(2 * math.pi * y) / (2 * math.pi), 0, 1)
     if family == "split_tone":
         sh, hi, a = _hue(rng), _hue(rng), rng.uniform(0.05, 0.2)
-        return lambda x: np.clip(x + a * ((1 - _luma(x)) ** 2 * sh + _luma(x) ** 2 * hi), 0, 1)
+        return lambda x: np.clip(x + a * ((1 - luma(x)) ** 2 * sh + luma(x) ** 2 * hi), 0, 1)
     if family == "saturation":
         s, v = math.exp(rng.uniform(-0.9, 0.5)), rng.uniform(-0.5, 0.8)
 
         def fn(x):
-            y = _luma(x)
+            y = luma(x)
             chroma = np.abs(x - y).max(-1, keepdims=True)
             return np.clip(y + (x - y) * s * (1 + v * (1 - np.clip(chroma * 2, 0, 1))), 0, 1)
         return fn

@@ -29,7 +29,7 @@ from common.cli import run, shared_args
 from common.shipped import shown
 from domains.dataset import HarmonyDataset, batches, real_images
 
-from eval import metrics as M
+from common import metrics as M
 
 from .model import SycoNet, load
 
@@ -84,7 +84,7 @@ def diversity(model: SycoNet, ds: HarmonyDataset, k: int = 10, seed: int = 0, zc
 def lab_shift(image: torch.Tensor, real: torch.Tensor, mask: torch.Tensor) -> np.ndarray:
     """``N×6``: per CIELAB channel, the foreground's mean difference image − real and its log
     standard-deviation ratio (``N×3×H×W`` images, ``N×1×H×W`` masks; foreground = mask > 0.5)."""
-    from domains.transfer import rgb_to_lab
+    from common.colour import rgb_to_lab
     out = []
     for x, r, m in zip(image, real, mask):
         fg = (m[0] > 0.5).cpu().numpy()

@@ -25,7 +25,7 @@ from common.device import resolve as resolve_device
 from common.gan import lsgan_terms
 
 from .bank import basis_bank
-from .lut import apply_lut, combine, identity_lut, lut_regularisers
+from common.lut import apply_lut, combine, identity_lut, lut_regularisers
 
 
 @dataclass(frozen=True)

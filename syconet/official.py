@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .lut import apply_lut, combine, identity_lut
+from common.lut import apply_lut, combine, identity_lut
 
 # the official kernel's cell size is 1.000001/(D−1), so colours index the lattice at x/1.000001
 KERNEL_SCALE = 1.000001

@@ -17,7 +17,7 @@ import torch
 from common.cli import print_json, run, shared_args
 from common.io import InputError, image_grid, read_pair, to_uint8, write_image
 
-from .lut import apply_lut_u8, combine
+from common.lut import apply_lut_u8, combine
 from .model import load
 
 DEFAULT_CKPT = Path(__file__).resolve().parents[1] / "models" / "syconet_all.safetensors"  # generation-only

@@ -4,7 +4,6 @@ import torch
 
 from common.io import InputError
 from syconet.bank import FAMILIES, basis_bank, kmeans, procedural_pool
-import syconet.lut as lutmod
 from syconet.lut import apply_lut, apply_lut_u8, identity_lut, lut_from_function, read_cube, write_cube
 
 
@@ -69,15 +68,7 @@ class TestApply:
 class TestApplyU8:
     """The 8-bit fast path against the independent float64 reference (same as ``apply_lut``'s)."""
 
-    @pytest.fixture(params=["numba", "torch-fallback"])
-    def path(self, request, monkeypatch):
-        if request.param == "torch-fallback":
-            monkeypatch.setattr(lutmod, "_U8_KERNEL", False)
-        else:
-            assert lutmod._u8_kernel() is not None, "numba kernel unavailable"
-        return request.param
-
-    def test_matches_reference_within_one_level(self, path):
+    def test_matches_reference_within_one_level(self):
         rng = np.random.default_rng(3)
         img = rng.integers(0, 256, (13, 29, 3), dtype=np.uint8)
         img[0, :3] = [[0, 0, 0], [255, 255, 255], [255, 0, 128]]  # lattice ends
@@ -87,7 +78,7 @@ class TestApplyU8:
             assert out.dtype == np.uint8 and out.shape == img.shape
             assert np.abs(out - ref).max() <= 0.5 + 1e-3  # correctly rounded: ≤ 1/255 with margin to spare
 
-    def test_identity_and_agrees_with_float_path(self, path):
+    def test_identity_and_agrees_with_float_path(self):
         rng = np.random.default_rng(4)
         img = rng.integers(0, 256, (64, 48, 3), dtype=np.uint8)
         assert np.array_equal(apply_lut_u8(img, identity_lut()), img)
@@ -96,8 +87,8 @@ class TestApplyU8:
         fl = fl.permute(1, 2, 0).numpy() * 255
         assert np.abs(apply_lut_u8(img, lut).astype(float) - fl).max() <= 0.5 + 1e-3
 
-    def test_large_image_in_place(self, path):
-        img = np.random.default_rng(5).integers(0, 256, (600, 7, 3), dtype=np.uint8)  # > fallback chunk
+    def test_large_image_in_place(self):
+        img = np.random.default_rng(5).integers(0, 256, (600, 7, 3), dtype=np.uint8)
         out = np.zeros_like(img)
         res = apply_lut_u8(img, identity_lut(9), out=out)
         assert res is out and np.array_equal(out, img)

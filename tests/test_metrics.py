@@ -103,3 +103,9 @@ def test_drift_is_the_mean_absolute_change_inside_the_mask():
     m[:, :, :2] = 1
     assert drift(y, x, m).tolist() == pytest.approx([10.0, 10.0], abs=1e-4)
     assert drift(y, x, torch.zeros_like(m)).tolist() == [0.0, 0.0]    # no mask: nothing moved
+
+
+def test_harm_means_worse_beyond_rounding():
+    from eval.metrics import HARM_TOL, harms
+    assert not harms(100.0, 100.0) and not harms(100.0 * (1 + 1e-7), 100.0)  # an identity model's float noise
+    assert harms(100.0 * (1 + 2 * HARM_TOL), 100.0) and harms(101.0, 100.0) and not harms(99.0, 100.0)

@@ -1,0 +1,91 @@
+"""The packages import one way: common → domains → syconet → harmonizers → router → eval, with the
+command entry modules on top; and no package uses another package's ``_private`` names."""
+import ast
+from pathlib import Path
+
+import pytest
+
+from .conftest import ROOT
+
+LAYERS = ["common", "domains", "syconet", "harmonizers", "router", "eval"]
+# entry modules of commands: they orchestrate the layers below them (python -m domains.finetune
+# trains with harmonizers and scores with eval), so they may import anything
+ENTRY_MODULES = {"domains.finetune"}
+
+
+def _modules():
+    for pkg in LAYERS:
+        for path in sorted((ROOT / pkg).glob("*.py")):
+            yield f"{pkg}.{path.stem}" if path.stem != "__init__" else pkg, path
+
+
+def _imports(path: Path):
+    """(line, imported module, imported names) for every import, at any depth (function-level too)."""
+    tree = ast.parse(path.read_text())
+    pkg = path.parent.name
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for a in node.names:
+                yield node.lineno, a.name, []
+        elif isinstance(node, ast.ImportFrom):
+            mod = node.module or ""
+            if node.level:  # relative: inside the package
+                mod = pkg + ("." + mod if mod else "")
+            yield node.lineno, mod, [a.name for a in node.names]
+
+
+def _violations():
+    rank = {p: i for i, p in enumerate(LAYERS)}
+    upward, private = [], []
+    for name, path in _modules():
+        pkg = name.split(".")[0]
+        aliases = {}  # local name → module of another package
+        for line, mod, names in _imports(path):
+            top = mod.split(".")[0]
+            if top not in rank:
+                continue
+            if rank[top] > rank[pkg] and name not in ENTRY_MODULES:
+                upward.append(f"{path.relative_to(ROOT)}:{line} imports {mod} ({pkg} sits below {top})")
+            if top != pkg:
+                private += [f"{path.relative_to(ROOT)}:{line} imports {mod}.{n}" for n in names
+                            if n.startswith("_") and not n.startswith("__")]
+                for n in names:
+                    aliases[n] = f"{mod}.{n}"
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if (isinstance(node, ast.Attribute) and node.attr.startswith("_") and not node.attr.startswith("__")
+                    and isinstance(node.value, ast.Name) and node.value.id in aliases):
+                private.append(f"{path.relative_to(ROOT)}:{node.lineno} uses {aliases[node.value.id]}.{node.attr}")
+    return upward, private
+
+
+def test_packages_import_one_way():
+    upward, _ = _violations()
+    assert not upward, "imports against the layers:\n" + "\n".join(upward)
+
+
+def test_no_private_names_across_packages():
+    _, private = _violations()
+    assert not private, "private names used across packages:\n" + "\n".join(private)
+
+
+def test_the_check_sees_a_violation(tmp_path, monkeypatch):
+    """The walker itself: an upward import and a private name in a throwaway package are found."""
+    import tests.test_layers as T
+    for pkg in LAYERS:
+        (tmp_path / pkg).mkdir()
+    (tmp_path / "domains" / "bad.py").write_text("def f():\n    from eval.score import score\n"
+                                                 "from common.io import _open\n")
+    (tmp_path / "router" / "worse.py").write_text("from harmonizers import models\nmodels._resize(1, 2)\n")
+    monkeypatch.setattr(T, "ROOT", tmp_path)
+    upward, private = T._violations()
+    assert upward == ["domains/bad.py:2 imports eval.score (domains sits below eval)"]
+    assert private == ["domains/bad.py:3 imports common.io._open", "router/worse.py:2 uses harmonizers.models._resize"]
+
+
+@pytest.mark.parametrize("shim,home", [("eval.metrics", "common.metrics"), ("syconet.lut", "common.lut")])
+def test_moved_modules_keep_their_names(shim, home):
+    """Metrics and the LUT engine live below every package; their documented names still work."""
+    import importlib
+    a, b = importlib.import_module(shim), importlib.import_module(home)
+    assert all(getattr(a, n) is getattr(b, n) for n in b.__all__)
