@@ -169,138 +169,190 @@ def move(batch, device, channels_last: bool = False):
     return {k: one(v) for k, v in batch.items()}
 
 
-def train(task, dataset: Dataset, cfg: EngineConfig) -> dict:
-    """Train ``task.model`` on ``dataset``; returns a summary (last losses, best score, timing)."""
-    rank, world, local_rank = dist_info()
-    device = pick_device(cfg.device, local_rank)
-    if device.type == "cuda":
-        torch.cuda.set_device(device)
-    setup_distributed(device)
-    out = Path(cfg.out)
-    last, best_path = sibling(out, "last.safetensors"), sibling(out, "best.safetensors")
-    log_path, cfg_path = sibling(out, "log.jsonl"), sibling(out, "config.json")
-    resume = cfg.resume
-    if out.exists():
-        if not cfg.overwrite:
-            raise InputError(f"{out}: already exists (a finished run); pass --overwrite to train again")
-        resume = False  # a finished run is replaced by a fresh one
-        if rank == 0:
-            log_path.unlink(missing_ok=True)
-    if cfg.batch_size % world:
-        raise InputError(f"batch_size {cfg.batch_size} is not divisible by {world} processes")
+class Task:
+    """What a trainer gives the engine. ``model(batch) -> {"loss": …, other scalars}`` is the loss
+    module; ``meta()`` the checkpoint metadata. The hooks have defaults: override what you need."""
 
-    torch.manual_seed(cfg.seed)
-    model: nn.Module = task.model.to(device)
-    if cfg.channels_last:  # 4-D weights only: a LUT bank (5-D) keeps its layout
-        for prm in model.parameters():
-            if prm.dim() == 4:
-                prm.data = prm.data.contiguous(memory_format=torch.channels_last)
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.Adam(params, lr=cfg.lr)
-    start, best = 0, math.inf
-    if resume and last.exists():
-        tensors, meta = checkpoint.load(last)
-        model.load_state_dict(checkpoint.prefixed(tensors, "model"))
-        load_optimizer(opt, tensors, meta["optimizer"])
-        start, best = meta["step"], meta.get("best", math.inf)
-        if rank == 0:
-            log.info("resuming %s from step %d", last, start)
-    sched = torch.optim.lr_scheduler.LambdaLR(  # cosine decay over the run
-        opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, cfg.steps) / max(1, cfg.steps))), last_epoch=-1)
-    for g in opt.param_groups:
-        g["lr"] = cfg.lr * sched.lr_lambdas[0](start)
-    sched.last_epoch = start
-    ddp = nn.parallel.DistributedDataParallel(
-        model, device_ids=[device.index] if device.type == "cuda" else None,
-        find_unused_parameters=getattr(task, "find_unused_parameters", False)) if world > 1 else model
+    model: nn.Module
+    find_unused_parameters: bool = False  # DDP: parts idle in some configurations
 
-    sampler = StepSampler(len(dataset), cfg.batch_size, cfg.steps, start, cfg.seed, rank, world)
-    loader = DataLoader(Seeded(dataset), batch_sampler=sampler, num_workers=cfg.workers,
-                        pin_memory=device.type == "cuda", persistent_workers=False)
-    if rank == 0:
-        write_text(json.dumps({"engine": asdict(cfg), "task": task.meta(), "world_size": world}, indent=1),
-                   cfg_path, overwrite=True)
-    amp = cfg.amp and device.type == "cuda"
-    bar = tqdm(total=cfg.steps * cfg.batch_size, initial=start * cfg.batch_size, unit="img",
-               unit_scale=False, disable=rank != 0, desc=out.stem, dynamic_ncols=True)
-    t0, step, last_losses = time.time(), start, {}
-    def train_mode():  # the task may keep parts in eval mode (frozen batch-norm statistics)
-        model.train()
-        if hasattr(task, "train_mode"):
-            task.train_mode(model)
+    def meta(self) -> dict:
+        raise NotImplementedError
 
-    train_mode()
+    def export(self, model: nn.Module) -> dict:
+        """The weights a user loads (default: the whole loss module's state dict)."""
+        return model.state_dict()
 
-    def export(module):  # the weights a user loads: the task may strip loss-only parts
-        return task.export(module) if hasattr(task, "export") else module.state_dict()
+    def validate(self, model: nn.Module) -> dict | None:
+        """Scores on held-out data, ``score`` (lower is better) choosing the best checkpoint; None
+        when the task does not validate."""
+        return None
 
-    def save_last(step):
-        if rank != 0:
+    def train_mode(self, model: nn.Module) -> None:
+        """Called after ``model.train()``: keep parts in eval mode (frozen batch-norm statistics)."""
+
+    def on_step(self, step: int, total: int) -> None:
+        """Called before every step (schedules such as a KL warm-up)."""
+
+
+def cosine(step: int, total: int) -> float:
+    return 0.5 * (1 + math.cos(math.pi * min(step, total) / max(1, total)))
+
+
+class _Run:
+    """One training run: paths, model, optimizer and the loop's named steps (see :func:`train`)."""
+
+    def __init__(self, task: Task, cfg: EngineConfig):
+        self.task, self.cfg = task, cfg
+        self.rank, self.world, local_rank = dist_info()
+        self.device = pick_device(cfg.device, local_rank)
+        if self.device.type == "cuda":
+            torch.cuda.set_device(self.device)
+        setup_distributed(self.device)
+        self.out = Path(cfg.out)
+        self.last, self.best_path = sibling(self.out, "last.safetensors"), sibling(self.out, "best.safetensors")
+        self.log_path, self.cfg_path = sibling(self.out, "log.jsonl"), sibling(self.out, "config.json")
+        self.resume = cfg.resume
+        if self.out.exists():
+            if not cfg.overwrite:
+                raise InputError(f"{self.out}: already exists (a finished run); pass --overwrite to train again")
+            self.resume = False  # a finished run is replaced by a fresh one
+            if self.rank == 0:
+                self.log_path.unlink(missing_ok=True)
+        if cfg.batch_size % self.world:
+            raise InputError(f"batch_size {cfg.batch_size} is not divisible by {self.world} processes")
+        self.start, self.best, self.step, self.losses = 0, math.inf, 0, {}
+
+    def build(self) -> None:
+        """Model on the device, Adam with a cosine schedule, resumed from ``<out>.last`` when asked."""
+        cfg = self.cfg
+        torch.manual_seed(cfg.seed)
+        self.model = model = self.task.model.to(self.device)
+        if cfg.channels_last:  # 4-D weights only: a LUT bank (5-D) keeps its layout
+            for prm in model.parameters():
+                if prm.dim() == 4:
+                    prm.data = prm.data.contiguous(memory_format=torch.channels_last)
+        self.opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.lr)
+        if self.resume and self.last.exists():
+            tensors, meta = checkpoint.load(self.last)
+            model.load_state_dict(checkpoint.prefixed(tensors, "model"))
+            load_optimizer(self.opt, tensors, meta["optimizer"])
+            self.start, self.best = meta["step"], meta.get("best", math.inf)
+            if self.rank == 0:
+                log.info("resuming %s from step %d", self.last, self.start)
+        self.step = self.start
+        self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lambda s: cosine(s, cfg.steps), last_epoch=-1)
+        for g in self.opt.param_groups:
+            g["lr"] = cfg.lr * cosine(self.start, cfg.steps)
+        self.sched.last_epoch = self.start
+        self.ddp = nn.parallel.DistributedDataParallel(
+            model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
+            find_unused_parameters=self.task.find_unused_parameters) if self.world > 1 else model
+        self.train_mode()
+
+    def loader(self, dataset: Dataset) -> DataLoader:
+        sampler = StepSampler(len(dataset), self.cfg.batch_size, self.cfg.steps, self.start, self.cfg.seed,
+                              self.rank, self.world)
+        return DataLoader(Seeded(dataset), batch_sampler=sampler, num_workers=self.cfg.workers,
+                          pin_memory=self.device.type == "cuda", persistent_workers=False)
+
+    def train_mode(self) -> None:
+        self.model.train()
+        self.task.train_mode(self.model)
+
+    def save_last(self) -> None:
+        if self.rank != 0:
             return
-        ot, om = optimizer_tensors(opt)
-        tensors = {**{f"model.{k}": v for k, v in model.state_dict().items()}, **ot}
-        checkpoint.save(last, tensors, {**task.meta(), "step": step, "best": best,
-                                        "optimizer": om, "engine": asdict(cfg)})
+        ot, om = optimizer_tensors(self.opt)
+        tensors = {**{f"model.{k}": v for k, v in self.model.state_dict().items()}, **ot}
+        checkpoint.save(self.last, tensors, {**self.task.meta(), "step": self.step, "best": self.best,
+                                             "optimizer": om, "engine": asdict(self.cfg)})
 
-    def validate(step):
-        nonlocal best
-        if rank == 0 and hasattr(task, "validate"):
-            model.eval()
+    def _log(self, record: dict) -> None:
+        with open(self.log_path, "a") as f:
+            f.write(json.dumps(record) + "\n")
+
+    def validate(self) -> None:
+        if self.rank == 0:
+            self.model.eval()
             with torch.inference_mode():
-                res = task.validate(model)
-            train_mode()
-            rec = {"step": step, "val": res}
-            with open(log_path, "a") as f:
-                f.write(json.dumps(rec) + "\n")
-            if res.get("score", math.inf) < best:
-                best = res["score"]
-                checkpoint.save(best_path, export(model), {**task.meta(), "step": step, "val": res})
-            log.info("step %d validation %s", step, {k: round(v, 4) for k, v in res.items()})
-        if world > 1:
+                res = self.task.validate(self.model)
+            self.train_mode()
+            if res is not None:
+                self._log({"step": self.step, "val": res})
+                if res.get("score", math.inf) < self.best:
+                    self.best = res["score"]
+                    checkpoint.save(self.best_path, self.task.export(self.model),
+                                    {**self.task.meta(), "step": self.step, "val": res})
+                log.info("step %d validation %s", self.step, {k: round(v, 4) for k, v in res.items()})
+        if self.world > 1:
             dist.barrier()
 
-    for batch in loader:
-        torch.manual_seed(mix(cfg.seed, step, rank, 13))
-        if hasattr(task, "on_step"):
-            task.on_step(step, cfg.steps)
-        batch = move(batch, device, cfg.channels_last)
-        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=amp):
-            losses = ddp(batch)
+    def optimise(self, batch: dict, amp: bool) -> None:
+        """One step: forward under autocast, refuse a non-finite loss, backward, Adam, schedule."""
+        torch.manual_seed(mix(self.cfg.seed, self.step, self.rank, 13))
+        self.task.on_step(self.step, self.cfg.steps)
+        batch = move(batch, self.device, self.cfg.channels_last)
+        with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=amp):
+            losses = self.ddp(batch)
         loss = losses["loss"]
         if not torch.isfinite(loss):
-            raise FloatingPointError(f"loss is {loss.item()} at step {step}; lower --lr or check the data")
-        opt.zero_grad(set_to_none=True)
+            raise FloatingPointError(f"loss is {loss.item()} at step {self.step}; lower --lr or check the data")
+        self.opt.zero_grad(set_to_none=True)
         loss.backward()
-        opt.step()
-        sched.step()
-        step += 1
-        last_losses = {k: float(v.detach()) for k, v in losses.items()}
+        self.opt.step()
+        self.sched.step()
+        self.step += 1
+        self.losses = {k: float(v.detach()) for k, v in losses.items()}
+
+    def report(self, bar, t0: float) -> None:
+        """Every ``log_every`` steps: the global batch's losses on the bar and in the log."""
+        if self.world > 1:  # log the global batch's losses, not this rank's slice
+            vals = torch.tensor(list(self.losses.values()), dtype=torch.float64, device=self.device)
+            dist.all_reduce(vals)
+            self.losses = dict(zip(self.losses, (vals / self.world).tolist()))
+        bar.set_postfix({k: f"{v:.4f}" for k, v in self.losses.items()})
+        if self.rank == 0:
+            self._log({"step": self.step, **self.losses, "lr": self.opt.param_groups[0]["lr"],
+                       "elapsed_s": round(time.time() - t0, 2)})
+
+    def finish(self) -> None:
+        """Validate and save the final weights (unless a finished run was only resumed)."""
+        if self.step > self.start or not self.out.exists():
+            self.validate()
+            self.save_last()
+            if self.rank == 0:
+                checkpoint.save(self.out, self.task.export(self.model),
+                                {**self.task.meta(), "step": self.step, "best": self.best}, overwrite=True)
+        if self.world > 1:
+            dist.barrier()
+
+
+def train(task: Task, dataset: Dataset, cfg: EngineConfig) -> dict:
+    """Train ``task.model`` on ``dataset``; returns a summary (last losses, best score, timing)."""
+    run = _Run(task, cfg)
+    run.build()
+    loader = run.loader(dataset)
+    if run.rank == 0:
+        write_text(json.dumps({"engine": asdict(cfg), "task": task.meta(), "world_size": run.world}, indent=1),
+                   run.cfg_path, overwrite=True)
+    amp = cfg.amp and run.device.type == "cuda"
+    bar = tqdm(total=cfg.steps * cfg.batch_size, initial=run.start * cfg.batch_size, unit="img",
+               unit_scale=False, disable=run.rank != 0, desc=run.out.stem, dynamic_ncols=True)
+    t0 = time.time()
+    for batch in loader:
+        run.optimise(batch, amp)
         bar.update(cfg.batch_size)
-        if step % cfg.log_every == 0 or step == cfg.steps:
-            if world > 1:  # log the global batch's losses, not this rank's slice
-                vals = torch.tensor(list(last_losses.values()), dtype=torch.float64, device=device)
-                dist.all_reduce(vals)
-                last_losses = dict(zip(last_losses, (vals / world).tolist()))
-            bar.set_postfix({k: f"{v:.4f}" for k, v in last_losses.items()})
-            if rank == 0:
-                with open(log_path, "a") as f:
-                    f.write(json.dumps({"step": step, **last_losses, "lr": opt.param_groups[0]["lr"],
-                                        "elapsed_s": round(time.time() - t0, 2)}) + "\n")
-        if cfg.val_every and step % cfg.val_every == 0 and step < cfg.steps:
-            validate(step)
-        if step % cfg.save_every == 0 and step < cfg.steps:
-            save_last(step)
+        if run.step % cfg.log_every == 0 or run.step == cfg.steps:
+            run.report(bar, t0)
+        if cfg.val_every and run.step % cfg.val_every == 0 and run.step < cfg.steps:
+            run.validate()
+        if run.step % cfg.save_every == 0 and run.step < cfg.steps:
+            run.save_last()
     bar.close()
     elapsed = time.time() - t0
-    if step > start or not out.exists():
-        validate(step)
-        save_last(step)
-        if rank == 0:
-            checkpoint.save(out, export(model), {**task.meta(), "step": step, "best": best},
-                            overwrite=True)
-    if world > 1:
-        dist.barrier()
-    done = step - start
-    return {"steps": step, "steps_this_run": done, "seconds": round(elapsed, 1),
+    run.finish()
+    done = run.step - run.start
+    return {"steps": run.step, "steps_this_run": done, "seconds": round(elapsed, 1),
             "images_per_s": round(done * cfg.batch_size / max(elapsed, 1e-9), 2),
-            "last": last_losses, "best": best, "out": str(out)}
+            "last": run.losses, "best": run.best, "out": str(run.out)}

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from common.cli import print_json, run, shared_args
-from common.engine import EngineConfig, dist_info, pick_device, train
+from common.engine import EngineConfig, Task, dist_info, pick_device, train
 from common.gan import lsgan_terms
 from common.io import InputError
 from domains.dataset import HarmonyDataset, batches, fingerprint, train_val
@@ -84,7 +84,7 @@ class HarmonizerLoss(nn.Module):
                 "d": d_loss.detach()}
 
 
-class HarmonizerTask:
+class HarmonizerTask(Task):
     def __init__(self, model: Harmonizer, augmenter, only_aug, domains, fp, val, extra_meta, gan_weight: float = 0.0,
                  regrade: A.Regrade | None = None):
         self.model = HarmonizerLoss(model, augmenter, only_aug, gan_weight, regrade)

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from common.cli import print_json, run, shared_args
-from common.engine import EngineConfig, dist_info, train
+from common.engine import EngineConfig, Task, dist_info, train
 from common.io import InputError, write_text
 from domains.dataset import HarmonyDataset, batches, fingerprint, train_val
 
@@ -67,7 +67,7 @@ def report(cm: torch.Tensor, domains) -> dict:
     return {"accuracy": acc, "confusion": cm.tolist(), "domains": list(domains), "table": "\n".join(lines)}
 
 
-class ClassifierTask:
+class ClassifierTask(Task):
     def __init__(self, model, fp, val, weights=None):
         self.model, self.net, self.fp, self.val = ClassifierLoss(model, weights), model, fp, val
 

@@ -18,7 +18,7 @@ import torch
 
 from common import checkpoint
 from common.cli import print_json, run, shared_args
-from common.engine import EngineConfig, train
+from common.engine import EngineConfig, Task, train
 from common.io import InputError
 from domains.dataset import HarmonyDataset, Mixed, fingerprint, resolve_domains, train_val
 
@@ -34,7 +34,7 @@ ABLATIONS = {"none": {}, "no_rec": {"rec_branch": False}, "no_real": {"ez_real":
 TUNE = {"all": None, "head": ("fc.", "bank", "to_stats.", "disc.")}
 
 
-class SycoTask:
+class SycoTask(Task):
     """The engine's view of SycoNet: the model is its own loss module."""
 
     def __init__(self, model: SycoNet, arch: str, domains, fp: str, val: HarmonyDataset | None,
