@@ -34,27 +34,58 @@ METHODS = ("composite", "reinhard", "unified", "routed", "soft", "oracle")
 GRID_HEIGHT = 128
 
 
+def _methods(h: Harmonizer, samples) -> tuple[list[str], str | None]:
+    """The methods to score, and a note when the zoo's domains are not the data's (routing to
+    domains the data does not have measures nothing: the unified model stands for the zoo)."""
+    methods = [m for m in METHODS if m != "unified" or h.unified is not None]
+    foreign = sorted({s.domain for s in samples} - set(h.domains))
+    if not foreign:
+        return methods, None
+    if h.unified is None:
+        raise InputError(f"zoo {h.manifest['root']} knows the domains {h.domains}, not the data's {foreign}, "
+                         "and has no unified model: nothing to score (train a zoo on this data)")
+    note = (f"The zoo's domains ({', '.join(h.domains)}) are not the data's ({', '.join(foreign)}): "
+            "routed, soft and oracle are not scored, and the unified model stands for the zoo.")
+    log.warning(note)
+    return [m for m in methods if m not in ("routed", "soft", "oracle")], note
+
+
+def _run_methods(h: Harmonizer, methods, comp, mask, domain: str):
+    """Every method's output for one composite, the seconds each took, and the routed prediction
+    (None when routing is not scored)."""
+    from harmonizers.models import harmonize
+    outs, took, probs, pred = {}, {}, None, None
+    for m in methods:
+        t0 = time.perf_counter()
+        if m in BASELINES:
+            outs[m] = BASELINES[m](comp, mask)
+        elif m == "unified":
+            outs[m] = harmonize(h.unified, comp, mask)
+        elif m == "soft":  # the probabilities of "routed", just computed for this image
+            outs[m] = harmonize(h.choose("soft", probs)[1], comp, mask)
+        elif m == "routed":
+            probs = h.probabilities(comp, mask)
+            pred = max(probs, key=probs.get)
+            outs[m] = harmonize(h.choose("routed", probs)[1], comp, mask)
+        else:  # oracle: the true domain's model (unified if the zoo has none for it)
+            model = h.models.get(domain, h.unified)
+            if model is None:
+                raise InputError(f"zoo has no harmonizer for {domain} and no unified model")
+            outs[m] = harmonize(model, comp, mask)
+        took[m] = time.perf_counter() - t0
+    return outs, took, pred
+
+
 @torch.inference_mode()
 def benchmark(data, zoo=None, out="reports/benchmark", domains="all", split: str = "test", device: str = "cpu",
               overwrite: bool = False, n_grid: int = 3, protocol: str = "iharm") -> dict:
     out = Path(out)
     if (out / "results.json").exists() and not overwrite:
         raise InputError(f"{out}: already holds a report (pass --overwrite)")
-    from harmonizers.models import harmonize
     h = Harmonizer.from_zoo(zoo, device)
     samples = load_samples(data, domains, split)
     proto = M.Protocol(protocol)
-    methods = [m for m in METHODS if m != "unified" or h.unified is not None]
-    foreign = sorted({s.domain for s in samples} - set(h.domains))
-    note = None
-    if foreign:  # routing to domains the data does not have measures nothing: score the unified model
-        if h.unified is None:
-            raise InputError(f"zoo {h.manifest['root']} knows the domains {h.domains}, not the data's {foreign}, "
-                             "and has no unified model: nothing to score (train a zoo on this data)")
-        methods = [m for m in methods if m not in ("routed", "soft", "oracle")]
-        note = (f"The zoo's domains ({', '.join(h.domains)}) are not the data's ({', '.join(foreign)}): "
-                "routed, soft and oracle are not scored, and the unified model stands for the zoo.")
-        log.warning(note)
+    methods, note = _methods(h, samples)
     ranked_by = "routed" if "routed" in methods else "unified"
     acc = {m: M.Accumulator() for m in methods}
     secs = {m: 0.0 for m in methods}
@@ -64,29 +95,13 @@ def benchmark(data, zoo=None, out="reports/benchmark", domains="all", split: str
     for i, s in enumerate(tqdm(samples, desc="benchmark", unit="img")):
         full = read_image(s.composite)
         comp, real, mask = proto.inputs(full, read_image(s.real), read_mask(s.mask))
-        outs = {}
+        outs, took, pred = _run_methods(h, methods, comp, mask, s.domain)
+        if pred is not None:
+            correct += pred == s.domain
+            routed_to.setdefault(s.domain, {}).setdefault(pred, 0)
+            routed_to[s.domain][pred] += 1
         for m in methods:
-            t0 = time.perf_counter()
-            if m in BASELINES:
-                outs[m] = BASELINES[m](comp, mask)
-            elif m == "unified":
-                outs[m] = harmonize(h.unified, comp, mask)
-            elif m == "soft":  # the probabilities of "routed", just computed for this image
-                outs[m] = harmonize(h.choose("soft", probs)[1], comp, mask)
-            elif m == "routed":
-                probs = h.probabilities(comp, mask)
-                name, model = h.choose("routed", probs)
-                pred = max(probs, key=probs.get)
-                correct += pred == s.domain
-                routed_to.setdefault(s.domain, {}).setdefault(pred, 0)
-                routed_to[s.domain][pred] += 1
-                outs[m] = harmonize(model, comp, mask)
-            else:  # oracle: the true domain's model (unified if the zoo has none for it)
-                model = h.models.get(s.domain, h.unified)
-                if model is None:
-                    raise InputError(f"zoo has no harmonizer for {s.domain} and no unified model")
-                outs[m] = harmonize(model, comp, mask)
-            secs[m] += time.perf_counter() - t0
+            secs[m] += took[m]
             acc[m].add(s.domain, proto.metrics(outs[m][None], real[None], mask[None]), names=[s.composite.name])
         keep.append((s.domain, acc[ranked_by].rows[-1]["fMSE"], i))
         aspect = full.shape[2] / full.shape[1]  # pictures keep the photo's shape whatever the protocol's

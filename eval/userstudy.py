@@ -117,6 +117,19 @@ def _display(img: torch.Tensor, max_side: int) -> Image.Image:
     return im.resize((max(1, round(im.width * s)), max(1, round(im.height * s))), Image.LANCZOS) if s < 1 else im
 
 
+def _method_fns(names, zoo, device) -> dict:
+    """``predict(image, mask)`` per method; the zoo is loaded once, when a method needs it."""
+    cache = {}
+
+    def load_zoo():
+        if "h" not in cache:
+            from router.api import Harmonizer
+            cache["h"] = Harmonizer.from_zoo(zoo, device)
+        return cache["h"]
+
+    return {m: _method_fn(m, load_zoo) for m in names}
+
+
 @shared_args
 def export(composites, out, methods: str = ",".join(METHODS), zoo=None, masks=None, max_side: int = 1024,
            seed: int | None = None, overwrite: bool = False, device: str = "cpu", min_ms: int = 400) -> Path:
@@ -138,21 +151,12 @@ def export(composites, out, methods: str = ",".join(METHODS), zoo=None, masks=No
     if (key.exists() or (out / "index.html").exists()) and not overwrite:
         raise InputError(f"{out}: already holds a study (pass --overwrite to replace it)")
     pairs = find_pairs(composites, masks)
-    cache = {}
-
-    def load_zoo():
-        if "h" not in cache:
-            from router.api import Harmonizer
-            cache["h"] = Harmonizer.from_zoo(zoo, device)
-        return cache["h"]
-
-    fns = {m: _method_fn(m, load_zoo) for m in names}
+    fns = _method_fns(names, zoo, device)
     rng = np.random.default_rng(seed)
     token = (lambda: secrets.token_hex(8)) if seed is None else (lambda: "%016x" % rng.integers(2 ** 63))
     (out / "images").mkdir(parents=True, exist_ok=True)
     conditions, trials, used, failed, scenes, written = {}, [], set(), [], [], []
     for img_path, mask_path in tqdm(pairs, desc="export", unit="scene"):
-        scene = img_path.stem
         try:  # every method first: a pair that fails leaves no image behind
             image, mask = read_pair(img_path, mask_path)
             with torch.inference_mode():
@@ -160,6 +164,7 @@ def export(composites, out, methods: str = ",".join(METHODS), zoo=None, masks=No
         except InputError as e:
             failed.append(f"{img_path.name}: {e}")
             continue
+        scene = img_path.stem
         scenes.append(scene)
         ids = {}
         for m in rng.permutation(names):  # written in random order: nothing follows the method list
@@ -168,12 +173,10 @@ def export(composites, out, methods: str = ",".join(METHODS), zoo=None, masks=No
                 hid = token()
             used.add(hid)
             ids[m] = hid
-            path = write_image(_display(results[m], max_side), out / "images" / f"{hid}.jpg", overwrite=overwrite,
-                               quality=92)
-            written.append(path)
+            written.append(write_image(_display(results[m], max_side), out / "images" / f"{hid}.jpg",
+                                       overwrite=overwrite, quality=92))
             conditions[hid] = {"scene": scene, "method": str(m), "source": str(img_path), "mask": str(mask_path)}
-        for a, b in combinations(names, 2):
-            trials.append({"scene": scene, "a": ids[a], "b": ids[b]})
+        trials += [{"scene": scene, "a": ids[a], "b": ids[b]} for a, b in combinations(names, 2)]
     if not scenes:
         raise BatchError(failed, len(pairs))
     manifest = {"study": out.name, "methods": names, "scenes": scenes, "conditions": conditions,
@@ -410,6 +413,29 @@ def bradley_terry(wins: np.ndarray, ridge: float = 1e-3, iters: int = 100) -> np
     return s - s.mean()
 
 
+def _bootstrap(rows, methods, observers, n: int, seed: int, scores) -> tuple[np.ndarray, np.ndarray]:
+    """95 % intervals of the BT scores from ``n`` resamples of the observers (of the votes when
+    there is a single observer)."""
+    rng = np.random.default_rng(seed)
+    groups = [[r for r in rows if r["observer"] == o] for o in observers] if len(observers) > 1 else [[r] for r in rows]
+    boot = []
+    for _ in range(n):
+        pick = rng.integers(len(groups), size=len(groups))
+        boot.append(bradley_terry(win_matrix([r for i in pick for r in groups[i]], methods)))
+    return tuple(np.percentile(boot, q, axis=0) if boot else scores for q in (2.5, 97.5))
+
+
+def read_key(path) -> dict:
+    """A study's key (hidden id → scene and method), checked."""
+    try:
+        man = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise InputError(f"{path}: not a study key ({e})") from None
+    if not isinstance(man, dict) or "conditions" not in man or "methods" not in man:
+        raise InputError(f"{path}: not a study key (no conditions/methods)")
+    return man
+
+
 @shared_args
 def analyze(votes, key, out="reports/userstudy", bootstrap: int = 1000, seed: int = 0,
             overwrite: bool = True) -> dict:
@@ -421,30 +447,17 @@ def analyze(votes, key, out="reports/userstudy", bootstrap: int = 1000, seed: in
         out: report folder (bt.md, bt.json, bt.png).
         bootstrap: bootstrap resamples for the 95 % intervals.
     """
-    manifest = key
-    pats = split_names(votes)
-    paths = sorted({p for pat in pats for p in (glob.glob(pat) or [pat])})
+    paths = sorted({p for pat in split_names(votes) for p in (glob.glob(pat) or [pat])})
     for p in paths:
         if not Path(p).is_file():
             raise InputError(f"{p}: no such votes file")
-    try:
-        man = json.loads(Path(manifest).read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise InputError(f"{manifest}: not a study key ({e})") from None
-    if not isinstance(man, dict) or "conditions" not in man or "methods" not in man:
-        raise InputError(f"{manifest}: not a study key (no conditions/methods)")
+    man = read_key(key)
     methods = list(man["methods"])
     rows, dups = read_votes(paths, man)
     w = win_matrix(rows, methods)
     scores = bradley_terry(w)
-    rng = np.random.default_rng(seed)
     observers = sorted({r["observer"] for r in rows})
-    groups = [[r for r in rows if r["observer"] == o] for o in observers] if len(observers) > 1 else [[r] for r in rows]
-    boot = []
-    for _ in range(bootstrap):
-        pick = rng.integers(len(groups), size=len(groups))
-        boot.append(bradley_terry(win_matrix([r for i in pick for r in groups[i]], methods)))
-    lo, hi = (np.percentile(boot, q, axis=0) if boot else scores for q in (2.5, 97.5))
+    lo, hi = _bootstrap(rows, methods, observers, bootstrap, seed, scores)
     table = []
     for i in np.argsort(-scores):
         comps = w[i].sum() + w[:, i].sum()

@@ -179,40 +179,47 @@ def harmonize(model: Harmonizer, image: torch.Tensor, mask: torch.Tensor, method
     """
     import time
     strength = check_strength(strength)
+    if method not in ("transform", "upsample", "full"):
+        raise ValueError(f"unknown method {method!r}; use transform, upsample or full")
     t0 = time.perf_counter()
     dev = next(model.parameters()).device
     x, m = image[None].to(dev).float(), mask[None].to(dev).float()
-    h, w = x.shape[-2:]
     if method == "full":
         out = model(x, m)
         out = x + strength * (out - x) if strength != 1.0 else out
         t1 = time.perf_counter()
         result = (m * out.clamp(0, 1) + (1 - m) * x)[0].cpu()
-    elif method in ("transform", "upsample"):
+    else:
         s = model.size
         xs, ms = _resize(x, (s, s)), _resize(m, (s, s)).clamp(0, 1)
         ys = model(xs, ms)
         ys = xs + strength * (ys - xs) if strength != 1.0 else ys
         t1 = time.perf_counter()
-        if method == "upsample":
-            change = ys - xs
-        else:
-            fg = ms[0, 0] > 0.5
-            if fg.sum() < 16:
-                fg = ms[0, 0] > 0
-            src, dst = xs[0].permute(1, 2, 0)[fg], ys[0].permute(1, 2, 0)[fg]
-            coef = fit_colour_transform(src, dst)
-            change = (ys[0] - apply_colour_transform(xs[0], coef))[None] * ms  # what the global map misses
-        wy, wx = _bbox(m[0, 0] > 0) if crop else (slice(0, h), slice(0, w))
-        xw, mw = x[..., wy, wx], m[..., wy, wx]
-        base = apply_colour_transform(xw[0], coef)[None] if method == "transform" else xw
-        out = base + _upsample_window(change, (h, w), wy, wx)
-        result = x[0].clone()
-        result[:, wy, wx] = (mw * out.clamp(0, 1) + (1 - mw) * xw)[0]
-        result = result.cpu()
-    else:
-        raise ValueError(f"unknown method {method!r}; use transform, upsample or full")
+        result = _to_full_resolution(x, m, xs, ms, ys, method, crop).cpu()
     if timings is not None:
         timings["harmonize"] = t1 - t0
         timings["full_res"] = time.perf_counter() - t1
+    return result
+
+
+def _to_full_resolution(x, m, xs, ms, ys, method: str, crop: bool) -> torch.Tensor:
+    """The low-resolution result ``ys`` of input ``xs`` (mask ``ms``) carried to the full-resolution
+    input ``x`` (mask ``m``): a fitted colour transform plus the upsampled remainder (``transform``),
+    or the upsampled change alone (``upsample``); on the mask's bounding box with ``crop``."""
+    h, w = x.shape[-2:]
+    if method == "upsample":
+        change = ys - xs
+    else:
+        fg = ms[0, 0] > 0.5
+        if fg.sum() < 16:
+            fg = ms[0, 0] > 0
+        src, dst = xs[0].permute(1, 2, 0)[fg], ys[0].permute(1, 2, 0)[fg]
+        coef = fit_colour_transform(src, dst)
+        change = (ys[0] - apply_colour_transform(xs[0], coef))[None] * ms  # what the global map misses
+    wy, wx = _bbox(m[0, 0] > 0) if crop else (slice(0, h), slice(0, w))
+    xw, mw = x[..., wy, wx], m[..., wy, wx]
+    base = apply_colour_transform(xw[0], coef)[None] if method == "transform" else xw
+    out = base + _upsample_window(change, (h, w), wy, wx)
+    result = x[0].clone()
+    result[:, wy, wx] = (mw * out.clamp(0, 1) + (1 - mw) * xw)[0]
     return result
