@@ -172,7 +172,7 @@ def report_md(res: dict, methods) -> str:
             lines.append(f"| {d} ({summ[methods[0]][d]['n']}) | " + " | ".join(fmt.format(summ[m][d][k]) for m in methods) + " |")
         lines.append("")
     harm = harm_rates(res, methods)
-    lines += ["## Harm rate (share of composites whose fMSE the method raises)", "",
+    lines += ["## Harm rate (share of composites whose fMSE the method raises by more than 0.01 %)", "",
               "| domain | " + " | ".join(methods) + " |", "|---|" + "---:|" * len(methods)]
     for d in domains:
         lines.append(f"| {d} | " + " | ".join(f"{harm[m][d]:.0%}" for m in methods) + " |")

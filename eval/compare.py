@@ -5,7 +5,8 @@
 
 For every method (``composite`` and ``reinhard`` always, then each ``NAME=CHECKPOINT``) and domain:
 fMSE, MSE and PSNR (``eval.metrics``; the official protocol unless ``--protocol fullres``), the
-change of fMSE against the composite, the **harm rate** (the share of composites whose fMSE the method raises), and the **real-photo drift**: each real
+change of fMSE against the composite, the **harm rate** (the share of composites whose fMSE the
+method raises by more than 0.01 %), and the **real-photo drift**: each real
 image of the split goes in with its own mask and no edit, and the mean absolute change inside the
 mask is reported in 8-bit levels (a harmonizer that does no harm leaves a real photo alone).
 Writes ``results.json``, ``report.md`` and ``grid_best_worst.png`` (composite | each method | real
