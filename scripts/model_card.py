@@ -70,7 +70,7 @@ def main(zoo: str = str(ROOT / "models/default"), report: str = str(ROOT / "repo
     if Path(report).is_file():
         res = json.loads(Path(report).read_text())
         methods = list(res["methods"])
-        lines += [f"Test split, fMSE at 256×256 (`python -m eval.benchmark --data data/mini4 --out reports/mini4`):", "",
+        lines += [f"Test split, fMSE under the official iHarmony4 protocol (`python -m eval.benchmark --data data/mini4 --out reports/mini4`):", "",
                   "| domain | " + " | ".join(methods) + " |", "|---|" + "---:|" * len(methods)]
         for d in res["methods"][methods[0]]["summary"]:
             lines.append(f"| {d} | " + " | ".join(f"{res['methods'][m]['summary'][d]['fMSE']:.1f}" for m in methods) + " |")
