@@ -4,7 +4,9 @@
 
 One run, same images and LUTs for every method: a real photo of ``assets/photos`` resized to
 2048×2048 (and 1024×1024) and uniform noise at 2048×2048 (every cell of the lattice hit), each with
-a procedural look of ``syconet.bank`` and a random LUT. Times are the median of 7 calls after 2
+a procedural look of ``syconet.bank`` and a random LUT; ours with both kernels (``direct`` per pixel,
+``planes`` through per-LUT plane tables, the default from 1 Mpx), on every core and on one thread
+(Pillow's filter runs on one thread). Times are the median of 7 calls after 2
 warm-ups, input uint8 H×W×3 → output uint8 H×W×3 (conversions included). Error is the largest
 difference in 8-bit levels from the float64 trilinear reference (``apply_lut`` in float64, not
 rounded), so 0.5 is perfect rounding.
@@ -38,8 +40,18 @@ def grid_sample(img: np.ndarray, lut: torch.Tensor) -> np.ndarray:
     return y.permute(1, 2, 0).numpy()
 
 
-def ours(img: np.ndarray, lut: torch.Tensor) -> np.ndarray:
-    return apply_lut_u8(img, lut)
+def ours(method: str, threads: int | None = None):
+    """``apply_lut_u8`` with a kernel choice and, optionally, numba limited to ``threads``."""
+    def run(img: np.ndarray, lut: torch.Tensor) -> np.ndarray:
+        import numba
+        before = numba.get_num_threads()
+        if threads:
+            numba.set_num_threads(threads)
+        try:
+            return apply_lut_u8(img, lut, method=method)
+        finally:
+            numba.set_num_threads(before)
+    return run
 
 
 def reference(img: np.ndarray, lut: torch.Tensor) -> np.ndarray:
@@ -71,7 +83,9 @@ def main(out: str = str(ROOT / "bench/lut_apply.md")):
         "noise 2048²": np.random.default_rng(0).integers(0, 256, (2048, 2048, 3), dtype=np.uint8),
     }
     luts = {"look": procedural_pool(8, seed=1)[3], "random": torch.rand(3, 17, 17, 17, generator=torch.Generator().manual_seed(0))}
-    methods = {"Pillow Color3DLUT": pillow, "grid_sample (float32)": grid_sample, "apply_lut_u8": ours}
+    methods = {"Pillow Color3DLUT (1 thread)": pillow, "grid_sample (float32)": grid_sample,
+               "apply_lut_u8 direct": ours("direct"), "apply_lut_u8 planes": ours("planes"),
+               "apply_lut_u8 direct, 1 thread": ours("direct", 1), "apply_lut_u8 planes, 1 thread": ours("planes", 1)}
     lines = [f"Machine: {os.cpu_count()} CPU cores, torch {torch.__version__} with {torch.get_num_threads()} threads; "
              f"photo `{photo.relative_to(ROOT)}`.", "",
              "| image | LUT | method | ms | Mpx/s | × Pillow | max error (levels) |", "|---|---|---|---:|---:|---:|---:|"]

@@ -165,17 +165,21 @@ def _axis_tables(dim: int) -> tuple[np.ndarray, np.ndarray]:
     return idx, (pos - idx).astype(np.float32)
 
 
-_U8_KERNEL = None
+_U8_KERNELS = None
+PLANES_FROM = 1 << 20  # pixels from which the per-LUT plane tables pay for themselves
 
 
-def _u8_kernel():
-    """The numba kernel, compiled on first use and cached on disk."""
-    global _U8_KERNEL
-    if _U8_KERNEL is None:
+def _u8_kernels():
+    """The numba kernels, compiled on first use and cached on disk: ``direct`` interpolates each
+    pixel from the lattice; ``planes`` builds, once per LUT, every (g, r) level pair's value on each
+    blue lattice plane (``D×256×256×3``, the red and green interpolation done), and ``from_planes``
+    then interpolates blue only: a quarter of the gathers and a seventh of the arithmetic."""
+    global _U8_KERNELS
+    if _U8_KERNELS is None:
         import numba
 
         @numba.njit(parallel=True, cache=True, fastmath=False, nogil=True)
-        def kernel(img, lut, idx, frac, out):  # pragma: no cover - compiled
+        def direct(img, lut, idx, frac, out):  # pragma: no cover - compiled
             h, w = img.shape[0], img.shape[1]
             for y in numba.prange(h):
                 for x in range(w):
@@ -194,16 +198,44 @@ def _u8_kernel():
                         v = c0 * (1 - fb) + c1 * fb + 0.5
                         out[y, x, c] = np.uint8(min(max(v, 0.0), 255.0))
 
-        _U8_KERNEL = kernel
-    return _U8_KERNEL
+        @numba.njit(parallel=True, cache=True, fastmath=False, nogil=True)
+        def planes(lut, idx, frac, table):  # pragma: no cover - compiled
+            for ib in numba.prange(lut.shape[0]):
+                for g in range(256):
+                    ig, fg = idx[g], frac[g]
+                    for r in range(256):
+                        ir, fr = idx[r], frac[r]
+                        for c in range(3):
+                            c00 = lut[ib, ig, ir, c] * (1 - fr) + lut[ib, ig, ir + 1, c] * fr
+                            c01 = lut[ib, ig + 1, ir, c] * (1 - fr) + lut[ib, ig + 1, ir + 1, c] * fr
+                            table[ib, g, r, c] = c00 * (1 - fg) + c01 * fg
+
+        @numba.njit(parallel=True, cache=True, fastmath=False, nogil=True)
+        def from_planes(img, table, idx, frac, out):  # pragma: no cover - compiled
+            h, w = img.shape[0], img.shape[1]
+            for y in numba.prange(h):
+                for x in range(w):
+                    r = img[y, x, 0]
+                    g = img[y, x, 1]
+                    b = img[y, x, 2]
+                    ib, fb = idx[b], frac[b]
+                    for c in range(3):
+                        v = table[ib, g, r, c] * (1 - fb) + table[ib + 1, g, r, c] * fb + 0.5
+                        out[y, x, c] = np.uint8(min(max(v, 0.0), 255.0))
+
+        _U8_KERNELS = {"direct": direct, "planes": planes, "from_planes": from_planes}
+    return _U8_KERNELS
 
 
-def apply_lut_u8(image: np.ndarray, lut: torch.Tensor, out: np.ndarray | None = None) -> np.ndarray:
+def apply_lut_u8(image: np.ndarray, lut: torch.Tensor, out: np.ndarray | None = None,
+                 method: str = "auto") -> np.ndarray:
     """Inference fast path: apply a ``3×D×D×D`` LUT to an ``H×W×3`` uint8 array, returning uint8.
 
     Same trilinear interpolation as :func:`apply_lut` (the float reference), rounded to the nearest
-    level: at most 1/255 from it. A compiled, multi-threaded numba kernel with per-level index and
-    weight tables.
+    level: at most 1/255 from it. Compiled, multi-threaded numba kernels with per-level index and
+    weight tables; from :data:`PLANES_FROM` pixels (``method="auto"``) the LUT is first expanded into
+    per-blue-plane tables of every (green, red) level pair, so that each pixel costs one
+    interpolation instead of seven (``method`` forces ``planes`` or ``direct``).
     Not differentiable: training uses :func:`apply_lut`.
     """
     if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
@@ -213,7 +245,17 @@ def apply_lut_u8(image: np.ndarray, lut: torch.Tensor, out: np.ndarray | None = 
     if out is None:
         out = np.empty_like(image)
     idx, frac = _axis_tables(table.shape[0])
-    _u8_kernel()(np.ascontiguousarray(image), table, idx, frac, out)
+    k, img = _u8_kernels(), np.ascontiguousarray(image)
+    if method == "auto":
+        method = "planes" if img.shape[0] * img.shape[1] >= PLANES_FROM else "direct"
+    if method == "planes":
+        planes = np.empty((table.shape[0], 256, 256, 3), np.float32)
+        k["planes"](table, idx, frac, planes)
+        k["from_planes"](img, planes, idx, frac, out)
+    elif method == "direct":
+        k["direct"](img, table, idx, frac, out)
+    else:
+        raise ValueError(f"method must be auto, planes or direct, got {method!r}")
     return out
     lut_f = lut.detach().to("cpu", torch.float32)
     for y in range(0, image.shape[0], 256):  # bounded float32 memory for large images

@@ -68,30 +68,47 @@ class TestApply:
 class TestApplyU8:
     """The 8-bit fast path against the independent float64 reference (same as ``apply_lut``'s)."""
 
-    def test_matches_reference_within_one_level(self):
+    @pytest.mark.parametrize("method", ["direct", "planes"])
+    def test_matches_reference_within_one_level(self, method):
         rng = np.random.default_rng(3)
         img = rng.integers(0, 256, (13, 29, 3), dtype=np.uint8)
         img[0, :3] = [[0, 0, 0], [255, 255, 255], [255, 0, 128]]  # lattice ends
         for lut in (torch.rand(3, 17, 17, 17, dtype=torch.float64), torch.rand(3, 5, 5, 5, dtype=torch.float64)):
             ref = reference_apply(img.transpose(2, 0, 1) / 255.0, lut.numpy()).transpose(1, 2, 0) * 255
-            out = apply_lut_u8(img, lut)
+            out = apply_lut_u8(img, lut, method=method)
             assert out.dtype == np.uint8 and out.shape == img.shape
             assert np.abs(out - ref).max() <= 0.5 + 1e-3  # correctly rounded: ≤ 1/255 with margin to spare
 
-    def test_identity_and_agrees_with_float_path(self):
+    @pytest.mark.parametrize("method", ["direct", "planes"])
+    def test_identity_and_agrees_with_float_path(self, method):
         rng = np.random.default_rng(4)
         img = rng.integers(0, 256, (64, 48, 3), dtype=np.uint8)
-        assert np.array_equal(apply_lut_u8(img, identity_lut()), img)
+        assert np.array_equal(apply_lut_u8(img, identity_lut(), method=method), img)
         lut = procedural_pool(4, seed=2)[1]
         fl = apply_lut(torch.from_numpy(img).permute(2, 0, 1)[None].double() / 255, lut.double())[0]
         fl = fl.permute(1, 2, 0).numpy() * 255
-        assert np.abs(apply_lut_u8(img, lut).astype(float) - fl).max() <= 0.5 + 1e-3
+        assert np.abs(apply_lut_u8(img, lut, method=method).astype(float) - fl).max() <= 0.5 + 1e-3
 
     def test_large_image_in_place(self):
         img = np.random.default_rng(5).integers(0, 256, (600, 7, 3), dtype=np.uint8)
         out = np.zeros_like(img)
         res = apply_lut_u8(img, identity_lut(9), out=out)
         assert res is out and np.array_equal(out, img)
+
+    def test_auto_picks_the_planes_on_large_images_and_both_agree(self, monkeypatch):
+        import common.lut as L
+        rng = np.random.default_rng(6)
+        img = rng.integers(0, 256, (40, 30, 3), dtype=np.uint8)
+        lut = torch.rand(3, 17, 17, 17, generator=torch.Generator().manual_seed(1))
+        a, b = apply_lut_u8(img, lut, method="direct"), apply_lut_u8(img, lut, method="planes")
+        assert np.abs(a.astype(int) - b.astype(int)).max() <= 1  # both correctly rounded (float32 planes)
+        calls = []
+        real = L._u8_kernels()
+        monkeypatch.setattr(L, "_u8_kernels", lambda: {**real, "planes": lambda *a: (calls.append(1), real["planes"](*a))[1]})
+        monkeypatch.setattr(L, "PLANES_FROM", 1000)
+        assert np.array_equal(apply_lut_u8(img, lut), b) and calls == [1]
+        with pytest.raises(ValueError, match="method must be"):
+            apply_lut_u8(img, lut, method="fast")
 
     def test_bad_input(self):
         with pytest.raises(ValueError, match="H×W×3 uint8"):
