@@ -148,7 +148,7 @@ def table1(data: str = "data/mini4", domains: str = "MiniFlickr,MiniDay2night", 
                f"--device {device} --syconet_arch {syconet_arch} --syconet_size {syconet_size}")
     res = Results(outp, {"machine": _machine(device), "device": device, "data": data, "command": command,
                          "sizes": f"finetunes {steps} steps of batch {batch_size} (+ as many augmented composites), "
-                                  f"lr {lr}, at the base model's size (64 px); metrics at 256 px"})
+                                  f"lr {lr}, at the base model's size (64 px); scored with the official protocol at 256 px"})
     pre = prerequisites(data, runp, doms, archs, device, syconet_arch=syconet_arch, syconet_size=syconet_size)
     if pre:
         res.data["header"]["prerequisite_seconds"] = pre
