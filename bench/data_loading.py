@@ -14,10 +14,8 @@ results in 8-bit levels.
 from __future__ import annotations
 
 import platform
-import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import torch
@@ -28,6 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from common.io import read_image  # noqa: E402
+from timing import timed  # noqa: E402 (bench/timing.py)
 
 SIZES = ((1024, 768), (2048, 1536), (4000, 3000), (6000, 4000))
 
@@ -44,16 +43,6 @@ def full(path, hw):
 def reduced(path, hw):
     t = read_image(path, at_least=tuple(hw))
     return t if list(t.shape[1:]) == hw else v2.functional.resize(t, hw, antialias=True)
-
-
-def timed(fn, *a, n=7):
-    fn(*a)
-    ts = []
-    for _ in range(n):
-        t0 = time.perf_counter()
-        out = fn(*a)
-        ts.append(time.perf_counter() - t0)
-    return statistics.median(ts), out
 
 
 def main(out=ROOT / "bench" / "data_loading.md", size: int = 256):

@@ -14,8 +14,6 @@ rounded), so 0.5 is perfect rounding.
 from __future__ import annotations
 
 import os
-import statistics
-import time
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +21,7 @@ import torch
 from PIL import Image, ImageFilter
 
 from syconet.bank import procedural_pool
+from timing import timed  # bench/timing.py
 from common.lut import apply_lut, apply_lut_u8
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -62,17 +61,6 @@ def reference(img: np.ndarray, lut: torch.Tensor) -> np.ndarray:
     return out
 
 
-def timed(fn, *args, reps: int = 7) -> tuple[float, np.ndarray]:
-    for _ in range(2):
-        res = fn(*args)
-    ts = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        res = fn(*args)
-        ts.append(time.perf_counter() - t0)
-    return statistics.median(ts), res
-
-
 def main(out: str = str(ROOT / "bench/lut_apply.md")):
     torch.set_grad_enabled(False)
     photo = sorted((ROOT / "assets/photos/images").iterdir())[0]
@@ -94,7 +82,7 @@ def main(out: str = str(ROOT / "bench/lut_apply.md")):
             ref = reference(img, lut)
             base_t = None
             for mname, fn in methods.items():
-                t, res = timed(fn, img, lut)
+                t, res = timed(fn, img, lut, warmup=2)
                 base_t = base_t or t
                 err = np.abs(res.astype(np.float64) - ref).max()
                 lines.append(f"| {iname} | {lname} | {mname} | {t * 1e3:.1f} | {img.shape[0] * img.shape[1] / t / 1e6:.1f} "

@@ -178,25 +178,23 @@ def _u8_kernels():
     if _U8_KERNELS is None:
         import numba
 
+        @numba.njit(cache=True, fastmath=False, inline="always")
+        def on_plane(lut, ib, ig, ir, fg, fr, c):  # pragma: no cover - compiled
+            """Bilinear in green and red on blue lattice plane ``ib``."""
+            c00 = lut[ib, ig, ir, c] * (1 - fr) + lut[ib, ig, ir + 1, c] * fr
+            c01 = lut[ib, ig + 1, ir, c] * (1 - fr) + lut[ib, ig + 1, ir + 1, c] * fr
+            return c00 * (1 - fg) + c01 * fg
+
         @numba.njit(parallel=True, cache=True, fastmath=False, nogil=True)
-        def direct(img, lut, idx, frac, out):  # pragma: no cover - compiled
-            h, w = img.shape[0], img.shape[1]
-            for y in numba.prange(h):
-                for x in range(w):
-                    r = img[y, x, 0]
-                    g = img[y, x, 1]
-                    b = img[y, x, 2]
-                    ir, ig, ib = idx[r], idx[g], idx[b]
-                    fr, fg, fb = frac[r], frac[g], frac[b]
-                    for c in range(3):
-                        c00 = lut[ib, ig, ir, c] * (1 - fr) + lut[ib, ig, ir + 1, c] * fr
-                        c01 = lut[ib, ig + 1, ir, c] * (1 - fr) + lut[ib, ig + 1, ir + 1, c] * fr
-                        c10 = lut[ib + 1, ig, ir, c] * (1 - fr) + lut[ib + 1, ig, ir + 1, c] * fr
-                        c11 = lut[ib + 1, ig + 1, ir, c] * (1 - fr) + lut[ib + 1, ig + 1, ir + 1, c] * fr
-                        c0 = c00 * (1 - fg) + c01 * fg
-                        c1 = c10 * (1 - fg) + c11 * fg
-                        v = c0 * (1 - fb) + c1 * fb + 0.5
-                        out[y, x, c] = np.uint8(min(max(v, 0.0), 255.0))
+        def direct(px, lut, idx, frac, out):  # pragma: no cover - compiled
+            for i in numba.prange(px.shape[0]):  # pixels N×3, flat
+                r, g, b = px[i, 0], px[i, 1], px[i, 2]
+                ir, ig, ib = idx[r], idx[g], idx[b]
+                fr, fg, fb = frac[r], frac[g], frac[b]
+                for c in range(3):
+                    c0 = on_plane(lut, ib, ig, ir, fg, fr, c)
+                    c1 = on_plane(lut, ib + 1, ig, ir, fg, fr, c)
+                    out[i, c] = np.uint8(min(max(c0 * (1 - fb) + c1 * fb + 0.5, 0.0), 255.0))
 
         @numba.njit(parallel=True, cache=True, fastmath=False, nogil=True)
         def planes(lut, idx, frac, table):  # pragma: no cover - compiled
@@ -206,22 +204,15 @@ def _u8_kernels():
                     for r in range(256):
                         ir, fr = idx[r], frac[r]
                         for c in range(3):
-                            c00 = lut[ib, ig, ir, c] * (1 - fr) + lut[ib, ig, ir + 1, c] * fr
-                            c01 = lut[ib, ig + 1, ir, c] * (1 - fr) + lut[ib, ig + 1, ir + 1, c] * fr
-                            table[ib, g, r, c] = c00 * (1 - fg) + c01 * fg
+                            table[ib, g, r, c] = on_plane(lut, ib, ig, ir, fg, fr, c)
 
         @numba.njit(parallel=True, cache=True, fastmath=False, nogil=True)
-        def from_planes(img, table, idx, frac, out):  # pragma: no cover - compiled
-            h, w = img.shape[0], img.shape[1]
-            for y in numba.prange(h):
-                for x in range(w):
-                    r = img[y, x, 0]
-                    g = img[y, x, 1]
-                    b = img[y, x, 2]
-                    ib, fb = idx[b], frac[b]
-                    for c in range(3):
-                        v = table[ib, g, r, c] * (1 - fb) + table[ib + 1, g, r, c] * fb + 0.5
-                        out[y, x, c] = np.uint8(min(max(v, 0.0), 255.0))
+        def from_planes(px, table, idx, frac, out):  # pragma: no cover - compiled
+            for i in numba.prange(px.shape[0]):
+                ib, fb = idx[px[i, 2]], frac[px[i, 2]]
+                for c in range(3):
+                    v = table[ib, px[i, 1], px[i, 0], c] * (1 - fb) + table[ib + 1, px[i, 1], px[i, 0], c] * fb
+                    out[i, c] = np.uint8(min(max(v + 0.5, 0.0), 255.0))
 
         _U8_KERNELS = {"direct": direct, "planes": planes, "from_planes": from_planes}
     return _U8_KERNELS
@@ -244,18 +235,20 @@ def apply_lut_u8(image: np.ndarray, lut: torch.Tensor, out: np.ndarray | None = 
     table = _lut_rgb_last(lut)
     if out is None:
         out = np.empty_like(image)
-    idx, frac = _axis_tables(table.shape[0])
-    k, img = _u8_kernels(), np.ascontiguousarray(image)
+    if not out.flags.c_contiguous or out.shape != image.shape or out.dtype != np.uint8:
+        raise ValueError("out must be a C-contiguous uint8 array of the image's shape")
     if method == "auto":
-        method = "planes" if img.shape[0] * img.shape[1] >= PLANES_FROM else "direct"
+        method = "planes" if image.shape[0] * image.shape[1] >= PLANES_FROM else "direct"
+    if method not in ("planes", "direct"):
+        raise ValueError(f"method must be auto, planes or direct, got {method!r}")
+    idx, frac = _axis_tables(table.shape[0])
+    k, px, flat = _u8_kernels(), np.ascontiguousarray(image).reshape(-1, 3), out.reshape(-1, 3)
     if method == "planes":
         planes = np.empty((table.shape[0], 256, 256, 3), np.float32)
         k["planes"](table, idx, frac, planes)
-        k["from_planes"](img, planes, idx, frac, out)
-    elif method == "direct":
-        k["direct"](img, table, idx, frac, out)
+        k["from_planes"](px, planes, idx, frac, flat)
     else:
-        raise ValueError(f"method must be auto, planes or direct, got {method!r}")
+        k["direct"](px, table, idx, frac, flat)
     return out
     lut_f = lut.detach().to("cpu", torch.float32)
     for y in range(0, image.shape[0], 256):  # bounded float32 memory for large images

@@ -124,6 +124,11 @@ def _header_lines(res: Results, command: str) -> list[str]:
             f"Machine: {h['machine']}; device {h['device']}; data `{h['data']}`; sizes: {h['sizes']}.", ""]
 
 
+def _command(table: str, **resolved) -> str:
+    """The command that reproduces a table, from its resolved arguments (recorded in the report)."""
+    return f"python -m eval.tables {table} " + " ".join(f"--{k} {v}" for k, v in resolved.items())
+
+
 @shared_args
 def table1(data: str = "data/mini4", domains: str = "MiniFlickr,MiniDay2night", out: str = "reports/table1",
            runs: str = "runs", seeds: int = 2, steps: int = 100, batch_size: int = 8, lr: float = 1e-4,
@@ -143,9 +148,9 @@ def table1(data: str = "data/mini4", domains: str = "MiniFlickr,MiniDay2night", 
     doms, archs = resolve_domains(data, domains), tuple(names(archs))
     outp, runp = Path(out), Path(runs)
     outp.mkdir(parents=True, exist_ok=True)
-    command = (f"python -m eval.tables table1 --data {data} --domains {','.join(doms)} --out {out} --runs {runs} "
-               f"--seeds {seeds} --steps {steps} --batch_size {batch_size} --lr {lr} --archs {','.join(archs)} "
-               f"--device {device} --syconet_arch {syconet_arch} --syconet_size {syconet_size}")
+    command = _command("table1", data=data, domains=",".join(doms), out=out, runs=runs, seeds=seeds, steps=steps,
+                       batch_size=batch_size, lr=lr, archs=",".join(archs), device=device, syconet_arch=syconet_arch,
+                       syconet_size=syconet_size)
     res = Results(outp, {"machine": _machine(device), "device": device, "data": data, "command": command,
                          "sizes": f"finetunes {steps} steps of batch {batch_size} (+ as many augmented composites), "
                                   f"lr {lr}, at the base model's size (64 px); scored with the official protocol at 256 px"})
@@ -230,9 +235,9 @@ def table2(data: str = "data/mini4", domain: str = "MiniDay2night", out: str = "
     from syconet.model import load
     outp, runp = Path(out), Path(runs)
     outp.mkdir(parents=True, exist_ok=True)
-    command = (f"python -m eval.tables table2 --data {data} --domain {domain} --out {out} --runs {runs} "
-               f"--syconet_steps {syconet_steps} --steps {steps} --batch_size {batch_size} --lr {lr} -k {k} "
-               f"--arch {arch} --device {device} --syconet_arch {syconet_arch} --syconet_size {syconet_size}")
+    command = _command("table2", data=data, domain=domain, out=out, runs=runs, syconet_steps=syconet_steps, steps=steps,
+                       batch_size=batch_size, lr=lr, k=k, arch=arch, device=device, syconet_arch=syconet_arch,
+                       syconet_size=syconet_size)
     res = Results(outp, {"machine": _machine(device), "device": device, "data": data, "command": command,
                          "sizes": f"each SycoNet from scratch on {domain}: {syconet_steps} steps of batch 16 at {syconet_size} px "
                                   f"(encoders at half that), lr 3e-4; harmonizer finetunes as Table 1 row 7: {steps} steps "
