@@ -234,7 +234,7 @@ def apply_lut_u8(image: np.ndarray, lut: torch.Tensor, out: np.ndarray | None = 
         raise ValueError(f"image must be an H×W×3 uint8 array, got {got}")
     table = _lut_rgb_last(lut)
     if out is None:
-        out = np.empty_like(image)
+        out = np.empty(image.shape, np.uint8)
     if not out.flags.c_contiguous or out.shape != image.shape or out.dtype != np.uint8:
         raise ValueError("out must be a C-contiguous uint8 array of the image's shape")
     if method == "auto":

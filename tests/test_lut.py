@@ -110,6 +110,18 @@ class TestApplyU8:
         with pytest.raises(ValueError, match="method must be"):
             apply_lut_u8(img, lut, method="fast")
 
+    def test_views_of_any_layout(self):
+        """A transposed or strided view reads as the array it shows; a non-contiguous out is refused."""
+        rng = np.random.default_rng(7)
+        base = rng.integers(0, 256, (3, 20, 30), dtype=np.uint8)
+        view = base.transpose(1, 2, 0)                     # H×W×3, not C-contiguous
+        lut = torch.rand(3, 9, 9, 9, generator=torch.Generator().manual_seed(2))
+        for method in ("direct", "planes"):
+            assert np.array_equal(apply_lut_u8(view, lut, method=method),
+                                  apply_lut_u8(np.ascontiguousarray(view), lut, method=method))
+        with pytest.raises(ValueError, match="C-contiguous"):
+            apply_lut_u8(np.ascontiguousarray(view), lut, out=np.zeros((30, 20, 3), np.uint8).transpose(1, 0, 2))
+
     def test_bad_input(self):
         with pytest.raises(ValueError, match="H×W×3 uint8"):
             apply_lut_u8(np.zeros((4, 4, 3), np.float32), identity_lut())
