@@ -190,6 +190,7 @@ def _cli(*args):
 
 
 def test_corrupted_checkpoints_are_refused(tmp_path):
+    from common.io import InputError
     sd = _random_official("issam")
     cases = {}
     missing = dict(sd)
@@ -204,17 +205,20 @@ def test_corrupted_checkpoints_are_refused(tmp_path):
     for name, (obj, msg) in cases.items():
         src = tmp_path / f"{name}.pth"
         torch.save(obj, src)
-        r = _cli(src, tmp_path / f"{name}.safetensors", "--kind", "issam")
-        assert r.returncode == 2, (name, r.stderr)
-        assert msg in r.stderr and len(r.stderr.strip().splitlines()) == 1, (name, r.stderr)
-        assert "pwned" not in r.stdout + r.stderr
+        with pytest.raises(InputError) as e:
+            C.convert(src, tmp_path / f"{name}.safetensors", "issam")
+        assert msg in str(e.value) and str(src) in str(e.value), name
         assert not (tmp_path / f"{name}.safetensors").exists()
     (tmp_path / "junk.pth").write_bytes(b"not a checkpoint")
-    r = _cli(tmp_path / "junk.pth", tmp_path / "j.safetensors", "--kind", "issam")
-    assert r.returncode == 2 and "not a readable PyTorch checkpoint" in r.stderr
+    with pytest.raises(InputError, match="not a readable PyTorch checkpoint"):
+        C.convert(tmp_path / "junk.pth", tmp_path / "j.safetensors", "issam")
     torch.save(_random_official("rainnet"), tmp_path / "rain.pth")  # the right file for another kind
-    r = _cli(tmp_path / "rain.pth", tmp_path / "r.safetensors", "--kind", "issam")
-    assert r.returncode == 2 and "missing" in r.stderr and "unexpected" in r.stderr
+    with pytest.raises(InputError, match="missing .* unexpected"):
+        C.convert(tmp_path / "rain.pth", tmp_path / "r.safetensors", "issam")
+    # the command: one line, exit 2, nothing run, nothing written
+    r = _cli(tmp_path / "pickled.pth", tmp_path / "p.safetensors", "--kind", "issam")
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "pickled code" in r.stderr
+    assert "pwned" not in r.stdout + r.stderr and not (tmp_path / "p.safetensors").exists()
 
 
 def test_converted_issam_runs_in_a_zoo(tiny_zoo, mini_data, tmp_path):

@@ -90,13 +90,13 @@ def test_iharm_protocol_matches_the_official_formulas(layout, tmp_path):
     assert want["dark"]["PSNR"] < 10 * np.log10(255 ** 2 / want["dark"]["MSE"]) - 3  # the peak is the target's
     for k in ("MSE", "fMSE", "PSNR"):  # All pools the images
         assert res["summary"]["All"][k] == pytest.approx(np.mean([want[n][k] for n in names]), rel=1e-6)
-    # the same folder under ours differs (binary mask, full-resolution scoring, peak 255)
-    r2 = subprocess.run([sys.executable, "-m", "eval.score", "--data", str(root), "--pred", str(preds),
-                         "--protocol", "fullres"], cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert r2.returncode == 2 and "prediction is 256x256, composite is 240x180" in r2.stderr
-    bad = subprocess.run([sys.executable, "-m", "eval.score", "--data", str(root), "--protocol", "nope"],
-                         cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert bad.returncode == 2 and "--protocol must be one of" in bad.stderr
+    # under ours, a 256-px result for a composite of another size is refused; a bad protocol too
+    from common.io import InputError
+    from eval.score import main
+    with pytest.raises(InputError, match="prediction is 256x256, composite is 240x180"):
+        main(data=str(root), pred=str(preds), protocol="fullres")
+    with pytest.raises(InputError, match="--protocol must be one of"):
+        main(data=str(root), protocol="nope")
 
 
 def test_iharm_checkpoint_scores_the_network_output(layout):
