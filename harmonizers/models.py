@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from common import checkpoint
+from common import checkpoint, registry
 from common.device import resolve as resolve_device
 from common.io import check_strength
 
@@ -106,6 +106,10 @@ def load(path, device="cpu") -> tuple[Harmonizer, dict]:
     model.load_state_dict({k: v.float() for k, v in tensors.items()})
     return model.to(device).eval(), m
 
+
+
+registry.register_variants("harmonizer", VARIANTS, create)
+registry.register_loader("harmonizer", load)
 
 # ---- full-resolution inference -----------------------------------------------------------------
 

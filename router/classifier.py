@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from common import checkpoint
+from common import checkpoint, registry
 from common.device import resolve as resolve_device
 from common.imagenet import IMAGENET_MEAN, IMAGENET_STD
 
@@ -117,3 +117,15 @@ def load(path, device="cpu") -> tuple[DomainClassifier, dict]:
     model = DomainClassifier(ClassifierConfig(**cfg))
     model.load_state_dict({k: v.float() for k, v in tensors.items()})
     return model.to(device).eval(), m
+
+
+def create(name: str = "domain_classifier", pretrained_file: str | None = None, **overrides) -> DomainClassifier:
+    """A domain classifier; ``overrides`` are :class:`ClassifierConfig` fields (``domains`` needed)."""
+    cfg = {k: v for k, v in overrides.items() if v is not None}
+    if "domains" in cfg:
+        cfg["domains"] = tuple(cfg["domains"])
+    return DomainClassifier(ClassifierConfig(**cfg), pretrained_file=pretrained_file)
+
+
+registry.register_variants("classifier", ["domain_classifier"], create)
+registry.register_loader("classifier", load)

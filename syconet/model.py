@@ -20,12 +20,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from common import checkpoint
+from common import checkpoint, registry
 from common.device import resolve as resolve_device
 from common.gan import lsgan_terms
 
-from .bank import basis_bank
 from common.lut import apply_lut, combine, identity_lut, lut_regularisers
+
+from .bank import basis_bank
+from .official import OfficialSycoNet, OfficialSycoNetConfig
 
 
 @dataclass(frozen=True)
@@ -203,7 +205,6 @@ def load(path, device="cpu") -> tuple[SycoNet, dict]:
     device = resolve_device(device)
     tensors, m = checkpoint.load(path, kind="syconet", device=device)
     if m.get("arch") == "syconet_official":  # a converted released checkpoint (harmonizers.convert)
-        from .official import OfficialSycoNet, OfficialSycoNetConfig
         model = OfficialSycoNet(OfficialSycoNetConfig(**m["config"]), bank=tensors["bank"].float())
         model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in tensors.items()})
         return model.to(device).eval(), m
@@ -218,6 +219,16 @@ def load(path, device="cpu") -> tuple[SycoNet, dict]:
     model.load_state_dict({k: v.float() for k, v in tensors.items()}, strict=True)
     return model.to(device).eval(), m
 
+
+
+def create_official(name: str = "syconet_official", **overrides) -> OfficialSycoNet:
+    """The released SycoNet network (:mod:`syconet.official`), identity basis LUTs."""
+    return OfficialSycoNet(OfficialSycoNetConfig(**{k: v for k, v in overrides.items() if v is not None}))
+
+
+registry.register_variants("syconet", VARIANTS, create)
+registry.register_variants("syconet", ["syconet_official"], create_official)
+registry.register_loader("syconet", load)
 
 def export_generation(src, dst, fp16: bool = True, overwrite: bool = False):
     """Keep what generation needs (``E^r``, the FC, the basis LUTs): half the size, for shipping."""
