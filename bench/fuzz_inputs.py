@@ -180,7 +180,7 @@ def run_case(fn, timeout: int = 60) -> tuple[str, str]:
 
 
 def fuzz(n_random: int = 180, seed: int = 0, zoo=None, backend: str = "auto", out_json: str | None = None) -> dict:
-    from router import _predict_one
+    from router.cli import predict_one
     from eval.userstudy import export
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
@@ -190,7 +190,7 @@ def fuzz(n_random: int = 180, seed: int = 0, zoo=None, backend: str = "auto", ou
         per_kind: dict[str, Counter] = {}
         for i, c in enumerate(cases):
             out = tmp / "out" / f"{i}.png"
-            outcome, detail = run_case(lambda: _predict_one(c["image"], c["mask"], out, zoo, "routed", False, "cpu",
+            outcome, detail = run_case(lambda: predict_one(c["image"], c["mask"], out, zoo, "routed", False, "cpu",
                                                             backend))
             if outcome == "refused" and out.exists():
                 outcome, detail = "bad", "output written for a refused input"
@@ -204,7 +204,7 @@ def fuzz(n_random: int = 180, seed: int = 0, zoo=None, backend: str = "auto", ou
         keep = tmp / "out" / "existing.png"
         keep.parent.mkdir(parents=True, exist_ok=True)
         keep.write_bytes(b"keep me")
-        outcome, _ = run_case(lambda: _predict_one(cases[0]["image"], cases[0]["mask"], keep, zoo, backend=backend))
+        outcome, _ = run_case(lambda: predict_one(cases[0]["image"], cases[0]["mask"], keep, zoo, backend=backend))
         if keep.read_bytes() != b"keep me" or outcome == "bad":
             bad.append({"case": "existing output", "detail": "replaced or crashed"})
         # the whole corpus as one folder: predict_dir and the study export list failures, never crash

@@ -10,14 +10,21 @@ import fire
 from .io import InputError
 
 
-def run(component, name: str | None = None) -> None:
-    """``fire.Fire(component)``, turning :class:`InputError` (and missing files) into ``exit 2``."""
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+def guarded(fn):
+    """``fn()``, turning :class:`InputError` (and missing or existing files) into one line on stderr
+    and exit status 2. Commands that ``python -m fire`` runs directly (not through :func:`run`) call
+    their work through it."""
     try:
-        fire.Fire(component, name=name)
+        return fn()
     except (InputError, FileNotFoundError, FileExistsError) as e:
         print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+        raise SystemExit(2)
+
+
+def run(component, name: str | None = None) -> None:
+    """``fire.Fire(component)`` under :func:`guarded`."""
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    guarded(lambda: fire.Fire(component, name=name))
 
 
 # Flags that several commands share, described once (fire shows the docstring's Args in --help).
@@ -27,7 +34,7 @@ SHARED_ARGS = {
     "split": "train or test.",
     "steps": "optimizer steps.",
     "batch_size": "images per step (over all processes under torchrun).",
-    "lr": "learning rate (AdamW).",
+    "lr": "learning rate (Adam, cosine decay over the run).",
     "workers": "DataLoader worker processes (0: load in the main process).",
     "seed": "random seed (data order, augmentation, initialisation).",
     "save_every": "write <out>.last.safetensors (weights, optimizer, step) every N steps, for resuming.",

@@ -1,0 +1,188 @@
+"""``predict`` and ``predict_dir``: the commands' work, on either backend (see :mod:`router`).
+``python -m router``, ``fire router`` and ``python -m fire router`` all reach these functions."""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from common.cli import guarded
+from common.io import WRITE_FORMATS, BatchError, InputError, check_image, check_strength, find_pairs, write_image
+
+from .routing import MODES_NEEDING_PROBS
+
+BACKENDS = ("auto", "onnx", "torch")
+
+_CACHE: dict = {}
+
+
+def _loaded(zoo, device, backend: str):
+    """(harmonizer, freshly loaded) for a zoo, cached per process; the ONNX one when it can serve."""
+    key = (str(zoo), str(device), backend)
+    if key in _CACHE:
+        return _CACHE[key], False
+    if backend == "onnx":
+        from .fast import FastHarmonizer
+        h = FastHarmonizer.from_zoo(zoo)
+    else:
+        from .api import Harmonizer
+        h = Harmonizer.from_zoo(zoo, device)
+    _CACHE[key] = h
+    return h, True
+
+
+def _run(image, mask, zoo, mode, device, backend, strength=1.0) -> tuple[dict, float, str]:
+    """Read, load and harmonize with one backend → (result, load seconds, backend used)."""
+    if backend == "onnx":
+        from common.io import read_image_array, read_mask_array
+        img, m = read_image_array(image), read_mask_array(mask)  # as on torch: in "total", not in a stage
+        check_image(img, image)  # here, to name the file (run checks arrays again, unnamed)
+        t0 = time.perf_counter()
+        h, fresh = _loaded(zoo, device, "onnx")
+        h.load(mode)
+        t_load = time.perf_counter() - t0
+        return h.run(img, m, mode, strength), t_load if fresh else 0.0, "onnx"
+    t0 = time.perf_counter()
+    h, fresh = _loaded(zoo, device, "torch")
+    if mode in MODES_NEEDING_PROBS:
+        h.classifier  # noqa: B018 - load it here, so that "load" holds all loading
+    t_load = time.perf_counter() - t0
+    return h.run(image, mask, mode, strength), t_load if fresh else 0.0, "torch"
+
+
+def output_path(image, out=None) -> Path:
+    """Where ``predict`` writes IMAGE's result: OUT when it names a file, ``OUT/<stem>_harmonized.png``
+    when OUT is an existing folder (or ends with ``/``), else ``<stem>_harmonized.png`` beside IMAGE."""
+    name = Path(image).stem + "_harmonized.png"
+    if not out:
+        return Path(image).with_name(name)
+    out_s = str(out)
+    out = Path(out)
+    if out.is_dir() or out_s.endswith(("/", os.sep)):
+        return out / name
+    if out.suffix.lower() not in WRITE_FORMATS:
+        raise InputError(f"--out {out}: unknown image suffix {out.suffix!r} (use .png or .jpg, or an existing folder)")
+    return out
+
+
+def predict_one(image, mask, out=None, zoo=None, mode="routed", overwrite=False, device="cpu",
+                 backend="auto", strength=1.0) -> dict:
+    t0 = time.perf_counter()
+    strength = _check_options(device, backend, strength)
+    out = output_path(image, out)
+    if out.exists() and not overwrite:
+        raise InputError(f"{out}: already exists (pass --overwrite to replace it)")
+    if str(device) != "cpu" and backend == "onnx":
+        raise InputError(f"--backend onnx runs on the CPU; use --backend torch for --device {device}")
+    r = None
+    if backend in ("auto", "onnx") and str(device) == "cpu":
+        from .fast import Unavailable
+        try:
+            r, t_load, used = _run(image, mask, zoo, mode, device, "onnx", strength)
+        except Unavailable as e:
+            if backend == "onnx":
+                raise InputError(f"--backend onnx: {e}") from None
+    if r is None:
+        r, t_load, used = _run(image, mask, zoo, mode, device, "torch", strength)
+    t1 = time.perf_counter()
+    output = r["output"]
+    if used == "onnx":
+        import numpy as np
+        output = np.rint(np.clip(output, 0, 1) * 255).astype(np.uint8)
+    write_image(output, out, overwrite=overwrite)
+    seconds = {"load": round(t_load, 4), **{k: round(v, 4) for k, v in r["seconds"].items()},
+               "write": round(time.perf_counter() - t1, 4)}
+    seconds["total"] = round(time.perf_counter() - t0, 4)
+    probs = {k: round(v, 4) for k, v in r["probabilities"].items()} if r["probabilities"] else None
+    res = {"domain": r["domain"], "probabilities": probs, "model": r["model"], "mode": mode, "strength": strength,
+           "output": str(out), "backend": used, "seconds": seconds}
+    if "weights" in r:
+        res["weights"] = {k: round(v, 4) for k, v in r["weights"].items()}
+    return res
+
+
+def _check_options(device, backend, strength) -> float:
+    """Check the options every image shares (before any image is read); returns the strength."""
+    strength = check_strength(strength)
+    if backend not in BACKENDS:
+        raise InputError(f"--backend must be one of {BACKENDS}, got {backend!r}")
+    if str(device) != "cpu":
+        from common.device import resolve
+        resolve(device)
+    return strength
+
+
+def predict(image, mask, out=None, zoo=None, mode: str = "routed", overwrite: bool = False, device: str = "cpu",
+            backend: str = "auto", strength: float = 1.0):
+    """Harmonize IMAGE with MASK (1 = foreground) and print one JSON line: domain, probabilities,
+    model, output path, backend and seconds per stage.
+
+    Args:
+        image: the composite (any image Pillow reads).
+        mask: its foreground mask, same size (grey, label, RGBA cut-out; see the README).
+        out: output file (.png/.jpg) or an existing folder; default <image stem>_harmonized.png beside IMAGE.
+        zoo: model zoo folder (default models/default).
+        mode: routed (the classifier picks the domain's model), soft (domain models blended by
+            probability), unified (one model for all domains) or oracle:DOMAIN.
+        overwrite: replace an existing output file.
+        device: cpu, cuda, cuda:N or auto; anything but cpu runs on torch.
+        backend: auto (ONNX Runtime when the zoo's export is current, else torch), onnx or torch.
+        strength: share of the network's change applied: 0 = the input, 1 = as trained, >1 further.
+    """
+    res = guarded(lambda: predict_one(str(image), str(mask), out, zoo, mode, overwrite, device, backend, strength))
+    print(json.dumps(res))
+
+
+def predict_dir(composites, masks=None, out=None, zoo=None, mode: str = "routed", overwrite: bool = False,
+                skip_existing: bool = False, device: str = "cpu", backend: str = "auto", strength: float = 1.0):
+    """Harmonize every image in COMPOSITES that has a mask and print one JSON line per image. A pair
+    that cannot be read is reported and skipped; the failures are listed at the end (exit status 2).
+
+    Args:
+        composites: folder of composites.
+        masks: folder of masks named like the composites (<stem>.png or <stem>_mask.*); default a
+            masks/ or mask/ folder next to or inside COMPOSITES, or <stem>_mask.* beside each image.
+        out: output folder (default <composites>_harmonized); results are <stem>_harmonized.png.
+        zoo: model zoo folder (default models/default).
+        mode: routed, soft, unified or oracle:DOMAIN (as for predict).
+        overwrite: replace existing outputs.
+        skip_existing: keep existing outputs and harmonize only the rest (to resume a batch).
+        device: cpu, cuda, cuda:N or auto.
+        backend: auto, onnx or torch (as for predict).
+        strength: share of the network's change applied (as for predict).
+    """
+    from tqdm import tqdm
+
+    def run():
+        _check_options(device, backend, strength)  # once: a wrong option or zoo would fail every pair
+        from .zoo import read
+        read(zoo)
+        src = Path(composites)
+        pairs = find_pairs(src, masks)
+        dst = Path(out) if out else src.with_name(src.name + "_harmonized")
+        if dst.exists() and not dst.is_dir():
+            raise InputError(f"--out {dst}: exists and is not a folder")
+        todo = [(i, m, dst / f"{i.stem}_harmonized.png") for i, m in pairs]
+        existing = [t for t in todo if t[2].exists()]
+        if existing and not (overwrite or skip_existing):
+            raise InputError(f"{dst}: {len(existing)} of {len(todo)} outputs already exist (first: "
+                             f"{existing[0][2].name}); pass --skip_existing to keep them or --overwrite to replace them")
+        if skip_existing and not overwrite:
+            todo = [t for t in todo if not t[2].exists()]
+            if existing:
+                print(f"skipped {len(existing)} of {len(pairs)} composites whose output exists in {dst}",
+                      file=sys.stderr)
+        rows, failed = [], []
+        for img, m, o in tqdm(todo, desc="predict", unit="img"):
+            try:
+                rows.append(predict_one(str(img), str(m), o, zoo, mode, overwrite, device, backend, strength))
+            except InputError as e:
+                failed.append(f"{img.name}: {e}")
+                continue
+            print(json.dumps(rows[-1]))
+        if failed:
+            raise BatchError(failed, len(todo))
+        return rows
+    guarded(run)
