@@ -101,12 +101,26 @@ def export(zoo=None, overwrite: bool = False) -> Path:
 
 # ---- numpy twins of the torch pre/post-processing --------------------------------------------
 
+_POOL = None
+THREADED_FROM = 1 << 20  # pixels from which the planes are resized in parallel
+
+
+def _plane(arr: np.ndarray, c: int, size: int) -> np.ndarray:
+    return np.asarray(Image.fromarray(np.ascontiguousarray(arr[..., c]), mode="F").resize((size, size), Image.BILINEAR))
+
+
 def resize(arr: np.ndarray, size: int) -> np.ndarray:
     """``H×W×C`` float32 → ``size×size×C``, bilinear, antialiased when shrinking (Pillow on float
-    planes: the filter ``F.interpolate(mode="bilinear", antialias=True)`` was ported from)."""
-    planes = [np.asarray(Image.fromarray(np.ascontiguousarray(arr[..., c]), mode="F")
-                         .resize((size, size), Image.BILINEAR)) for c in range(arr.shape[2])]
-    return np.stack(planes, -1)
+    planes: the filter ``F.interpolate(mode="bilinear", antialias=True)`` was ported from). Large
+    images have their planes resized on parallel threads (Pillow releases the GIL; same result)."""
+    global _POOL
+    if arr.shape[2] == 1 or arr.shape[0] * arr.shape[1] < THREADED_FROM:
+        return np.stack([_plane(arr, c, size) for c in range(arr.shape[2])], -1)
+    if _POOL is None:
+        import os
+        from concurrent.futures import ThreadPoolExecutor
+        _POOL = ThreadPoolExecutor(max_workers=min(arr.shape[2], os.cpu_count() or 1))
+    return np.stack(list(_POOL.map(lambda c: _plane(arr, c, size), range(arr.shape[2]))), -1)
 
 
 def _poly(px: np.ndarray) -> np.ndarray:

@@ -209,3 +209,12 @@ def test_gct_zoo_exports_and_matches_torch(tiny_zoo, inputs, tmp_path):
     ref = Harmonizer.from_zoo(root).run(str(inputs[0]), str(inputs[1]), "unified")
     assert np.abs(ours["output"] - ref["output"].permute(1, 2, 0).numpy()).max() < 1e-3
     assert np.abs(ours["output"] - img)[m > 0].max() > 1e-3          # it does change the foreground
+
+
+def test_threaded_resize_equals_sequential(monkeypatch):
+    """Large images have their planes resized on threads; the result is the same, value for value."""
+    arr = np.random.default_rng(0).random((70, 90, 3), dtype=np.float32)
+    monkeypatch.setattr(fast, "THREADED_FROM", 10 ** 9)
+    seq = fast.resize(arr, 32)
+    monkeypatch.setattr(fast, "THREADED_FROM", 1)
+    assert np.array_equal(fast.resize(arr, 32), seq) and seq.shape == (32, 32, 3)
