@@ -1,6 +1,6 @@
-"""Harmonizer registry, checkpoints and full-resolution inference.
+"""Harmonizer networks: registry, checkpoints and full-resolution inference.
 
-Every harmonizer maps ``(image N×3×H×W in [0,1], mask N×1×H×W) -> N×3×H×W``; :class:`Harmonizer`
+Every harmonizer maps ``(image N×3×H×W in [0,1], mask N×1×H×W) -> N×3×H×W``; :class:`HarmonizerNet`
 wraps a network so that any input size works (reflect-pad to the network's multiple, crop back) and
 the background is kept: ``out = m·G(x) + (1−m)·x``.
 """
@@ -43,7 +43,7 @@ VARIANTS = {
 }
 
 
-class Harmonizer(nn.Module):
+class HarmonizerNet(nn.Module):
     """A network plus the conventions: padding to its multiple and background preservation."""
 
     def __init__(self, arch: str, cfg, size: int):
@@ -72,7 +72,7 @@ class Harmonizer(nn.Module):
         return mask * y + (1 - mask) * image if keep_background else y
 
 
-def create(name: str, **overrides) -> Harmonizer:
+def create(name: str, **overrides) -> HarmonizerNet:
     """A registered variant; ``overrides`` left as ``None`` keep the variant's defaults."""
     if name not in VARIANTS:
         raise ValueError(f"unknown harmonizer {name!r}; choose from {sorted(VARIANTS)}")
@@ -84,22 +84,22 @@ def create(name: str, **overrides) -> Harmonizer:
     if bad:
         raise ValueError(f"unknown {arch} config keys {sorted(bad)}")
     cfg = cfg_cls(**{**base, **{k: v for k, v in overrides.items() if v is not None}})
-    return Harmonizer(arch, cfg, size)
+    return HarmonizerNet(arch, cfg, size)
 
 
-def meta(model: Harmonizer, domains, fingerprint: str, **extra) -> dict:
+def meta(model: HarmonizerNet, domains, fingerprint: str, **extra) -> dict:
     return {"kind": "harmonizer", "arch": model.arch, "config": asdict(model.cfg), "size": model.size,
             "domains": list(domains), "data_fingerprint": fingerprint, **extra}
 
 
-def from_meta(m: dict) -> Harmonizer:
+def from_meta(m: dict) -> HarmonizerNet:
     arch = m["arch"]
     if arch not in ARCHS:
         raise ValueError(f"checkpoint arch {arch!r} unknown; choose from {sorted(ARCHS)}")
-    return Harmonizer(arch, ARCHS[arch][1](**m["config"]), m["size"])
+    return HarmonizerNet(arch, ARCHS[arch][1](**m["config"]), m["size"])
 
 
-def load(path, device="cpu") -> tuple[Harmonizer, dict]:
+def load(path, device="cpu") -> tuple[HarmonizerNet, dict]:
     device = resolve_device(device)
     tensors, m = checkpoint.load(path, kind="harmonizer", device=device)
     model = from_meta(m)
@@ -159,7 +159,7 @@ def _upsample_window(x: torch.Tensor, size: tuple[int, int], ys: slice, xs: slic
 
 
 @torch.inference_mode()
-def harmonize(model: Harmonizer, image: torch.Tensor, mask: torch.Tensor, method: str = "transform",
+def harmonize(model: HarmonizerNet, image: torch.Tensor, mask: torch.Tensor, method: str = "transform",
               timings: dict | None = None, crop: bool = True, strength: float = 1.0) -> torch.Tensor:
     """Harmonize one ``3×H×W`` image with its ``1×H×W`` mask at its own resolution.
 

@@ -30,7 +30,7 @@ from domains.dataset import HarmonyDataset, batches, fingerprint, train_val
 from common import metrics as M
 
 from . import augment as A
-from .models import Harmonizer, create, load, meta
+from .models import HarmonizerNet, create, load, meta
 
 log = logging.getLogger(__name__)
 ARCH_ALIASES = {"issam": "issam256", "rainnet": "rainnet256"}
@@ -47,7 +47,7 @@ def fn_mse(pred, target, mask, min_area: float):
 class HarmonizerLoss(nn.Module):
     """The loss module the engine trains: harmonizer + (frozen, unregistered) augmenter."""
 
-    def __init__(self, model: Harmonizer, augmenter=None, only_aug: bool = False, gan_weight: float = 0.0,
+    def __init__(self, model: HarmonizerNet, augmenter=None, only_aug: bool = False, gan_weight: float = 0.0,
                  regrade: A.Regrade | None = None):
         super().__init__()
         self.model = model
@@ -85,7 +85,7 @@ class HarmonizerLoss(nn.Module):
 
 
 class HarmonizerTask(Task):
-    def __init__(self, model: Harmonizer, augmenter, only_aug, domains, fp, val, extra_meta, gan_weight: float = 0.0,
+    def __init__(self, model: HarmonizerNet, augmenter, only_aug, domains, fp, val, extra_meta, gan_weight: float = 0.0,
                  regrade: A.Regrade | None = None):
         self.model = HarmonizerLoss(model, augmenter, only_aug, gan_weight, regrade)
         self.net, self.domains, self.fp, self.val, self.extra = model, domains, fp, val, extra_meta
@@ -104,7 +104,7 @@ class HarmonizerTask(Task):
 
 
 @torch.inference_mode()
-def validate(model: Harmonizer, ds: HarmonyDataset, batch: int = 16, max_images: int = 128) -> dict:
+def validate(model: HarmonizerNet, ds: HarmonyDataset, batch: int = 16, max_images: int = 128) -> dict:
     dev = next(model.parameters()).device
     acc, base = M.Accumulator(), M.Accumulator()
     for b in batches(ds, batch, max_images, dev):
@@ -119,7 +119,7 @@ DRIFT_LIMIT = 2.5   # mean change of an unedited real photo inside its mask, 8-b
 
 
 @torch.inference_mode()
-def calibration_scores(model: Harmonizer, ds: HarmonyDataset, grid=CALIBRATION_GRID, max_images: int = 512) -> dict:
+def calibration_scores(model: HarmonizerNet, ds: HarmonyDataset, grid=CALIBRATION_GRID, max_images: int = 512) -> dict:
     """For each gate scale: validation fMSE of the composites, and the drift of the real photos
     passed through unedited (mean |output − input| inside the mask, 8-bit levels)."""
     dev = next(model.parameters()).device
@@ -153,7 +153,7 @@ def calibrate(out, val_ds: HarmonyDataset, drift_limit: float = DRIFT_LIMIT) -> 
     return info
 
 
-def build(arch: str, init: str | None, size: int | None) -> tuple[Harmonizer, dict]:
+def build(arch: str, init: str | None, size: int | None) -> tuple[HarmonizerNet, dict]:
     """A fresh registered variant, or the model of ``--init`` (weights and config)."""
     if init:
         model, _ = load(init)
