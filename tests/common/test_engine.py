@@ -13,7 +13,9 @@ from domains.dataset import HarmonyDataset, fingerprint
 from harmonizers.models import create
 from harmonizers.train import HarmonizerTask
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from ..conftest import ROOT as REPO_ROOT
+
+ROOT = str(REPO_ROOT)
 
 
 def _task(data):

@@ -9,7 +9,7 @@ from common.io import InputError
 from eval.benchmark import benchmark
 from eval.compose import compose
 
-from .conftest import ASSETS
+from ..conftest import ASSETS
 
 
 def test_benchmark_report(mini_data, tiny_zoo, tmp_path):
@@ -183,7 +183,7 @@ def test_scorer_pred_dir(mini_data, tmp_path):
     from common.io import read_image, write_image
     from domains.dataset import load_samples
 
-    from .conftest import ROOT
+    from ..conftest import ROOT
     samples = load_samples(mini_data, "MiniDay2night", "test")
     pred = tmp_path / "pred"
     for s in samples[:-1]:  # perfect results: the real images, named by the composite's stem

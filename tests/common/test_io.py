@@ -287,7 +287,7 @@ def test_a_write_that_fails_midway_leaves_nothing_and_says_why(tmp_path):
     code = f"""
 import resource, signal, sys
 import numpy as np
-sys.path.insert(0, {str(Path(__file__).resolve().parents[1])!r})
+sys.path.insert(0, {str(Path(__file__).resolve().parents[2])!r})
 from common.io import InputError, write_image
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
 resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from .conftest import ROOT
+from ..conftest import ROOT
 
 
 def _bilinear(a: np.ndarray, size: int) -> np.ndarray:

@@ -13,7 +13,7 @@ from domains.dataset import HarmonyDataset, list_domains, load_samples
 from eval.baselines import composite
 from eval.score import score
 
-from .conftest import make_photos
+from ..conftest import make_photos
 
 
 class TestBuild:
@@ -299,7 +299,7 @@ def _rcc(files: dict[str, bytes]) -> bytes:
 def test_photo_pool_reads_qt_resources_and_embedded_jpegs():
     import importlib.util
     import io
-    from .conftest import ROOT
+    from ..conftest import ROOT
     spec = importlib.util.spec_from_file_location("photo_pool", ROOT / "scripts" / "photo_pool.py")
     pool = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(pool)
@@ -318,7 +318,7 @@ def test_photo_pool_select_tags_crops_and_refuses_clashes(tmp_path, monkeypatch)
     import importlib.util
 
     import domains.masks as DM
-    from .conftest import ROOT
+    from ..conftest import ROOT
     spec = importlib.util.spec_from_file_location("photo_pool", ROOT / "scripts" / "photo_pool.py")
     pool = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(pool)

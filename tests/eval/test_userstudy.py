@@ -11,7 +11,7 @@ from common.io import BatchError, InputError
 from eval.compose import compose
 from eval.userstudy import CSV_EXTRA, CSV_HEADER, FILE_TIME, analyze, bradley_terry, export, key_path, order_trials
 
-from .conftest import ASSETS
+from ..conftest import ASSETS
 
 
 class TestBradleyTerry:

@@ -14,7 +14,7 @@ from syconet.lut import identity_lut
 from syconet.model import SycoNet, create, load, meta
 from syconet.train import ABLATIONS, main as train_main
 
-from .conftest import ROOT
+from ..conftest import ROOT
 
 
 def _batch(n=2, s=40):

@@ -12,7 +12,7 @@ from common.io import InputError, read_image_array, read_mask_array
 from harmonizers.models import _upsample_window, harmonize
 from router import fast, zoo as Z
 
-from .conftest import ROOT
+from ..conftest import ROOT
 
 
 @pytest.mark.parametrize("h,w,s", [(150, 200, 64), (40, 30, 64), (64, 64, 64), (97, 301, 32)])

@@ -16,7 +16,7 @@ from harmonizers.models import create, load
 from harmonizers.rainnet import RAIN
 from syconet.official import KERNEL_SCALE, OfficialSycoNet
 
-from .conftest import ROOT
+from ..conftest import ROOT
 
 
 def _ours(model, prefix):

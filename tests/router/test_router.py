@@ -16,7 +16,7 @@ from router import Harmonizer, zoo as Z
 from router.classifier import ClassifierConfig, DomainClassifier, efficientnet_lite0_file, resolve_backbone
 from router.train import report
 
-from .conftest import ROOT
+from ..conftest import ROOT
 
 
 @pytest.fixture
