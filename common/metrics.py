@@ -36,7 +36,7 @@ NAMES = ("MSE", "fMSE", "PSNR", "fPSNR", "fSSIM")
 FG_BINS = ((0.0, 0.05), (0.05, 0.15), (0.15, 1.0))
 PROTOCOLS = ("iharm", "fullres")
 __all__ = ["PEAK", "EVAL_SIZE", "NAMES", "FG_BINS", "PROTOCOLS", "EPS", "prepare", "mse_255", "fmse_255", "fssim_255",
-           "psnr_from_mse", "ssim_map", "mse", "fmse", "drift", "psnr", "fpsnr", "fssim", "bilinear", "iharm_inputs",
+           "psnr_from_mse", "ssim_map", "mse", "fmse", "drift", "psnr", "fpsnr", "fssim", "bilinear", "resize_8bit", "fmse_soft", "iharm_inputs",
            "iharm_compute", "Protocol", "compute", "Accumulator", "markdown_table", "HARM_TOL", "harms"]
 EPS = 1e-6  # the official metrics' epsilon
 HARM_TOL = 1e-4  # a method "harms" an image when it raises its fMSE by more than this share (0.01 %)
@@ -133,12 +133,21 @@ def bilinear(x, size: int):
     return F.interpolate(x.double(), size=(size, size), mode="bilinear", align_corners=False, antialias=False)
 
 
+def resize_8bit(x, size: int):
+    """An 8-bit image (``N×C×H×W`` in [0, 1]) resized as the official evaluation does: bilinear on
+    its levels, rounded back to 8 bits; float32 at ``size``."""
+    return (bilinear((x.double() * 255).round(), size).round().clamp(0, 255) / 255).float()
+
+
 def iharm_inputs(image, real, mask, size: int = EVAL_SIZE):
     """The official evaluation's inputs: 8-bit images resized bilinearly and rounded back to 8 bits,
     the mask resized bilinearly and kept soft. ``N×C×H×W`` in [0, 1] → float32 at ``size``."""
-    def q(x):
-        return (bilinear((x.double() * 255).round(), size).round().clamp(0, 255) / 255).float()
-    return q(image), q(real), bilinear(mask, size).clamp(0, 1).float()
+    return resize_8bit(image, size), resize_8bit(real, size), bilinear(mask, size).clamp(0, 1).float()
+
+
+def fmse_soft(p, t, m):
+    """The official fMSE on 0–255 tensors with a soft mask: ``Σ m(p−t)² / (3·Σm + 1e-6)``."""
+    return ((p - t).pow(2) * m).flatten(1).sum(1) / (3 * m.flatten(1).sum(1) + EPS)
 
 
 def iharm_compute(pred, target, mask) -> dict[str, torch.Tensor]:
@@ -149,9 +158,8 @@ def iharm_compute(pred, target, mask) -> dict[str, torch.Tensor]:
     p = torch.where((p - level).abs() < 1e-4, level, p)
     t = (target.double() * PEAK).round()
     m = mask.double()
-    err = (p - t).pow(2)
-    e = err.flatten(1).mean(1)
-    fe = (err * m).flatten(1).sum(1) / (3 * m.flatten(1).sum(1) + EPS)
+    e = (p - t).pow(2).flatten(1).mean(1)
+    fe = fmse_soft(p, t, m)
     psnr_ = 10 * torch.log10(t.flatten(1).amax(1) ** 2 / (e + EPS))
     return {"MSE": e, "fMSE": fe, "PSNR": psnr_, "fPSNR": 10 * torch.log10(PEAK ** 2 / (fe + EPS)),
             "fSSIM": fssim_255(p, t, m), "fg_ratio": (m > 0.5).double().flatten(1).mean(1)}
@@ -178,7 +186,7 @@ class Protocol:
         if self.name == "fullres":
             return compute(pred, real, mask, self.size)
         if pred.shape[-2:] != (self.size, self.size):
-            pred = (bilinear((pred.double() * 255).round(), self.size).round().clamp(0, 255) / 255).float()
+            pred = resize_8bit(pred, self.size)
         return iharm_compute(pred, real, mask)
 
     def describe(self) -> str:

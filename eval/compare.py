@@ -44,20 +44,22 @@ def parse_ckpts(spec: str | None) -> dict[str, str]:
     return out
 
 
-def predictors(ckpts: dict[str, str], device: str = "cpu", protocol: str = "fullres") -> dict:
-    """composite, reinhard and one ``predict(image, mask)`` per checkpoint, as ``protocol`` runs it."""
-    from .score import checkpoint_predictor
+def predictors(models: dict, protocol: str = "fullres") -> dict:
+    """composite, reinhard and one ``predict(image, mask)`` per loaded model, as ``protocol`` runs it."""
+    from .score import model_predictor
     preds = {"composite": BASELINES["composite"], "reinhard": BASELINES["reinhard"]}
-    for name, path in ckpts.items():
-        preds[name] = checkpoint_predictor(path, device=device, protocol=protocol)
+    for name, model in models.items():
+        preds[name] = model_predictor(model, protocol=protocol)
     return preds
 
 
 @torch.inference_mode()
 def compare(data, ckpts: dict[str, str], domains="all", split: str = "test", device: str = "cpu",
             n_grid: int = 4, protocol: str = "iharm") -> tuple[dict, torch.Tensor]:
+    from harmonizers.models import load
     proto = M.Protocol(protocol)
-    preds = predictors(ckpts, device, protocol)
+    models = {name: load(path, device=device)[0] for name, path in ckpts.items()}  # each loaded once
+    preds = predictors(models, protocol)
     samples = load_samples(data, domains, split)
     if not samples:
         raise InputError(f"{data}: no {split} composites for domains {domains}")
@@ -75,7 +77,7 @@ def compare(data, ckpts: dict[str, str], domains="all", split: str = "test", dev
         aspect = full.shape[2] / full.shape[1]
         thumbs.append([thumbnail(x, GRID_HEIGHT, aspect) for x in [comp, *(outs[m] for m in preds if m != "composite"), real]])
     # the drift on real photos is ours: each method at full resolution, background kept
-    full_preds = predictors(ckpts, device, "fullres")
+    full_preds = predictors(models, "fullres")
     drift = real_drift(samples, {m: (lambda p: lambda i, k, _d: p(i, k))(p) for m, p in full_preds.items()})
     res = {"data": shown(data), "split": split, "size": M.EVAL_SIZE, "protocol": protocol, "methods": {}}
     for m in preds:

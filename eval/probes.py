@@ -156,7 +156,7 @@ def strength(data="data/mini4", ckpt: str = "runs/issam_all.safetensors", domain
             p = (xs + beta * dv).clamp(0, M.PEAK)
             if protocol == "fullres":
                 return float(M.fmse_255(p, ts, ms).mean())
-            return float(((p - ts).pow(2) * ms).flatten(1).sum(1).div(3 * ms.flatten(1).sum(1) + M.EPS).mean())
+            return float(M.fmse_soft(p, ts, ms).mean())
         f = {beta: fmse(beta) for beta in (0.0, 1.0, b)}
         res[d] = {"beta_star": b, "fMSE_composite": f[0.0], "fMSE_model": f[1.0], "fMSE_beta_star": f[b]}
     print(f"{ckpt} on {data} ({split}): the change's useful share\n")

@@ -48,12 +48,17 @@ def score(data, predict: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], d
 
 def checkpoint_predictor(ckpt, full_res: str = "transform", device: str = "cpu", protocol: str = "iharm",
                          size: int = M.EVAL_SIZE):
-    """A ``predict`` function for ``score`` from a harmonizer checkpoint. Under ``iharm`` a network
+    """A ``predict`` function for ``score`` from a harmonizer checkpoint (:func:`model_predictor`)."""
+    from harmonizers.models import load
+    return model_predictor(load(ckpt, device=device)[0], full_res, protocol, size)
+
+
+def model_predictor(model, full_res: str = "transform", protocol: str = "iharm", size: int = M.EVAL_SIZE):
+    """A ``predict`` function for ``score`` from a loaded harmonizer. Under ``iharm`` a network
     trained at the evaluation size returns its own output (background predicted, not pasted back),
     as the official evaluation scores it; a network of another size is brought to it by
     ``full_res``, like any image."""
-    from harmonizers.models import harmonize, load
-    model, _ = load(ckpt, device=device)
+    from harmonizers.models import harmonize
     if protocol == "iharm" and model.size == size:
         dev = next(model.parameters()).device
         return lambda image, mask: model(image[None].to(dev), mask[None].to(dev), keep_background=False)[0].clamp(0, 1).cpu()

@@ -83,10 +83,11 @@ class UnetBlockCodec(nn.Module):
             self.dropout = nn.Dropout(dropout) if dropout else nn.Identity()
 
     def forward(self, x, mask):
-        skip = F.leaky_relu(x, 0.2)  # the official in-place LeakyReLU leaves the skip activated
+        # the official in-place LeakyReLU leaves the skip activated: activate once, use it twice
+        skip = F.leaky_relu(x, 0.2)
         if self.innermost:
-            return torch.cat([skip, self.upnorm(self.up(x), mask)], 1)
-        y = self.submodule(self.downnorm(self.down(x)), mask)
+            return torch.cat([skip, self.upnorm(self.up[1:](skip), mask)], 1)
+        y = self.submodule(self.downnorm(self.down[1](skip)), mask)
         return torch.cat([skip, self.dropout(self.upnorm(self.up(y), mask))], 1)
 
 
@@ -136,15 +137,16 @@ class RainNet(nn.Module):
 
     def generator(self, x, mask):
         """The official ``RainNet.forward``: composite in [−1, 1] → tanh output in [−1, 1]."""
-        x0 = self.model_layer0(x)
-        x1 = self.model_layer1norm(self.model_layer1(x0))
-        x2 = self.model_layer2norm(self.model_layer2(x1))
-        x3 = self.model_layer3norm(self.model_layer3(x2))
+        # each stage's LeakyReLU is computed once and serves both the next conv and the skip: the
+        # official in-place LeakyReLU leaves the skips activated
+        a0 = F.leaky_relu(self.model_layer0(x), 0.2)
+        a1 = F.leaky_relu(self.model_layer1norm(self.model_layer1[1](a0)), 0.2)
+        a2 = F.leaky_relu(self.model_layer2norm(self.model_layer2[1](a1)), 0.2)
+        x3 = self.model_layer3norm(self.model_layer3[1](a2))
         h = self.unet_block(x3, mask)
-        # the skips are activated: the official stages' in-place LeakyReLU changes them in place
-        h = self._up(11, h, F.leaky_relu(x2, 0.2), mask)
-        h = self._up(12, h, F.leaky_relu(x1, 0.2), mask)
-        h = self._up(13, h, F.leaky_relu(x0, 0.2), mask)
+        h = self._up(11, h, a2, mask)
+        h = self._up(12, h, a1, mask)
+        h = self._up(13, h, a0, mask)
         return self.model_out(h)
 
     def forward(self, image, mask):
