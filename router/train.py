@@ -1,25 +1,31 @@
 """Train the domain classifier and report its test accuracy and confusion matrix.
 
-    python -m router.train --data data/mini4 --out runs/router.safetensors
-    python -m router.train --data data/mini4 --out runs/router_nomask.safetensors --use_mask False
-    python -m router.train --data /path/to/iHarmony4 --size 224 --steps 5000 --batch_size 64 --workers 8
+    python -m router.train --data data/mini4 --out runs/router.safetensors       # probe: frozen backbone
+    python -m router.train --data data/mini4 --head finetune --use_mask True --steps 400 --out runs/router_ft.safetensors
+    python -m router.train --data /path/to/iHarmony4 --head finetune --steps 5000 --batch_size 64 --workers 8
 
 ``--backbone auto`` (default) uses ``tf_efficientnet_lite0`` with ImageNet weights when the
-``pretrained`` extra is installed, else ``resnet18`` from scratch.
+``pretrained`` extra is installed, else ``resnet18`` from scratch. ``--head probe`` (default) keeps
+the backbone frozen and fits a linear head on its pooled features (:mod:`router.probe`);
+``--head finetune`` trains the whole network with the training engine.
 """
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from common import checkpoint
 from common.cli import print_json, run, shared_args
+from common.device import resolve as resolve_device
 from common.engine import EngineConfig, Task, dist_info, train
 from common.io import InputError, write_text
 from domains.dataset import HarmonyDataset, batches, fingerprint, train_val
 
+from . import probe
 from .classifier import ClassifierConfig, DomainClassifier, meta, resolve_backbone
 
 
@@ -84,12 +90,29 @@ class ClassifierTask(Task):
         return {"score": 1 - r["accuracy"], "accuracy": r["accuracy"]}
 
 
+def fit_probe(task: ClassifierTask, train_set, out, batch_size: int, workers: int, device, l2: float,
+              overwrite: bool) -> dict:
+    """Extract the frozen backbone's features of ``train_set``, fit the head, save the checkpoint."""
+    import time
+    if Path(out).exists() and not overwrite:
+        raise InputError(f"{out}: already exists (pass --overwrite to train again)")
+    t0 = time.perf_counter()
+    net = task.net.to(resolve_device(device)).eval()
+    feats, labels = probe.extract(net, train_set, batch_size, workers)
+    w = task.model.weights
+    fit = probe.fit_head(net, feats, labels, None if w is None else w.cpu(), l2=l2)
+    checkpoint.save(out, net.state_dict(), {**task.meta(), "probe": {"n": len(labels), "l2": l2, **fit}},
+                    overwrite=overwrite)
+    return {"seconds": round(time.perf_counter() - t0, 1), "n_train": len(labels), **fit}
+
+
 @shared_args
-def main(data="data/mini4", out="runs/router.safetensors", backbone: str = "auto", use_mask: bool = True,
-         size: int = 224, pretrained_file: str | None = None, steps: int = 1000, batch_size: int = 32,
-         lr: float = 1e-3, workers: int = 0, seed: int = 0, val_every: int = 0, device: str = "auto",
-         resume: bool = True, overwrite: bool = False, synthesize: bool = False, amp: bool = True,
-         channels_last: bool = False, val_fraction: float = 0.1, balance: bool = True) -> None:
+def main(data="data/mini4", out="runs/router.safetensors", backbone: str = "auto", head: str = "probe",
+         use_mask: bool = False, size: int = 224, pretrained_file: str | None = None, steps: int = 1000,
+         batch_size: int = 32, lr: float = 1e-3, workers: int = 0, seed: int = 0, val_every: int = 0,
+         device: str = "auto", resume: bool = True, overwrite: bool = False, synthesize: bool = False,
+         amp: bool = True, channels_last: bool = False, val_fraction: float = 0.1, balance: bool = True,
+         l2: float = 1e-2) -> None:
     """Train the timm domain classifier that routes a composite to its domain's harmonizer.
 
     The confusion matrix printed at the end is on the test split.
@@ -98,37 +121,51 @@ def main(data="data/mini4", out="runs/router.safetensors", backbone: str = "auto
         out: checkpoint to write.
         backbone: timm model name; auto = tf_efficientnet_lite0 with ImageNet weights when the
             pretrained extra is installed, else resnet18 from scratch.
-        use_mask: give the mask as a fourth input channel.
+        head: probe (frozen backbone, a linear head on its pooled features, fitted in one pass;
+            the steps, lr and engine options do not apply) or finetune (the whole network, trained
+            for --steps with the engine).
+        use_mask: give the mask as a fourth input channel (finetune only).
         size: input size of the classifier.
         pretrained_file: local weights file for the backbone (timm pretrained_cfg_overlay).
-        synthesize: train on fresh composites made by each domain's own process (offline benchmark only).
+        synthesize: train on fresh composites made by each domain's own process (offline benchmark
+            only; steps × batch_size of them).
         balance: weight the loss by inverse domain frequency, so small domains are not routed away.
+        l2: the probe head's L2 penalty on its standardised features.
     """
     torch.manual_seed(seed)
-    train_ds, val_ds = train_val(data, "all", size, True, val_fraction if val_every else 0.0)
+    train_ds, val_ds = train_val(data, "all", size, True, val_fraction if val_every and head == "finetune" else 0.0)
+    if head == "probe":  # one deterministic view of each composite (the probe mirrors it itself)
+        train_ds = HarmonyDataset(data, "all", "train", size=size, train=False, samples=train_ds.samples)
     test_ds = HarmonyDataset(data, "all", "test", size=size, domain_names=train_ds.domains)
     name, weights = resolve_backbone(backbone, pretrained_file)
     cfg = ClassifierConfig(domains=tuple(train_ds.domains), backbone=name, use_mask=use_mask, size=size,
-                           pretrained="imagenet" if weights else "scratch")
-    model = DomainClassifier(cfg, pretrained_file=weights)
+                           pretrained="imagenet" if weights else "scratch", head=head)
+    try:
+        model = DomainClassifier(cfg, pretrained_file=weights)
+    except ValueError as e:
+        raise InputError(str(e)) from None
     task = ClassifierTask(model, fingerprint(train_ds.samples), val_ds,
                           balanced_weights(train_ds) if balance else None)
     train_set = train_ds
     if synthesize:
         from .synth import ProcessComposites
         train_set = ProcessComposites(train_ds, length=steps * batch_size)
-    res = train(task, train_set, EngineConfig(out=out, amp=amp, channels_last=channels_last, steps=steps,
-                                              batch_size=batch_size, lr=lr, workers=workers, seed=seed,
-                                              val_every=val_every, device=device, resume=resume, overwrite=overwrite))
-    if dist_info()[0] != 0:
-        return
+    if head == "probe":
+        res = fit_probe(task, train_set, out, batch_size, workers, device, l2, overwrite)
+    else:
+        res = train(task, train_set, EngineConfig(out=out, amp=amp, channels_last=channels_last, steps=steps,
+                                                  batch_size=batch_size, lr=lr, workers=workers, seed=seed,
+                                                  val_every=val_every, device=device, resume=resume,
+                                                  overwrite=overwrite))
+        if dist_info()[0] != 0:
+            return
     net = task.net.eval()
     r = report(confusion(net, test_ds), train_ds.domains)
-    write_text(json.dumps({**r, "backbone": name, "pretrained": cfg.pretrained, "use_mask": use_mask,
+    write_text(json.dumps({**r, "backbone": name, "pretrained": cfg.pretrained, "head": head, "use_mask": use_mask,
                            "synthesize": synthesize, "balance": balance, **res}, indent=1),
                str(out).removesuffix(".safetensors") + ".report.json", overwrite=True)
     print(r["table"])
-    print_json({"out": str(out), "accuracy": r["accuracy"], "backbone": name, "pretrained": cfg.pretrained,
+    print_json({"out": str(out), "accuracy": r["accuracy"], "backbone": name, "pretrained": cfg.pretrained, "head": head,
                 "use_mask": use_mask, "synthesize": synthesize, "seconds": res["seconds"]})
 
 

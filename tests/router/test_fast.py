@@ -133,7 +133,7 @@ def test_classifier_without_mask_channel_and_bad_manifest(mini_data, tiny_zoo, i
     from router.api import Harmonizer
     from router.train import main as rtrain
     rtrain(data=str(mini_data), out=str(tmp_path / "c.safetensors"), backbone="resnet10t", size=32, steps=1,
-           batch_size=4, device="cpu", use_mask=False)
+           batch_size=4, device="cpu", head="finetune", use_mask=False)
     z = Z.read(tiny_zoo)
     root = Z.build(tmp_path / "zoo", tmp_path / "c.safetensors", domains={"MiniFlickr": z["domains"]["MiniFlickr"]})
     fast.export(root)

@@ -1,0 +1,85 @@
+import pytest
+import torch
+from torch.utils.data import Dataset
+
+from common.io import InputError
+from router import classifier as C, probe
+from router.train import main as rtrain
+
+
+def _probe(domains=("dark", "bright")):
+    return C.DomainClassifier(C.ClassifierConfig(domains=domains, backbone="resnet10t", size=32, use_mask=False,
+                                                 head="probe")).eval()
+
+
+class Brightness(Dataset):
+    """Class 0: dark noise, class 1: bright noise; any backbone's pooled statistics separate them."""
+
+    def __init__(self, n, seed):
+        g = torch.Generator().manual_seed(seed)
+        self.y = torch.arange(n) % 2
+        self.x = torch.rand(n, 3, 40, 40, generator=g) * 0.4 + 0.5 * self.y.view(-1, 1, 1, 1)
+
+    def __len__(self):
+        return len(self.y)
+
+    def __getitem__(self, i):
+        return {"composite": self.x[i], "mask": torch.ones(1, 40, 40), "domain": int(self.y[i])}
+
+
+def test_pooled_features_are_mirror_invariant_and_sized_by_the_stages():
+    m = _probe()
+    x = torch.rand(2, 3, 48, 40)
+    f = m.pooled(x, torch.ones(2, 1, 48, 40))
+    assert f.shape == (2, 2 * sum(m.net.feature_info.channels())) == (2, m.feat_mean.numel())
+    torch.testing.assert_close(f, m.pooled(x.flip(-1), torch.ones(2, 1, 48, 40)), rtol=1e-5, atol=1e-5)
+
+
+def test_fit_head_learns_a_separable_task_and_generalises():
+    m = _probe()
+    feats, labels = probe.extract(m, Brightness(24, 0), batch_size=8)
+    assert feats.shape[0] == 24 and labels.tolist() == [0, 1] * 12
+    fit = probe.fit_head(m, feats, labels)
+    assert fit["train_accuracy"] == 1.0
+    torch.testing.assert_close(m.feat_mean, feats.mean(0))
+    test = Brightness(10, 1)
+    with torch.no_grad():
+        pred = m(test.x, torch.ones(10, 1, 40, 40)).argmax(1)
+    assert pred.tolist() == test.y.tolist()
+
+
+def test_class_weights_move_the_boundary_towards_the_light_class():
+    """Weighting a class up makes the head predict it more often on ambiguous inputs."""
+    m = _probe()
+    ds = Brightness(24, 0)
+    feats, labels = probe.extract(m, ds, batch_size=8)
+    mid = torch.full((6, 3, 40, 40), 0.45) + torch.rand(6, 3, 40, 40) * 0.1
+    shares = []
+    for w in ([1.0, 20.0], [20.0, 1.0]):
+        probe.fit_head(m, feats, labels, torch.tensor(w), l2=1.0)
+        with torch.no_grad():
+            shares.append(m.probabilities(mid, torch.ones(6, 1, 40, 40))[:, 1].mean().item())
+    assert shares[0] > shares[1]
+
+
+def test_probe_refuses_a_mask_channel():
+    with pytest.raises(ValueError, match="use_mask must be False"):
+        C.DomainClassifier(C.ClassifierConfig(domains=("a", "b"), backbone="resnet10t", use_mask=True, head="probe"))
+    with pytest.raises(ValueError, match="head must be one of"):
+        C.DomainClassifier(C.ClassifierConfig(domains=("a", "b"), backbone="resnet10t", head="linear"))
+
+
+def test_router_train_probe_round_trip(mini_data, tmp_path):
+    out = tmp_path / "probe.safetensors"
+    rtrain(data=str(mini_data), out=str(out), backbone="resnet10t", size=32, batch_size=4, device="cpu")
+    m, meta = C.load(out)
+    assert meta["config"]["head"] == "probe" and meta["probe"]["n"] > 0
+    x, mk = torch.rand(2, 3, 32, 32), torch.ones(2, 1, 32, 32)
+    again, _ = C.load(out)
+    torch.testing.assert_close(m(x, mk), again(x, mk))
+    assert not torch.equal(m.feat_std, torch.ones_like(m.feat_std))  # fitted, not the initial buffers
+    with pytest.raises(InputError, match="already exists"):
+        rtrain(data=str(mini_data), out=str(out), backbone="resnet10t", size=32, batch_size=4, device="cpu")
+    with pytest.raises(InputError, match="use_mask must be False"):
+        rtrain(data=str(mini_data), out=str(tmp_path / "m.safetensors"), backbone="resnet10t", size=32,
+               use_mask=True, device="cpu")
