@@ -3,6 +3,7 @@
     python -m eval.probes prior --data data/mini4                 # foreground-statistics priors, no network
     python -m eval.probes strength --data data/mini4 --ckpt runs/issam_all.safetensors
     python -m eval.probes separability --data data/mini4 [--hidden 64]   # can colour statistics route?
+    python -m eval.probes routing_sources --data data/mini4   # routing photos of a source never trained on
 
 ``prior``: every test composite's foreground is re-normalised in CIELAB (its own per-channel mean and
 std replaced by a target, its structure kept), the target blending with weight ``alpha`` the
@@ -20,10 +21,16 @@ wrong way on average. Read off the test split, β* is a diagnosis, not a setting
 ``separability``: a softmax regression (or small MLP) on 49 colour statistics of fresh composites
 made by each domain's process (the domain classifier's training data): if it cannot fit even its
 own training composites, the processes leave too little trace for a classifier to route by.
+
+``routing_sources``: the probe classifier's head refitted once per source of the benchmark's photos
+(the registry package a photo came from, in the photo manifest), on the composites of every other
+source (both splits), and scored on that source's composites: how well routing carries to photos
+from somewhere no training saw.
 """
 from __future__ import annotations
 
 import functools
+import re
 
 import numpy as np
 import torch
@@ -262,6 +269,65 @@ def separability(data="data/mini4", n: int = 1500, size: int = 128, hidden: int 
     return res
 
 
+def source_of(package: str) -> str:
+    """A photo's source: its package's name without version and platform (``gcompris-qt-data``)."""
+    m = re.match(r"[A-Za-z][\w.+-]*?(?=[-_ ]\d| |$)", package)
+    return m.group(0) if m else package
+
+
+def composite_sources(data) -> dict[str, str]:
+    """Composite file name → source of its photo, for a benchmark built by ``domains.build``."""
+    import json
+    from pathlib import Path
+    bench = json.loads((Path(data) / "manifest.json").read_text())
+    rows = json.loads((Path(bench["photos"]) / "manifest.json").read_text())
+    pkg = {r["name"]: source_of(r.get("source_package", "unknown")) for r in rows}
+    return {c["composite"]: pkg.get(c["photo"], "unknown") for d in bench["domains"].values() for c in d["composites"]}
+
+
+@shared_args
+def routing_sources(data="data/mini4", ckpt: str = "models/default/classifier.safetensors", batch_size: int = 32,
+                    l2: float = 1e-2, device: str = "auto") -> dict:
+    """Leave-one-source-out routing accuracy of a probe classifier (its backbone, head refitted per source).
+
+    Args:
+        ckpt: a classifier checkpoint with the probe head (router.train --head probe).
+        l2: the head's L2 penalty, as router.train's.
+    """
+    from torch.utils.data import ConcatDataset
+
+    from domains.dataset import HarmonyDataset
+    from router import classifier as C, probe
+    from router.train import balanced_weights
+    model, _ = C.load(ckpt, device=device)
+    if model.cfg.head != "probe":
+        raise InputError(f"{ckpt}: a {model.cfg.head} classifier; routing_sources refits a probe head")
+    sets = [HarmonyDataset(data, "all", split, size=model.cfg.size, train=False, domain_names=list(model.cfg.domains))
+            for split in ("train", "test")]
+    feats, labels = probe.extract(model, ConcatDataset(sets), batch_size)
+    where = composite_sources(data)
+    src = [where.get(s.composite.name, "unknown") for ds in sets for s in ds.samples]
+    res, hit = {}, 0
+    for name in sorted(set(src)):
+        out = torch.tensor([s == name for s in src])
+        probe.fit_head(model, feats[~out], labels[~out], balanced_weights(labels[~out], len(model.cfg.domains)), l2=l2)
+        with torch.no_grad():
+            pred = model.head((feats[out].to(model.feat_mean.device) - model.feat_mean) / model.feat_std).argmax(1).cpu()
+        right = int((pred == labels[out]).sum())
+        hit += right
+        res[name] = {"composites": int(out.sum()), "accuracy": right / int(out.sum()),
+                     "domains": dict(zip(model.cfg.domains, torch.bincount(labels[out], minlength=len(model.cfg.domains)).tolist()))}
+    summary = {"accuracy": hit / len(src), "mean_per_source": float(np.mean([r["accuracy"] for r in res.values()])),
+               "sources": res}
+    print(f"{ckpt}: head refitted without each source, accuracy on that source's composites\n")
+    print("| source | composites | per domain | accuracy |\n|---|---:|---|---:|")
+    for name, r in res.items():
+        print(f"| {name} | {r['composites']} | {', '.join(f'{d} {n}' for d, n in r['domains'].items() if n)} | "
+              f"{r['accuracy']:.3f} |")
+    print(f"| all (pooled) | {len(src)} | | {summary['accuracy']:.3f} |\n\nmean over sources {summary['mean_per_source']:.3f}")
+    return summary
+
+
 def _print(res: dict, title: str) -> None:
     doms = list(next(iter(res.values())))
     print(f"{title}\n\n| target | " + " | ".join(doms) + " |\n|---|" + "---:|" * len(doms))
@@ -277,7 +343,8 @@ def _quiet(fn):
     return cli
 
 
-CLI = {"prior": _quiet(prior), "strength": _quiet(strength), "separability": _quiet(separability)}
+CLI = {"prior": _quiet(prior), "strength": _quiet(strength), "separability": _quiet(separability),
+       "routing_sources": _quiet(routing_sources)}
 
 if __name__ == "__main__":
     run(CLI)

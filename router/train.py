@@ -29,14 +29,17 @@ from . import probe
 from .classifier import ClassifierConfig, DomainClassifier, meta, resolve_backbone
 
 
-def balanced_weights(ds: HarmonyDataset) -> torch.Tensor:
-    """Per-domain loss weights ∝ 1 / (the domain's share of the training items), mean 1: the small
-    domains (Hday2night has 1 % of iHarmony4) count as much as the large ones."""
-    counts = torch.zeros(len(ds.domains))
-    for s in ds.samples:
-        counts[ds.domains.index(s.domain)] += 1
-    w = counts.sum() / counts.clamp_min(1) / len(counts)
+def balanced_weights(labels, k: int) -> torch.Tensor:
+    """Per-domain loss weights ∝ 1 / (the domain's share of the training items, ``labels`` their
+    domain indices), mean 1: the small domains (Hday2night has 1 % of iHarmony4) count as much as
+    the large ones."""
+    counts = torch.bincount(torch.as_tensor(labels), minlength=k).float()
+    w = counts.sum() / counts.clamp_min(1) / k
     return w / w.mean()
+
+
+def domain_labels(ds: HarmonyDataset) -> list[int]:
+    return [ds.domains.index(s.domain) for s in ds.samples]
 
 
 class ClassifierLoss(nn.Module):
@@ -145,7 +148,7 @@ def main(data="data/mini4", out="runs/router.safetensors", backbone: str = "auto
     except ValueError as e:
         raise InputError(str(e)) from None
     task = ClassifierTask(model, fingerprint(train_ds.samples), val_ds,
-                          balanced_weights(train_ds) if balance else None)
+                          balanced_weights(domain_labels(train_ds), len(train_ds.domains)) if balance else None)
     train_set = train_ds
     if synthesize:
         from .synth import ProcessComposites

@@ -49,6 +49,9 @@ def main(zoo: str = str(ROOT / "models/default"), report: str = str(ROOT / "repo
              "|---|---|---|---:|---|---:|---|---|---:|---:|"]
     files = [man["classifier"], *man["domains"].values()] + ([man["unified"]] if man.get("unified") else []) + \
         list((man.get("syconets") or {}).values())
+    rr = json.loads(Path(router_report).read_text()) if Path(router_report).is_file() else None
+    if rr and "seconds" in rr:
+        times["router.safetensors"] = rr["seconds"]  # the report belongs to the zoo's classifier
     total = 0
     for f in files:
         md = checkpoint.read_meta(zoo / f)
@@ -58,14 +61,15 @@ def main(zoo: str = str(ROOT / "models/default"), report: str = str(ROOT / "repo
         mb = (zoo / f).stat().st_size / 2 ** 20
         total += mb
         t = times.get(src)
-        lines.append(f"| `{f}` | {md['kind']} | {md['arch']} | {size} | {', '.join(md['domains'])} | {md.get('step')} | "
+        steps = f"probe fit on {md['probe']['n']} composites" if "probe" in md else md.get("step")
+        lines.append(f"| `{f}` | {md['kind']} | {md['arch']} | {size} | {', '.join(md['domains'])} | {steps} | "
                      f"{recipe} | `runs/{src}` | {f'{t / 60:.1f} min' if t else '—'} | {mb:.2f} |")
     lines += ["", f"Total: {total:.1f} MB. The exact commands are in `scripts/train_models.sh`; a gate scale of 0 "
               "means the calibration on held-out training photos found no scale that helps there without moving "
               "real photos by more than 2.5 levels, so that domain's composites are left as they are.", ""]
-    if Path(router_report).is_file():
-        rr = json.loads(Path(router_report).read_text())
-        lines += [f"Classifier: `{rr['backbone']}` ({rr['pretrained']} start, mask channel: {rr['use_mask']}), "
+    if rr:
+        head = {"probe": "frozen, a linear head on its pooled features", "finetune": "finetuned"}[rr.get("head", "finetune")]
+        lines += [f"Classifier: `{rr['backbone']}` ({rr['pretrained']} weights, {head}; mask channel: {rr['use_mask']}), "
                   f"test accuracy {rr['accuracy']:.3f}.", "", rr["table"], ""]
     if Path(report).is_file():
         res = json.loads(Path(report).read_text())

@@ -200,3 +200,38 @@ def test_scorer_pred_dir(mini_data, tmp_path):
     base = subprocess.run([sys.executable, "-m", "eval.score", "--data", str(mini_data), "--domains", "MiniDay2night",
                            "--pred", "composite"], cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert base.returncode == 0 and "| MiniDay2night |" in base.stdout
+
+
+def test_routing_sources_leaves_each_source_out(photos12, tmp_path):
+    import shutil
+
+    from domains.build import MINI4_NAMES, build
+    from eval.probes import routing_sources, source_of
+    from router.train import main as rtrain
+    assert [source_of(p) for p in ("blender-data 3.4.1+dfsg-2 (debian)", "gcompris-qt-data_4.1-1_all.deb",
+                                   "scikit_image-0.26.0-cp311-cp311-manylinux_2_28_x86_64.whl", "lomiri-wallpapers")] == \
+        ["blender-data", "gcompris-qt-data", "scikit_image", "lomiri-wallpapers"]
+    photos = tmp_path / "photos"
+    shutil.copytree(photos12, photos)
+    names = sorted(p.stem for p in (photos / "images").glob("*.jpg"))
+    rows = [{"name": n, "domain": MINI4_NAMES[i % 4], "source_package": ["pkg-a 1.0 (debian)", "pkg-b_2.1_all.deb"][i % 2]}
+            for i, n in enumerate(names)]
+    (photos / "manifest.json").write_text(json.dumps(rows))
+    data = build(photos, tmp_path / "data", seed=0, max_side=64)
+    ckpt = tmp_path / "probe.safetensors"
+    rtrain(data=str(data), out=str(ckpt), backbone="resnet10t", size=32, batch_size=8, device="cpu")
+    res = routing_sources(data=str(data), ckpt=str(ckpt), device="cpu")
+    n = {(d, s): len((data / d / f"{d}_{s}.txt").read_text().split()) for d in MINI4_NAMES for s in ("train", "test")}
+    assert set(res["sources"]) == {"pkg-a", "pkg-b"}
+    assert sum(r["composites"] for r in res["sources"].values()) == sum(n.values())
+    # each source holds the composites of its photos' domains only (a: 1st and 3rd domain, b: 2nd and 4th)
+    assert {d for d, k in res["sources"]["pkg-a"]["domains"].items() if k} == {MINI4_NAMES[0], MINI4_NAMES[2]}
+    pooled = sum(r["accuracy"] * r["composites"] for r in res["sources"].values()) / sum(n.values())
+    assert res["accuracy"] == pytest.approx(pooled)
+    # a source's domains never seen in training cannot be predicted: every answer is wrong
+    assert res["accuracy"] == 0.0
+    with pytest.raises(InputError, match="refits a probe head"):
+        ft = tmp_path / "ft.safetensors"
+        rtrain(data=str(data), out=str(ft), backbone="resnet10t", size=32, steps=1, batch_size=4, device="cpu",
+               head="finetune")
+        routing_sources(data=str(data), ckpt=str(ft), device="cpu")
