@@ -62,11 +62,11 @@ def _run_methods(h: Harmonizer, methods, comp, mask, domain: str):
         elif m == "unified":
             outs[m] = harmonize(h.unified, comp, mask)
         elif m == "soft":  # the probabilities of "routed", just computed for this image
-            outs[m] = harmonize(h.choose("soft", probs)[1], comp, mask)
+            outs[m] = harmonize(h.select("soft", probs)[1], comp, mask)
         elif m == "routed":
             probs = h.probabilities(comp, mask)
             pred = max(probs, key=probs.get)
-            outs[m] = harmonize(h.choose("routed", probs)[1], comp, mask)
+            outs[m] = harmonize(h.select("routed", probs)[1], comp, mask)
         else:  # oracle: the true domain's model (unified if the zoo has none for it)
             model = h.models.get(domain, h.unified)
             if model is None:
@@ -137,7 +137,7 @@ def drift_predictors(h, methods) -> dict:
             return lambda i, k, d: harmonize(h.models.get(d, h.unified), i, k)
         if m == "unified":
             return lambda i, k, d: harmonize(h.unified, i, k)
-        return lambda i, k, d: harmonize(h.choose(m, h.probabilities(i, k))[1], i, k)
+        return lambda i, k, d: harmonize(h.select(m, h.probabilities(i, k))[1], i, k)
     return {m: one(m) for m in methods}
 
 
@@ -220,16 +220,16 @@ def real_composites(composites, zoo=None, out="reports/real_composites", masks=N
     for img_path, mask_path in tqdm(pairs, desc="real composites", unit="img"):
         image, mask = read_pair(img_path, mask_path)
         r = h.run(image, mask, "routed")
-        u = h.run(image, mask, "unified")["output"]
-        probs = r["probabilities"]
+        u = h.run(image, mask, "unified").output
+        probs = r.probabilities
         top = sorted(probs.values(), reverse=True)
-        a, b, m = M.prepare(r["output"][None], u[None], mask[None])  # 0-255 at the evaluation size
+        a, b, m = M.prepare(r.output[None], u[None], mask[None])  # 0-255 at the evaluation size
         diff = {"fMSE": float(M.fmse_255(a, b, m)[0]),
                 "mean_abs_levels": float(((a - b).abs() * m).sum() / (3 * m.sum()).clamp_min(1))}
-        rows.append({"name": img_path.name, "routed_to": r["domain"], "confidence": top[0],
+        rows.append({"name": img_path.name, "routed_to": r.domain, "confidence": top[0],
                      "margin": top[0] - (top[1] if len(top) > 1 else 0.0), "probabilities": probs,
                      "routed_vs_unified": diff, "fg_ratio": float(mask.mean())})
-        thumbs[img_path.name] = [resize_to_height(x, GRID_HEIGHT) for x in (image, r["output"], u)]
+        thumbs[img_path.name] = [resize_to_height(x, GRID_HEIGHT) for x in (image, r.output, u)]
     rows.sort(key=lambda r: -r["routed_vs_unified"]["fMSE"])
     counts = {}
     for r in rows:

@@ -107,7 +107,7 @@ def _method_fn(method: str, zoo):
         return reinhard
     if method in ("unified", "routed") or method.startswith("oracle:"):
         h = zoo()
-        return lambda image, mask: h.run(image, mask, method)["output"]
+        return lambda image, mask: h(image, mask, method)
     raise InputError(f"--methods: unknown method {method!r} (composite, reinhard, unified, routed, oracle:DOMAIN)")
 
 

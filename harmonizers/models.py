@@ -14,7 +14,6 @@ from torch import nn
 
 from common import checkpoint, registry
 from common.device import resolve as resolve_device
-from common.io import check_strength
 
 from .gct import GatedColourTransform, GCTConfig
 from .issam import ISSAM, ISSAMConfig
@@ -160,7 +159,7 @@ def _upsample_window(x: torch.Tensor, size: tuple[int, int], ys: slice, xs: slic
 
 @torch.inference_mode()
 def harmonize(model: HarmonizerNet, image: torch.Tensor, mask: torch.Tensor, method: str = "transform",
-              timings: dict | None = None, crop: bool = True, strength: float = 1.0) -> torch.Tensor:
+              crop: bool = True, strength: float = 1.0) -> torch.Tensor:
     """Harmonize one ``3×H×W`` image with its ``1×H×W`` mask at its own resolution.
 
     The network runs at its training size (``model.size`` square). ``method``:
@@ -172,38 +171,42 @@ def harmonize(model: HarmonizerNet, image: torch.Tensor, mask: torch.Tensor, met
     - ``"upsample"``: add the upsampled low-resolution change ``G(x↓) − x↓`` to the input.
     - ``"full"``: run the network at full resolution (slow, and off its training scale).
 
-    ``strength`` scales the network's change before anything else: its output ``y`` becomes
-    ``x + strength·(y − x)`` (0 returns the input, 1 the network's result, up to 2 or so pushes
-    further); the foreground only, as always.
+    ``strength`` (checked by the caller: :func:`common.io.check_strength`) scales the network's
+    change before anything else: its output ``y`` becomes ``x + strength·(y − x)`` (0 returns the
+    input, 1 the network's result, up to 2 or so pushes further); the foreground only, as always.
 
     The background is returned unchanged. With ``crop`` (default) the full-resolution work of
     ``transform`` and ``upsample`` is done on the mask's bounding box only (same result, less
-    work for small foregrounds). ``timings`` (a dict) receives the seconds spent in the network
-    (``harmonize``) and in the full-resolution step (``full_res``).
+    work for small foregrounds). The two stages are :func:`network_pass` and
+    :func:`to_full_resolution`, for callers that time them apart.
     """
-    import time
-    strength = check_strength(strength)
     if method not in ("transform", "upsample", "full"):
         raise ValueError(f"unknown method {method!r}; use transform, upsample or full")
-    t0 = time.perf_counter()
+    small = network_pass(model, image, mask, strength, full=method == "full")
+    return to_full_resolution(small, method, crop)
+
+
+@torch.inference_mode()
+def network_pass(model: HarmonizerNet, image: torch.Tensor, mask: torch.Tensor, strength: float = 1.0,
+                 full: bool = False) -> dict[str, torch.Tensor]:
+    """The network on one ``3×H×W`` image and ``1×H×W`` mask, at its training size (or, with
+    ``full``, at the image's): the batched full-size input and mask ``x``, ``m``, the network's
+    input, mask and output ``xs``, ``ms``, ``ys`` (its change scaled by ``strength``)."""
     dev = next(model.parameters()).device
     x, m = image[None].to(dev).float(), mask[None].to(dev).float()
-    if method == "full":
-        out = model(x, m)
-        out = x + strength * (out - x) if strength != 1.0 else out
-        t1 = time.perf_counter()
-        result = (m * out.clamp(0, 1) + (1 - m) * x)[0].cpu()
-    else:
-        s = model.size
-        xs, ms = _resize(x, (s, s)), _resize(m, (s, s)).clamp(0, 1)
-        ys = model(xs, ms)
-        ys = xs + strength * (ys - xs) if strength != 1.0 else ys
-        t1 = time.perf_counter()
-        result = _to_full_resolution(x, m, xs, ms, ys, method, crop).cpu()
-    if timings is not None:
-        timings["harmonize"] = t1 - t0
-        timings["full_res"] = time.perf_counter() - t1
-    return result
+    xs, ms = (x, m) if full else (_resize(x, (model.size,) * 2), _resize(m, (model.size,) * 2).clamp(0, 1))
+    ys = model(xs, ms)
+    ys = xs + strength * (ys - xs) if strength != 1.0 else ys
+    return {"x": x, "m": m, "xs": xs, "ms": ms, "ys": ys, "full": full}
+
+
+@torch.inference_mode()
+def to_full_resolution(small: dict, method: str = "transform", crop: bool = True) -> torch.Tensor:
+    """:func:`network_pass`'s result carried to the input's resolution → ``3×H×W`` on the CPU."""
+    x, m = small["x"], small["m"]
+    if small["full"]:
+        return (m * small["ys"].clamp(0, 1) + (1 - m) * x)[0].cpu()
+    return _to_full_resolution(x, m, small["xs"], small["ms"], small["ys"], method, crop).cpu()
 
 
 def _to_full_resolution(x, m, xs, ms, ys, method: str, crop: bool) -> torch.Tensor:

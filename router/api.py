@@ -15,53 +15,41 @@ model for all domains), ``oracle:DOMAIN`` (the named domain's harmonizer).
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps
 from torch import nn
 
-from common.io import InputError, check_image, check_mask, check_strength, read_image, read_mask, to_uint8
+from common.io import InputError, check_strength
 
-from . import routing
+from . import inference, routing
 
 
-def _as_tensor(x, is_mask: bool) -> tuple[torch.Tensor, str]:
-    """Any accepted input → (float tensor C×H×W in [0,1], kind)."""
-    if isinstance(x, (str, Path)):
-        return (read_mask(x) if is_mask else read_image(x)), "path"
-    if isinstance(x, Image.Image):
-        x = ImageOps.exif_transpose(x)
-        if is_mask:
-            x = x.getchannel("A") if x.mode in ("RGBA", "LA") else x.convert("L")
-            return torch.from_numpy(np.asarray(x, dtype=np.float32) / 255)[None], "pil"
-        return torch.from_numpy(np.asarray(x.convert("RGB"), dtype=np.float32) / 255).permute(2, 0, 1), "pil"
-    if isinstance(x, np.ndarray):
-        a = x.astype(np.float32) / (255.0 if x.dtype == np.uint8 else 65535.0 if x.dtype == np.uint16 else 1.0)
-        if is_mask:
-            a = a if a.ndim == 2 else a[..., 0]
-            return torch.from_numpy(np.ascontiguousarray(a))[None], "numpy"
-        if a.ndim == 2:
-            a = np.repeat(a[..., None], 3, 2)
-        return torch.from_numpy(np.ascontiguousarray(a[..., :3])).permute(2, 0, 1), "numpy"
-    if torch.is_tensor(x):
-        t = x.detach().float().cpu()
-        if is_mask and t.ndim == 2:
-            t = t[None]
-        if not is_mask and (t.ndim != 3 or t.shape[0] != 3):
+def _arrays(image, mask) -> tuple[np.ndarray, np.ndarray, str, tuple[str, str]]:
+    """:func:`router.inference.as_arrays`, and float tensors (``3×H×W``, ``1×H×W`` or ``H×W``) too."""
+    kind = None
+    if torch.is_tensor(image):
+        t = image.detach().float().cpu()
+        if t.ndim != 3 or t.shape[0] != 3:
             raise InputError(f"image tensor must be 3×H×W, got {tuple(t.shape)}")
-        return t, "tensor"
-    raise InputError(f"unsupported input type {type(x).__name__} (use a path, PIL image, numpy array or tensor)")
+        image, kind = np.ascontiguousarray(t.permute(1, 2, 0).numpy()), "tensor"
+    if torch.is_tensor(mask):
+        t = mask.detach().float().cpu()
+        mask = np.ascontiguousarray((t[0] if t.ndim == 3 else t).numpy())
+    img, m, k, names = inference.as_arrays(image, mask)
+    return img, m, kind or k, names
 
 
-def _like(out: torch.Tensor, kind: str, dtype=None):
-    if kind == "tensor":
-        return out
-    arr = to_uint8(out)
-    if kind == "numpy":
-        return arr if dtype in (None, np.uint8) else out.permute(1, 2, 0).numpy().astype(dtype)
-    return Image.fromarray(arr)
+def _like(out: np.ndarray, kind: str, dtype=None):
+    """:func:`router.inference.like`, and a ``3×H×W`` tensor for tensors."""
+    return torch.from_numpy(out).permute(2, 0, 1) if kind == "tensor" else inference.like(out, kind, dtype)
+
+
+def _tensors(image, mask) -> tuple[torch.Tensor, torch.Tensor]:
+    """``3×H×W`` and ``1×H×W`` float tensors from arrays (``H×W×3``, ``H×W``) or tensors."""
+    x = image if torch.is_tensor(image) else torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))
+    m = mask if torch.is_tensor(mask) else torch.from_numpy(np.ascontiguousarray(mask))
+    return x.float(), m.float().reshape(1, *x.shape[-2:])
 
 
 class Blend(nn.Module):
@@ -110,7 +98,8 @@ class _Lazy(dict):
 
 
 class Harmonizer:
-    """Classifier + per-domain harmonizers + unified harmonizer, loaded from a zoo folder."""
+    """Classifier + per-domain harmonizers + unified harmonizer, loaded from a zoo folder; the torch
+    :class:`router.inference.Backend`."""
 
     def __init__(self, manifest: dict, device="cpu"):
         from common.device import resolve
@@ -141,55 +130,58 @@ class Harmonizer:
         from .zoo import read  # lazy: `python -m router.zoo` must not import itself twice
         return cls(read(zoo), device)
 
-    def _prepare(self, image, mask):
-        img, kind = _as_tensor(image, False)
-        m, _ = _as_tensor(mask, True)
-        if img.shape[1:] != m.shape[1:]:
-            raise InputError(f"mask is {m.shape[2]}x{m.shape[1]} but image is {img.shape[2]}x{img.shape[1]}")
-        check_mask(m, str(mask) if kind == "path" else "mask")
-        check_image(img, str(image) if kind == "path" else "image")
-        return img, m.clamp(0, 1), kind
+    def load(self, mode: str) -> None:
+        """Load what a mode needs up front (so that timings separate loading)."""
+        if mode in routing.MODES_NEEDING_PROBS:
+            self.classifier  # noqa: B018
+        elif mode == "unified":
+            self.unified  # noqa: B018
+        elif mode.startswith("oracle:"):
+            self.models.get(mode[7:])
+
+    # ---- the Backend interface (router.inference); tensors are accepted too ------------------
 
     @torch.inference_mode()
-    def probabilities(self, img, m) -> dict[str, float]:
-        """Class probabilities of a checked ``3×H×W`` image and ``1×H×W`` mask in [0, 1] (``classify``
-        takes files and arrays too)."""
-        p = self.classifier.probabilities(img[None].to(self.device), m[None].to(self.device))[0]
+    def probabilities(self, image, mask) -> dict[str, float]:
+        """Class probabilities of a checked image and mask in [0, 1]: arrays (``H×W×3``, ``H×W``)
+        or tensors (``3×H×W``, ``1×H×W``); ``classify`` takes files and PIL images too."""
+        x, m = _tensors(image, mask)
+        p = self.classifier.probabilities(x[None].to(self.device), m[None].to(self.device))[0]
         return {d: float(v) for d, v in zip(self.domains, p.cpu())}
 
-    def classify(self, image, mask) -> dict[str, float]:
-        """Class probabilities: domain name → probability."""
-        img, m, _ = self._prepare(image, mask)
-        return self.probabilities(img, m)
-
-    def choose(self, mode: str, probs: dict | None) -> tuple[str, object]:
-        """(model name, harmonizer) for a mode (rules: :func:`router.routing.choose`); ``soft``
-        gives a :class:`Blend`."""
+    def select(self, mode: str, probs: dict | None) -> tuple[str, nn.Module, dict[str, float]]:
+        """(model name, harmonizer, weights) for a mode (rules: :func:`router.routing.choose`);
+        ``soft`` gives a :class:`Blend`."""
         name, weights = routing.choose(mode, probs, self.models, bool(self._unified))
         if name == "soft":
-            return name, Blend({d: self.models[d] for d in weights}, weights)
-        return name, self.unified if name == "unified" else self.models[name]
+            return name, Blend({d: self.models[d] for d in weights}, weights), weights
+        return name, self.unified if name == "unified" else self.models[name], weights
 
-    def run(self, image, mask, mode: str = "routed", strength: float = 1.0) -> dict:
-        """Harmonize and return a dict: ``output`` (tensor), ``domain``, ``probabilities``, ``model``,
-        ``seconds`` per stage, and the input ``kind``. ``strength`` scales the change
-        (:func:`harmonizers.models.harmonize`)."""
-        from harmonizers.models import harmonize
+    def network(self, member, image, mask, strength: float) -> dict:
+        from harmonizers.models import network_pass
+        return network_pass(member, *_tensors(image, mask), strength)
+
+    def full_resolution(self, image, mask, small: dict) -> np.ndarray:
+        from harmonizers.models import to_full_resolution
+        return np.ascontiguousarray(to_full_resolution(small).permute(1, 2, 0).numpy())
+
+    # ---- the Python API ------------------------------------------------------------------------
+
+    def classify(self, image, mask) -> dict[str, float]:
+        """Class probabilities: domain name → probability (any input :meth:`run` takes)."""
+        img, m, _, names = _arrays(image, mask)
+        return self.probabilities(*inference.checked(img, m, names))
+
+    def run(self, image, mask, mode: str = "routed", strength: float = 1.0) -> inference.Prediction:
+        """Harmonize: a :class:`router.inference.Prediction` whose ``output`` has the input's type
+        (path → PIL image, PIL → PIL, numpy → numpy of the same dtype, tensor → ``3×H×W`` tensor).
+        ``strength`` scales the change (:func:`harmonizers.models.harmonize`)."""
         strength = check_strength(strength)
-        img, m, kind = self._prepare(image, mask)
-        t = {}
-        t0 = time.perf_counter()
-        probs = self.probabilities(img, m) if mode in routing.MODES_NEEDING_PROBS else None
-        t["classify"] = time.perf_counter() - t0
-        name, model = self.choose(mode, probs)
-        out = harmonize(model, img, m, timings=t, strength=strength)
-        res = {"output": out, "domain": name, "probabilities": probs, "model": name, "seconds": t, "kind": kind}
-        if isinstance(model, Blend):
-            res["domain"] = max(probs, key=probs.get)
-            res["weights"] = dict(model.weights)
-        return res
+        img, m, kind, names = _arrays(image, mask)
+        r = inference.run(self, img, m, mode, strength, names)
+        r.output = _like(r.output, kind, getattr(image, "dtype", None))
+        return r
 
     def __call__(self, image, mask, mode: str = "routed", strength: float = 1.0):
-        """Harmonize; returns the kind it was given (path → PIL image)."""
-        r = self.run(image, mask, mode, strength)
-        return _like(r["output"], r["kind"], getattr(image, "dtype", None))
+        """Harmonize; returns the image alone, in the type it was given (path → PIL image)."""
+        return self.run(image, mask, mode, strength).output

@@ -9,47 +9,65 @@ import time
 from pathlib import Path
 
 from common.cli import guarded
-from common.io import WRITE_FORMATS, BatchError, InputError, check_image, check_strength, find_pairs, write_image
+import numpy as np
 
-from .routing import MODES_NEEDING_PROBS
+from common.io import WRITE_FORMATS, BatchError, InputError, check_strength, find_pairs, write_image
 
 BACKENDS = ("auto", "onnx", "torch")
 
 _CACHE: dict = {}
 
 
-def _loaded(zoo, device, backend: str):
-    """(harmonizer, freshly loaded) for a zoo, cached per process; the ONNX one when it can serve."""
+def _zoo(zoo) -> dict:
+    """The zoo's checked manifest, read once per process (:func:`router.zoo.read`)."""
+    key = ("zoo", str(zoo))
+    if key not in _CACHE:
+        from .zoo import read
+        _CACHE[key] = read(zoo)
+    return _CACHE[key]
+
+
+def _backend(zoo, device, backend: str):
+    """(backend, freshly loaded) for a zoo, cached per process; both backends share one reading
+    of the zoo's manifest."""
     key = (str(zoo), str(device), backend)
     if key in _CACHE:
         return _CACHE[key], False
+    z = _zoo(zoo)
     if backend == "onnx":
         from .fast import FastHarmonizer
-        h = FastHarmonizer.from_zoo(zoo)
+        h = FastHarmonizer.from_manifest(z)
     else:
         from .api import Harmonizer
-        h = Harmonizer.from_zoo(zoo, device)
+        h = Harmonizer(z, device)
     _CACHE[key] = h
     return h, True
 
 
-def _run(image, mask, zoo, mode, device, backend, strength=1.0) -> tuple[dict, float, str]:
-    """Read, load and harmonize with one backend → (result, load seconds, backend used)."""
-    if backend == "onnx":
-        from common.io import read_image_array, read_mask_array
-        img, m = read_image_array(image), read_mask_array(mask)  # as on torch: in "total", not in a stage
-        check_image(img, image)  # here, to name the file (run checks arrays again, unnamed)
-        t0 = time.perf_counter()
-        h, fresh = _loaded(zoo, device, "onnx")
-        h.load(mode)
-        t_load = time.perf_counter() - t0
-        return h.run(img, m, mode, strength), t_load if fresh else 0.0, "onnx"
-    t0 = time.perf_counter()
-    h, fresh = _loaded(zoo, device, "torch")
-    if mode in MODES_NEEDING_PROBS:
-        h.classifier  # noqa: B018 - load it here, so that "load" holds all loading
-    t_load = time.perf_counter() - t0
-    return h.run(image, mask, mode, strength), t_load if fresh else 0.0, "torch"
+def _harmonize(image, mask, zoo, mode, device, backend, strength):
+    """Read the pair once, then harmonize on ONNX Runtime when it can serve (``auto``, ``onnx``),
+    else on torch → (prediction, load seconds, backend used)."""
+    from common.io import read_image_array, read_mask_array
+
+    from .fast import Unavailable
+    from .inference import Stopwatch, run
+    watch = Stopwatch()
+    with watch("read"):
+        img, m = read_image_array(image), read_mask_array(mask)
+    order = [backend] if backend != "auto" else ["onnx", "torch"] if str(device) == "cpu" else ["torch"]
+    for used in order:
+        try:
+            with watch(f"load {used}"):
+                h, fresh = _backend(zoo, device, used)
+                h.load(mode)
+            r = run(h, img, m, mode, strength, names=(str(image), str(mask)))
+        except Unavailable as e:  # no current ONNX export of a model this mode needs
+            if backend == "onnx":
+                raise InputError(f"--backend onnx: {e}") from None
+            continue
+        r.seconds = {"read": watch.seconds["read"], **r.seconds}
+        return r, watch.seconds[f"load {used}"] if fresh else 0.0, used
+    raise AssertionError("unreachable: torch is always available")
 
 
 def output_path(image, out=None) -> Path:
@@ -76,30 +94,17 @@ def predict_one(image, mask, out=None, zoo=None, mode="routed", overwrite=False,
         raise InputError(f"{out}: already exists (pass --overwrite to replace it)")
     if str(device) != "cpu" and backend == "onnx":
         raise InputError(f"--backend onnx runs on the CPU; use --backend torch for --device {device}")
-    r = None
-    if backend in ("auto", "onnx") and str(device) == "cpu":
-        from .fast import Unavailable
-        try:
-            r, t_load, used = _run(image, mask, zoo, mode, device, "onnx", strength)
-        except Unavailable as e:
-            if backend == "onnx":
-                raise InputError(f"--backend onnx: {e}") from None
-    if r is None:
-        r, t_load, used = _run(image, mask, zoo, mode, device, "torch", strength)
+    r, t_load, used = _harmonize(image, mask, zoo, mode, device, backend, strength)
     t1 = time.perf_counter()
-    output = r["output"]
-    if used == "onnx":
-        import numpy as np
-        output = np.rint(np.clip(output, 0, 1) * 255).astype(np.uint8)
-    write_image(output, out, overwrite=overwrite)
-    seconds = {"load": round(t_load, 4), **{k: round(v, 4) for k, v in r["seconds"].items()},
+    write_image(np.rint(np.clip(r.output, 0, 1) * 255).astype(np.uint8), out, overwrite=overwrite)
+    seconds = {"load": round(t_load, 4), **{k: round(v, 4) for k, v in r.seconds.items()},
                "write": round(time.perf_counter() - t1, 4)}
     seconds["total"] = round(time.perf_counter() - t0, 4)
-    probs = {k: round(v, 4) for k, v in r["probabilities"].items()} if r["probabilities"] else None
-    res = {"domain": r["domain"], "probabilities": probs, "model": r["model"], "mode": mode, "strength": strength,
+    probs = {k: round(v, 4) for k, v in r.probabilities.items()} if r.probabilities else None
+    res = {"domain": r.domain, "probabilities": probs, "model": r.model, "mode": mode, "strength": strength,
            "output": str(out), "backend": used, "seconds": seconds}
-    if "weights" in r:
-        res["weights"] = {k: round(v, 4) for k, v in r["weights"].items()}
+    if r.weights:
+        res["weights"] = {k: round(v, 4) for k, v in r.weights.items()}
     return res
 
 
@@ -157,8 +162,7 @@ def predict_dir(composites, masks=None, out=None, zoo=None, mode: str = "routed"
 
     def run():
         _check_options(device, backend, strength)  # once: a wrong option or zoo would fail every pair
-        from .zoo import read
-        read(zoo)
+        _zoo(zoo)
         src = Path(composites)
         pairs = find_pairs(src, masks)
         dst = Path(out) if out else src.with_name(src.name + "_harmonized")

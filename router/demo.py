@@ -30,14 +30,14 @@ def main(image: str = str(ASSETS / "koala.jpg"), mask: str = str(ASSETS / "koala
     img, m = read_pair(image, mask)
     h = Harmonizer.from_zoo(zoo)
     routed = h.run(img, m, "routed")
-    outs = [img, routed["output"]]
+    outs = [img, routed.output]
     if h.unified is not None:
-        outs.append(h.run(img, m, "unified")["output"])
+        outs.append(h.run(img, m, "unified").output)
     out = Path(out)
-    res = write_image(routed["output"], out / f"{Path(image).stem}_harmonized.png", overwrite=True)
+    res = write_image(routed.output, out / f"{Path(image).stem}_harmonized.png", overwrite=True)
     grid = write_image(image_grid([outs], height=320), out / "side_by_side.png", overwrite=True)
-    probs = {k: round(v, 3) for k, v in routed["probabilities"].items()}
-    print(json.dumps({"domain": routed["domain"], "probabilities": probs, "output": str(res),
+    probs = {k: round(v, 3) for k, v in routed.probabilities.items()}
+    print(json.dumps({"domain": routed.domain, "probabilities": probs, "output": str(res),
                       "side_by_side": str(grid), "columns": ["composite", "routed", "unified"][:len(outs)]}))
 
 

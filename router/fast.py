@@ -23,15 +23,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import time
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from common.io import InputError, check_image, check_mask, check_strength, write_text
+from common.io import InputError, check_strength, write_text
 
-from . import routing
+from . import inference, routing
 from .zoo import read as read_zoo
 
 OPSET = 18
@@ -197,8 +196,8 @@ def full_resolution(image: np.ndarray, mask: np.ndarray, xs: np.ndarray, ms: np.
 # ---- the runtime -----------------------------------------------------------------------------
 
 class FastHarmonizer:
-    """``router.api.Harmonizer``'s ``run`` on ONNX Runtime: numpy ``H×W×3`` image and ``H×W``
-    mask in [0, 1] in, numpy out. Sessions are created on first use."""
+    """The zoo on ONNX Runtime, a :class:`router.inference.Backend` like ``router.api.Harmonizer``;
+    sessions are created on first use."""
 
     def __init__(self, z: dict, entries: dict, threads: int = 0):
         self.zoo, self.entries = z, entries
@@ -210,7 +209,11 @@ class FastHarmonizer:
     @classmethod
     def from_zoo(cls, zoo=None, threads: int = 0) -> "FastHarmonizer":
         """Raises :class:`Unavailable` with the reason when the ONNX path cannot serve this zoo."""
-        z = read_zoo(zoo)
+        return cls.from_manifest(read_zoo(zoo), threads)
+
+    @classmethod
+    def from_manifest(cls, z: dict, threads: int = 0) -> "FastHarmonizer":
+        """:meth:`from_zoo` for a zoo already read (:func:`router.zoo.read`)."""
         try:
             import onnxruntime  # noqa: F401
         except ImportError:
@@ -270,44 +273,33 @@ class FastHarmonizer:
         p /= p.sum()
         return {d: float(v) for d, v in zip(self.domains, p)}
 
-    def choose(self, mode: str, probs: dict | None) -> tuple[str, dict[str, float]]:
-        """(model name, {session name: weight}) for a mode, by :func:`router.routing.choose`."""
+    def select(self, mode: str, probs: dict | None) -> tuple[str, dict[str, float], dict[str, float]]:
+        """(model name, {session name: weight}, {member: weight}) for a mode, by
+        :func:`router.routing.choose`; a blend's members must share one size (as ``router.api.Blend``)."""
         doms = [n.split(":", 1)[1] for n in self.entries if n.startswith("domain:")]
         name, weights = routing.choose(mode, probs, doms, self.has_unified)
         sessions = {(m if m == "unified" else f"domain:{m}"): w for m, w in weights.items()}
-        routing.one_size(self.entries[n]["size"] for n in sessions)  # as router.api.Blend
-        return name, sessions
+        routing.one_size(self.entries[n]["size"] for n in sessions)
+        return name, sessions, weights
 
-    def run(self, image: np.ndarray, mask: np.ndarray, mode: str = "routed", strength: float = 1.0) -> dict:
-        """Like ``Harmonizer.run``: ``output`` (``H×W×3`` float32), ``domain``, ``probabilities``,
-        ``model`` and ``seconds`` per stage; ``strength`` scales the change as there."""
-        strength = check_strength(strength)
-        if image.shape[:2] != mask.shape:
-            raise InputError(f"mask is {mask.shape[1]}x{mask.shape[0]} but image is {image.shape[1]}x{image.shape[0]}")
-        check_mask(mask, "mask")
-        check_image(image, "image")
-        mask = np.clip(mask, 0, 1)
-        t = {}
-        t0 = time.perf_counter()
-        probs = self.probabilities(image, mask) if mode in routing.MODES_NEEDING_PROBS else None
-        t["classify"] = time.perf_counter() - t0
-        name, sessions = self.choose(mode, probs)
-        t0 = time.perf_counter()
-        s = self.entries[next(iter(sessions))]["size"]  # one size for all members (choose checks)
+    def network(self, sessions: dict, image: np.ndarray, mask: np.ndarray, strength: float) -> tuple:
+        s = self.entries[next(iter(sessions))]["size"]  # one size for all members (select checks)
         xs, ms = resize(image, s), np.clip(resize(mask[..., None], s)[..., 0], 0, 1)
         x_in = self._nchw(xs)
         ys = sum(w * self._infer(self._session(n)[0], x_in, ms[None, None]) for n, w in sessions.items())
-        t["harmonize"] = time.perf_counter() - t0
-        t0 = time.perf_counter()
         ys = ys.transpose(1, 2, 0)
-        if strength != 1.0:
-            ys = xs + strength * (ys - xs)
-        out = full_resolution(image, mask, xs, ms, ys)
-        t["full_res"] = time.perf_counter() - t0
-        res = {"output": out, "domain": name, "probabilities": probs, "model": name, "seconds": t}
-        if name == "soft":  # a blend, as router.api.Blend
-            res.update(domain=max(probs, key=probs.get), weights={n.split(":", 1)[-1]: w for n, w in sessions.items()})
-        return res
+        return xs, ms, (xs + strength * (ys - xs) if strength != 1.0 else ys)
+
+    def full_resolution(self, image: np.ndarray, mask: np.ndarray, small: tuple) -> np.ndarray:
+        return full_resolution(image, mask, *small)
+
+    def run(self, image, mask, mode: str = "routed", strength: float = 1.0) -> inference.Prediction:
+        """``router.api.Harmonizer.run`` on ONNX Runtime (paths, PIL images or numpy arrays in;
+        ``output`` in the input's type, float32 ``H×W×3`` for float arrays)."""
+        img, m, kind, names = inference.as_arrays(image, mask)
+        r = inference.run(self, img, m, mode, check_strength(strength), names)
+        r.output = inference.like(r.output, kind, getattr(image, "dtype", None))
+        return r
 
 
 def _export(zoo=None, overwrite: bool = False):

@@ -54,13 +54,19 @@ def test_onnx_run_equals_torch_run(onnx_zoo, inputs, mode):
     from router.api import Harmonizer
     img, m = read_image_array(inputs[0]), read_mask_array(inputs[1])
     ours = fast.FastHarmonizer.from_zoo(onnx_zoo).run(img, m, mode)
-    ref = Harmonizer.from_zoo(onnx_zoo).run(str(inputs[0]), str(inputs[1]), mode)
-    assert ours["model"] == ref["model"] and ours.get("weights") == ref.get("weights")
+    ref = Harmonizer.from_zoo(onnx_zoo).run(img, m, mode)  # one interface: same inputs, same result type
+    assert type(ours) is type(ref) and ours.output.dtype == ref.output.dtype == np.float32
+    assert ours.model == ref.model and ours.domain == ref.domain and ours.weights == ref.weights
+    assert set(ours.seconds) == set(ref.seconds) == {"classify", "harmonize", "full_res"}
     if mode in ("routed", "soft"):
-        assert ours["probabilities"] == pytest.approx(ref["probabilities"], abs=1e-5)
-    assert np.abs(ours["output"] - ref["output"].permute(1, 2, 0).numpy()).max() < 1e-4
+        assert ours.probabilities == pytest.approx(ref.probabilities, abs=1e-5)
+    assert np.abs(ours.output - ref.output).max() < 1e-4
     bg = m == 0
-    assert np.array_equal(ours["output"][bg], img[bg])  # background untouched
+    assert np.array_equal(ours.output[bg], img[bg])  # background untouched
+    # paths in: a PIL image out of both, equal to the rounded float result
+    a, b = fast.FastHarmonizer.from_zoo(onnx_zoo).run(*map(str, inputs), mode), Harmonizer.from_zoo(onnx_zoo).run(*map(str, inputs), mode)
+    assert np.abs(np.asarray(a.output, int) - np.asarray(b.output, int)).max() <= 1
+    assert np.array_equal(np.asarray(a.output), np.rint(ours.output * 255).astype(np.uint8))
 
 
 def test_full_resolution_step_equals_harmonize_on_large_image(onnx_zoo):
@@ -71,7 +77,7 @@ def test_full_resolution_step_equals_harmonize_on_large_image(onnx_zoo):
     m = np.zeros((300, 500), np.float32)
     m[40:170, 300:460] = 1
     fh = fast.FastHarmonizer.from_zoo(onnx_zoo)
-    ours = fh.run(img, m, "unified")["output"]
+    ours = fh.run(img, m, "unified").output
     model = Harmonizer.from_zoo(onnx_zoo).unified
     ref = harmonize(model, torch.from_numpy(img).permute(2, 0, 1), torch.from_numpy(m)[None]).permute(1, 2, 0).numpy()
     assert np.abs(ours - ref).max() < 1e-4
@@ -139,8 +145,8 @@ def test_classifier_without_mask_channel_and_bad_manifest(mini_data, tiny_zoo, i
     fast.export(root)
     img, m = read_image_array(inputs[0]), read_mask_array(inputs[1])
     ours = fast.FastHarmonizer.from_zoo(root).run(img, m, "routed")
-    ref = Harmonizer.from_zoo(root).run(str(inputs[0]), str(inputs[1]), "routed")
-    assert ours["probabilities"] == pytest.approx(ref["probabilities"], abs=1e-5)
+    ref = Harmonizer.from_zoo(root).run(img, m, "routed")
+    assert ours.probabilities == pytest.approx(ref.probabilities, abs=1e-5)
     (root / "onnx" / "manifest.json").write_text("{not json")
     with pytest.raises(fast.Unavailable, match="unreadable manifest"):
         fast.FastHarmonizer.from_zoo(root)
@@ -174,9 +180,9 @@ def test_full_resolution_step_when_the_fitted_map_leaves_range():
 def test_strength_on_both_backends(onnx_zoo, inputs, strength):
     from router.api import Harmonizer
     img, m = read_image_array(inputs[0]), read_mask_array(inputs[1])
-    ours = fast.FastHarmonizer.from_zoo(onnx_zoo).run(img, m, "unified", strength=strength)["output"]
-    ref = Harmonizer.from_zoo(onnx_zoo).run(str(inputs[0]), str(inputs[1]), "unified", strength=strength)["output"]
-    assert np.abs(ours - ref.permute(1, 2, 0).numpy()).max() < 1e-4
+    ours = fast.FastHarmonizer.from_zoo(onnx_zoo).run(img, m, "unified", strength=strength).output
+    ref = Harmonizer.from_zoo(onnx_zoo).run(img, m, "unified", strength=strength).output
+    assert np.abs(ours - ref).max() < 1e-4
     if strength == 0:  # no change at all: the fitted map is the identity and the remainder zero
         assert np.abs(ours - img).max() < 1e-4
     else:  # the tiny unified model does change the foreground (0.14 at strength 1)
@@ -205,10 +211,10 @@ def test_gct_zoo_exports_and_matches_torch(tiny_zoo, inputs, tmp_path):
     root = Z.build(tmp_path / "zoo", Z.read(tiny_zoo)["classifier"], unified=g, domains={"MiniFlickr": g})
     fast.export(root)
     img, m = read_image_array(inputs[0]), read_mask_array(inputs[1])
-    ours = fast.FastHarmonizer.from_zoo(root).run(img, m, "unified")
-    ref = Harmonizer.from_zoo(root).run(str(inputs[0]), str(inputs[1]), "unified")
-    assert np.abs(ours["output"] - ref["output"].permute(1, 2, 0).numpy()).max() < 1e-3
-    assert np.abs(ours["output"] - img)[m > 0].max() > 1e-3          # it does change the foreground
+    ours = fast.FastHarmonizer.from_zoo(root).run(img, m, "unified").output
+    ref = Harmonizer.from_zoo(root).run(img, m, "unified").output
+    assert np.abs(ours - ref).max() < 1e-3
+    assert np.abs(ours - img)[m > 0].max() > 1e-3          # it does change the foreground
 
 
 def test_threaded_resize_equals_sequential(monkeypatch):

@@ -82,11 +82,13 @@ def test_api_types_and_modes(tiny_zoo, pair):
     bg = marr < 128
     assert np.abs(a[bg].astype(int) - arr[bg].astype(int)).max() <= 1  # background kept
     r = h.run(img, mask, mode="routed")
-    assert r["domain"] == max(probs, key=probs.get)
+    assert r.domain == r.model == max(probs, key=probs.get) and isinstance(r.output, Image.Image)
     with pytest.raises(InputError, match="no harmonizer for 'Nope'"):
         h(img, mask, mode="oracle:Nope")
     with pytest.raises(InputError, match="mode must be"):
         h(img, mask, mode="best")
+    with pytest.raises(InputError, match="--strength must be a number >= 0"):  # checked at the API's door
+        h(img, mask, strength=-0.5)
 
 
 @pytest.mark.parametrize("how", ["python -m fire router predict", "fire router predict", "python -m router predict"])
@@ -224,11 +226,12 @@ def test_soft_routing_blends_by_probability(tiny_zoo, pair):
     h = Harmonizer.from_zoo(tiny_zoo)
     img, m = read_image(pair[0]), read_image(pair[1])[:1]
     r = h.run(str(pair[0]), str(pair[1]), "soft")
-    assert r["model"] == "soft" and set(r["weights"]) == set(MINI4_NAMES)
-    assert sum(r["weights"].values()) == pytest.approx(1.0)
-    assert r["weights"] == pytest.approx(r["probabilities"])  # every domain has a model: the probabilities
+    assert r.model == "soft" and set(r.weights) == set(MINI4_NAMES)
+    assert r.domain == max(r.probabilities, key=r.probabilities.get)
+    assert sum(r.weights.values()) == pytest.approx(1.0)
+    assert r.weights == pytest.approx(r.probabilities)  # every domain has a model: the probabilities
     # one-hot probabilities: the blend is that domain's model
-    name, blend = h.choose("soft", {"MiniCOCO": 0.0, "MiniAdobe": 1.0, "MiniFlickr": 0.0, "MiniDay2night": 0.0})
+    name, blend, _ = h.select("soft", {"MiniCOCO": 0.0, "MiniAdobe": 1.0, "MiniFlickr": 0.0, "MiniDay2night": 0.0})
     assert name == "soft" and torch.allclose(harmonize(blend, img, m), harmonize(h.models["MiniAdobe"], img, m),
                                              atol=1e-6)
     # the blend of outputs at the network size is the weighted sum of the members' outputs
@@ -238,7 +241,7 @@ def test_soft_routing_blends_by_probability(tiny_zoo, pair):
         want = 0.3 * h.models["MiniCOCO"](x, mm) + 0.7 * h.models["MiniFlickr"](x, mm)
         assert torch.allclose(b(x, mm), want, atol=1e-6)
     with pytest.raises(InputError, match="routed, soft, unified"):
-        h.choose("blend", r["probabilities"])
+        h.select("blend", r.probabilities)
 
 
 def test_routing_rules():

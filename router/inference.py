@@ -1,0 +1,141 @@
+"""One inference path for both backends (torch: :class:`router.api.Harmonizer`, ONNX Runtime:
+:class:`router.fast.FastHarmonizer`); no torch here.
+
+A backend implements :class:`Backend`: class probabilities, the choice of a model for a mode, the
+network at its size, and the step back to full resolution. :func:`run` drives them in that order
+for every caller — the ``predict`` commands, the Python API, the benchmark — checks the inputs once,
+and times the stages from outside (the math never sees a clock). Inputs are ``H×W×3`` and ``H×W``
+float32 arrays in [0, 1] (:func:`as_arrays` turns a path, a PIL image or a uint8 array into those);
+the output is a :class:`Prediction` whose image has the same type and size.
+"""
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from common.io import InputError, check_image, check_mask
+
+from .routing import MODES_NEEDING_PROBS
+
+
+@dataclass
+class Prediction:
+    output: np.ndarray                      # H×W×3 float32 in [0, 1], the background untouched
+    domain: str                             # the chosen domain (the most likely one for soft)
+    model: str                              # the model that ran: a domain, "unified" or "soft"
+    probabilities: dict[str, float] | None  # the classifier's, for the modes that consult it
+    seconds: dict[str, float] = field(default_factory=dict)
+    weights: dict[str, float] | None = None  # soft mode: each domain model's share of the blend
+
+
+class Backend(Protocol):
+    domains: list[str]
+
+    def probabilities(self, image: np.ndarray, mask: np.ndarray) -> dict[str, float]:
+        """Domain → probability for a checked image and mask."""
+
+    def select(self, mode: str, probs: dict | None) -> tuple[str, Any, dict[str, float]]:
+        """(model name, what :meth:`network` runs, {member: weight}) by :func:`router.routing.choose`."""
+
+    def network(self, member: Any, image: np.ndarray, mask: np.ndarray, strength: float) -> Any:
+        """The chosen network at its size, its change scaled by ``strength``."""
+
+    def full_resolution(self, image: np.ndarray, mask: np.ndarray, small: Any) -> np.ndarray:
+        """:meth:`network`'s result carried to the input's size: ``H×W×3`` float32."""
+
+
+class Stopwatch:
+    """Seconds per named stage: ``with watch("classify"): ...``."""
+
+    def __init__(self):
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def __call__(self, stage: str):
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[stage] = self.seconds.get(stage, 0.0) + time.perf_counter() - t0
+
+
+def as_arrays(image, mask) -> tuple[np.ndarray, np.ndarray, str, tuple[str, str]]:
+    """(image ``H×W×3`` float32, mask ``H×W`` float32, the input's kind, names for messages) from
+    paths, PIL images or numpy arrays (uint8, uint16 or float in [0, 1])."""
+    from PIL import Image, ImageOps
+
+    from common.io import read_image_array, read_mask_array
+
+    def one(x, is_mask):
+        if isinstance(x, (str, Path)):
+            return (read_mask_array(x) if is_mask else read_image_array(x)), "path", str(x)
+        if isinstance(x, Image.Image):
+            x = ImageOps.exif_transpose(x)
+            if is_mask:
+                x = x.getchannel("A") if x.mode in ("RGBA", "LA") else x.convert("L")
+            else:
+                x = x.convert("RGB")
+            return np.asarray(x, dtype=np.float32) / 255, "pil", "mask" if is_mask else "image"
+        if isinstance(x, np.ndarray):
+            scale = 255.0 if x.dtype == np.uint8 else 65535.0 if x.dtype == np.uint16 else 1.0
+            a = x.astype(np.float32) / scale
+            if is_mask:
+                a = a if a.ndim == 2 else a[..., 0]
+            elif a.ndim == 2:
+                a = np.repeat(a[..., None], 3, 2)
+            else:
+                a = a[..., :3]
+            return np.ascontiguousarray(a), "numpy", "mask" if is_mask else "image"
+        raise InputError(f"unsupported input type {type(x).__name__} (use a path, PIL image, numpy array or tensor)")
+
+    img, kind, img_name = one(image, False)
+    m, _, m_name = one(mask, True)
+    return img, m, kind, (img_name, m_name)
+
+
+def like(out: np.ndarray, kind: str, dtype=None):
+    """``H×W×3`` float32 → the type the input had: numpy of the input's dtype (uint8 and uint16
+    rounded, float as is), a PIL image for PIL images and paths."""
+    if kind == "numpy" and dtype is not None and np.issubdtype(dtype, np.floating):
+        return out.astype(dtype)
+    top = 65535 if kind == "numpy" and dtype == np.uint16 else 255
+    arr = np.rint(np.clip(out, 0, 1) * top).astype(np.uint16 if top == 65535 else np.uint8)
+    if kind == "numpy":
+        return arr
+    from PIL import Image
+    return Image.fromarray(arr)
+
+
+def checked(image: np.ndarray, mask: np.ndarray, names: tuple[str, str] = ("image", "mask")
+            ) -> tuple[np.ndarray, np.ndarray]:
+    """The image and the mask clipped to [0, 1], or an :class:`InputError` naming the file (``names``):
+    sizes that differ, a mask without foreground or background, an image that is a mask."""
+    if image.shape[:2] != mask.shape:
+        raise InputError(f"{names[1]}: mask is {mask.shape[1]}x{mask.shape[0]} but image is "
+                         f"{image.shape[1]}x{image.shape[0]}")
+    check_mask(mask, names[1])
+    check_image(image, names[0])
+    return image, np.clip(mask, 0, 1)
+
+
+def run(backend: Backend, image: np.ndarray, mask: np.ndarray, mode: str = "routed", strength: float = 1.0,
+        names: tuple[str, str] = ("image", "mask")) -> Prediction:
+    """Harmonize ``image`` with ``mask`` on ``backend``. ``strength`` is checked by the caller
+    (:func:`common.io.check_strength`); the inputs here (:func:`checked`)."""
+    image, mask = checked(image, mask, names)
+    watch = Stopwatch()
+    with watch("classify"):
+        probs = backend.probabilities(image, mask) if mode in MODES_NEEDING_PROBS else None
+    name, member, weights = backend.select(mode, probs)
+    with watch("harmonize"):
+        small = backend.network(member, image, mask, strength)
+    with watch("full_res"):
+        out = backend.full_resolution(image, mask, small)
+    soft = name == "soft"
+    return Prediction(out, max(probs, key=probs.get) if soft else name, name, probs, watch.seconds,
+                      dict(weights) if soft else None)
