@@ -192,7 +192,7 @@ def _chrome(download_dir: Path, profile: Path):
     return drv
 
 
-def _wait(cond, timeout=10.0):
+def _wait(cond, timeout=30.0):  # generous: a busy 2-core CI machine starts Chromium slowly
     t0 = time.time()
     while time.time() - t0 < timeout:
         v = cond()
