@@ -12,7 +12,9 @@ real image, mean pairwise fMSE), and the harmonizer finetuned with it as in row 
 full model with ``z ~ N(μ, σ²)`` from ``E^z`` on the original composites.
 
 What the tables need and do not find under ``--runs`` (the all-domain SycoNet and harmonizers, the
-per-domain SycoNets) is trained first, with the sizes of ``scripts/train_models.sh``. Checkpoints go to
+per-domain SycoNets) is trained first, with the recipes ``scripts/train_models.sh`` runs
+(:mod:`common.recipes`). Each report records its resolved configuration (every option and the recipes
+used) in ``results.json`` and at the top of ``report.md``. Checkpoints go to
 ``<runs>/table1_<out name>/`` (``table2_…``), reports to ``<out>``. Every run is
 recorded in ``<out>/results.json`` as it finishes, so a stopped table continues where it stopped;
 ``report.md`` is rewritten after each run. Sizes are options: the defaults fit both tables in about
@@ -29,6 +31,7 @@ from pathlib import Path
 
 import torch
 
+from common import recipes
 from common.cli import names, run, shared_args
 from common.io import InputError, write_text
 
@@ -57,17 +60,19 @@ class Results:
         write_text(json.dumps(self.data, indent=1), self.path, overwrite=True)
 
 
-def _train_syconet(out, data, domains, init=None, ablation="none", steps=1500, lr=3e-4, seed=0, device="auto",
-                   arch="syconet_r18", size=128):
+def _train_syconet(out, recipe: str, data, device="auto", arch=None, size=None, **kw):
+    """Train a SycoNet by a recipe (``syconet_all``, ``syconet_domain``, ``syconet_ablation``); ``arch``
+    and ``size`` (the tables' ``--syconet_arch`` / ``--syconet_size``) override it, encoders at half the size."""
     from syconet.train import main
-    main(data=data, domains=domains, out=str(out), init=init, ablation=ablation, arch=arch, size=size,
-         enc_size=size // 2, steps=steps, batch_size=16, lr=lr, seed=seed, device=device)
+    main(data=data, out=str(out), device=device,
+         **recipes.kwargs(recipe, arch=arch, size=size, enc_size=size // 2 if size else None, **kw))
 
 
-def _train_harmonizer(out, data, arch, steps=300, device="auto"):  # the sizes of scripts/train_models.sh
+def _train_harmonizer(out, data, arch, device="auto"):
+    """``<arch>_all`` by its recipe (``issam_all``, ``rainnet_all``; other names as issam's sizes)."""
     from harmonizers.train import main
-    main(data=data, domains="all", arch=arch, out=str(out), steps=steps, batch_size=16, lr=5e-4, val_every=0,
-         device=device)
+    name = f"{arch}_all" if f"{arch}_all" in recipes.RECIPES else "issam_all"
+    main(data=data, out=str(out), device=device, **recipes.kwargs(name, arch=None if arch in ("issam", "rainnet") else arch))
 
 
 def prerequisites(data, runs: Path, domains, archs=("issam",), device="auto", log=print,
@@ -87,13 +92,12 @@ def prerequisites(data, runs: Path, domains, archs=("issam",), device="auto", lo
 
     sy = dict(arch=syconet_arch, size=syconet_size, device=device)
     if syconet_all or domains:
-        ensure(runs / "syconet_all.safetensors", _train_syconet, data=data, domains="all", **sy)
+        ensure(runs / "syconet_all.safetensors", _train_syconet, recipe="syconet_all", data=data, **sy)
     for d in domains:
-        ensure(runs / f"syconet_{d}.safetensors", _train_syconet, data=data, domains=d,
-               init=str(runs / "syconet_all.safetensors"), steps=100, lr=1e-4, **sy)
+        ensure(runs / f"syconet_{d}.safetensors", _train_syconet, recipe="syconet_domain", data=data, domains=d,
+               init=str(runs / "syconet_all.safetensors"), **sy)
     for arch in archs:
-        ensure(runs / f"{arch}_all.safetensors", _train_harmonizer, data=data,
-               arch=f"{arch}64" if arch in ("issam", "rainnet") else arch, device=device)
+        ensure(runs / f"{arch}_all.safetensors", _train_harmonizer, data=data, arch=arch, device=device)
     return seconds
 
 
@@ -118,15 +122,20 @@ def _cell(records: list[dict], metric: str) -> str:
     return f"{fmt.format(statistics.mean(vals))} ± {fmt.format((max(vals) - min(vals)) / 2)}"
 
 
-def _header_lines(res: Results, command: str) -> list[str]:
+def _header_lines(res: Results) -> list[str]:
     h = res.data["header"]
-    return [f"Command: `{command}`", "",
-            f"Machine: {h['machine']}; device {h['device']}; data `{h['data']}`; sizes: {h['sizes']}.", ""]
+    cfg = h["config"]
+    return [f"Configuration (`python -m eval.tables {cfg['table']}` with these options; every one recorded in "
+            "`results.json`):", "", "| option | value |", "|---|---|",
+            *[f"| `--{k}` | `{v}` |" for k, v in cfg["options"].items()], "",
+            "Recipes of the prerequisites (`common.recipes`): " + ", ".join(
+                f"`{name}` {json.dumps(args)}" for name, args in cfg["recipes"].items()) + ".", "",
+            f"Machine: {h['machine']}; device {h['device']}; sizes: {h['sizes']}.", ""]
 
 
-def _command(table: str, **resolved) -> str:
-    """The command that reproduces a table, from its resolved arguments (recorded in the report)."""
-    return f"python -m eval.tables {table} " + " ".join(f"--{k} {v}" for k, v in resolved.items())
+def _config(table: str, options: dict, recipe_names) -> dict:
+    """The resolved configuration of a table run: its options and the recipes it trains with."""
+    return {"table": table, "options": options, "recipes": {n: recipes.kwargs(n) for n in recipe_names}}
 
 
 @shared_args
@@ -148,10 +157,11 @@ def table1(data: str = "data/mini4", domains: str = "MiniFlickr,MiniDay2night", 
     doms, archs = resolve_domains(data, domains), tuple(names(archs))
     outp, runp = Path(out), Path(runs)
     outp.mkdir(parents=True, exist_ok=True)
-    command = _command("table1", data=data, domains=",".join(doms), out=out, runs=runs, seeds=seeds, steps=steps,
-                       batch_size=batch_size, lr=lr, archs=",".join(archs), device=device, syconet_arch=syconet_arch,
-                       syconet_size=syconet_size)
-    res = Results(outp, {"machine": _machine(device), "device": device, "data": data, "command": command,
+    config = _config("table1", dict(data=data, domains=",".join(doms), out=out, runs=runs, seeds=seeds, steps=steps,
+                                    batch_size=batch_size, lr=lr, archs=",".join(archs), device=device,
+                                    syconet_arch=syconet_arch, syconet_size=syconet_size),
+                     ["syconet_all", "syconet_domain", *(f"{a}_all" for a in archs if f"{a}_all" in recipes.RECIPES)])
+    res = Results(outp, {"machine": _machine(device), "device": device, "data": data, "config": config,
                          "sizes": f"finetunes {steps} steps of batch {batch_size} (+ as many augmented composites), "
                                   f"lr {lr}, at the base model's size (64 px); scored with the official protocol at 256 px"})
     pre = prerequisites(data, runp, doms, archs, device, syconet_arch=syconet_arch, syconet_size=syconet_size)
@@ -177,13 +187,13 @@ def table1(data: str = "data/mini4", domains: str = "MiniFlickr,MiniDay2night", 
         train_s = time.time() - t0
         res.add(key, {"domain": d, "arch": arch, "row": row, "seed": seed, **_scores(ckpt, data, d),
                       "train_seconds": round(train_s, 1), "seconds": round(time.time() - t0, 1)})
-        _write_table1(res, outp, doms, archs, command)
-    _write_table1(res, outp, doms, archs, command)
+        _write_table1(res, outp, doms, archs)
+    _write_table1(res, outp, doms, archs)
 
 
-def _write_table1(res: Results, outp: Path, doms, archs, command):
+def _write_table1(res: Results, outp: Path, doms, archs):
     runs = list(res.data["runs"].values())
-    lines = ["# Table 1 on the offline benchmark", ""] + _header_lines(res, command)
+    lines = ["# Table 1 on the offline benchmark", ""] + _header_lines(res)
     lines += ["| method | row | " + " | ".join(f"{d} {m}" for d in doms for m in ("MSE↓", "PSNR↑", "fMSE↓")) +
               " | CPU/GPU s per run |", "|---|---:|" + "---:|" * (3 * len(doms)) + "---:|"]
     summary = {}
@@ -235,12 +245,13 @@ def table2(data: str = "data/mini4", domain: str = "MiniDay2night", out: str = "
     from syconet.model import load
     outp, runp = Path(out), Path(runs)
     outp.mkdir(parents=True, exist_ok=True)
-    command = _command("table2", data=data, domain=domain, out=out, runs=runs, syconet_steps=syconet_steps, steps=steps,
-                       batch_size=batch_size, lr=lr, k=k, arch=arch, device=device, syconet_arch=syconet_arch,
-                       syconet_size=syconet_size)
-    res = Results(outp, {"machine": _machine(device), "device": device, "data": data, "command": command,
-                         "sizes": f"each SycoNet from scratch on {domain}: {syconet_steps} steps of batch 16 at {syconet_size} px "
-                                  f"(encoders at half that), lr 3e-4; harmonizer finetunes as Table 1 row 7: {steps} steps "
+    config = _config("table2", dict(data=data, domain=domain, out=out, runs=runs, syconet_steps=syconet_steps,
+                                    steps=steps, batch_size=batch_size, lr=lr, k=k, arch=arch, device=device,
+                                    syconet_arch=syconet_arch, syconet_size=syconet_size),
+                     ["syconet_ablation", *([f"{arch}_all"] if f"{arch}_all" in recipes.RECIPES else [])])
+    res = Results(outp, {"machine": _machine(device), "device": device, "data": data, "config": config,
+                         "sizes": f"each SycoNet from scratch on {domain} by the syconet_ablation recipe with "
+                                  f"{syconet_steps} steps at {syconet_size} px (encoders at half that); harmonizer finetunes as Table 1 row 7: {steps} steps "
                                   f"of batch {batch_size}, lr {lr}; Div on the training images at {syconet_size} px, k={k}"})
     pre = prerequisites(data, runp, [], (arch,), device, syconet_arch=syconet_arch, syconet_size=syconet_size,
                         syconet_all=False)
@@ -253,8 +264,8 @@ def table2(data: str = "data/mini4", domain: str = "MiniDay2night", out: str = "
         t0 = time.time()
         syco = ck / f"syconet_{'none' if abl == 'zc' else abl}.safetensors"
         if not syco.exists():
-            _train_syconet(syco, data, domain, ablation="none" if abl == "zc" else abl, steps=syconet_steps,
-                           device=device, arch=syconet_arch, size=syconet_size)
+            _train_syconet(syco, "syconet_ablation", data, device, syconet_arch, syconet_size, domains=domain,
+                           ablation="none" if abl == "zc" else abl, steps=syconet_steps)
         t_syco = time.time() - t0
         model, _ = load(syco, device="cpu")
         ds = HarmonyDataset(data, domain, "train", size=syconet_size, train=False)
@@ -266,12 +277,12 @@ def table2(data: str = "data/mini4", domain: str = "MiniDay2night", out: str = "
                   device=device)
         res.add(abl, {"ablation": abl, "Div": div, **_scores(harm, data, domain), "syconet_seconds": round(t_syco, 1),
                       "seconds": round(time.time() - t0, 1)})
-        _write_table2(res, outp, command, domain)
-    _write_table2(res, outp, command, domain)
+        _write_table2(res, outp, domain)
+    _write_table2(res, outp, domain)
 
 
-def _write_table2(res: Results, outp: Path, command, domain):
-    lines = [f"# Table 2 on the offline benchmark ({domain})", ""] + _header_lines(res, command)
+def _write_table2(res: Results, outp: Path, domain):
+    lines = [f"# Table 2 on the offline benchmark ({domain})", ""] + _header_lines(res)
     lines += ["| row | method | MSE↓ | fMSE↓ | fSSIM↑ | Div↑ | seconds |", "|---:|---|---:|---:|---:|---:|---:|"]
     for i, (abl, name) in enumerate(ABLATIONS.items(), 1):
         if abl in res:

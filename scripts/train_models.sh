@@ -11,12 +11,15 @@ R=${RUNS:-runs}
 mkdir -p "$R"
 stamp() { date +%s; }
 log() { echo "[$(date +%H:%M:%S)] $*" | tee -a "$R/pipeline.log"; }
-train() {  # train OUT MODULE ARGS...: run unless OUT exists, log the wall time
-  local out=$1; shift
+train() {  # train OUT RECIPE ARGS...: run the recipe (common/recipes.py) with this run's paths, unless OUT exists
+  local out=$1 recipe=$2; shift 2
   if [ -f "$out" ]; then log "skip $out (exists)"; return; fi
-  local t0; t0=$(stamp)
-  log "start $out"
-  "$PY" -m "$@" --out "$out" > "${out%.safetensors}.out" 2>&1
+  local t0 module flags; t0=$(stamp)
+  module=$("$PY" -m common.recipes command "$recipe")
+  flags=$("$PY" -m common.recipes args "$recipe")
+  log "start $out ($recipe)"
+  # shellcheck disable=SC2086 # the recipe's flags are one word each
+  "$PY" -m "$module" $flags "$@" --out "$out" > "${out%.safetensors}.out" 2>&1
   log "done $out in $(( $(stamp) - t0 )) s"
 }
 
@@ -25,20 +28,19 @@ train() {  # train OUT MODULE ARGS...: run unless OUT exists, log the wall time
 # 1. the default harmonizer family, on all domains: the gated colour transform (harmonizers.gct),
 #    fresh pairs from every process with 80 % of them unperturbed, every pair re-graded; the gate's
 #    scale is calibrated on held-out training photos (--val_every)
-train "$R/gct_all.safetensors" harmonizers.train --data "$DATA" --domains all --arch gct64 \
-  --augment processes:0.8 --regrade 1.0 --steps 2000 --batch_size 32 --lr 1e-3 --val_every 250
+train "$R/gct_all.safetensors" gct_all --data "$DATA"
 # 2. per-domain harmonizers: the base finetuned on the domain, fresh pairs from the domain's own
 #    processes, calibrated on the domain's held-out photos (scale 0 = leave that domain alone)
 declare -A PROC=([MiniCOCO]=reinhard+xiao+histogram+pitie [MiniAdobe]=expert
                  [MiniFlickr]=reinhard+xiao+histogram+pitie [MiniDay2night]=illumination)
 for D in MiniCOCO MiniAdobe MiniFlickr MiniDay2night; do
-  train "$R/gct_$D.safetensors" domains.finetune --domain "$D" --data "$DATA" --runs "$R" --arch gct \
-    --augment "processes:0.8:${PROC[$D]}" --regrade 1.0 --steps 600 --batch_size 32 --lr 5e-4 --val_every 100
+  train "$R/gct_$D.safetensors" gct_domain --domain "$D" --data "$DATA" --runs "$R" \
+    --augment "processes:0.8:${PROC[$D]}"
 done
 # 3. domain classifier: tf_efficientnet_lite0 kept as ImageNet trained it, a linear head fitted on
 #    its pooled multi-scale features of the stored composites (the benchmark's domains differ by
 #    content and process, as iHarmony4's do); about 30 s
-train "$R/router.safetensors" router.train --data "$DATA" --head probe --size 224 --batch_size 32
+train "$R/router.safetensors" router --data "$DATA"
 # 4. the default zoo (float16 storage); the unified model is the all-domain one
 if [ ! -f models/default/zoo.json ] || [ "${REBUILD_ZOO:-0}" = 1 ]; then
   "$PY" -m router.zoo build --out models/default --classifier "$R/router.safetensors" \
@@ -48,31 +50,25 @@ if [ ! -f models/default/zoo.json ] || [ "${REBUILD_ZOO:-0}" = 1 ]; then
   log "zoo built"
 fi
 # 5. the pixel-predicting families at about the same CPU budget as step 1 (the README's side-by-side table)
-train "$R/issam_all.safetensors" harmonizers.train --data "$DATA" --domains all --arch issam64 \
-  --steps 300 --batch_size 16 --lr 5e-4
-train "$R/rainnet_all.safetensors" harmonizers.train --data "$DATA" --domains all --arch rainnet64 \
-  --steps 1200 --batch_size 16 --lr 5e-4
+train "$R/issam_all.safetensors" issam_all --data "$DATA"
+train "$R/rainnet_all.safetensors" rainnet_all --data "$DATA"
 # 6. SycoNet on all domains (encoders at 64 px, LUT loss at 128 px), then per small domain
-train "$R/syconet_all.safetensors" syconet.train --data "$DATA" --domains all --size 128 --enc_size 64 \
-  --steps 1500 --batch_size 16 --lr 3e-4
+train "$R/syconet_all.safetensors" syconet_all --data "$DATA"
 for D in MiniFlickr MiniDay2night; do
-  train "$R/syconet_$D.safetensors" syconet.train --data "$DATA" --domains "$D" \
-    --init "$R/syconet_all.safetensors" --size 128 --steps 100 --batch_size 16 --lr 1e-4
+  train "$R/syconet_$D.safetensors" syconet_domain --data "$DATA" --domains "$D" --init "$R/syconet_all.safetensors"
 done
 # 7. iS2AM per domain with SycoNet augmentation (Table 1 rows 5 and 7) and the SycoNet-augmented
 #    unified iS2AM (section 4.7)
 for D in MiniFlickr MiniDay2night; do
-  train "$R/issam_$D.safetensors" domains.finetune --domain "$D" --data "$DATA" --runs "$R" \
-    --steps 60 --batch_size 8 --lr 1e-4
+  train "$R/issam_$D.safetensors" issam_domain --domain "$D" --data "$DATA" --runs "$R"
 done
-train "$R/issam_unified.safetensors" harmonizers.train --data "$DATA" --domains all --init "$R/issam_all.safetensors" \
-  --augment "syconet:$R/syconet_all.safetensors" --steps 100 --batch_size 8 --lr 1e-4
+train "$R/issam_unified.safetensors" issam_unified --data "$DATA" --init "$R/issam_all.safetensors" \
+  --augment "syconet:$R/syconet_all.safetensors"
 # the all-domain SycoNet, generation-only, for `python -m syconet.sample` out of the box
 [ -f models/syconet_all.safetensors ] || "$PY" -m syconet.export --ckpt "$R/syconet_all.safetensors" \
   --out models/syconet_all.safetensors
 # 8. SycoNet ablations (Table 2): each trained from scratch on MiniDay2night with the same budget
 for A in none no_rec no_real move_z lutv2; do
-  train "$R/ablation_$A.safetensors" syconet.train --data "$DATA" --domains MiniDay2night --ablation "$A" \
-    --size 128 --enc_size 64 --steps 100 --batch_size 16 --lr 3e-4
+  train "$R/ablation_$A.safetensors" syconet_ablation --data "$DATA" --domains MiniDay2night --ablation "$A"
 done
 log "all done"

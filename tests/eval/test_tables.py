@@ -27,6 +27,12 @@ def test_tables_run_resume_and_report(mini_data, tmp_path):
     text = (tmp_path / "t1" / "report.md").read_text()
     assert "iS2AM + SycoNet(D) (ours) (2 seeds)" in text and "RainNet + finetune on D (2 seeds)" in text
     assert " ± " in text and "row 7:" in text
+    # the resolved configuration, not a rebuilt command: every option, and the recipes of the prerequisites
+    from common import recipes
+    cfg = res["header"]["config"]
+    assert cfg["table"] == "table1" and cfg["options"]["steps"] == 1 and cfg["options"]["archs"] == "issam_test,rainnet_test"
+    assert cfg["recipes"]["syconet_domain"] == recipes.kwargs("syconet_domain")
+    assert "| `--syconet_size` | `32` |" in text and "`syconet_all` {" in text
     stamp = (tmp_path / "t1" / "results.json").stat().st_mtime_ns
     table1(out=str(tmp_path / "t1"), **t1)  # everything recorded: nothing is trained again
     assert json.loads((tmp_path / "t1" / "results.json").read_text())["runs"].keys() == keys
