@@ -27,7 +27,7 @@ import logging
 import math
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -45,21 +45,48 @@ log = logging.getLogger(__name__)
 
 
 @dataclass
-class EngineConfig:
+class LoopConfig:
+    """Where the run writes and how often it saves, validates and logs."""
     out: str = "runs/model.safetensors"
-    steps: int = 1000            # optimizer steps
-    batch_size: int = 16         # global batch, split over processes
-    lr: float = 1e-4
-    workers: int = 0             # DataLoader workers per process
-    seed: int = 0
-    amp: bool = True             # bf16 autocast, CUDA only
-    channels_last: bool = False
     save_every: int = 100
     val_every: int = 0           # 0 = validate only at the end (when the task validates)
     log_every: int = 10
-    device: str = "auto"
     resume: bool = True          # continue from <out>.last.safetensors when it exists
     overwrite: bool = False      # replace a finished <out>
+
+
+@dataclass
+class OptimConfig:
+    """What is optimised how: Adam with a cosine schedule over ``steps``."""
+    steps: int = 1000            # optimizer steps
+    batch_size: int = 16         # global batch, split over processes
+    lr: float = 1e-4
+    seed: int = 0
+
+
+@dataclass
+class HardwareConfig:
+    """Where it runs and how the data gets there."""
+    device: str = "auto"
+    workers: int = 0             # DataLoader workers per process
+    amp: bool = True             # bf16 autocast, CUDA only
+    channels_last: bool = False
+
+
+@dataclass
+class EngineConfig:
+    """The engine's options in three groups, as a command's ``--help`` lists them; commands fill it
+    with :meth:`from_options` from their own keyword arguments."""
+    loop: LoopConfig = field(default_factory=LoopConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    hw: HardwareConfig = field(default_factory=HardwareConfig)
+
+    @classmethod
+    def from_options(cls, options: dict) -> "EngineConfig":
+        """Each group's fields taken by name from a command's options (the rest are the command's own)."""
+        def pick(group):
+            return group(**{f.name: options[f.name] for f in fields(group) if f.name in options})
+        return cls(loop=pick(LoopConfig), optim=pick(OptimConfig), hw=pick(HardwareConfig))
 
 
 def sibling(out, tag: str) -> Path:
@@ -205,34 +232,34 @@ class _Run:
     def __init__(self, task: Task, cfg: EngineConfig):
         self.task, self.cfg = task, cfg
         self.rank, self.world, local_rank = dist_info()
-        self.device = pick_device(cfg.device, local_rank)
+        self.device = pick_device(cfg.hw.device, local_rank)
         if self.device.type == "cuda":
             torch.cuda.set_device(self.device)
         setup_distributed(self.device)
-        self.out = Path(cfg.out)
+        self.out = Path(cfg.loop.out)
         self.last, self.best_path = sibling(self.out, "last.safetensors"), sibling(self.out, "best.safetensors")
         self.log_path, self.cfg_path = sibling(self.out, "log.jsonl"), sibling(self.out, "config.json")
-        self.resume = cfg.resume
+        self.resume = cfg.loop.resume
         if self.out.exists():
-            if not cfg.overwrite:
+            if not cfg.loop.overwrite:
                 raise InputError(f"{self.out}: already exists (a finished run); pass --overwrite to train again")
             self.resume = False  # a finished run is replaced by a fresh one
             if self.rank == 0:
                 self.log_path.unlink(missing_ok=True)
-        if cfg.batch_size % self.world:
-            raise InputError(f"batch_size {cfg.batch_size} is not divisible by {self.world} processes")
+        if cfg.optim.batch_size % self.world:
+            raise InputError(f"batch_size {cfg.optim.batch_size} is not divisible by {self.world} processes")
         self.start, self.best, self.step, self.losses = 0, math.inf, 0, {}
 
     def build(self) -> None:
         """Model on the device, Adam with a cosine schedule, resumed from ``<out>.last`` when asked."""
         cfg = self.cfg
-        torch.manual_seed(cfg.seed)
+        torch.manual_seed(cfg.optim.seed)
         self.model = model = self.task.model.to(self.device)
-        if cfg.channels_last:  # 4-D weights only: a LUT bank (5-D) keeps its layout
+        if cfg.hw.channels_last:  # 4-D weights only: a LUT bank (5-D) keeps its layout
             for prm in model.parameters():
                 if prm.dim() == 4:
                     prm.data = prm.data.contiguous(memory_format=torch.channels_last)
-        self.opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.lr)
+        self.opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.optim.lr)
         if self.resume and self.last.exists():
             tensors, meta = checkpoint.load(self.last)
             model.load_state_dict(checkpoint.prefixed(tensors, "model"))
@@ -241,9 +268,9 @@ class _Run:
             if self.rank == 0:
                 log.info("resuming %s from step %d", self.last, self.start)
         self.step = self.start
-        self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lambda s: cosine(s, cfg.steps), last_epoch=-1)
+        self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lambda s: cosine(s, cfg.optim.steps), last_epoch=-1)
         for g in self.opt.param_groups:
-            g["lr"] = cfg.lr * cosine(self.start, cfg.steps)
+            g["lr"] = cfg.optim.lr * cosine(self.start, cfg.optim.steps)
         self.sched.last_epoch = self.start
         self.ddp = nn.parallel.DistributedDataParallel(
             model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
@@ -251,9 +278,9 @@ class _Run:
         self.train_mode()
 
     def loader(self, dataset: Dataset) -> DataLoader:
-        sampler = StepSampler(len(dataset), self.cfg.batch_size, self.cfg.steps, self.start, self.cfg.seed,
+        sampler = StepSampler(len(dataset), self.cfg.optim.batch_size, self.cfg.optim.steps, self.start, self.cfg.optim.seed,
                               self.rank, self.world)
-        return DataLoader(Seeded(dataset), batch_sampler=sampler, num_workers=self.cfg.workers,
+        return DataLoader(Seeded(dataset), batch_sampler=sampler, num_workers=self.cfg.hw.workers,
                           pin_memory=self.device.type == "cuda", persistent_workers=False)
 
     def train_mode(self) -> None:
@@ -290,9 +317,9 @@ class _Run:
 
     def optimise(self, batch: dict, amp: bool) -> None:
         """One step: forward under autocast, refuse a non-finite loss, backward, Adam, schedule."""
-        torch.manual_seed(mix(self.cfg.seed, self.step, self.rank, 13))
-        self.task.on_step(self.step, self.cfg.steps)
-        batch = move(batch, self.device, self.cfg.channels_last)
+        torch.manual_seed(mix(self.cfg.optim.seed, self.step, self.rank, 13))
+        self.task.on_step(self.step, self.cfg.optim.steps)
+        batch = move(batch, self.device, self.cfg.hw.channels_last)
         with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=amp):
             losses = self.ddp(batch)
         loss = losses["loss"]
@@ -336,23 +363,23 @@ def train(task: Task, dataset: Dataset, cfg: EngineConfig) -> dict:
     if run.rank == 0:
         write_text(json.dumps({"engine": asdict(cfg), "task": task.meta(), "world_size": run.world}, indent=1),
                    run.cfg_path, overwrite=True)
-    amp = cfg.amp and run.device.type == "cuda"
-    bar = tqdm(total=cfg.steps * cfg.batch_size, initial=run.start * cfg.batch_size, unit="img",
+    amp = cfg.hw.amp and run.device.type == "cuda"
+    bar = tqdm(total=cfg.optim.steps * cfg.optim.batch_size, initial=run.start * cfg.optim.batch_size, unit="img",
                unit_scale=False, disable=run.rank != 0, desc=run.out.stem, dynamic_ncols=True)
     t0 = time.time()
     for batch in loader:
         run.optimise(batch, amp)
-        bar.update(cfg.batch_size)
-        if run.step % cfg.log_every == 0 or run.step == cfg.steps:
+        bar.update(cfg.optim.batch_size)
+        if run.step % cfg.loop.log_every == 0 or run.step == cfg.optim.steps:
             run.report(bar, t0)
-        if cfg.val_every and run.step % cfg.val_every == 0 and run.step < cfg.steps:
+        if cfg.loop.val_every and run.step % cfg.loop.val_every == 0 and run.step < cfg.optim.steps:
             run.validate()
-        if run.step % cfg.save_every == 0 and run.step < cfg.steps:
+        if run.step % cfg.loop.save_every == 0 and run.step < cfg.optim.steps:
             run.save_last()
     bar.close()
     elapsed = time.time() - t0
     run.finish()
     done = run.step - run.start
     return {"steps": run.step, "steps_this_run": done, "seconds": round(elapsed, 1),
-            "images_per_s": round(done * cfg.batch_size / max(elapsed, 1e-9), 2),
+            "images_per_s": round(done * cfg.optim.batch_size / max(elapsed, 1e-9), 2),
             "last": run.losses, "best": run.best, "out": str(run.out)}

@@ -186,6 +186,7 @@ def main(data="data/mini4", domains="all", arch: str = "issam", out="runs/issam_
         gan_weight: weight of RainNet's adversarial term (0: off).
         regrade: share of training pairs put, composite and real alike, under one random global look.
     """
+    options = dict(locals())  # the command's options, as given (the engine takes its groups from them)
     if gan_weight < 0:
         raise InputError(f"--gan_weight must be >= 0, got {gan_weight}")
     if only_aug and A.parse(augment)[0] in ("none", "static"):
@@ -200,10 +201,7 @@ def main(data="data/mini4", domains="all", arch: str = "issam", out="runs/issam_
     extra.update(augment=augment, only_aug=only_aug, gan_weight=gan_weight, regrade=regrade)
     task = HarmonizerTask(model, augmenter, only_aug, train_ds.domains, fingerprint(train_ds.samples), val_ds, extra,
                           gan_weight, regrade=regrader)
-    cfg = EngineConfig(out=out, amp=amp, channels_last=channels_last, steps=steps, batch_size=batch_size, lr=lr,
-                       workers=workers, seed=seed, save_every=save_every, val_every=val_every, device=device,
-                       resume=resume, overwrite=overwrite)
-    res = train(task, train_set, cfg)
+    res = train(task, train_set, EngineConfig.from_options(options))
     if dist_info()[0] == 0 and val_ds is not None and hasattr(model.net, "strength"):
         res["calibration"] = calibrate(out, val_ds)
     if dist_info()[0] == 0:

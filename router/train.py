@@ -135,6 +135,7 @@ def main(data="data/mini4", out="runs/router.safetensors", backbone: str = "auto
         balance: weight the loss by inverse domain frequency, so small domains are not routed away.
         l2: the probe head's L2 penalty on its standardised features.
     """
+    options = dict(locals())  # the command's options, as given (the engine takes its groups from them)
     torch.manual_seed(seed)
     train_ds, val_ds = train_val(data, "all", size, True, val_fraction if val_every and head == "finetune" else 0.0)
     if head == "probe":  # one deterministic view of each composite (the probe mirrors it itself)
@@ -156,10 +157,7 @@ def main(data="data/mini4", out="runs/router.safetensors", backbone: str = "auto
     if head == "probe":
         res = fit_probe(task, train_set, out, batch_size, workers, device, l2, overwrite)
     else:
-        res = train(task, train_set, EngineConfig(out=out, amp=amp, channels_last=channels_last, steps=steps,
-                                                  batch_size=batch_size, lr=lr, workers=workers, seed=seed,
-                                                  val_every=val_every, device=device, resume=resume,
-                                                  overwrite=overwrite))
+        res = train(task, train_set, EngineConfig.from_options(options))
         if dist_info()[0] != 0:
             return
     net = task.net.eval()

@@ -104,6 +104,7 @@ def main(data="data/mini4", domains="all", out="runs/syconet_all.safetensors", i
         replay: share of each batch drawn from the other domains' train splits (finetuning).
         tune: all, or head (FC, basis LUTs and E^z's output layer only).
     """
+    options = dict(locals())  # the command's options, as given (the engine takes its groups from them)
     torch.manual_seed(seed)
     train_ds, val_ds = train_val(data, domains, size, cache, val_fraction if val_every else 0.0)
     others = [d for d in resolve_domains(data, "all") if d not in train_ds.domains] if replay > 0 else []
@@ -128,10 +129,7 @@ def main(data="data/mini4", domains="all", out="runs/syconet_all.safetensors", i
             model.bank.copy_(basis_bank(model.cfg.n_luts, model.cfg.lut_dim, model.cfg.bank_seed, lut_dir=lut_dir))
     samples = train_ds.samples + (mixed.other.samples if mixed.other is not None else [])
     task = SycoTask(model, arch, train_ds.domains, fingerprint(samples), val_ds, freeze_bn=freeze_bn)
-    cfg = EngineConfig(out=out, amp=amp, channels_last=channels_last, steps=steps, batch_size=batch_size, lr=lr,
-                       workers=workers, seed=seed, save_every=save_every, val_every=val_every, device=device,
-                       resume=resume, overwrite=overwrite)
-    res = train(task, mixed, cfg)
+    res = train(task, mixed, EngineConfig.from_options(options))
     print_json({"out": str(Path(out)), **res, "init": init, "ablation": ablation, "domains": train_ds.domains,
                 "replay": replay})
 

@@ -53,7 +53,7 @@ def test_optimizer_state_roundtrip():
 def test_resume_after_kill_follows_the_same_curve(mini_data, tmp_path):
     cfg = dict(steps=6, batch_size=4, lr=1e-3, save_every=3, log_every=1, device="cpu", seed=3)
     task, ds = _task(mini_data)
-    train(task, ds, EngineConfig(out=str(tmp_path / "a.safetensors"), **cfg))
+    train(task, ds, EngineConfig.from_options(dict(out=str(tmp_path / "a.safetensors"), **cfg)))
 
     class Killed(Exception):
         pass
@@ -65,10 +65,10 @@ def test_resume_after_kill_follows_the_same_curve(mini_data, tmp_path):
             raise Killed
     task.on_step = die
     with pytest.raises(Killed):
-        train(task, ds, EngineConfig(out=str(tmp_path / "b.safetensors"), **cfg))
+        train(task, ds, EngineConfig.from_options(dict(out=str(tmp_path / "b.safetensors"), **cfg)))
     assert (tmp_path / "b.last.safetensors").exists() and not (tmp_path / "b.safetensors").exists()
     task, ds = _task(mini_data)
-    res = train(task, ds, EngineConfig(out=str(tmp_path / "b.safetensors"), **cfg))
+    res = train(task, ds, EngineConfig.from_options(dict(out=str(tmp_path / "b.safetensors"), **cfg)))
     assert res["steps_this_run"] == 3  # killed after 4 steps; resumed from the step-3 checkpoint
     la, lb = _losses(tmp_path / "a.log.jsonl"), _losses(tmp_path / "b.log.jsonl")
     for s in range(1, 7):
@@ -79,7 +79,7 @@ def test_resume_after_kill_follows_the_same_curve(mini_data, tmp_path):
         assert torch.allclose(wa[k].float(), wb[k].float(), atol=1e-4), k
     with pytest.raises(InputError, match="already exists"):
         task, ds = _task(mini_data)
-        train(task, ds, EngineConfig(out=str(tmp_path / "b.safetensors"), **cfg))
+        train(task, ds, EngineConfig.from_options(dict(out=str(tmp_path / "b.safetensors"), **cfg)))
 
 
 @pytest.mark.slow
@@ -110,3 +110,17 @@ def test_channels_last_with_a_5d_lut_bank(mini_data, tmp_path):
          batch_size=2, device="cpu", channels_last=True)
     tensors, meta = checkpoint.load(out, kind="syconet")
     assert meta["step"] == 2 and all(torch.isfinite(t).all() for t in tensors.values())
+
+
+def test_config_groups_are_filled_from_a_commands_options():
+    from dataclasses import asdict, fields
+
+    from common.engine import HardwareConfig, LoopConfig, OptimConfig
+    opts = {"out": "x.safetensors", "steps": 7, "lr": 0.5, "workers": 3, "channels_last": True, "arch": "issam64",
+            "augment": "lut"}
+    cfg = EngineConfig.from_options(opts)
+    assert (cfg.loop.out, cfg.optim.steps, cfg.optim.lr, cfg.hw.workers, cfg.hw.channels_last) == ("x.safetensors", 7, 0.5, 3, True)
+    assert cfg.optim.batch_size == OptimConfig().batch_size and cfg.loop.resume is True  # defaults for the rest
+    names = [f.name for g in (LoopConfig, OptimConfig, HardwareConfig) for f in fields(g)]
+    assert len(names) == len(set(names))  # one group per option
+    assert set(asdict(cfg)) == {"loop", "optim", "hw"} and "arch" not in str(asdict(cfg))
