@@ -22,7 +22,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from harmonizers.models import network_pass, to_full_resolution
+from harmonizers.fullres import network_pass, to_full_resolution
 
 ROOT = Path(__file__).resolve().parents[1]
 SIZES = [(256, 256), (1024, 768), (2048, 1536), (6000, 4000)]
@@ -31,7 +31,7 @@ IMPORTS = {"torch": "torch, timm, router, router.api, router.classifier, harmoni
 
 
 def crop_ablation(src, msk, zoo=None):
-    """Seconds of ``harmonizers.models.to_full_resolution`` with crop off / on, per size (median of 3)."""
+    """Seconds of ``harmonizers.fullres.to_full_resolution`` with crop off / on, per size (median of 3)."""
     import statistics
 
     import numpy as np

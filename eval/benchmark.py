@@ -53,7 +53,7 @@ def _methods(h: Harmonizer, samples) -> tuple[list[str], str | None]:
 def _run_methods(h: Harmonizer, methods, comp, mask, domain: str):
     """Every method's output for one composite, the seconds each took, and the routed prediction
     (None when routing is not scored)."""
-    from harmonizers.models import harmonize
+    from harmonizers.fullres import harmonize
     outs, took, probs, pred = {}, {}, None, None
     for m in methods:
         t0 = time.perf_counter()
@@ -128,7 +128,7 @@ def benchmark(data, zoo=None, out="reports/benchmark", domains="all", split: str
 
 def drift_predictors(h, methods) -> dict:
     """``predict(image, mask, domain)`` for each benchmark mode, as ``eval.compare.real_drift`` takes."""
-    from harmonizers.models import harmonize
+    from harmonizers.fullres import harmonize
 
     def one(m):
         if m in BASELINES:

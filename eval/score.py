@@ -58,7 +58,7 @@ def model_predictor(model, full_res: str = "transform", protocol: str = "iharm",
     trained at the evaluation size returns its own output (background predicted, not pasted back),
     as the official evaluation scores it; a network of another size is brought to it by
     ``full_res``, like any image."""
-    from harmonizers.models import harmonize
+    from harmonizers.fullres import harmonize
     if protocol == "iharm" and model.size == size:
         dev = next(model.parameters()).device
         return lambda image, mask: model(image[None].to(dev), mask[None].to(dev), keep_background=False)[0].clamp(0, 1).cpu()

@@ -11,7 +11,7 @@ sides of the mask's boundary, where foreground and background share the light mo
 and their differences. The output space is the one the field's parametric harmonizers argue for
 (Harmonizer, Ke et al. ECCV 2022: white-box filters; PCT-Net, Guerreiro et al. CVPR 2023:
 colour-transform parameters; S²CRNet, Liang et al. ECCV 2022: curves): it keeps all texture, is
-resolution-free (``harmonizers.models.harmonize`` refits the map at full resolution), and with
+resolution-free (``harmonizers.fullres.harmonize`` refits the map at full resolution), and with
 about 10 k parameters it has little room to memorise photos. The gate is what makes it
 conservative: trained with unperturbed pairs among the composites (``--augment processes``), the
 foreground-normalised MSE pulls ``g`` towards 0 where the statistics cannot tell a composite from

@@ -158,11 +158,11 @@ class Harmonizer:
         return name, self.unified if name == "unified" else self.models[name], weights
 
     def network(self, member, image, mask, strength: float) -> dict:
-        from harmonizers.models import network_pass
+        from harmonizers.fullres import network_pass
         return network_pass(member, *_tensors(image, mask), strength)
 
     def full_resolution(self, image, mask, small: dict) -> np.ndarray:
-        from harmonizers.models import to_full_resolution
+        from harmonizers.fullres import to_full_resolution
         return np.ascontiguousarray(to_full_resolution(small).permute(1, 2, 0).numpy())
 
     # ---- the Python API ------------------------------------------------------------------------
@@ -175,7 +175,7 @@ class Harmonizer:
     def run(self, image, mask, mode: str = "routed", strength: float = 1.0) -> inference.Prediction:
         """Harmonize: a :class:`router.inference.Prediction` whose ``output`` has the input's type
         (path → PIL image, PIL → PIL, numpy → numpy of the same dtype, tensor → ``3×H×W`` tensor).
-        ``strength`` scales the change (:func:`harmonizers.models.harmonize`)."""
+        ``strength`` scales the change (:func:`harmonizers.fullres.harmonize`)."""
         strength = check_strength(strength)
         img, m, kind, names = _arrays(image, mask)
         r = inference.run(self, img, m, mode, strength, names)

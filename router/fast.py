@@ -7,7 +7,7 @@ pre- and post-processing in numpy and Pillow.
 Why: ``import torch`` (and timm, which pulls torchvision) costs seconds before a command does any
 work; ``onnxruntime`` + numpy + Pillow import in a fraction of a second. The networks are the same
 weights (the export is checked against torch in the tests); the steps around them are the numpy
-twins of ``router.api`` / ``harmonizers.models.harmonize``:
+twins of ``router.api`` / ``harmonizers.fullres.harmonize``:
 
 - resize to the network size with Pillow's bilinear filter on float planes (antialiased when
   shrinking, as ``F.interpolate(..., antialias=True)``);
@@ -128,7 +128,7 @@ def _poly(px: np.ndarray) -> np.ndarray:
 
 
 def fit_colour_transform(src: np.ndarray, dst: np.ndarray, ridge: float = 1e-3) -> np.ndarray:
-    """``harmonizers.models.fit_colour_transform`` in numpy: ``P×3`` → ``P×3`` → ``10×3``."""
+    """``harmonizers.fullres.fit_colour_transform`` in numpy: ``P×3`` → ``P×3`` → ``10×3``."""
     a = _poly(src.astype(np.float64))
     eye = np.zeros((10, 3))
     eye[1, 0] = eye[2, 1] = eye[3, 2] = 1.0

@@ -3,7 +3,8 @@ import pytest
 import torch
 
 from common import checkpoint
-from harmonizers.models import create, harmonize
+from harmonizers.fullres import harmonize
+from harmonizers.models import create
 from syconet.lut import apply_lut
 from syconet.model import create as create_syco
 

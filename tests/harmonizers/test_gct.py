@@ -10,7 +10,8 @@ from common.io import InputError
 from domains.transfer import rgb_to_lab as ref_lab
 from harmonizers import augment as A
 from harmonizers.gct import lab_to_rgb, rgb_to_lab
-from harmonizers.models import create, harmonize, load
+from harmonizers.fullres import harmonize
+from harmonizers.models import create, load
 from harmonizers.train import fn_mse
 
 

@@ -1,7 +1,8 @@
 import pytest
 import torch
 
-from harmonizers.models import VARIANTS, apply_colour_transform, create, fit_colour_transform, harmonize
+from harmonizers.fullres import apply_colour_transform, fit_colour_transform, harmonize
+from harmonizers.models import VARIANTS, create
 
 
 @pytest.mark.parametrize("name", ["issam_test", "rainnet_test"])

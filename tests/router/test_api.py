@@ -33,7 +33,7 @@ def test_api_types_and_modes(tiny_zoo, pair):
 
 
 def test_soft_routing_blends_by_probability(tiny_zoo, pair):
-    from harmonizers.models import harmonize
+    from harmonizers.fullres import harmonize
     from router.api import Blend
     h = Harmonizer.from_zoo(tiny_zoo)
     img, m = read_image(pair[0]), read_image(pair[1])[:1]

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from common.io import InputError, read_image_array, read_mask_array
-from harmonizers.models import _upsample_window, harmonize
+from harmonizers.fullres import _upsample_window, harmonize
 from router import fast, zoo as Z
 
 from ..conftest import ROOT
