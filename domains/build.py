@@ -24,8 +24,8 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from common.cli import run, shared_args
-from common.io import (IMAGE_SUFFIXES, InputError, image_grid, read_image, read_pair, write_image,
-                       write_text)
+from common.grid import image_grid
+from common.io import IMAGE_SUFFIXES, InputError, read_image, read_pair, write_image, write_text
 
 from . import transfer as T
 

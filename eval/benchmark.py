@@ -21,7 +21,8 @@ from tqdm import tqdm
 
 from common.cli import run, shared_args
 from common.shipped import shown
-from common.io import InputError, image_grid, resize_to_height, read_image, read_mask, thumbnail, write_image, write_text
+from common.grid import image_grid, resize_to_height, thumbnail
+from common.io import InputError, read_image, read_mask, write_image, write_text
 from domains.dataset import load_samples
 from router.api import Harmonizer
 

@@ -22,7 +22,8 @@ from tqdm import tqdm
 
 from common.cli import run
 from common.shipped import shown
-from common.io import InputError, image_grid, read_image, read_mask, thumbnail, write_image, write_text
+from common.grid import image_grid, thumbnail
+from common.io import InputError, read_image, read_mask, write_image, write_text
 from domains.dataset import load_samples
 
 from common import metrics as M

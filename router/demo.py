@@ -10,7 +10,8 @@ import json
 from pathlib import Path
 
 from common.cli import run, shared_args
-from common.io import image_grid, read_pair, write_image
+from common.grid import image_grid
+from common.io import read_pair, write_image
 
 from .api import Harmonizer
 

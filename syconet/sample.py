@@ -15,7 +15,8 @@ from pathlib import Path
 import torch
 
 from common.cli import print_json, run, shared_args
-from common.io import InputError, image_grid, read_pair, to_uint8, write_image
+from common.grid import image_grid
+from common.io import InputError, read_pair, to_uint8, write_image
 
 from common.lut import apply_lut_u8, combine
 from .model import load

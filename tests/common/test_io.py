@@ -6,8 +6,8 @@ import pytest
 import torch
 from PIL import Image
 
-from common.io import (InputError, check_image, check_mask, image_grid, image_size, looks_like_mask, read_image, read_mask,
-                       read_pair, write_image)
+from common.grid import image_grid
+from common.io import (InputError, check_image, check_mask, image_size, looks_like_mask, read_image, read_mask, read_pair, write_image)
 
 
 def _rgb(tmp_path, name="a.png", size=(20, 10), mode="RGB", **kw):

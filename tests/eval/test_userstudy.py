@@ -9,7 +9,9 @@ import pytest
 
 from common.io import BatchError, InputError
 from eval.compose import compose
-from eval.userstudy import CSV_EXTRA, CSV_HEADER, FILE_TIME, analyze, bradley_terry, export, key_path, order_trials
+from eval.pairwise import bradley_terry
+from eval.study_page import CSV_EXTRA, CSV_HEADER
+from eval.userstudy import FILE_TIME, analyze, export, key_path, order_trials
 
 from ..conftest import ASSETS
 
@@ -302,7 +304,7 @@ def test_browser_roundtrip(study, tmp_path):
 
 
 def test_page_escapes_names_that_look_like_markup():
-    from eval.userstudy import _page
+    from eval.study_page import render_page as _page
     name = "</script><script>alert(1)</script>.png"
     page = _page([{"scene": name, "a": name, "b": "x.png"}])
     script = page[page.index("const TRIALS"):]
