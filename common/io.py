@@ -169,6 +169,21 @@ def read_image_array(path: str | os.PathLike, max_pixels: int | None = None,
     return np.ascontiguousarray(arr[..., :3])
 
 
+def read_image_u8(path: str | os.PathLike, max_pixels: int | None = None,
+                  at_least: tuple[int, int] | None = None) -> np.ndarray:
+    """:func:`read_image_array` as uint8 ``H×W×3``: 8-bit RGB and grey files come as stored (no
+    float pass), anything else through the float reading, rounded."""
+    img = _open(path, max_pixels, at_least)
+    if img.mode == "RGB":
+        return np.asarray(img)
+    if img.mode == "L":
+        return np.repeat(np.asarray(img)[..., None], 3, axis=2)
+    arr = _to_float_array(img, path)
+    if arr.shape[2] in (1, 2):
+        arr = np.repeat(arr[..., :1], 3, axis=2)
+    return np.rint(arr[..., :3] * 255).astype(np.uint8)
+
+
 def read_mask_array(path: str | os.PathLike, max_pixels: int | None = None) -> np.ndarray:
     """Read a foreground mask as float32 ``H×W`` in [0, 1] (1 = foreground), by its content, the way
     a person reads the file, whatever its mode:

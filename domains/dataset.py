@@ -13,12 +13,13 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch.utils.data import Dataset
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
-from common.io import InputError, env_megabytes, image_size, read_image, read_mask
+from common.io import InputError, env_megabytes, image_size, read_image_u8, read_mask
 
 IHARMONY4 = ("HCOCO", "HAdobe5k", "HFlickr", "Hday2night")
 MINI4 = ("MiniCOCO", "MiniAdobe", "MiniFlickr", "MiniDay2night")
@@ -204,22 +205,31 @@ class HarmonyDataset(Dataset):
         return tuple(round(x * 2 * self.size / short) for x in hw)
 
     def load(self, path: Path, is_mask: bool, target: tuple[int, int] | None = None) -> torch.Tensor:
+        """One file as the dataset holds it, in [0, 1]: :meth:`load_u8` as float."""
+        return self.load_u8(path, is_mask, target).float() / 255
+
+    def load_u8(self, path: Path, is_mask: bool, target: tuple[int, int] | None = None) -> torch.Tensor:
         """One file as the dataset holds it: reduced (to ``target``, default :meth:`reduced_size`),
-        through the cache."""
+        quantised to uint8 (the cached form), through the cache."""
         key = str(path)
         if self.cache is not None and key in self.cache:
-            return self.cache[key].float() / 255
+            return self.cache[key]
         if target is None:
             target = self.reduced_size(image_size(path))
         # a large JPEG decodes at a reduced DCT scale no smaller than the target (4-40x faster)
-        t = read_mask(path) if is_mask else read_image(path, at_least=target)
-        if tuple(t.shape[1:]) != target:
-            t = v2.functional.resize(t, list(target), antialias=True)
-        q = t.mul(255).round().to(torch.uint8)  # the cached form, so that cached and decoded items agree
+        if is_mask:
+            t = read_mask(path)
+        else:
+            u = read_image_u8(path, at_least=target)
+            t = torch.from_numpy(np.ascontiguousarray(u.transpose(2, 0, 1)))
+        if tuple(t.shape[1:]) != target:  # resized in float from the 8-bit values, then rounded
+            t = v2.functional.resize(t.float() / 255 if t.dtype == torch.uint8 else t, list(target), antialias=True)
+        # the cached form, so that cached and decoded items agree
+        q = t if t.dtype == torch.uint8 else t.mul(255).round().to(torch.uint8)
         if self.cache is not None and self.cache_bytes + q.numel() <= self.cache_budget:
             self.cache[key] = q
             self.cache_bytes += q.numel()
-        return q.float() / 255
+        return q
 
     def __getitem__(self, i):
         s = self.samples[i]
@@ -231,12 +241,17 @@ class HarmonyDataset(Dataset):
                 raise InputError(f"{s.composite}: composite {sizes[0][1]}x{sizes[0][0]}, real {sizes[1][1]}x"
                                  f"{sizes[1][0]} and mask {sizes[2][1]}x{sizes[2][0]} sizes differ")
             target = self.reduced_size(sizes[0])
-        comp, real, mask = (self.load(p, k == 2, target) for k, p in enumerate(paths))
+        comp, real, mask = (self.load_u8(p, k == 2, target) for k, p in enumerate(paths))
+        if not self.train:  # evaluation items: resized in float, as scored
+            comp, real, mask = comp.float() / 255, real.float() / 255, mask.float() / 255
+        # training crops: cropped and resized in uint8 (a quarter of the memory traffic), then float
         comp, real, mask = self.tf(tv_tensors.Image(comp), tv_tensors.Image(real), tv_tensors.Mask(mask))
-        return {"composite": comp.as_subclass(torch.Tensor).clamp(0, 1),
-                "real": real.as_subclass(torch.Tensor).clamp(0, 1),
-                "mask": mask.as_subclass(torch.Tensor).clamp(0, 1),
-                "domain": self.domains.index(s.domain), "domain_name": s.domain}
+        if self.train:  # uint8 / 255 is in [0, 1] already
+            comp, real, mask = (x.as_subclass(torch.Tensor).float() / 255 for x in (comp, real, mask))
+        else:
+            comp, real, mask = (x.as_subclass(torch.Tensor).clamp(0, 1) for x in (comp, real, mask))
+        return {"composite": comp, "real": real, "mask": mask, "domain": self.domains.index(s.domain),
+                "domain_name": s.domain}
 
 
 class Mixed(Dataset):

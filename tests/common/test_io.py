@@ -299,3 +299,18 @@ except InputError as e:
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert "refused:" in r.stdout and "big.png" in r.stdout and "nothing was written" in r.stdout, r.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_read_image_u8_is_the_float_reading_rounded(tmp_path):
+    from common.io import read_image_array, read_image_u8
+    rng = np.random.default_rng(0)
+    rgb = rng.integers(0, 256, (20, 30, 3), dtype=np.uint8)
+    files = {"rgb.png": Image.fromarray(rgb), "rgb.jpg": Image.fromarray(rgb), "grey.png": Image.fromarray(rgb[..., 0]),
+             "rgba.png": Image.fromarray(np.dstack([rgb, rgb[..., :1]])), "pal.png": Image.fromarray(rgb).convert("P"),
+             "grey16.png": Image.fromarray(rgb[..., 0].astype(np.uint16) * 257), "cmyk.jpg": Image.fromarray(rgb).convert("CMYK")}
+    for name, im in files.items():
+        im.save(tmp_path / name)
+        u = read_image_u8(tmp_path / name)
+        assert u.dtype == np.uint8 and u.shape == (20, 30, 3), name
+        assert np.array_equal(u, np.rint(read_image_array(tmp_path / name) * 255).astype(np.uint8)), name
+    assert np.array_equal(read_image_u8(tmp_path / "rgb.png"), rgb)

@@ -42,6 +42,26 @@ class TestDataset:
         with pytest.raises(InputError, match="HARMONY_CACHE_MB"):
             HarmonyDataset(mini_data, "all", "train", size=16)
 
+    def test_training_crops_in_uint8_and_evaluation_items_in_float(self, mini_data):
+        """Training crops are taken from the uint8 images and converted after (cached or decoded, the
+        same); evaluation items are resized in float from the same uint8 images, as before."""
+        from torchvision import tv_tensors
+        cached = HarmonyDataset(mini_data, "all", "train", size=24)
+        decoded = HarmonyDataset(mini_data, "all", "train", size=24, cache=False)
+        for i in range(len(cached)):
+            torch.manual_seed(i)
+            a = cached[i]
+            torch.manual_seed(i)
+            b = decoded[i]
+            for k in ("composite", "real", "mask"):
+                assert torch.equal(a[k], b[k])
+                assert torch.equal(a[k], (a[k] * 255).round() / 255)  # from 8-bit values
+        ev = HarmonyDataset(mini_data, "all", "test", size=24)
+        s = ev.samples[0]
+        x = ev.load(s.composite, False)
+        want = ev.tf(tv_tensors.Image(x)).as_subclass(torch.Tensor).clamp(0, 1)
+        assert torch.equal(ev[0]["composite"], want) and x.dtype == torch.float32
+
     def test_mismatched_sizes_named(self, mini_data, tmp_path):
         root = tmp_path / "d"
         shutil.copytree(mini_data / "MiniFlickr", root / "MiniFlickr")

@@ -44,3 +44,22 @@ class TestTransfer:
         dark = T.transfer(img, mask, "illumination", params={"ev": -1.0, "temperature": 0.0, "contrast": 1.0,
                                                               "shadows": 0.0, "saturation": 1.0})
         assert dark[:, 15, 15].sum() < img[:, 15, 15].sum()
+
+
+def test_quantiles_equal_numpys_value_for_value():
+    rng = np.random.default_rng(0)
+    for n in (1, 2, 3, 17, 256, 1000, 4097):
+        for x in (rng.random(n), rng.integers(0, 256, n) / 255.0, np.round(rng.normal(size=n), 1)):
+            for q in (np.linspace(0, 1, 256), np.array([0.0, 0.25, 0.5, 1.0]), rng.random(7)):
+                assert np.array_equal(T.quantiles(x, q), np.quantile(x, q)), (n, q[:3])
+
+
+def test_pitie_reuses_its_fit_only_for_the_very_pixels_it_was_fitted_on():
+    rng = np.random.default_rng(1)
+    src, ref = rng.random((3000, 3)), rng.random((2000, 3)) * 0.5
+    fn = T.fit_pitie(src, ref, 0.7, seed=2)
+    long_way = fn(src[::-1].copy())[::-1]  # other order: carried through every step again
+    assert np.array_equal(fn(src), long_way)
+    other = src.copy()
+    other[0] += 0.01
+    assert not np.array_equal(fn(other), fn(src))
