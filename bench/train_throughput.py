@@ -52,6 +52,15 @@ def run(module, args, out, nproc=1, workers=0, steps=20, batch=16, device="cpu",
     return (b["step"] - a["step"]) * batch / (b["elapsed_s"] - a["elapsed_s"]), rows
 
 
+def waiting(rows) -> str:
+    """Share of the time between the first and last logged step spent waiting for batches, and the
+    mean GPU utilisation over the logged steps (when the engine could read it)."""
+    a, b = rows[0], rows[-1]
+    share = (b.get("data_wait_s", 0) - a.get("data_wait_s", 0)) / max(b["elapsed_s"] - a["elapsed_s"], 1e-9)
+    util = [r["gpu_util"] for r in rows[1:] if "gpu_util" in r]
+    return f"wait {share:.0%}" + (f", GPU {sum(util) / len(util):.0f} %" if util else "")
+
+
 def main(device: str = "cpu", steps: int = 20, out: str | None = None, curve_steps: int = 40, size: int = 128):
     out = Path(out or ROOT / ("bench/train_throughput.md" if device == "cpu" else f"bench/train_throughput_{device}.md"))
     cores = os.cpu_count()
@@ -65,19 +74,20 @@ def main(device: str = "cpu", steps: int = 20, out: str | None = None, curve_ste
     import torch
     gpu = f" ({torch.cuda.get_device_name(0)})" if device.startswith("cuda") else ""
     lines = [f"Machine: {platform.machine()}, {cores} cores, device {device}{gpu}; {steps} steps of batch 16 per run, "
-             "images/s between the first and the last logged step.", "",
+             "images/s between the first and the last logged step (× against the first column; the share of that time "
+             "the loop waited for batches, and the GPU's mean utilisation where NVML reports it).", "",
              "| model | " + " | ".join(c for c, _ in configs) + " |", "|---|" + "---:|" * len(configs)]
     with tempfile.TemporaryDirectory() as tmp:
         for name, (module, args) in models(size).items():
             vals = []
             for cname, kw in configs:
                 o = Path(tmp) / f"{module}_{len(vals)}.safetensors"
-                ips, _ = run(module, args, o, steps=steps, device=device, **kw)
-                vals.append(ips)
-                print(name, cname, f"{ips:.1f} img/s", flush=True)
-            base = vals[0]
-            lines.append(f"| {name} | " + " | ".join(f"{v:.1f} ({v / base:.2f}×)" if v == v else "failed"
-                                                    for v in vals) + " |")
+                ips, rows = run(module, args, o, steps=steps, device=device, **kw)
+                vals.append((ips, waiting(rows) if rows else ""))
+                print(name, cname, f"{ips:.1f} img/s", vals[-1][1], flush=True)
+            base = vals[0][0]
+            lines.append(f"| {name} | " + " | ".join(f"{v:.1f} ({v / base:.2f}×; {w})" if v == v else "failed"
+                                                    for v, w in vals) + " |")
         if device == "cpu":  # loss curve: 2 processes vs 1, same seed and global batch
             _, one = run("harmonizers.train", ["--arch", "issam64"], Path(tmp) / "c1.safetensors", steps=curve_steps)
             _, two = run("harmonizers.train", ["--arch", "issam64"], Path(tmp) / "c2.safetensors", nproc=2,

@@ -15,6 +15,10 @@ Files for ``out = runs/x.safetensors``:
 - ``runs/x.best.safetensors``  best validation score so far (when the task validates)
 - ``runs/x.log.jsonl``, ``runs/x.config.json``
 
+The log records, every ``log_every`` steps, the losses, the learning rate, the elapsed seconds, the
+seconds spent waiting for batches so far (``data_wait_s``: the input pipeline's share of the run) and,
+on CUDA with NVML available, the GPU's utilisation.
+
 Determinism: the batch indices of step ``s`` and each sample's augmentation seed depend only on
 ``(seed, s)``, and the step's noise is seeded from ``(seed, s, rank)``, so a killed run resumed from
 its last checkpoint follows the same curve as one that never stopped. Under ``torchrun`` every
@@ -222,6 +226,16 @@ class Task:
         """Called before every step (schedules such as a KL warm-up)."""
 
 
+def gpu_utilisation(device: torch.device) -> dict:
+    """``{"gpu_util": percent}`` of a CUDA device at this moment (NVML via pynvml), else nothing."""
+    if device.type != "cuda":
+        return {}
+    try:
+        return {"gpu_util": int(torch.cuda.utilization(device))}
+    except Exception:  # no pynvml, or a driver that does not report it
+        return {}
+
+
 def cosine(step: int, total: int) -> float:
     return 0.5 * (1 + math.cos(math.pi * min(step, total) / max(1, total)))
 
@@ -249,6 +263,7 @@ class _Run:
         if cfg.optim.batch_size % self.world:
             raise InputError(f"batch_size {cfg.optim.batch_size} is not divisible by {self.world} processes")
         self.start, self.best, self.step, self.losses = 0, math.inf, 0, {}
+        self.data_wait = 0.0  # seconds the loop waited for batches
 
     def build(self) -> None:
         """Model on the device, Adam with a cosine schedule, resumed from ``<out>.last`` when asked."""
@@ -341,7 +356,8 @@ class _Run:
         bar.set_postfix({k: f"{v:.4f}" for k, v in self.losses.items()})
         if self.rank == 0:
             self._log({"step": self.step, **self.losses, "lr": self.opt.param_groups[0]["lr"],
-                       "elapsed_s": round(time.time() - t0, 2)})
+                       "elapsed_s": round(time.time() - t0, 2), "data_wait_s": round(self.data_wait, 3),
+                       **gpu_utilisation(self.device)})
 
     def finish(self) -> None:
         """Validate and save the final weights (unless a finished run was only resumed)."""
@@ -367,7 +383,13 @@ def train(task: Task, dataset: Dataset, cfg: EngineConfig) -> dict:
     bar = tqdm(total=cfg.optim.steps * cfg.optim.batch_size, initial=run.start * cfg.optim.batch_size, unit="img",
                unit_scale=False, disable=run.rank != 0, desc=run.out.stem, dynamic_ncols=True)
     t0 = time.time()
-    for batch in loader:
+    batches = iter(loader)
+    while True:
+        tw = time.perf_counter()  # time the step waits for its batch: the input pipeline's share
+        batch = next(batches, None)
+        run.data_wait += time.perf_counter() - tw
+        if batch is None:
+            break
         run.optimise(batch, amp)
         bar.update(cfg.optim.batch_size)
         if run.step % cfg.loop.log_every == 0 or run.step == cfg.optim.steps:
@@ -382,4 +404,5 @@ def train(task: Task, dataset: Dataset, cfg: EngineConfig) -> dict:
     done = run.step - run.start
     return {"steps": run.step, "steps_this_run": done, "seconds": round(elapsed, 1),
             "images_per_s": round(done * cfg.optim.batch_size / max(elapsed, 1e-9), 2),
+            "data_wait_share": round(run.data_wait / max(elapsed, 1e-9), 4),
             "last": run.losses, "best": run.best, "out": str(run.out)}

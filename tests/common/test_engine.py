@@ -124,3 +124,30 @@ def test_config_groups_are_filled_from_a_commands_options():
     names = [f.name for g in (LoopConfig, OptimConfig, HardwareConfig) for f in fields(g)]
     assert len(names) == len(set(names))  # one group per option
     assert set(asdict(cfg)) == {"loop", "optim", "hw"} and "arch" not in str(asdict(cfg))
+
+
+def test_the_log_measures_the_wait_for_data(mini_data, tmp_path):
+    """A slow dataset shows as time waiting for batches; a fast one barely does."""
+    import time
+
+    class Slow(torch.utils.data.Dataset):
+        def __init__(self, base, delay):
+            self.base, self.delay = base, delay
+
+        def __len__(self):
+            return len(self.base)
+
+        def __getitem__(self, i):
+            time.sleep(self.delay)
+            return self.base[i]
+
+    shares = {}
+    for delay in (0.0, 0.05):
+        task, ds = _task(mini_data)
+        res = train(task, Slow(ds, delay), EngineConfig.from_options(dict(
+            out=str(tmp_path / f"w{delay}.safetensors"), steps=3, batch_size=4, log_every=1, device="cpu")))
+        rows = [json.loads(x) for x in open(tmp_path / f"w{delay}.log.jsonl") if "elapsed_s" in x]
+        waits = [r["data_wait_s"] for r in rows]
+        assert waits == sorted(waits) and 0 <= res["data_wait_share"] <= 1
+        shares[delay] = res["data_wait_share"]
+    assert shares[0.05] > 0.5 > shares[0.0]  # 0.2 s of sleeping per batch against a tiny model's step
