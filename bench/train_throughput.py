@@ -28,11 +28,12 @@ def models(size: int = 128) -> dict:
     return {
         f"SycoNet (r18 encoders at {size // 2}, LUT at {size})": ("syconet.train", ["--size", str(size), "--enc_size", str(size // 2)]),
         f"iS2AM ({issam})": ("harmonizers.train", ["--arch", issam]),
-        f"classifier (lite0 at {size}, mask, --synthesize)": ("router.train", ["--size", str(size), "--synthesize"]),
+        f"classifier (lite0 at {size}, mask, --synthesize)": ("router.train", ["--size", str(size), "--synthesize", "True",
+                                                                           "--head", "finetune", "--use_mask", "True"]),
     }
 
 
-def run(module, args, out, nproc=1, workers=0, steps=20, batch=16, device="cpu", threads=None, extra=()):
+def run(module, args, out, nproc=1, workers=-1, steps=20, batch=16, device="cpu", threads=None, extra=()):
     """One training run; returns (images/s between the first and last logged step, log rows)."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     if threads:
@@ -65,9 +66,10 @@ def main(device: str = "cpu", steps: int = 20, out: str | None = None, curve_ste
     out = Path(out or ROOT / ("bench/train_throughput.md" if device == "cpu" else f"bench/train_throughput_{device}.md"))
     cores = os.cpu_count()
     configs = [("1 process", dict(nproc=1, workers=0))]
-    if device != "cpu":  # one GPU: precision and memory layout
-        configs = [("fp32", dict(extra=["--amp", "False"])), ("bf16 AMP", dict()),
-                   ("bf16 AMP + channels_last", dict(extra=["--channels_last", "True"]))]
+    if device != "cpu":  # one GPU: the input pipeline, precision and memory layout
+        configs = [("bf16 AMP, --workers 0", dict(workers=0)), ("bf16 AMP, workers auto", dict()),
+                   ("fp32, workers auto", dict(extra=["--amp", "False"])),
+                   ("bf16 AMP + channels_last, workers auto", dict(extra=["--channels_last", "True"]))]
     else:
         configs += [("1 process + 2 workers", dict(nproc=1, workers=2)),
                     ("2 processes (torchrun, gloo)", dict(nproc=2, workers=0, threads=max(1, cores // 2)))]

@@ -35,7 +35,7 @@ SHARED_ARGS = {
     "steps": "optimizer steps.",
     "batch_size": "images per step (over all processes under torchrun).",
     "lr": "learning rate (Adam, cosine decay over the run).",
-    "workers": "DataLoader worker processes (0: load in the main process).",
+    "workers": "DataLoader worker processes per training process (0: load in the main process; -1: 0 on the CPU, on a GPU one per spare core up to 8).",
     "seed": "random seed (data order, augmentation, initialisation).",
     "save_every": "write <out>.last.safetensors (weights, optimizer, step) every N steps, for resuming.",
     "val_every": "score a held-out share of the training photos every N steps and keep <out>.best (0: off).",

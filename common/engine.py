@@ -72,7 +72,7 @@ class OptimConfig:
 class HardwareConfig:
     """Where it runs and how the data gets there."""
     device: str = "auto"
-    workers: int = 0             # DataLoader workers per process
+    workers: int = -1            # DataLoader workers per process; -1: auto (resolve_workers)
     amp: bool = True             # bf16 autocast, CUDA only
     channels_last: bool = False
 
@@ -226,6 +226,17 @@ class Task:
         """Called before every step (schedules such as a KL warm-up)."""
 
 
+def resolve_workers(workers: int, device: torch.device, world: int = 1) -> int:
+    """DataLoader workers for ``--workers``: as given when ≥ 0; for -1 (auto) none on the CPU (the
+    model needs the cores) and on a GPU one per core left over by the training processes, up to 8:
+    the GPU should not wait for the CPU's batches."""
+    if workers >= 0:
+        return workers
+    if device.type != "cuda":
+        return 0
+    return max(0, min(8, (os.cpu_count() or 1) // max(world, 1) - 1))
+
+
 def gpu_utilisation(device: torch.device) -> dict:
     """``{"gpu_util": percent}`` of a CUDA device at this moment (NVML via pynvml), else nothing."""
     if device.type != "cuda":
@@ -295,7 +306,7 @@ class _Run:
     def loader(self, dataset: Dataset) -> DataLoader:
         sampler = StepSampler(len(dataset), self.cfg.optim.batch_size, self.cfg.optim.steps, self.start, self.cfg.optim.seed,
                               self.rank, self.world)
-        return DataLoader(Seeded(dataset), batch_sampler=sampler, num_workers=self.cfg.hw.workers,
+        return DataLoader(Seeded(dataset), batch_sampler=sampler, num_workers=resolve_workers(self.cfg.hw.workers, self.device, self.world),
                           pin_memory=self.device.type == "cuda", persistent_workers=False)
 
     def train_mode(self) -> None:

@@ -17,7 +17,7 @@ from harmonizers.train import main as train_main
 @shared_args
 def main(domain: str, data: str | None = None, base: str | None = None, augment: str | None = None,
          arch: str = "issam", out: str | None = None, row: int | None = None, runs: str = "runs",
-         steps: int = 300, batch_size: int = 16, lr: float = 1e-4, seed: int = 0, workers: int = 0,
+         steps: int = 300, batch_size: int = 16, lr: float = 1e-4, seed: int = 0, workers: int = -1,
          device: str = "auto", overwrite: bool = False, regrade: float = 0.0, val_every: int = 0) -> None:
     """Finetune the all-domain harmonizer on one domain (the module docstring lists the defaults).
 

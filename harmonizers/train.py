@@ -167,7 +167,7 @@ def build(arch: str, init: str | None, size: int | None) -> tuple[HarmonizerNet,
 @shared_args
 def main(data="data/mini4", domains="all", arch: str = "issam", out="runs/issam_all.safetensors",
          augment: str = "none", only_aug: bool = False, init: str | None = None, size: int | None = None,
-         steps: int = 2000, batch_size: int = 16, lr: float = 1e-3, workers: int = 0, seed: int = 0,
+         steps: int = 2000, batch_size: int = 16, lr: float = 1e-3, workers: int = -1, seed: int = 0,
          save_every: int = 100, val_every: int = 0, device: str = "auto", resume: bool = True,
          overwrite: bool = False, cache: bool = True, amp: bool = True, channels_last: bool = False,
          gan_weight: float = 0.0, val_fraction: float = 0.1, regrade: float = 0.0) -> None:

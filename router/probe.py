@@ -21,8 +21,10 @@ from .classifier import DomainClassifier
 @torch.no_grad()  # not inference_mode: the features are then fitted with autograd
 def extract(model: DomainClassifier, dataset, batch_size: int = 32, workers: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """(features ``N×F`` on the CPU, domain indices ``N``) of a dataset's items."""
+    from common.engine import resolve_workers
     dev = model.feat_mean.device
-    loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers, pin_memory=dev.type == "cuda")
+    loader = DataLoader(dataset, batch_size=batch_size, num_workers=resolve_workers(workers, dev),
+                        pin_memory=dev.type == "cuda")
     feats, labels = [], []
     for b in tqdm(loader, desc="probe features", unit="batch"):
         feats.append(model.pooled(b["composite"].to(dev), b["mask"].to(dev)).float().cpu())

@@ -84,7 +84,7 @@ def main(data="data/mini4", domains="all", out="runs/syconet_all.safetensors", i
          arch: str = "syconet_r18", ablation: str = "none", size: int = 256, enc_size: int | None = None,
          kl_weight: float | None = None, kl_warmup: float | None = None, steps: int = 2000, batch_size: int = 16,
          lr: float = 1e-4,
-         workers: int = 0, seed: int = 0, save_every: int = 100, val_every: int = 0, device: str = "auto",
+         workers: int = -1, seed: int = 0, save_every: int = 100, val_every: int = 0, device: str = "auto",
          pretrained_file: str | None = None, lut_dir: str | None = None, resume: bool = True,
          overwrite: bool = False, cache: bool = True, amp: bool = True, channels_last: bool = False,
          freeze_bn: bool | None = None, replay: float = 0.0, tune: str = "all", val_fraction: float = 0.1) -> None:

@@ -151,3 +151,13 @@ def test_the_log_measures_the_wait_for_data(mini_data, tmp_path):
         assert waits == sorted(waits) and 0 <= res["data_wait_share"] <= 1
         shares[delay] = res["data_wait_share"]
     assert shares[0.05] > 0.5 > shares[0.0]  # 0.2 s of sleeping per batch against a tiny model's step
+
+
+def test_auto_workers_leave_the_cpu_alone_and_feed_a_gpu(monkeypatch):
+    from common.engine import resolve_workers
+    cpu, gpu = torch.device("cpu"), torch.device("cuda", 0)
+    assert resolve_workers(-1, cpu) == 0 and resolve_workers(3, cpu) == 3 and resolve_workers(0, gpu) == 0
+    monkeypatch.setattr(os, "cpu_count", lambda: 16)
+    assert resolve_workers(-1, gpu) == 8 and resolve_workers(-1, gpu, world=4) == 3
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    assert resolve_workers(-1, gpu) == 1 and resolve_workers(-1, gpu, world=2) == 0
