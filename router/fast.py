@@ -112,14 +112,9 @@ def resize(arr: np.ndarray, size: int) -> np.ndarray:
     """``H×W×C`` float32 → ``size×size×C``, bilinear, antialiased when shrinking (Pillow on float
     planes: the filter ``F.interpolate(mode="bilinear", antialias=True)`` was ported from). Large
     images have their planes resized on parallel threads (Pillow releases the GIL; same result)."""
-    global _POOL
     if arr.shape[2] == 1 or arr.shape[0] * arr.shape[1] < THREADED_FROM:
         return np.stack([_plane(arr, c, size) for c in range(arr.shape[2])], -1)
-    if _POOL is None:
-        import os
-        from concurrent.futures import ThreadPoolExecutor
-        _POOL = ThreadPoolExecutor(max_workers=min(arr.shape[2], os.cpu_count() or 1))
-    return np.stack(list(_POOL.map(lambda c: _plane(arr, c, size), range(arr.shape[2]))), -1)
+    return np.stack(list(_pool().map(lambda c: _plane(arr, c, size), range(arr.shape[2]))), -1)
 
 
 def _poly(px: np.ndarray) -> np.ndarray:
@@ -171,11 +166,28 @@ def bbox(mask: np.ndarray) -> tuple[slice, slice]:
     return slice(int(rows[0]), int(rows[-1]) + 1), slice(int(cols[0]), int(cols[-1]) + 1)
 
 
+ROWS = 256  # rows of the foreground's bounding box per work unit of the full-resolution step
+
+
+def _pool():
+    global _POOL
+    if _POOL is None:
+        import os
+        from concurrent.futures import ThreadPoolExecutor
+        _POOL = ThreadPoolExecutor(max_workers=min(3, os.cpu_count() or 1))
+    return _POOL
+
+
 def full_resolution(image: np.ndarray, mask: np.ndarray, xs: np.ndarray, ms: np.ndarray,
-                    ys: np.ndarray) -> np.ndarray:
+                    ys: np.ndarray, inplace: bool = False) -> np.ndarray:
     """The ``transform`` full-resolution step. ``image`` ``H×W×3`` and ``mask`` ``H×W`` at full
     size; ``xs``, ``ms``, ``ys`` the network's input, mask and output at its size (``S×S×3``,
-    ``S×S``, ``S×S×3``). Returns ``H×W×3`` float32 with the background untouched."""
+    ``S×S``, ``S×S×3``). Returns ``H×W×3`` float32 with the background untouched: a copy of
+    ``image``, or ``image`` itself changed in place with ``inplace``.
+
+    The foreground's bounding box is done in bands of :data:`ROWS` rows on parallel threads (numpy
+    releases the GIL): every temporary stays a few megabytes, so a 24-MP photo costs no large
+    fresh allocations (whose first touch, page by page, cost more than the arithmetic)."""
     fg = ms > 0.5
     if fg.sum() < 16:
         fg = ms > 0
@@ -183,13 +195,27 @@ def full_resolution(image: np.ndarray, mask: np.ndarray, xs: np.ndarray, ms: np.
     change = (ys - np.clip(apply_colour_transform(xs, coef), 0, 1)) * ms[..., None]  # as torch: clamped
     h, w = mask.shape
     wy, wx = bbox(mask > 0)
-    ry = _interp_matrix(h, change.shape[0], wy.start, wy.stop)
     rx = _interp_matrix(w, change.shape[1], wx.start, wx.stop)
-    up = np.stack([ry @ change[..., c] @ rx.T for c in range(3)], -1)
-    xw, mw = image[wy, wx], mask[wy, wx, None]
-    out = np.clip(np.clip(apply_colour_transform(xw, coef), 0, 1) + up, 0, 1)
-    result = image.copy()
-    result[wy, wx] = mw * out + (1 - mw) * xw
+    cols = [change[..., c] @ rx.T for c in range(3)]  # S × box width, per channel
+    result = image if inplace else image.copy()
+
+    def band(y0: int) -> None:
+        y1 = min(y0 + ROWS, wy.stop)
+        ry = _interp_matrix(h, change.shape[0], y0, y1)
+        up = np.stack([ry @ cols[c] for c in range(3)], -1)
+        xw, mw = image[y0:y1, wx], mask[y0:y1, wx, None]
+        out = apply_colour_transform(xw, coef)
+        np.clip(out, 0, 1, out=out)
+        out += up
+        np.clip(out, 0, 1, out=out)
+        result[y0:y1, wx] = mw * out + (1 - mw) * xw
+
+    starts = range(wy.start, wy.stop, ROWS)
+    if (wy.stop - wy.start) * (wx.stop - wx.start) < THREADED_FROM:
+        for y0 in starts:
+            band(y0)
+    else:
+        list(_pool().map(band, starts))
     return result
 
 
@@ -290,8 +316,8 @@ class FastHarmonizer:
         ys = ys.transpose(1, 2, 0)
         return xs, ms, (xs + strength * (ys - xs) if strength != 1.0 else ys)
 
-    def full_resolution(self, image: np.ndarray, mask: np.ndarray, small: tuple) -> np.ndarray:
-        return full_resolution(image, mask, *small)
+    def full_resolution(self, image: np.ndarray, mask: np.ndarray, small: tuple, inplace: bool = False) -> np.ndarray:
+        return full_resolution(image, mask, *small, inplace=inplace)
 
     def run(self, image, mask, mode: str = "routed", strength: float = 1.0) -> inference.Prediction:
         """``router.api.Harmonizer.run`` on ONNX Runtime (paths, PIL images or numpy arrays in;

@@ -45,8 +45,9 @@ class Backend(Protocol):
     def network(self, member: Any, image: np.ndarray, mask: np.ndarray, strength: float) -> Any:
         """The chosen network at its size, its change scaled by ``strength``."""
 
-    def full_resolution(self, image: np.ndarray, mask: np.ndarray, small: Any) -> np.ndarray:
-        """:meth:`network`'s result carried to the input's size: ``H×W×3`` float32."""
+    def full_resolution(self, image: np.ndarray, mask: np.ndarray, small: Any, inplace: bool = False) -> np.ndarray:
+        """:meth:`network`'s result carried to the input's size: ``H×W×3`` float32 (with ``inplace``
+        the backend may write it into ``image``)."""
 
 
 class Stopwatch:
@@ -124,9 +125,10 @@ def checked(image: np.ndarray, mask: np.ndarray, names: tuple[str, str] = ("imag
 
 
 def run(backend: Backend, image: np.ndarray, mask: np.ndarray, mode: str = "routed", strength: float = 1.0,
-        names: tuple[str, str] = ("image", "mask")) -> Prediction:
+        names: tuple[str, str] = ("image", "mask"), inplace: bool = False) -> Prediction:
     """Harmonize ``image`` with ``mask`` on ``backend``. ``strength`` is checked by the caller
-    (:func:`common.io.check_strength`); the inputs here (:func:`checked`)."""
+    (:func:`common.io.check_strength`); the inputs here (:func:`checked`). ``inplace``: the caller
+    owns ``image`` and lets the result overwrite it (no copy of a large photo)."""
     image, mask = checked(image, mask, names)
     watch = Stopwatch()
     with watch("classify"):
@@ -135,7 +137,7 @@ def run(backend: Backend, image: np.ndarray, mask: np.ndarray, mode: str = "rout
     with watch("harmonize"):
         small = backend.network(member, image, mask, strength)
     with watch("full_res"):
-        out = backend.full_resolution(image, mask, small)
+        out = backend.full_resolution(image, mask, small, inplace)
     soft = name == "soft"
     return Prediction(out, max(probs, key=probs.get) if soft else name, name, probs, watch.seconds,
                       dict(weights) if soft else None)

@@ -224,3 +224,23 @@ def test_threaded_resize_equals_sequential(monkeypatch):
     seq = fast.resize(arr, 32)
     monkeypatch.setattr(fast, "THREADED_FROM", 1)
     assert np.array_equal(fast.resize(arr, 32), seq) and seq.shape == (32, 32, 3)
+
+
+def test_full_resolution_in_threaded_bands_equals_one_band_and_can_work_in_place(monkeypatch):
+    rng = np.random.default_rng(5)
+    img = rng.random((150, 110, 3), dtype=np.float32)
+    m = np.zeros((150, 110), np.float32)
+    m[20:140, 15:90] = rng.random((120, 75), dtype=np.float32) * 0.5 + 0.5
+    xs, ms = fast.resize(img, 32), np.clip(fast.resize(m[..., None], 32)[..., 0], 0, 1)
+    ys = np.clip(xs * 1.2 - 0.05, 0, 1)
+    monkeypatch.setattr(fast, "ROWS", 10 ** 6)
+    one = fast.full_resolution(img, m, xs, ms, ys)
+    monkeypatch.setattr(fast, "ROWS", 7)
+    monkeypatch.setattr(fast, "THREADED_FROM", 0)  # bands on the thread pool
+    bands = fast.full_resolution(img, m, xs, ms, ys)
+    assert np.abs(bands - one).max() < 1e-6 and np.abs(one - img).max() > 0.01
+    bg = m == 0
+    assert np.array_equal(bands[bg], img[bg])
+    copy = img.copy()
+    same = fast.full_resolution(copy, m, xs, ms, ys, inplace=True)
+    assert same is copy and np.abs(same - one).max() < 1e-6
