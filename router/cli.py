@@ -8,9 +8,9 @@ import sys
 import time
 from pathlib import Path
 
-from common.cli import guarded
 import numpy as np
 
+from common.cli import guarded
 from common.io import WRITE_FORMATS, BatchError, InputError, check_strength, find_pairs, write_image
 
 BACKENDS = ("auto", "onnx", "torch")
