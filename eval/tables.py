@@ -33,7 +33,7 @@ import torch
 
 from common import recipes
 from common.cli import names, run, shared_args
-from common.io import InputError, write_text
+from common.io import write_text
 
 ROW_NAMES = {1: "base model (all domains)", 2: "+ finetune on D", 3: "+ CT augmentation", 4: "+ random-LUT augmentation",
              5: "+ SycoNet(all)", 6: "SycoNet(D) composites only", 7: "+ SycoNet(D) (ours)"}

@@ -7,6 +7,8 @@
     out = h(array_uint8, mask_array)               # H×W×3 uint8 numpy in → same out
     out = h(tensor_3hw, tensor_1hw, mode="oracle:MiniFlickr")   # float tensor in → float tensor out
     h.classify(image, mask)                        # {"MiniCOCO": 0.91, ...}
+    r = h.run(image, mask, mode="soft")            # router.inference.Prediction: output, domain, model,
+                                                   # probabilities, seconds, weights
 
 ``mode``: ``routed`` (the classifier picks the domain's harmonizer), ``soft`` (every domain's
 harmonizer, their outputs averaged with the classifier's probabilities as weights), ``unified`` (one
