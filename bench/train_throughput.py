@@ -28,6 +28,8 @@ def models(size: int = 128) -> dict:
     return {
         f"SycoNet (r18 encoders at {size // 2}, LUT at {size})": ("syconet.train", ["--size", str(size), "--enc_size", str(size // 2)]),
         f"iS2AM ({issam})": ("harmonizers.train", ["--arch", issam]),
+        "GCT (gct64, --augment processes:0.8, --regrade 1.0)": ("harmonizers.train", [
+            "--arch", "gct64", "--augment", "processes:0.8", "--regrade", "1.0"]),
         f"classifier (lite0 at {size}, mask, --synthesize)": ("router.train", ["--size", str(size), "--synthesize", "True",
                                                                            "--head", "finetune", "--use_mask", "True"]),
     }

@@ -30,6 +30,7 @@ import json
 import logging
 import math
 import os
+import random
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -38,7 +39,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
 from tqdm import tqdm
 
 from . import checkpoint
@@ -147,7 +148,7 @@ class StepSampler(Sampler):
 
 
 class Seeded(Dataset):
-    """Runs the wrapped dataset's random transforms under a per-sample seed."""
+    """Runs the wrapped dataset's random transforms under a per-sample seed; yields (item, seed)."""
 
     def __init__(self, ds: Dataset):
         self.ds = ds
@@ -159,7 +160,28 @@ class Seeded(Dataset):
         i, seed = item
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            return self.ds[i]
+            return self.ds[i], seed
+
+
+class Collate:
+    """Makes a batch where the loader runs (a worker process when there are workers): default
+    collation, then the task's :meth:`Task.prepare` under a seed taken from the batch's first
+    sample, so that a run draws the same whatever the number of workers."""
+
+    def __init__(self, task: "Task"):
+        self.task = task
+
+    def __call__(self, pairs):
+        batch = default_collate([item for item, _ in pairs])
+        seed = pairs[0][1]
+        state = random.getstate()
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            random.seed(seed)
+            try:
+                return self.task.prepare(batch)
+            finally:
+                random.setstate(state)
 
 
 # ---- optimizer state ↔ flat tensors (no pickle) ------------------------------------------------
@@ -224,6 +246,12 @@ class Task:
 
     def on_step(self, step: int, total: int) -> None:
         """Called before every step (schedules such as a KL warm-up)."""
+
+    def prepare(self, batch: dict) -> dict:
+        """Called on every batch where the loader runs (a worker when there are workers), under a
+        per-batch seed (torch and ``random``): CPU-side batch work such as synthesising composites,
+        done there in parallel instead of in the training step."""
+        return batch
 
 
 def resolve_workers(workers: int, device: torch.device, world: int = 1) -> int:
@@ -306,7 +334,8 @@ class _Run:
     def loader(self, dataset: Dataset) -> DataLoader:
         sampler = StepSampler(len(dataset), self.cfg.optim.batch_size, self.cfg.optim.steps, self.start, self.cfg.optim.seed,
                               self.rank, self.world)
-        return DataLoader(Seeded(dataset), batch_sampler=sampler, num_workers=resolve_workers(self.cfg.hw.workers, self.device, self.world),
+        return DataLoader(Seeded(dataset), batch_sampler=sampler, collate_fn=Collate(self.task),
+                          num_workers=resolve_workers(self.cfg.hw.workers, self.device, self.world),
                           pin_memory=self.device.type == "cuda", persistent_workers=False)
 
     def train_mode(self) -> None:

@@ -108,6 +108,8 @@ class Regrade(LookPool):
 class CTAugmenter:
     """Colour transfer from reference pixels drawn from the training set's real images."""
 
+    in_loader = True  # numpy on the CPU: the training loader runs it (harmonizers.train)
+
     def __init__(self, dataset, n_refs: int = 64, px: int = 4096, seed: int = 0):
         rng = np.random.default_rng(seed)
         idx = rng.choice(len(dataset), min(n_refs, len(dataset)), replace=False)
@@ -139,6 +141,8 @@ class ProcessAugmenter:
     """Fresh composites from any real image: each image of the batch gets one benchmark process with
     fresh parameters (``domains.build.make_composite``; the colour transfers copy another image's
     foreground), a procedural look, or, with probability ``identity``, nothing at all."""
+
+    in_loader = True  # numpy on the CPU: the training loader runs it (harmonizers.train)
 
     METHODS = ("reinhard", "xiao", "histogram", "pitie", "retouch", "illumination", "expert", "lut")
 

@@ -63,7 +63,8 @@ class HarmonizerLoss(nn.Module):
     def forward(self, batch):
         comp, real, mask = batch["composite"], batch["real"], batch["mask"]
         if self.augmenter is not None:
-            gen = self.augmenter(real, mask, comp).to(comp.dtype)
+            gen = batch["augmented"] if "augmented" in batch else self.augmenter(real, mask, comp)  # made by the loader
+            gen = gen.to(comp.dtype)
             if self.only_aug:
                 comp = gen
             else:  # Eq. 2: the original and the augmented composite, both towards I^r
@@ -92,6 +93,14 @@ class HarmonizerTask(Task):
 
     def meta(self):
         return meta(self.net, self.domains, self.fp, **self.extra)
+
+    def prepare(self, batch):
+        """CPU augmenters (colour processes, colour transfer) run where the loader runs: in parallel
+        workers with ``--workers``, not in the training step."""
+        aug = self.model.augmenter
+        if getattr(aug, "in_loader", False):
+            batch["augmented"] = aug(batch["real"], batch["mask"], batch["composite"])
+        return batch
 
     def export(self, loss_module):
         return loss_module.model.state_dict()

@@ -94,3 +94,31 @@ def test_training_with_regrade(mini_data, tmp_path):
     assert (seen[-1] - batch["composite"]).abs().amax(dim=(1, 2, 3)).min() > 1e-3
     loss.eval()(batch)
     assert torch.equal(seen[-1], batch["composite"])
+
+
+def test_cpu_augmenters_run_in_the_loader_and_do_not_depend_on_the_workers(mini_data, tmp_path):
+    """--augment processes is made by the loader (in worker processes when there are any), under
+    a per-batch seed: the same run with 0 and 2 workers draws the same pairs and the same losses."""
+    import json
+
+    from harmonizers.augment import ProcessAugmenter
+    from harmonizers.train import HarmonizerTask, main
+    assert ProcessAugmenter.in_loader
+    logs = {}
+    for w in (0, 2):
+        out = tmp_path / f"w{w}.safetensors"
+        main(data=str(mini_data), arch="gct_test", augment="processes:0.2", steps=3, batch_size=4, size=32,
+             workers=w, device="cpu", out=str(out), save_every=100)
+        logs[w] = [json.loads(x)["loss"] for x in open(tmp_path / f"w{w}.log.jsonl") if '"loss"' in x]
+    assert logs[0] and logs[0] == pytest.approx(logs[2], rel=1e-5)
+    a, _ = checkpoint.load(tmp_path / "w0.safetensors")
+    b, _ = checkpoint.load(tmp_path / "w2.safetensors")
+    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+    # the loader's batch carries the augmented composites; the loss module uses them as they are
+    task = HarmonizerTask(create("gct_test"), ProcessAugmenter(0.0), False, ["A"], "fp", None, {})
+    g = torch.Generator().manual_seed(0)
+    batch = {"composite": torch.rand(4, 3, 16, 16, generator=g), "real": torch.rand(4, 3, 16, 16, generator=g),
+             "mask": torch.zeros(4, 1, 16, 16)}
+    batch["mask"][..., 4:12, 4:12] = 1
+    out = task.prepare(dict(batch))
+    assert out["augmented"].shape == batch["real"].shape and not torch.equal(out["augmented"], batch["real"])
