@@ -82,10 +82,10 @@ def main(device: str = "cpu", steps: int = 20, out: str | None = None, curve_ste
              "the loop waited for batches, and the GPU's mean utilisation where NVML reports it).", "",
              "| model | " + " | ".join(c for c, _ in configs) + " |", "|---|" + "---:|" * len(configs)]
     with tempfile.TemporaryDirectory() as tmp:
-        for name, (module, args) in models(size).items():
+        for mi, (name, (module, args)) in enumerate(models(size).items()):
             vals = []
             for cname, kw in configs:
-                o = Path(tmp) / f"{module}_{len(vals)}.safetensors"
+                o = Path(tmp) / f"m{mi}_{module}_{len(vals)}.safetensors"
                 ips, rows = run(module, args, o, steps=steps, device=device, **kw)
                 vals.append((ips, waiting(rows) if rows else ""))
                 print(name, cname, f"{ips:.1f} img/s", vals[-1][1], flush=True)
