@@ -2,8 +2,9 @@
 
 A task supplies a loss module ``task.model`` (``forward(batch) -> {"loss": ..., other scalars}``),
 ``meta() -> dict`` for the checkpoint, and optionally ``validate(module) -> {"score":
-lower-is-better, ...}``, ``export(module) -> state_dict`` (the weights users load, default: all)
-and ``on_step(step, total)``.
+lower-is-better, ...}``, ``export(module) -> state_dict`` (the weights users load, default: all),
+``on_step(step, total)`` and ``prepare(batch) -> batch`` (CPU batch work done where the loader
+runs, in the workers when there are workers).
 The engine owns the rest: device, AMP (bf16 on CUDA), DistributedDataParallel under ``torchrun``
 (gloo on CPU, nccl on GPU), DataLoader workers, seeding, resume, validation with the best checkpoint
 kept, a tqdm bar in images/s with ETA, and a JSON-lines log.
