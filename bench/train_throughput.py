@@ -52,6 +52,8 @@ def run(module, args, out, nproc=1, workers=-1, steps=20, batch=16, device="cpu"
     log = [json.loads(ln) for ln in Path(str(out).replace(".safetensors", ".log.jsonl")).read_text().splitlines()]
     rows = [x for x in log if "elapsed_s" in x]
     a, b = rows[0], rows[-1]
+    if b["elapsed_s"] <= a["elapsed_s"]:  # fewer than two logged steps (--steps below the log interval)
+        return float("nan"), rows
     return (b["step"] - a["step"]) * batch / (b["elapsed_s"] - a["elapsed_s"]), rows
 
 
@@ -64,29 +66,32 @@ def waiting(rows) -> str:
     return f"wait {share:.0%}" + (f", GPU {sum(util) / len(util):.0f} %" if util else "")
 
 
-def main(device: str = "cpu", steps: int = 20, out: str | None = None, curve_steps: int = 40, size: int = 128):
+def main(device: str = "cpu", steps: int = 20, out: str | None = None, curve_steps: int = 40, size: int = 128,
+         batch: int = 16, only: str = ""):
+    """Training images/s per model and configuration. ``only``: comma-separated words a model's name
+    must contain one of (e.g. ``SycoNet,iS2AM``); ``batch``: the global batch of every run."""
     out = Path(out or ROOT / ("bench/train_throughput.md" if device == "cpu" else f"bench/train_throughput_{device}.md"))
     cores = os.cpu_count()
     configs = [("1 process", dict(nproc=1, workers=0))]
     if device != "cpu":  # one GPU: the input pipeline, precision and memory layout
         configs = [("bf16 AMP, --workers 0", dict(workers=0)), ("bf16 AMP, workers auto", dict()),
-                   ("fp32, workers auto", dict(extra=["--amp", "False"])),
                    ("bf16 AMP + channels_last, workers auto", dict(extra=["--channels_last", "True"]))]
     else:
         configs += [("1 process + 2 workers", dict(nproc=1, workers=2)),
                     ("2 processes (torchrun, gloo)", dict(nproc=2, workers=0, threads=max(1, cores // 2)))]
     import torch
     gpu = f" ({torch.cuda.get_device_name(0)})" if device.startswith("cuda") else ""
-    lines = [f"Machine: {platform.machine()}, {cores} cores, device {device}{gpu}; {steps} steps of batch 16 per run, "
+    chosen = {k: v for k, v in models(size).items() if not only or any(w in k for w in only.split(","))}
+    lines = [f"Machine: {platform.machine()}, {cores} cores, device {device}{gpu}; {steps} steps of batch {batch} per run, "
              "images/s between the first and the last logged step (× against the first column; the share of that time "
              "the loop waited for batches, and the GPU's mean utilisation where NVML reports it).", "",
              "| model | " + " | ".join(c for c, _ in configs) + " |", "|---|" + "---:|" * len(configs)]
     with tempfile.TemporaryDirectory() as tmp:
-        for mi, (name, (module, args)) in enumerate(models(size).items()):
+        for mi, (name, (module, args)) in enumerate(chosen.items()):
             vals = []
             for cname, kw in configs:
                 o = Path(tmp) / f"m{mi}_{module}_{len(vals)}.safetensors"
-                ips, rows = run(module, args, o, steps=steps, device=device, **kw)
+                ips, rows = run(module, args, o, steps=steps, device=device, batch=batch, **kw)
                 vals.append((ips, waiting(rows) if rows else ""))
                 print(name, cname, f"{ips:.1f} img/s", vals[-1][1], flush=True)
             base = vals[0][0]

@@ -5,7 +5,8 @@
 #   tests        tests/test_cuda.py (CUDA agrees with the CPU: LUT values and gradients, SycoNet,
 #                harmonize, soft routing; training with bf16 AMP + channels_last, RainNet's GAN term,
 #                re-grade + LUT augmentation, SycoNet finetunes with replay / head-only)
-#   throughput   training throughput at 256 px, fp32 vs bf16 AMP vs AMP + channels_last
+#   throughput   SycoNet and iS2AM training throughput at 256 px, batch 64: loading in the main
+#                process vs auto workers, bf16 AMP, + channels_last; the share of time waiting for data
 #   harmonizers  the all-domain harmonizers with a GPU budget (STEPS, default 3000) with and without
 #                augmentation + re-grade, scored on the test split (harmonizers table in the README)
 #   table2       Table 2 with a GPU-sized budget
@@ -34,8 +35,8 @@ if has tests; then
 fi
 wait $BUILD
 if has throughput; then
-  timeout 200 $PY bench/train_throughput.py --device cuda --size 256 --steps 40 --out "$OUT/train_throughput_cuda.md" \
-    > "$OUT/throughput.log" 2>&1
+  timeout 200 $PY bench/train_throughput.py --device cuda --size 256 --steps 40 --batch 64 --only SycoNet,iS2AM \
+    --out "$OUT/train_throughput_cuda.md" > "$OUT/throughput.log" 2>&1
   echo "[$SECONDS s] throughput done" | tee -a "$OUT/gpu.txt"
 fi
 if has harmonizers; then  # name|arch|extra arguments; each trained, then scored on the test split
