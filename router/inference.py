@@ -36,6 +36,9 @@ class Prediction:
 class Backend(Protocol):
     domains: list[str]
 
+    def load(self, mode: str) -> None:
+        """Load what ``mode`` needs up front (so that the stage timings hold no loading)."""
+
     def probabilities(self, image: np.ndarray, mask: np.ndarray) -> dict[str, float]:
         """Domain → probability for a checked image and mask."""
 
