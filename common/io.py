@@ -56,6 +56,11 @@ def max_pixels() -> int:
     return int(os.environ.get("HARMONY_MAX_PIXELS", DEFAULT_MAX_PIXELS))
 
 
+def _limit(given: int | None) -> int:
+    """A reader's pixel limit: the one it was given, else :func:`max_pixels`."""
+    return max_pixels() if given is None else given
+
+
 _SWAPS_AXES = (5, 6, 7, 8)  # EXIF orientations that transpose the stored image
 
 
@@ -184,6 +189,30 @@ def read_image_u8(path: str | os.PathLike, max_pixels: int | None = None,
     return np.rint(arr[..., :3] * 255).astype(np.uint8)
 
 
+def read_image_chw_u8(path: str | os.PathLike, max_pixels: int | None = None,
+                      at_least: tuple[int, int] | None = None):
+    """:func:`read_image_u8` as a ``3×H×W`` uint8 tensor for the training loader: a channels-last
+    view of the decoded pixels, with no transposing copy (torchvision's 8-bit resize reads that
+    layout directly)."""
+    import torch
+    u = read_image_u8(path, max_pixels, at_least)
+    return torch.from_numpy(u if u.flags.writeable else u.copy()).permute(2, 0, 1)
+
+
+def read_mask_u8(path: str | os.PathLike, max_pixels: int | None = None) -> np.ndarray:
+    """:func:`read_mask_array` rounded to 8 bits (``H×W`` uint8, 255 = foreground): an 8-bit grey
+    mask without a noise floor comes as stored, with no float pass; anything else is read by
+    :func:`read_mask_array` and rounded."""
+    img = _open(path, max_pixels)
+    if img.mode == "L":
+        arr = np.array(img)  # a writable copy
+        if arr.max(initial=0) == 1:  # a label mask
+            return (arr != 0).astype(np.uint8) * np.uint8(255)
+        if _floor_level(np.bincount(_subsample(arr).ravel(), minlength=256)[:128]) is None:
+            return arr
+    return np.rint(read_mask_array(path, max_pixels) * 255).astype(np.uint8)
+
+
 def read_mask_array(path: str | os.PathLike, max_pixels: int | None = None) -> np.ndarray:
     """Read a foreground mask as float32 ``H×W`` in [0, 1] (1 = foreground), by its content, the way
     a person reads the file, whatever its mode:
@@ -260,14 +289,21 @@ def _stretch_levels(m: np.ndarray) -> np.ndarray:
     most common value below 0.5, used only where it is one: at most 64 and holding, ±4 levels, half
     of the pixels below 0.5. Anything else (a clean mask, a soft one) stays exactly as stored."""
     q = np.rint(_subsample(m) * 255).astype(np.int32).ravel()
-    counts = np.bincount(q, minlength=256)[:128]
-    if not counts.any():
-        return m
-    lo = int(np.argmax(counts))
-    if lo <= 1 or lo > 64 or counts[max(0, lo - 4):lo + 5].sum() < 0.5 * counts.sum():
+    lo = _floor_level(np.bincount(q, minlength=256)[:128])
+    if lo is None:
         return m
     f = lo / 255.0
     return np.clip((m - f) / (1.0 - f), 0, 1).astype(np.float32)
+
+
+def _floor_level(counts: np.ndarray) -> int | None:
+    """The noise-floor level of a grey mask from the counts of its levels below 128, or None."""
+    if not counts.any():
+        return None
+    lo = int(np.argmax(counts))
+    if lo <= 1 or lo > 64 or counts[max(0, lo - 4):lo + 5].sum() < 0.5 * counts.sum():
+        return None
+    return lo
 
 
 def read_image(path: str | os.PathLike, max_pixels: int | None = None,

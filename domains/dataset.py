@@ -19,7 +19,7 @@ from torch.utils.data import Dataset
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
-from common.io import InputError, env_megabytes, image_size, read_image_u8, read_mask
+from common.io import InputError, env_megabytes, image_size, read_image_chw_u8, read_mask_u8
 
 IHARMONY4 = ("HCOCO", "HAdobe5k", "HFlickr", "Hday2night")
 MINI4 = ("MiniCOCO", "MiniAdobe", "MiniFlickr", "MiniDay2night")
@@ -216,14 +216,12 @@ class HarmonyDataset(Dataset):
             return self.cache[key]
         if target is None:
             target = self.reduced_size(image_size(path))
-        # a large JPEG decodes at a reduced DCT scale no smaller than the target (4-40x faster)
-        if is_mask:
-            t = read_mask(path)
-        else:
-            u = read_image_u8(path, at_least=target)
-            t = torch.from_numpy(np.ascontiguousarray(u.transpose(2, 0, 1)))
+        if is_mask:  # masks stay 8-bit where the file is (read_mask_u8); soft and odd ones are rounded
+            t = torch.from_numpy(read_mask_u8(path))[None]
+        else:  # a large JPEG decodes at a reduced DCT scale no smaller than the target (4-40x faster)
+            t = read_image_chw_u8(path, at_least=target)
         if tuple(t.shape[1:]) != target:  # resized in float from the 8-bit values, then rounded
-            t = v2.functional.resize(t.float() / 255 if t.dtype == torch.uint8 else t, list(target), antialias=True)
+            t = v2.functional.resize(t.contiguous().float() / 255, list(target), antialias=True)
         # the cached form, so that cached and decoded items agree
         q = t if t.dtype == torch.uint8 else t.mul(255).round().to(torch.uint8)
         if self.cache is not None and self.cache_bytes + q.numel() <= self.cache_budget:
@@ -247,9 +245,9 @@ class HarmonyDataset(Dataset):
         # training crops: cropped and resized in uint8 (a quarter of the memory traffic), then float
         comp, real, mask = self.tf(tv_tensors.Image(comp), tv_tensors.Image(real), tv_tensors.Mask(mask))
         if self.train:  # uint8 / 255 is in [0, 1] already
-            comp, real, mask = (x.as_subclass(torch.Tensor).float() / 255 for x in (comp, real, mask))
+            comp, real, mask = (x.as_subclass(torch.Tensor).float().div_(255).contiguous() for x in (comp, real, mask))
         else:
-            comp, real, mask = (x.as_subclass(torch.Tensor).clamp(0, 1) for x in (comp, real, mask))
+            comp, real, mask = (x.as_subclass(torch.Tensor).clamp(0, 1).contiguous() for x in (comp, real, mask))
         return {"composite": comp, "real": real, "mask": mask, "domain": self.domains.index(s.domain),
                 "domain_name": s.domain}
 

@@ -15,6 +15,7 @@ to keep results plausible.
 """
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -62,11 +63,76 @@ def quantiles(x: np.ndarray, q: np.ndarray) -> np.ndarray:
     return np.where(g >= 0.5, b - d * (1 - g), a + d * g)  # numpy's _lerp, both branches
 
 
+_INTERP_KERNEL = None
+
+
+def _interp_kernel():
+    """The numba kernel behind :class:`Interp`, compiled on first use and cached on disk."""
+    global _INTERP_KERNEL
+    if _INTERP_KERNEL is None:
+        import numba
+
+        @numba.njit(cache=True, fastmath=False, nogil=True)
+        def kernel(x, xp, fp, slopes, table, lo, scale, out):  # pragma: no cover - compiled
+            n, nb = xp.shape[0], table.shape[0]
+            for i in range(x.shape[0]):
+                v = x[i]
+                if v != v:
+                    out[i] = v
+                elif v < xp[0]:
+                    out[i] = fp[0]
+                elif v >= xp[n - 1]:
+                    out[i] = fp[n - 1]
+                else:  # the bin's first knot, then the exact segment xp[j] <= v < xp[j + 1]
+                    j = table[min(max(int((v - lo) * scale), 0), nb - 1)]
+                    while j > 0 and xp[j] > v:
+                        j -= 1
+                    while xp[j + 1] <= v:
+                        j += 1
+                    if xp[j] == v:
+                        out[i] = fp[j]
+                    else:  # numpy's arithmetic, its NaN fallbacks included
+                        r = slopes[j] * (v - xp[j]) + fp[j]
+                        if r != r:
+                            r = slopes[j] * (v - xp[j + 1]) + fp[j + 1]
+                            if r != r and fp[j] == fp[j + 1]:
+                                r = fp[j]
+                        out[i] = r
+        _INTERP_KERNEL = kernel
+    return _INTERP_KERNEL
+
+
+class Interp:
+    """``np.interp(v, xp, fp)`` for a strictly increasing ``xp``, equal to it value for value, about
+    5× faster on large inputs: a table of 1,024 uniform bins over ``xp``'s range gives each value
+    its segment in a step or two instead of a bisection (the colour transfers map every foreground
+    pixel through such a curve, per channel, up to ten times in Pitié's transfer)."""
+
+    BINS, SMALL = 1024, 2048  # below SMALL values numpy's own call is as fast
+
+    def __init__(self, xp: np.ndarray, fp: np.ndarray):
+        self.xp, self.fp = np.asarray(xp, np.float64), np.asarray(fp, np.float64)
+        lo, hi = self.xp[0], self.xp[-1]
+        self.lo, self.scale = float(lo), float(self.BINS / (hi - lo)) if hi > lo else 0.0
+        edges = lo + np.arange(self.BINS) * ((hi - lo) / self.BINS)
+        self.table = np.clip(np.searchsorted(self.xp, edges, side="right") - 1, 0, max(len(self.xp) - 2, 0)).astype(np.intp)
+        self.slopes = (self.fp[1:] - self.fp[:-1]) / (self.xp[1:] - self.xp[:-1])
+
+    def __call__(self, v: np.ndarray) -> np.ndarray:
+        v = np.asarray(v, np.float64)
+        if v.size < self.SMALL or len(self.xp) < 3:
+            return np.interp(v, self.xp, self.fp)
+        flat = np.ascontiguousarray(v).reshape(-1)  # one signature: a column of N×3 is copied
+        out = np.empty(flat.shape, np.float64)
+        _interp_kernel()(flat, self.xp, self.fp, self.slopes, self.table, self.lo, self.scale, out)
+        return out.reshape(v.shape)
+
+
 def _quantile_map(x: np.ndarray, y: np.ndarray, n: int = 256):
     q = np.linspace(0, 1, n)
     xq, yq = quantiles(x, q), quantiles(y, q)
     xq = np.maximum.accumulate(xq + np.arange(n) * 1e-9)  # strictly increasing for interp
-    return lambda v: np.interp(v, xq, yq)
+    return Interp(xq, yq)
 
 
 def fit_histogram(src: np.ndarray, ref: np.ndarray, strength: float = 1.0, **_):
@@ -175,9 +241,15 @@ EXPERTS = (
 )
 
 
+@functools.lru_cache(maxsize=None)
+def expert_lut(k: int) -> torch.Tensor:
+    """Expert ``k``'s look as a LUT, built once per process (the looks are fixed)."""
+    return lut_from_function(retouch_fn(EXPERTS[k]))
+
+
 def render_expert(image: torch.Tensor, k: int) -> torch.Tensor:
     """``image`` (``3×H×W``) as expert ``k`` of :data:`EXPERTS` renders it."""
-    return apply_lut(image[None], lut_from_function(retouch_fn(EXPERTS[k])))[0].clamp(0, 1)
+    return apply_lut(image[None], expert_lut(k))[0].clamp(0, 1)
 
 
 STAT_METHODS = {"reinhard": fit_reinhard, "xiao": fit_xiao, "histogram": fit_histogram, "pitie": fit_pitie}

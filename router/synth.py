@@ -46,6 +46,14 @@ class ProcessComposites(Dataset):
         methods = DOMAIN_SPECS[self.domains[d]][4]
         refs = [r for j, r in enumerate(self.reals) if j != k]
         comp, _ = make_composite(real, mask, methods[int(rng.integers(len(methods)))], rng, refs)
-        comp, real_t, mask_t = self.tf(tv_tensors.Image(comp), tv_tensors.Image(real), tv_tensors.Mask(mask))
-        return {"composite": comp.as_subclass(torch.Tensor).clamp(0, 1), "real": real_t.as_subclass(torch.Tensor),
+        # cropped and resized in 8 bits, as the stored composites are (HarmonyDataset does the same)
+        comp, real_t, mask_t = self.tf(tv_tensors.Image(to_u8(comp)), tv_tensors.Image(to_u8(real)),
+                                       tv_tensors.Mask(mask))
+        return {"composite": comp.as_subclass(torch.Tensor).float() / 255,
+                "real": real_t.as_subclass(torch.Tensor).float() / 255,
                 "mask": mask_t.as_subclass(torch.Tensor), "domain": d, "domain_name": self.domains[d]}
+
+
+def to_u8(x: torch.Tensor) -> torch.Tensor:
+    """A float image in [0, 1] rounded to 8-bit levels."""
+    return x.clamp(0, 1).mul(255).round_().to(torch.uint8)

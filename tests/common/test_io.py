@@ -314,3 +314,41 @@ def test_read_image_u8_is_the_float_reading_rounded(tmp_path):
         assert u.dtype == np.uint8 and u.shape == (20, 30, 3), name
         assert np.array_equal(u, np.rint(read_image_array(tmp_path / name) * 255).astype(np.uint8)), name
     assert np.array_equal(read_image_u8(tmp_path / "rgb.png"), rgb)
+
+
+def test_loader_readers_equal_the_float_readings_rounded(tmp_path):
+    """read_image_chw_u8 and read_mask_u8 (the training loader's 8-bit readers) return what the float
+    readers return, rounded to 8 bits, for every kind of file they meet."""
+    from common.io import read_image_array, read_image_chw_u8, read_image_u8, read_mask_array, read_mask_u8
+    rng = np.random.default_rng(0)
+    smooth = np.clip(np.cumsum(rng.integers(-6, 7, (48, 64, 3)), 1) + 128, 0, 255).astype(np.uint8)
+    files = {"rgb.jpg": Image.fromarray(smooth), "grey.jpg": Image.fromarray(smooth[..., 0]),
+             "cmyk.jpg": Image.fromarray(smooth).convert("CMYK"), "rgb.png": Image.fromarray(smooth)}
+    for name, im in files.items():
+        im.save(tmp_path / name)
+        want = np.rint(read_image_array(tmp_path / name) * 255).astype(np.uint8).transpose(2, 0, 1)
+        got = read_image_chw_u8(tmp_path / name)
+        assert got.dtype == torch.uint8 and np.array_equal(got.numpy(), want), name
+        got[0, 0, 0] = 7  # writable: its own pixels, not Pillow's read-only buffer
+    big = tmp_path / "big.jpg"  # a reduction the DCT scale serves goes through Pillow's draft
+    Image.fromarray(np.repeat(np.repeat(smooth, 4, 0), 4, 1)).save(big)
+    assert np.array_equal(read_image_chw_u8(big, at_least=(48, 64)).numpy(),
+                          read_image_u8(big, at_least=(48, 64)).transpose(2, 0, 1))
+
+    grey = np.zeros((30, 40), np.uint8)
+    grey[5:25, 10:30] = 255
+    grey[5:25, 8:10] = 128
+    floor = np.where(grey == 0, 22, grey).astype(np.uint8)
+    label = (grey > 0).astype(np.uint8)
+    masks = {"clean.png": Image.fromarray(grey), "floor.png": Image.fromarray(floor), "label.png": Image.fromarray(label),
+             "rgb.png": Image.fromarray(np.dstack([grey] * 3)), "soft.jpg": Image.fromarray(grey),
+             "cutout.png": Image.fromarray(np.dstack([np.full_like(grey, 90)] * 3 + [grey]))}
+    for name, im in masks.items():
+        im.save(tmp_path / name)
+        got = read_mask_u8(tmp_path / name)
+        assert got.dtype == np.uint8 and got.flags.writeable, name
+        assert np.array_equal(got, np.rint(read_mask_array(tmp_path / name) * 255).astype(np.uint8)), name
+    assert np.array_equal(read_mask_u8(tmp_path / "clean.png"), grey)
+    assert read_mask_u8(tmp_path / "floor.png").min() == 0  # the noise floor is stretched away
+    with pytest.raises(InputError, match="missing.png"):
+        read_mask_u8(tmp_path / "missing.png")

@@ -63,3 +63,33 @@ def test_pitie_reuses_its_fit_only_for_the_very_pixels_it_was_fitted_on():
     other = src.copy()
     other[0] += 0.01
     assert not np.array_equal(fn(other), fn(src))
+
+
+def test_interp_equals_numpys_value_for_value():
+    """The transfers' curve lookup (numba, binned) is np.interp, exactly: ties, knots hit exactly,
+    values outside the range, NaN, strided columns and a flat curve."""
+    rng = np.random.default_rng(0)
+    q = np.linspace(0, 1, 256)
+    for trial in range(30):
+        x = rng.normal(size=(20000, 3)) @ rng.normal(size=(3, 3))
+        if trial % 3 == 0:
+            x = np.round(x * 4) / 4  # heavy ties: many equal quantiles
+        xq = np.maximum.accumulate(T.quantiles(x[:, 0], q) + np.arange(256) * 1e-9)
+        yq = T.quantiles(rng.gamma(2.0, size=5000), q)
+        f = T.Interp(xq, yq)
+        v = x[:, trial % 3]  # a strided column, as the transfers pass
+        v[:64] = xq[rng.integers(0, 256, 64)]
+        v[64:70] = [xq[0], xq[-1], np.nan, -1e9, 1e9, np.inf]
+        assert np.array_equal(f(v), np.interp(v, xq, yq), equal_nan=True), trial
+        assert np.array_equal(f(v[:100]), np.interp(v[:100], xq, yq), equal_nan=True)  # small inputs: numpy
+    flat = T.Interp(np.arange(256.0), np.full(256, 0.5))
+    assert np.array_equal(flat(rng.random(5000) * 300 - 20), np.full(5000, 0.5))
+
+
+def test_expert_looks_are_built_once_and_render_as_before():
+    from common.lut import apply_lut, lut_from_function
+    img = torch.rand(3, 12, 16)
+    for k in range(len(T.EXPERTS)):
+        want = apply_lut(img[None], lut_from_function(T.retouch_fn(T.EXPERTS[k])))[0].clamp(0, 1)
+        assert torch.equal(T.render_expert(img, k), want)
+        assert T.expert_lut(k) is T.expert_lut(k)
