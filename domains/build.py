@@ -193,7 +193,7 @@ def _draw(image, mask, method, rng, refs, headroom):
         return T.transfer(image, mask, method, params=params), params
     if method == "expert":
         k = int(rng.integers(len(T.EXPERTS)))
-        return mask * T.render_expert(image, k) + (1 - mask) * image, {"expert": k}
+        return T.look_on(image, mask, T.expert_lut(k), clamp=True), {"expert": k}
     ref_name, ref_img, ref_mask = refs[int(rng.integers(len(refs)))]
     strength = float(rng.uniform(0.6, 1.0))
     seed = int(rng.integers(2 ** 31))

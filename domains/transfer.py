@@ -252,6 +252,17 @@ def render_expert(image: torch.Tensor, k: int) -> torch.Tensor:
     return apply_lut(image[None], expert_lut(k))[0].clamp(0, 1)
 
 
+def look_on(image: torch.Tensor, mask: torch.Tensor, lut: torch.Tensor, clamp: bool = False) -> torch.Tensor:
+    """``mask·L(x) + (1−mask)·x`` for a LUT ``L``, with ``L`` computed only where the mask is
+    non-zero (elsewhere its weight is 0): the same values as the whole-image product, at the cost
+    of the foreground (the LUT is pointwise)."""
+    touched = mask[0] > 0
+    px = apply_lut(image[:, touched][None, :, :, None], lut)[0, :, :, 0]
+    new = image.clone()
+    new[:, touched] = px.clamp(0, 1) if clamp else px
+    return mask * new + (1 - mask) * image
+
+
 STAT_METHODS = {"reinhard": fit_reinhard, "xiao": fit_xiao, "histogram": fit_histogram, "pitie": fit_pitie}
 LOOKS = {"retouch": retouch_fn, "illumination": illumination_fn}
 METHODS = tuple(STAT_METHODS) + tuple(LOOKS)
@@ -266,8 +277,8 @@ def transfer(image: torch.Tensor, mask: torch.Tensor, method: str, ref: np.ndarr
     soft mask blends the changed foreground in: ``out = m·h(x) + (1−m)·x``.
     """
     if method in LOOKS:
-        new = apply_lut(image[None], lut_from_function(LOOKS[method](params)))[0]
-    elif method in STAT_METHODS:
+        return look_on(image, mask, lut_from_function(LOOKS[method](params)))
+    if method in STAT_METHODS:
         if ref is None:
             raise ValueError(f"{method} needs reference pixels")
         hwc = image.permute(1, 2, 0).double().numpy()
@@ -276,6 +287,5 @@ def transfer(image: torch.Tensor, mask: torch.Tensor, method: str, ref: np.ndarr
         full = hwc.copy()
         full[touched] = fn(hwc[touched])
         new = torch.from_numpy(full).permute(2, 0, 1).float()
-    else:
-        raise ValueError(f"unknown method {method!r}; choose from {METHODS}")
-    return mask * new + (1 - mask) * image
+        return mask * new + (1 - mask) * image
+    raise ValueError(f"unknown method {method!r}; choose from {METHODS}")

@@ -140,13 +140,16 @@ class CTAugmenter:
 class ProcessAugmenter:
     """Fresh composites from any real image: each image of the batch gets one benchmark process with
     fresh parameters (``domains.build.make_composite``; the colour transfers copy another image's
-    foreground), a procedural look, or, with probability ``identity``, nothing at all."""
+    foreground), a procedural look, or, with probability ``identity``, nothing at all.
 
-    in_loader = True  # numpy on the CPU: the training loader runs it (harmonizers.train)
+    Where they run follows the training device (``to``): with a CPU device, per image in numpy in
+    the training loader (``in_loader``: its workers run them in parallel); with a GPU, batched on
+    the device in the training step (:class:`domains.batched.BatchedProcesses`: the same processes,
+    parameter distributions and plausibility rule). ``batched`` forces either way."""
 
     METHODS = ("reinhard", "xiao", "histogram", "pitie", "retouch", "illumination", "expert", "lut")
 
-    def __init__(self, identity: float = 0.3, methods: tuple[str, ...] | None = None):
+    def __init__(self, identity: float = 0.3, methods: tuple[str, ...] | None = None, batched: bool | None = None):
         if not 0.0 <= identity < 1.0:
             raise InputError(f"--augment processes:P: P must be in [0, 1), got {identity}")
         unknown = sorted(set(methods or ()) - set(self.METHODS))
@@ -154,12 +157,22 @@ class ProcessAugmenter:
             raise InputError(f"--augment processes: unknown process {unknown}; choose from {self.METHODS}")
         self.identity, self.looks = identity, LUTAugmenter()
         self.methods = tuple(methods) if methods else self.METHODS
+        self.forced, self.batched = batched, bool(batched)
+        self.in_loader = not self.batched  # the training loader runs it (harmonizers.train)
 
-    def to(self, device):  # the processes run on the CPU (numpy); results go back to the batch's device
+    def to(self, device):
+        """Batched on ``device`` when it is a GPU (or when forced), the looks' pool with it."""
+        self.batched = torch.device(device).type != "cpu" if self.forced is None else self.forced
+        self.in_loader = not self.batched
+        if self.batched:
+            self.looks.to(device)
         return self
 
     @torch.no_grad()
     def __call__(self, real, mask, composite=None):
+        if self.batched:
+            from domains.batched import BatchedProcesses
+            return BatchedProcesses(self.identity, self.methods, self.looks)(real, mask)
         from domains.build import make_composite
         cpu_real, cpu_mask = real.float().cpu(), (mask.float().cpu() > 0.5).float()
         refs = [(str(j), r, m) for j, (r, m) in enumerate(zip(cpu_real, cpu_mask)) if m.sum() >= 4]

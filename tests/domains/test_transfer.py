@@ -93,3 +93,17 @@ def test_expert_looks_are_built_once_and_render_as_before():
         want = apply_lut(img[None], lut_from_function(T.retouch_fn(T.EXPERTS[k])))[0].clamp(0, 1)
         assert torch.equal(T.render_expert(img, k), want)
         assert T.expert_lut(k) is T.expert_lut(k)
+
+
+def test_looks_on_the_foreground_equal_the_whole_image_product():
+    from common.lut import apply_lut
+    g = torch.Generator().manual_seed(3)
+    img = torch.rand(3, 20, 24, generator=g)
+    mask = torch.zeros(1, 20, 24)
+    mask[:, 4:15, 5:20] = 1
+    mask[:, 4:15, 3:5] = 0.4  # a soft edge is touched too
+    lut = T.expert_lut(2) * 1.2 - 0.05  # leaves [0, 1]: the clamp matters
+    for clamp in (False, True):
+        whole = apply_lut(img[None], lut)[0]
+        whole = whole.clamp(0, 1) if clamp else whole
+        assert torch.equal(T.look_on(img, mask, lut, clamp), mask * whole + (1 - mask) * img)

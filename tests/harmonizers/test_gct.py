@@ -78,32 +78,34 @@ def test_full_resolution_and_checkpoint_round_trip(tmp_path):
     assert (a - x).abs().max() > 1e-3 and low.shape == (1, 3, 32, 32)
 
 
+@pytest.mark.parametrize("batched", [False, True], ids=["per-image", "batched"])
 class TestProcessAugmenter:
-    def test_background_kept_and_foregrounds_changed(self):
+    def test_background_kept_and_foregrounds_changed(self, batched):
         random.seed(0)
         real, mask = _pairs(12, side=32)
-        aug = A.ProcessAugmenter(identity=0.0)
+        aug = A.ProcessAugmenter(identity=0.0, batched=batched).to("cpu")
+        assert aug.in_loader != batched
         out = aug(real, mask)
         bg = (mask == 0).expand_as(real)
         assert torch.allclose(out[bg], real[bg], atol=1e-6)
         changed = ((out - real).abs() * mask).flatten(1).sum(1) / (3 * mask.flatten(1).sum(1))
         assert (changed > 1e-3).float().mean() >= 0.9
 
-    def test_one_named_process_only(self):
+    def test_one_named_process_only(self, batched):
         random.seed(2)
         real, mask = _pairs(6, side=16)
-        out = A.ProcessAugmenter(identity=0.0, methods=("lut",))(real, mask)
+        out = A.ProcessAugmenter(identity=0.0, methods=("lut",), batched=batched)(real, mask)
         bg = (mask == 0).expand_as(real)
         assert torch.equal(out[bg], real[bg]) and (out - real).abs().amax() > 1e-3
 
-    def test_identity_share(self):
+    def test_identity_share(self, batched):
         random.seed(1)
         real, mask = _pairs(200, side=16)
-        out = A.ProcessAugmenter(identity=0.5)(real, mask)
+        out = A.ProcessAugmenter(identity=0.5, batched=batched)(real, mask)
         same = ((out - real).abs().flatten(1).amax(1) < 1e-7).float().mean().item()
         assert 0.38 < same < 0.62
 
-    def test_parse(self):
+    def test_parse(self, batched):
         assert A.parse("processes") == ("processes", (0.3, None))
         assert A.parse("processes:0.1") == ("processes", (0.1, None))
         assert A.parse("processes:0.5:expert+lut") == ("processes", (0.5, ("expert", "lut")))

@@ -103,7 +103,7 @@ def test_cpu_augmenters_run_in_the_loader_and_do_not_depend_on_the_workers(mini_
 
     from harmonizers.augment import ProcessAugmenter
     from harmonizers.train import HarmonizerTask, main
-    assert ProcessAugmenter.in_loader
+    assert ProcessAugmenter().to("cpu").in_loader and not ProcessAugmenter().to("meta").in_loader
     logs = {}
     for w in (0, 2):
         out = tmp_path / f"w{w}.safetensors"
