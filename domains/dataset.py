@@ -220,26 +220,36 @@ class HarmonyDataset(Dataset):
             t = torch.from_numpy(read_mask_u8(path))[None]
         else:  # a large JPEG decodes at a reduced DCT scale no smaller than the target (4-40x faster)
             t = read_image_chw_u8(path, at_least=target)
+        return self.store(key, t, target)
+
+    def store(self, key: str, t: torch.Tensor, target: tuple[int, int]) -> torch.Tensor:
+        """A decoded uint8 image at ``target`` size in the cached form (cached while the budget lasts)."""
         if tuple(t.shape[1:]) != target:  # resized in float from the 8-bit values, then rounded
             t = v2.functional.resize(t.contiguous().float() / 255, list(target), antialias=True)
-        # the cached form, so that cached and decoded items agree
-        q = t if t.dtype == torch.uint8 else t.mul(255).round().to(torch.uint8)
-        if self.cache is not None and self.cache_bytes + q.numel() <= self.cache_budget:
-            self.cache[key] = q
-            self.cache_bytes += q.numel()
-        return q
+            t = t.mul(255).round().to(torch.uint8)  # the cached form, so that cached and decoded items agree
+        if self.cache is not None and self.cache_bytes + t.numel() <= self.cache_budget:
+            self.cache[key] = t
+            self.cache_bytes += t.numel()
+        return t
 
     def __getitem__(self, i):
         s = self.samples[i]
         paths = (s.composite, s.real, s.mask)
-        target = None  # all three cached: sized and checked when they were first decoded
+        target, mask_u8 = None, None  # all three cached: sized and checked when they were first decoded
         if self.cache is None or not all(str(p) in self.cache for p in paths):
-            sizes = [image_size(p) for p in paths]  # from the headers: a mismatch before any decoding
+            # the photos' sizes from their headers, the mask's from its pixels (a PNG header read
+            # decodes the file to look for EXIF): a mismatch is refused before any JPEG is decoded
+            mask_u8 = None if self.cache is not None and str(s.mask) in self.cache else read_mask_u8(s.mask)
+            sizes = [image_size(s.composite), image_size(s.real),
+                     tuple(mask_u8.shape) if mask_u8 is not None else image_size(s.mask)]
             if len(set(sizes)) > 1:
                 raise InputError(f"{s.composite}: composite {sizes[0][1]}x{sizes[0][0]}, real {sizes[1][1]}x"
                                  f"{sizes[1][0]} and mask {sizes[2][1]}x{sizes[2][0]} sizes differ")
             target = self.reduced_size(sizes[0])
-        comp, real, mask = (self.load_u8(p, k == 2, target) for k, p in enumerate(paths))
+            if mask_u8 is not None:
+                mask_u8 = self.store(str(s.mask), torch.from_numpy(mask_u8)[None], target)
+        comp, real = self.load_u8(s.composite, False, target), self.load_u8(s.real, False, target)
+        mask = self.load_u8(s.mask, True, target) if mask_u8 is None else mask_u8
         if not self.train:  # evaluation items: resized in float, as scored
             comp, real, mask = comp.float() / 255, real.float() / 255, mask.float() / 255
         # training crops: cropped and resized in uint8 (a quarter of the memory traffic), then float

@@ -5,8 +5,11 @@
 #   tests        tests/test_cuda.py (CUDA agrees with the CPU: LUT values and gradients, SycoNet,
 #                harmonize, soft routing; training with bf16 AMP + channels_last, RainNet's GAN term,
 #                re-grade + LUT augmentation, SycoNet finetunes with replay / head-only)
-#   throughput   SycoNet and iS2AM training throughput at 256 px, batch 64: loading in the main
-#                process vs auto workers, bf16 AMP, + channels_last; the share of time waiting for data
+#   throughput   SycoNet, iS2AM and GCT (--augment processes, batched on the GPU) training throughput
+#                at 256 px, batch 64: loading in the main process vs auto workers, bf16 AMP, +
+#                channels_last; the share of time waiting for data
+#   processes    the colour processes' training pairs: per image (one CPU loader worker) vs batched
+#                on the GPU, batches of 16 and 64 at 256 px (bench/process_pairs.py)
 #   harmonizers  the all-domain harmonizers with a GPU budget (STEPS, default 3000) with and without
 #                augmentation + re-grade, scored on the test split (harmonizers table in the README)
 #   table2       Table 2 with a GPU-sized budget
@@ -23,7 +26,7 @@ export PYTHONPATH=${PYTHONPATH:+$PYTHONPATH:}$PWD
 { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
   $PY -c "import torch, timm, numba; print('torch', torch.__version__, 'timm', timm.__version__, 'numba', numba.__version__)"
 } > "$OUT/gpu.txt" 2>&1
-STAGES=${*:-tests throughput harmonizers table2}
+STAGES=${*:-tests throughput processes harmonizers table2}
 has() { [[ " $STAGES " == *" $1 "* ]]; }
 left() { echo $(( ${DEADLINE:-520} - SECONDS )); }
 [ -d data/mini4 ] || (timeout 120 $PY -m domains.build --photos assets/photos --out data/mini4 --seed 0 > runs/build.log 2>&1) &
@@ -35,9 +38,13 @@ if has tests; then
 fi
 wait $BUILD
 if has throughput; then
-  timeout 200 $PY bench/train_throughput.py --device cuda --size 256 --steps 40 --batch 64 --only SycoNet,iS2AM \
+  timeout 200 $PY bench/train_throughput.py --device cuda --size 256 --steps 40 --batch 64 --only SycoNet,iS2AM,GCT \
     --out "$OUT/train_throughput_cuda.md" > "$OUT/throughput.log" 2>&1
   echo "[$SECONDS s] throughput done" | tee -a "$OUT/gpu.txt"
+fi
+if has processes; then
+  timeout 90 $PY bench/process_pairs.py --device cuda --out "$OUT/process_pairs_cuda.md" > "$OUT/processes.log" 2>&1
+  echo "[$SECONDS s] processes done" | tee -a "$OUT/gpu.txt"
 fi
 if has harmonizers; then  # name|arch|extra arguments; each trained, then scored on the test split
   STEPS=${STEPS:-3000}
@@ -61,4 +68,4 @@ fi
 cp runs/gpu/table2/report.md "$OUT/table2_report.md" 2>/dev/null
 cp runs/gpu/table2/results.json "$OUT/table2_results.json" 2>/dev/null
 echo "[$SECONDS s] table2 done" | tee -a "$OUT/gpu.txt"
-tail -3 "$OUT/pytest_gpu.log"; grep -h -A7 "^| domain" "$OUT"/h_*.score 2>/dev/null; cat "$OUT/train_throughput_cuda.md" 2>/dev/null; cat "$OUT/table2_report.md" 2>/dev/null
+tail -3 "$OUT/pytest_gpu.log"; grep -h -A7 "^| domain" "$OUT"/h_*.score 2>/dev/null; cat "$OUT/train_throughput_cuda.md" "$OUT/process_pairs_cuda.md" 2>/dev/null; cat "$OUT/table2_report.md" 2>/dev/null
