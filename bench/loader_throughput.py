@@ -75,7 +75,7 @@ def measure(root: Path, data: str, size: int, n: int, which: str) -> float:
     return json.loads(r.stdout.strip().splitlines()[-1])["items_per_s"]
 
 
-def main(data: str = "data/mini4", size: int = 256, n: int = 200, repeats: int = 3, baseline: str | None = None,
+def main(data: str = "data/mini4", size: int = 256, n: int = 200, repeats: int = 5, baseline: str | None = None,
          out: str = str(ROOT / "bench" / "loader_throughput.md")) -> None:
     """Items/s per worker of each pipeline, for this checkout and (``--baseline REV``) another."""
     data = str(Path(data).resolve())

@@ -142,8 +142,7 @@ def resize_max(x: torch.Tensor, max_side: int) -> torch.Tensor:
 
 def _fg_pixels(image: torch.Tensor, mask: torch.Tensor, n: int = 20000,
                rng: np.random.Generator | None = None) -> np.ndarray:
-    px = image.permute(1, 2, 0).reshape(-1, 3).double().numpy()
-    px = px[mask[0].reshape(-1).numpy() > 0.5]
+    px = image.permute(1, 2, 0).reshape(-1, 3)[mask[0].reshape(-1) > 0.5].double().numpy()
     if len(px) > n:
         px = px[rng.choice(len(px), n, replace=False)]
     return px
@@ -151,8 +150,8 @@ def _fg_pixels(image: torch.Tensor, mask: torch.Tensor, n: int = 20000,
 
 def saturated_fraction(image: torch.Tensor, mask: torch.Tensor) -> float:
     fg = mask[0] > 0.5
-    sat = ((image <= 0.5 / 255) | (image >= 254.5 / 255)).any(0)
-    return float(sat[fg].float().mean())
+    sat = (image.amin(0) <= 0.5 / 255) | (image.amax(0) >= 254.5 / 255)  # any channel at an end
+    return float(torch.tensor(float((sat & fg).sum()), dtype=torch.float32) / int(fg.sum()))  # float32, as a mean
 
 
 def fmse255(a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor) -> float:

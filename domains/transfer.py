@@ -281,11 +281,16 @@ def transfer(image: torch.Tensor, mask: torch.Tensor, method: str, ref: np.ndarr
     if method in STAT_METHODS:
         if ref is None:
             raise ValueError(f"{method} needs reference pixels")
-        hwc = image.permute(1, 2, 0).double().numpy()
-        fn = STAT_METHODS[method](hwc[mask[0].numpy() > 0.5], ref.astype(np.float64), strength, seed=seed)
-        touched = mask[0].numpy() > 0
-        full = hwc.copy()
-        full[touched] = fn(hwc[touched])
-        new = torch.from_numpy(full).permute(2, 0, 1).float()
-        return mask * new + (1 - mask) * image
+        # fitted on the foreground, applied and blended where the mask touches (elsewhere its weight
+        # is 0): the whole-image computation's values, at the cost of the foreground
+        m = mask[0]
+        fit, touched = m > 0.5, m > 0
+        px = image[:, touched].T.double().numpy()
+        src = px if torch.equal(fit, touched) else image[:, fit].T.double().numpy()
+        fn = STAT_METHODS[method](src, ref.astype(np.float64), strength, seed=seed)
+        new = torch.from_numpy(fn(px)).T.float()
+        mt = mask[:, touched]
+        out = image.clone()
+        out[:, touched] = mt * new + (1 - mt) * image[:, touched]
+        return out
     raise ValueError(f"unknown method {method!r}; choose from {METHODS}")
