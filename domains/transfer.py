@@ -285,8 +285,9 @@ def transfer(image: torch.Tensor, mask: torch.Tensor, method: str, ref: np.ndarr
         # is 0): the whole-image computation's values, at the cost of the foreground
         m = mask[0]
         fit, touched = m > 0.5, m > 0
-        px = image[:, touched].T.double().numpy()
-        src = px if torch.equal(fit, touched) else image[:, fit].T.double().numpy()
+        # pixels as rows (C order: numpy's sums then add in the order the whole-image code did)
+        px = np.ascontiguousarray(image[:, touched].T.double().numpy())
+        src = px if torch.equal(fit, touched) else np.ascontiguousarray(image[:, fit].T.double().numpy())
         fn = STAT_METHODS[method](src, ref.astype(np.float64), strength, seed=seed)
         new = torch.from_numpy(fn(px)).T.float()
         mt = mask[:, touched]

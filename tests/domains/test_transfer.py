@@ -107,3 +107,24 @@ def test_looks_on_the_foreground_equal_the_whole_image_product():
         whole = apply_lut(img[None], lut)[0]
         whole = whole.clamp(0, 1) if clamp else whole
         assert torch.equal(T.look_on(img, mask, lut, clamp), mask * whole + (1 - mask) * img)
+
+
+@pytest.mark.parametrize("method", sorted(T.STAT_METHODS))
+def test_foreground_only_transfer_equals_the_whole_image_computation(method):
+    """transfer() fits, applies and blends on the pixels the mask touches; the values must be the
+    whole-image computation's, bit for bit (the benchmark is rebuilt byte-identically from them)."""
+    g = torch.Generator().manual_seed(4)
+    img = torch.rand(3, 120, 160, generator=g) * 0.7 + 0.1  # large enough for summation order to show
+    ref = np.random.default_rng(5).random((700, 3)) * 0.5 + 0.3
+    for soft in (False, True):
+        mask = torch.zeros(1, 120, 160)
+        mask[:, 10:110, 20:150] = 1
+        if soft:
+            mask[:, 10:110, 12:20] = 0.3
+        hwc = img.permute(1, 2, 0).double().numpy()  # the whole-image computation, as it was written
+        fn = T.STAT_METHODS[method](hwc[mask[0].numpy() > 0.5], ref, 0.8, seed=3)
+        touched = mask[0].numpy() > 0
+        full = hwc.copy()
+        full[touched] = fn(hwc[touched])
+        want = mask * torch.from_numpy(full).permute(2, 0, 1).float() + (1 - mask) * img
+        assert torch.equal(T.transfer(img, mask, method, ref=ref, strength=0.8, seed=3), want), (method, soft)
