@@ -75,7 +75,8 @@ def main(device: str = "cpu", steps: int = 20, out: str | None = None, curve_ste
     configs = [("1 process", dict(nproc=1, workers=0))]
     if device != "cpu":  # one GPU: the input pipeline, precision and memory layout
         configs = [("bf16 AMP, --workers 0", dict(workers=0)), ("bf16 AMP, workers auto", dict()),
-                   ("bf16 AMP + channels_last, workers auto", dict(extra=["--channels_last", "True"]))]
+                   ("bf16 AMP + channels_last, workers auto", dict(extra=["--channels_last", "True"])),
+                   ("bf16 AMP + torch.compile, workers auto", dict(extra=["--compile", "True"]))]
     else:
         configs += [("1 process + 2 workers", dict(nproc=1, workers=2)),
                     ("2 processes (torchrun, gloo)", dict(nproc=2, workers=0, threads=max(1, cores // 2)))]

@@ -46,6 +46,7 @@ SHARED_ARGS = {
     "cache": "keep decoded training images in memory (budget HARMONY_CACHE_MB, default 2048 per process).",
     "amp": "bf16 autocast on CUDA.",
     "channels_last": "channels-last memory layout for the model and the image batches.",
+    "compile": "torch.compile the networks (not the augmenters); pays its compile time once, for GPU runs.",
     "zoo": "model zoo folder (default models/default).",
     "size": "image size the network sees.",
 }

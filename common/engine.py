@@ -77,6 +77,7 @@ class HardwareConfig:
     workers: int = -1            # DataLoader workers per process; -1: auto (resolve_workers)
     amp: bool = True             # bf16 autocast, CUDA only
     channels_last: bool = False
+    compile: bool = False        # torch.compile the task's networks (Task.networks)
 
 
 @dataclass
@@ -248,6 +249,12 @@ class Task:
     def on_step(self, step: int, total: int) -> None:
         """Called before every step (schedules such as a KL warm-up)."""
 
+    def networks(self) -> list[nn.Module]:
+        """The parts ``--compile`` compiles: the trained networks, not the loss module around them
+        (whose augmenters run Python and numpy). Default: the task's ``net`` when it has one."""
+        net = getattr(self, "net", None)
+        return [net] if isinstance(net, nn.Module) else []
+
     def prepare(self, batch: dict) -> dict:
         """Called on every batch where the loader runs (a worker when there are workers), under a
         per-batch seed (torch and ``random``): CPU-side batch work such as synthesising composites,
@@ -314,6 +321,9 @@ class _Run:
             for prm in model.parameters():
                 if prm.dim() == 4:
                     prm.data = prm.data.contiguous(memory_format=torch.channels_last)
+        if cfg.hw.compile:  # in place: the modules and their state-dict keys stay as they are
+            for net in self.task.networks():
+                net.compile()
         self.opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.optim.lr)
         if self.resume and self.last.exists():
             tensors, meta = checkpoint.load(self.last)

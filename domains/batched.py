@@ -137,7 +137,8 @@ def xiao(x, m, ref, rm, strength):
     cs, cr = cs + 1e-5 * eye, cr + 1e-5 * eye
     k = strength[:, None, None]
     a = _sqrtm((1 - k) * cs + k * cr) @ _sqrtm(cs, inv=True)
-    return ((x - ms[:, None]) @ a.transpose(1, 2) + ms[:, None] + strength[:, None, None] * (mr - ms)[:, None]).clamp(0, 1)
+    shift = strength[:, None, None] * (mr - ms)[:, None]
+    return ((x - ms[:, None]) @ a.transpose(1, 2) + ms[:, None] + shift).clamp(0, 1)
 
 
 FIT_PIXELS = 8192  # foreground pixels a curve is fitted on (all of them below that)
@@ -251,7 +252,8 @@ class BatchedProcesses:
             comp = torch.where(ms[todo, :, None], comp, xs[todo])
             fm = fmse255(comp, xs[todo], ms[todo])
             sat = saturated_fraction(comp, ms[todo]) - base[todo]
-            bad = (sat - SAT_MARGIN).clamp_min(0) * 1e4 + (MIN_FMSE - fm).clamp_min(0) + (fm - MAX_FMSE).clamp_min(0) / 10
+            bad = ((sat - SAT_MARGIN).clamp_min(0) * 1e4 + (MIN_FMSE - fm).clamp_min(0)
+                   + (fm - MAX_FMSE).clamp_min(0) / 10)
             better = bad < best_bad[todo]
             best[todo[better]], best_bad[todo[better]] = comp[better], bad[better]
             todo = todo[bad > 0]

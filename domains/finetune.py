@@ -19,7 +19,7 @@ def main(domain: str, data: str | None = None, base: str | None = None, augment:
          arch: str = "issam", out: str | None = None, row: int | None = None, runs: str = "runs",
          steps: int = 300, batch_size: int = 16, lr: float = 1e-4, seed: int = 0, workers: int = -1,
          device: str = "auto", overwrite: bool = False, regrade: float = 0.0, val_every: int = 0,
-         val_fraction: float = 0.1) -> None:
+         val_fraction: float = 0.1, compile: bool = False) -> None:
     """Finetune the all-domain harmonizer on one domain (the module docstring lists the defaults).
 
     Args:
@@ -39,7 +39,7 @@ def main(domain: str, data: str | None = None, base: str | None = None, augment:
         return
     from harmonizers.train import main as train_main
     train_main(**args, steps=steps, batch_size=batch_size, lr=lr, seed=seed, workers=workers, device=device,
-               overwrite=overwrite, regrade=regrade, val_every=val_every, val_fraction=val_fraction)
+               overwrite=overwrite, regrade=regrade, val_every=val_every, val_fraction=val_fraction, compile=compile)
 
 
 CLI = main

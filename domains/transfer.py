@@ -115,7 +115,8 @@ class Interp:
         lo, hi = self.xp[0], self.xp[-1]
         self.lo, self.scale = float(lo), float(self.BINS / (hi - lo)) if hi > lo else 0.0
         edges = lo + np.arange(self.BINS) * ((hi - lo) / self.BINS)
-        self.table = np.clip(np.searchsorted(self.xp, edges, side="right") - 1, 0, max(len(self.xp) - 2, 0)).astype(np.intp)
+        first = np.searchsorted(self.xp, edges, side="right") - 1  # the last knot at or below each bin's start
+        self.table = np.clip(first, 0, max(len(self.xp) - 2, 0)).astype(np.intp)
         self.slopes = (self.fp[1:] - self.fp[:-1]) / (self.xp[1:] - self.xp[:-1])
 
     def __call__(self, v: np.ndarray) -> np.ndarray:

@@ -179,6 +179,7 @@ def main(data="data/mini4", domains="all", arch: str = "issam", out="runs/issam_
          steps: int = 2000, batch_size: int = 16, lr: float = 1e-3, workers: int = -1, seed: int = 0,
          save_every: int = 100, val_every: int = 0, device: str = "auto", resume: bool = True,
          overwrite: bool = False, cache: bool = True, amp: bool = True, channels_last: bool = False,
+         compile: bool = False,
          gan_weight: float = 0.0, val_fraction: float = 0.1, regrade: float = 0.0) -> None:
     """Train a harmonizer (iS2AM or RainNet) on a dataset, optionally with augmentation.
 

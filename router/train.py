@@ -117,8 +117,8 @@ def main(data="data/mini4", out="runs/router.safetensors", backbone: str = "auto
          use_mask: bool = False, size: int = 224, pretrained_file: str | None = None, steps: int = 1000,
          batch_size: int = 32, lr: float = 1e-3, workers: int = -1, seed: int = 0, val_every: int = 0,
          device: str = "auto", resume: bool = True, overwrite: bool = False, synthesize: bool = False,
-         amp: bool = True, channels_last: bool = False, val_fraction: float = 0.1, balance: bool = True,
-         l2: float = 1e-2, regions: bool = True) -> None:
+         amp: bool = True, channels_last: bool = False, compile: bool = False, val_fraction: float = 0.1,
+         balance: bool = True, l2: float = 1e-2, regions: bool = True) -> None:
     """Train the timm domain classifier that routes a composite to its domain's harmonizer.
 
     The confusion matrix printed at the end is on the test split.

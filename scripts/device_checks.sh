@@ -7,7 +7,7 @@
 #                re-grade + LUT augmentation, SycoNet finetunes with replay / head-only)
 #   throughput   SycoNet, iS2AM and GCT (--augment processes, batched on the GPU) training throughput
 #                at 256 px, batch 64: loading in the main process vs auto workers, bf16 AMP, +
-#                channels_last; the share of time waiting for data
+#                channels_last, + torch.compile; the share of time waiting for data
 #   processes    the colour processes' training pairs: per image (one CPU loader worker) vs batched
 #                on the GPU, batches of 16 and 64 at 256 px (bench/process_pairs.py)
 #   harmonizers  the all-domain harmonizers with a GPU budget (STEPS, default 3000) with and without
@@ -38,7 +38,7 @@ if has tests; then
 fi
 wait $BUILD
 if has throughput; then
-  timeout 200 $PY bench/train_throughput.py --device cuda --size 256 --steps 40 --batch 64 --only SycoNet,iS2AM,GCT \
+  timeout 300 $PY bench/train_throughput.py --device cuda --size 256 --steps 40 --batch 64 --only SycoNet,iS2AM,GCT \
     --out "$OUT/train_throughput_cuda.md" > "$OUT/throughput.log" 2>&1
   echo "[$SECONDS s] throughput done" | tee -a "$OUT/gpu.txt"
 fi

@@ -43,6 +43,10 @@ class SycoTask(Task):
         self.freeze_bn = freeze_bn
         self.find_unused_parameters = True  # the critic / E^z are idle in some ablations
 
+    def networks(self):
+        """The encoders (the LUT fusion and the losses around them stay eager)."""
+        return [m for m in (self.model.enc_r, getattr(self.model, "enc_z", None)) if m is not None]
+
     def train_mode(self, model):
         """With ``freeze_bn`` the batch-norm layers keep the statistics they were loaded with."""
         if self.freeze_bn:
@@ -87,6 +91,7 @@ def main(data="data/mini4", domains="all", out="runs/syconet_all.safetensors", i
          workers: int = -1, seed: int = 0, save_every: int = 100, val_every: int = 0, device: str = "auto",
          pretrained_file: str | None = None, lut_dir: str | None = None, resume: bool = True,
          overwrite: bool = False, cache: bool = True, amp: bool = True, channels_last: bool = False,
+         compile: bool = False,
          freeze_bn: bool | None = None, replay: float = 0.0, tune: str = "all", val_fraction: float = 0.1) -> None:
     """Train SycoNet on all domains, or finetune it on one (--init).
 

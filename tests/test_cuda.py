@@ -144,3 +144,13 @@ def test_batched_processes_on_cuda_match_cpu_and_train(mini_data, tmp_path):
     main(data=str(mini_data), arch="gct_test", augment="processes:0.3", steps=3, batch_size=4, size=32,
          device="cuda", out=str(tmp_path / "g.safetensors"), save_every=100)
     assert (tmp_path / "g.safetensors").exists()
+
+
+def test_compiled_training_on_cuda(mini_data, tmp_path):
+    """--compile on the GPU: iS2AM trains with its network compiled, and its checkpoint loads."""
+    from harmonizers.train import main
+    out = tmp_path / "c.safetensors"
+    main(data=str(mini_data), arch="issam_test", out=str(out), size=64, steps=3, batch_size=4, device="cuda",
+         compile=True)
+    tensors, meta = checkpoint.load(out, kind="harmonizer")
+    assert meta["step"] == 3 and not any("_orig_mod" in k for k in tensors)

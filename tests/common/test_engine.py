@@ -1,5 +1,6 @@
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -110,6 +111,25 @@ def test_channels_last_with_a_5d_lut_bank(mini_data, tmp_path):
          batch_size=2, device="cpu", channels_last=True)
     tensors, meta = checkpoint.load(out, kind="syconet")
     assert meta["step"] == 2 and all(torch.isfinite(t).all() for t in tensors.values())
+
+
+@pytest.mark.skipif(not (shutil.which("cc") or shutil.which("gcc")), reason="torch.compile needs a C compiler")
+def test_compile_trains_the_same_and_saves_the_same_keys(mini_data, tmp_path):
+    """--compile compiles the task's networks in place: the same losses as eager, the same
+    checkpoint keys (no compile wrapper names), a loss module left eager around them."""
+    from harmonizers.train import main
+    logs, keys = {}, {}
+    for c in (False, True):
+        out = tmp_path / f"c{int(c)}.safetensors"
+        main(data=str(mini_data), arch="gct_test", augment="processes:0.5", steps=2, batch_size=4, size=32,
+             device="cpu", out=str(out), save_every=100, compile=c)
+        logs[c] = [json.loads(x)["loss"] for x in open(tmp_path / f"c{int(c)}.log.jsonl") if '"loss"' in x]
+        keys[c] = sorted(checkpoint.load(out)[0])
+        assert json.loads((tmp_path / f"c{int(c)}.config.json").read_text())["engine"]["hw"]["compile"] is c
+    assert logs[True] and logs[True] == pytest.approx(logs[False], rel=1e-4)
+    assert keys[True] == keys[False]
+    task = HarmonizerTask(create("gct_test"), None, False, ["A"], "fp", None, {})
+    assert task.networks() == [task.net]
 
 
 def test_config_groups_are_filled_from_a_commands_options():
