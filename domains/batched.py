@@ -224,6 +224,11 @@ class BatchedProcesses:
 
     @torch.no_grad()
     def __call__(self, real: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        # full precision inside a training step's bf16 autocast (the curves need float64 knots)
+        with torch.autocast(device_type=real.device.type, enabled=False):
+            return self._make(real, mask)
+
+    def _make(self, real: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         n, _, h, w = real.shape
         x = real.float().flatten(2).transpose(1, 2)  # N×P×3
         m = (mask.float().flatten(1) > 0.5)

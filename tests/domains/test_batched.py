@@ -120,3 +120,21 @@ def test_batched_composites_change_only_foregrounds_plausibly(batch):
     torch.manual_seed(1)
     assert torch.equal(a, proc(real, mask))
     assert torch.equal(B.BatchedProcesses(0.999999, lut_pool=LookPool(n=8))(real, mask), real)
+
+
+def test_a_training_steps_autocast_does_not_reach_the_processes(batch, monkeypatch):
+    """The augmenter runs inside the training step's bf16 autocast: the processes switch it off
+    (their curves need float64 knots, their LUT sampling float32)."""
+    from harmonizers.augment import LookPool
+    real, mask = batch
+    seen, looks = [], B.looks
+    monkeypatch.setattr(B, "looks", lambda x, luts: seen.append(torch.is_autocast_enabled("cpu")) or looks(x, luts))
+    proc = B.BatchedProcesses(identity=0.0, methods=("expert",))
+    outs = []
+    for amp in (False, True):
+        random.seed(3)
+        torch.manual_seed(3)
+        with torch.autocast(device_type="cpu", dtype=torch.bfloat16, enabled=amp):
+            outs.append(proc(real, mask))
+    assert seen and not any(seen)
+    assert outs[1].dtype == torch.float32 and torch.equal(outs[0], outs[1])
