@@ -220,7 +220,12 @@ class BatchedProcesses:
     def __init__(self, identity: float = 0.3, methods: tuple[str, ...] | None = None, lut_pool=None):
         self.identity = identity
         self.methods = tuple(methods) if methods else self.METHODS
-        self.lut_pool = lut_pool  # a harmonizers.augment.LookPool (for "lut")
+        unknown = sorted(set(self.methods) - set(self.METHODS))
+        if unknown:
+            raise ValueError(f"unknown process {unknown}; choose from {self.METHODS}")
+        if "lut" in self.methods and lut_pool is None:
+            raise ValueError("the 'lut' process draws from a pool of looks: pass lut_pool (harmonizers.augment.LookPool)")
+        self.lut_pool = lut_pool  # anything with draw(k) -> k×3×D×D×D
 
     @torch.no_grad()
     def __call__(self, real: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

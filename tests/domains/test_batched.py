@@ -138,3 +138,11 @@ def test_a_training_steps_autocast_does_not_reach_the_processes(batch, monkeypat
             outs.append(proc(real, mask))
     assert seen and not any(seen)
     assert outs[1].dtype == torch.float32 and torch.equal(outs[0], outs[1])
+
+
+def test_unknown_processes_and_a_missing_look_pool_are_refused():
+    with pytest.raises(ValueError, match="unknown process"):
+        B.BatchedProcesses(0.3, ("sepia",))
+    with pytest.raises(ValueError, match="lut_pool"):
+        B.BatchedProcesses(0.3)
+    assert B.BatchedProcesses(0.3, ("reinhard", "expert")).methods == ("reinhard", "expert")
