@@ -224,25 +224,31 @@ class BatchedProcesses:
         if unknown:
             raise ValueError(f"unknown process {unknown}; choose from {self.METHODS}")
         if "lut" in self.methods and lut_pool is None:
-            raise ValueError("the 'lut' process draws from a pool of looks: pass lut_pool (harmonizers.augment.LookPool)")
+            raise ValueError("the 'lut' process draws from a pool of looks: pass lut_pool "
+                             "(harmonizers.augment.LookPool)")
         self.lut_pool = lut_pool  # anything with draw(k) -> k×3×D×D×D
 
     @torch.no_grad()
-    def __call__(self, real: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def __call__(self, real: torch.Tensor, mask: torch.Tensor, picks: list | None = None) -> torch.Tensor:
+        """Composites of ``real`` (``N×3×H×W``) with ``mask`` (``N×1×H×W``); ``picks`` names each
+        image's process (then no image is left alone by chance), else they are drawn from ``methods``."""
+        if picks is not None and (len(picks) != len(real) or set(picks) - set(self.methods)):
+            raise ValueError(f"picks must name one of {self.methods} per image, got {picks}")
         # full precision inside a training step's bf16 autocast (the curves need float64 knots)
         with torch.autocast(device_type=real.device.type, enabled=False):
-            return self._make(real, mask)
+            return self._make(real, mask, picks)
 
-    def _make(self, real: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def _make(self, real: torch.Tensor, mask: torch.Tensor, picks: list[str] | None) -> torch.Tensor:
         n, _, h, w = real.shape
         x = real.float().flatten(2).transpose(1, 2)  # N×P×3
         m = (mask.float().flatten(1) > 0.5)
         out = x.clone()
         ok = m.sum(1) >= 4
         donors = ok.nonzero().flatten().tolist()
-        picks = [random.choice(self.methods) for _ in range(n)]
+        identity = 0.0 if picks is not None else self.identity
+        picks = list(picks) if picks is not None else [random.choice(self.methods) for _ in range(n)]
         for method in dict.fromkeys(picks):
-            idx = [i for i in range(n) if picks[i] == method and ok[i] and random.random() >= self.identity
+            idx = [i for i in range(n) if picks[i] == method and ok[i] and (not identity or random.random() >= identity)
                    and (method not in self.STAT or len(donors) > 1)]
             if idx:
                 sel = torch.tensor(idx, device=x.device)

@@ -7,6 +7,11 @@ a random training real image of any domain, a random domain, and that domain's p
 parameters (``domains.build.make_composite``): the label then depends on the process alone.
 Only for datasets built by ``domains.build`` (the processes are known); on iHarmony4, train on the
 stored composites.
+
+On a GPU the composites are made in the training step instead, for the whole batch on the device
+(:class:`ProcessLabels` gives real crops with a drawn domain and process;
+:class:`domains.batched.BatchedProcesses` makes the composites): the same processes, with the
+crop taken before the process rather than after.
 """
 from __future__ import annotations
 
@@ -23,9 +28,7 @@ from domains.dataset import HarmonyDataset, real_images
 
 class ProcessComposites(Dataset):
     def __init__(self, base: HarmonyDataset, length: int = 4096, work_size: int = 192):
-        unknown = [d for d in base.domains if d not in DOMAIN_SPECS]
-        if unknown:
-            raise InputError(f"--synthesize needs domains built by domains.build; {unknown} have no known process")
+        _check_domains(base)
         self.domains, self.size, self.length = base.domains, base.size, length
         self.reals = []
         for dom, real, mask in real_images(base.samples):
@@ -57,3 +60,37 @@ class ProcessComposites(Dataset):
 def to_u8(x: torch.Tensor) -> torch.Tensor:
     """A float image in [0, 1] rounded to 8-bit levels."""
     return x.clamp(0, 1).mul(255).round_().to(torch.uint8)
+
+
+def _check_domains(base: HarmonyDataset) -> None:
+    unknown = [d for d in base.domains if d not in DOMAIN_SPECS]
+    if unknown:
+        raise InputError(f"--synthesize needs domains built by domains.build; {unknown} have no known process")
+
+
+class ProcessLabels(Dataset):
+    """Real training crops, each with a drawn domain and one of its processes (``method``), for a
+    composite made on the device (``router.train --synthesize`` on a GPU): ``composite`` is the real
+    crop until then."""
+
+    def __init__(self, base: HarmonyDataset, length: int = 4096):
+        _check_domains(base)
+        self.base, self.domains, self.length = base, base.domains, length
+
+    def __len__(self):
+        return self.length
+
+    def __getitem__(self, i):
+        rng = np.random.default_rng(int(torch.randint(2 ** 31, (1,))))  # follows the engine's per-sample seed
+        it = self.base[int(rng.integers(len(self.base)))]
+        d = int(rng.integers(len(self.domains)))
+        methods = DOMAIN_SPECS[self.domains[d]][4]
+        return {"composite": it["real"], "real": it["real"], "mask": it["mask"], "domain": d,
+                "domain_name": self.domains[d], "method": methods[int(rng.integers(len(methods)))]}
+
+
+def device_processes():
+    """The processes every offline-benchmark domain uses, batched (:class:`domains.batched.BatchedProcesses`)."""
+    from domains.batched import BatchedProcesses
+    methods = tuple(dict.fromkeys(m for spec in DOMAIN_SPECS.values() for m in spec[4]))
+    return BatchedProcesses(identity=0.0, methods=methods)

@@ -46,13 +46,20 @@ def domain_labels(ds: HarmonyDataset) -> list[int]:
 
 
 class ClassifierLoss(nn.Module):
-    def __init__(self, model: DomainClassifier, weights: torch.Tensor | None = None):
+    """Cross-entropy of the classifier; with ``processes`` (``router.synth.device_processes``) the
+    batch's composites are first made on the device from its real crops by each item's ``method``."""
+
+    def __init__(self, model: DomainClassifier, weights: torch.Tensor | None = None, processes=None):
         super().__init__()
         self.model = model
         self.register_buffer("weights", weights, persistent=False)
+        object.__setattr__(self, "processes", processes)  # not a submodule: nothing to train or save
 
     def forward(self, batch):
-        logits = self.model(batch["composite"], batch["mask"])
+        comp = batch["composite"]
+        if self.processes is not None and "method" in batch:
+            comp = self.processes(batch["real"], batch["mask"], picks=list(batch["method"])).to(comp.dtype)
+        logits = self.model(comp, batch["mask"])
         target = torch.as_tensor(batch["domain"], device=logits.device)
         loss = F.cross_entropy(logits.float(), target, weight=self.weights)
         return {"loss": loss, "acc": (logits.argmax(1) == target).float().mean().detach()}
@@ -80,8 +87,8 @@ def report(cm: torch.Tensor, domains) -> dict:
 
 
 class ClassifierTask(Task):
-    def __init__(self, model, fp, val, weights=None):
-        self.model, self.net, self.fp, self.val = ClassifierLoss(model, weights), model, fp, val
+    def __init__(self, model, fp, val, weights=None, processes=None):
+        self.model, self.net, self.fp, self.val = ClassifierLoss(model, weights, processes), model, fp, val
 
     def meta(self):
         return meta(self.net, self.fp)
@@ -134,7 +141,8 @@ def main(data="data/mini4", out="runs/router.safetensors", backbone: str = "auto
         size: input size of the classifier.
         pretrained_file: local weights file for the backbone (timm pretrained_cfg_overlay).
         synthesize: train on fresh composites made by each domain's own process (offline benchmark
-            only; steps × batch_size of them).
+            only; steps × batch_size of them): by the loader on a CPU, in the training step for the
+            whole batch on a GPU.
         balance: weight the loss by inverse domain frequency, so small domains are not routed away.
         l2: the probe head's L2 penalty on its standardised features.
         regions: the probe also pools the last stage's features over the foreground and over the
@@ -158,12 +166,18 @@ def main(data="data/mini4", out="runs/router.safetensors", backbone: str = "auto
         model = DomainClassifier(cfg, pretrained_file=weights)
     except ValueError as e:
         raise InputError(str(e)) from None
+    on_device = synthesize and head == "finetune" and resolve_device(device).type != "cpu"
+    processes = None
+    if on_device:  # a GPU makes the composites in the training step, for the whole batch
+        from .synth import device_processes
+        processes = device_processes()
     task = ClassifierTask(model, fingerprint(train_ds.samples), val_ds,
-                          balanced_weights(domain_labels(train_ds), len(train_ds.domains)) if balance else None)
+                          balanced_weights(domain_labels(train_ds), len(train_ds.domains)) if balance else None,
+                          processes)
     train_set = train_ds
     if synthesize:
-        from .synth import ProcessComposites
-        train_set = ProcessComposites(train_ds, length=steps * batch_size)
+        from .synth import ProcessComposites, ProcessLabels
+        train_set = (ProcessLabels if on_device else ProcessComposites)(train_ds, length=steps * batch_size)
     if head == "probe":
         res = fit_probe(task, train_set, out, batch_size, workers, device, l2, overwrite)
     else:

@@ -154,3 +154,13 @@ def test_compiled_training_on_cuda(mini_data, tmp_path):
          compile=True)
     tensors, meta = checkpoint.load(out, kind="harmonizer")
     assert meta["step"] == 3 and not any("_orig_mod" in k for k in tensors)
+
+
+def test_synthesized_classifier_training_on_cuda(mini_data, tmp_path):
+    """router.train --synthesize on the GPU makes the composites in the training step."""
+    from router.train import main
+    out = tmp_path / "r.safetensors"
+    main(data=str(mini_data), out=str(out), head="finetune", backbone="resnet10t", size=32, steps=3, batch_size=4,
+         device="cuda", synthesize=True, use_mask=True)
+    tensors, meta = checkpoint.load(out, kind="classifier")
+    assert meta["step"] == 3 and all(torch.isfinite(t).all() for t in tensors.values())

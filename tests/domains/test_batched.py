@@ -145,4 +145,10 @@ def test_unknown_processes_and_a_missing_look_pool_are_refused():
         B.BatchedProcesses(0.3, ("sepia",))
     with pytest.raises(ValueError, match="lut_pool"):
         B.BatchedProcesses(0.3)
-    assert B.BatchedProcesses(0.3, ("reinhard", "expert")).methods == ("reinhard", "expert")
+    proc = B.BatchedProcesses(0.3, ("reinhard", "expert"))
+    assert proc.methods == ("reinhard", "expert")
+    real, mask = torch.rand(2, 3, 8, 8), torch.ones(2, 1, 8, 8)
+    with pytest.raises(ValueError, match="picks must name"):
+        proc(real, mask, picks=["reinhard", "illumination"])
+    with pytest.raises(ValueError, match="picks must name"):
+        proc(real, mask, picks=["expert"])
