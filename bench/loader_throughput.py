@@ -16,7 +16,8 @@ of ``--repeats``; the baseline is a ``git worktree`` of REV, removed afterwards.
 - ``synthesized (classifier)``: ``router.synth.ProcessComposites`` items (a fresh composite by a
   domain's own process, then the crop) — ``router.train --synthesize``.
 - ``process pairs (harmonizer)``: ``--augment processes:0.3`` applied to batches of 16 items, per
-  item (it runs in the training step, on the CPU).
+  item, as the loader makes them on a CPU (on a GPU they are made batched on the device:
+  ``bench/process_pairs.py``).
 """
 from __future__ import annotations
 
