@@ -172,3 +172,28 @@ def test_calibration_obeys_the_drift_limit(tmp_path, monkeypatch):
     assert HT.calibrate(ck, None, drift_limit=6.0)["strength"] == 1.0
     assert HT.calibrate(ck, None, drift_limit=1.0)["strength"] == 0.0
     assert float(load(ck)[0].net.strength) == 0.0
+    # the limit holds with a margin of one standard error of the held-out photos' drift
+    fake[0.5]["drift_se"] = 0.6
+    assert HT.calibrate(ck, None)["strength"] == 0.0
+    assert HT.calibrate(ck, None, drift_limit=2.6)["strength"] == 0.5
+
+
+def test_calibration_drift_is_averaged_per_photo_with_its_standard_error(mini_data):
+    """Each held-out photo counts once however many composites it has; the standard error is that
+    of the per-photo means."""
+    from domains.dataset import HarmonyDataset
+    from harmonizers import train as HT
+    ds = HarmonyDataset(mini_data, "all", "train", size=32, train=False)
+    model = create("gct_test").eval()
+    with torch.no_grad():
+        model.net.mlp[-1].bias.copy_(torch.tensor([0.3, -0.2, 0.1, 0.2, -0.1, 0.05, 3.0]))
+    scores = HT.calibration_scores(model, ds, grid=(0.0, 1.0))
+    import common.metrics as M
+    from domains.dataset import batches
+    drift = torch.cat([M.drift(model(b["real"], b["mask"]), b["real"], b["mask"]) for b in batches(ds, 32)])
+    photos = [str(s.real) for s in ds.samples]
+    means = torch.stack([drift[[i for i, q in enumerate(photos) if q == p]].mean() for p in dict.fromkeys(photos)])
+    assert len(means) < len(drift)  # some photos have several composites
+    assert scores[1.0]["drift"] == pytest.approx(float(means.mean()), rel=1e-5)
+    assert scores[1.0]["drift_se"] == pytest.approx(float(means.std() / len(means) ** 0.5), rel=1e-5)
+    assert scores[0.0]["drift"] == pytest.approx(0.0, abs=1e-4) and scores[1.0]["drift_se"] > 0
