@@ -190,7 +190,8 @@ def test_calibration_drift_is_averaged_per_photo_with_its_standard_error(mini_da
     scores = HT.calibration_scores(model, ds, grid=(0.0, 1.0))
     import common.metrics as M
     from domains.dataset import batches
-    drift = torch.cat([M.drift(model(b["real"], b["mask"]), b["real"], b["mask"]) for b in batches(ds, 32)])
+    with torch.no_grad():
+        drift = torch.cat([M.drift(model(b["real"], b["mask"]), b["real"], b["mask"]) for b in batches(ds, 32)])
     photos = [str(s.real) for s in ds.samples]
     means = torch.stack([drift[[i for i, q in enumerate(photos) if q == p]].mean() for p in dict.fromkeys(photos)])
     assert len(means) < len(drift)  # some photos have several composites
