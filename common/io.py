@@ -56,11 +56,6 @@ def max_pixels() -> int:
     return int(os.environ.get("HARMONY_MAX_PIXELS", DEFAULT_MAX_PIXELS))
 
 
-def _limit(given: int | None) -> int:
-    """A reader's pixel limit: the one it was given, else :func:`max_pixels`."""
-    return max_pixels() if given is None else given
-
-
 _SWAPS_AXES = (5, 6, 7, 8)  # EXIF orientations that transpose the stored image
 
 

@@ -35,6 +35,7 @@ class ProcessComposites(Dataset):
             r = resize_max(base.load(real, False), work_size)
             m = (resize_max(base.load(mask, True), work_size) > 0.5).float()  # as domains.build does
             self.reals.append((f"{dom}/{real.name}", r, m))
+        self.reals_u8 = [to_u8(r) for _, r, _ in self.reals]  # what the crops are cut from
         self.tf = v2.Compose([v2.RandomResizedCrop(self.size, scale=(0.5, 1.0), antialias=True),
                               v2.RandomHorizontalFlip()])
 
@@ -50,7 +51,7 @@ class ProcessComposites(Dataset):
         refs = [r for j, r in enumerate(self.reals) if j != k]
         comp, _ = make_composite(real, mask, methods[int(rng.integers(len(methods)))], rng, refs)
         # cropped and resized in 8 bits, as the stored composites are (HarmonyDataset does the same)
-        comp, real_t, mask_t = self.tf(tv_tensors.Image(to_u8(comp)), tv_tensors.Image(to_u8(real)),
+        comp, real_t, mask_t = self.tf(tv_tensors.Image(to_u8(comp)), tv_tensors.Image(self.reals_u8[k]),
                                        tv_tensors.Mask(mask))
         return {"composite": comp.as_subclass(torch.Tensor).float() / 255,
                 "real": real_t.as_subclass(torch.Tensor).float() / 255,
