@@ -280,13 +280,12 @@ class BatchedProcesses:
     def draw(self, method: str, x, m, sel, donors) -> torch.Tensor:
         """One draw of fresh parameters for each image of ``sel`` (whole images, ``len(sel)×P×3``)."""
         k, dev = len(sel), x.device
-        xs, ms = x[sel].double(), m[sel]
         rng = np.random.default_rng(random.randrange(2 ** 31))
         if method in self.STAT:
             own = sel.tolist()
             ref = torch.tensor([random.choice([d for d in donors if d != i]) for i in own], device=dev)
             strength = torch.from_numpy(rng.uniform(0.6, 1.0, k)).to(dev)
-            args = (xs, ms, x[ref].double(), m[ref], strength)
+            args = (x[sel].double(), m[sel], x[ref].double(), m[ref], strength)
             if method == "pitie":
                 rots = np.stack([[np.linalg.qr(rng.standard_normal((3, 3)))[0] for _ in range(10)] for _ in range(k)])
                 return pitie(*args, torch.from_numpy(rots).to(dev)).float()
