@@ -4,13 +4,17 @@
     python -m eval.probes strength --data data/mini4 --ckpt runs/issam_all.safetensors
     python -m eval.probes separability --data data/mini4 [--hidden 64]   # can colour statistics route?
     python -m eval.probes routing_sources --data data/mini4   # routing photos of a source never trained on
+    python -m eval.probes realness --data data/mini4          # can a composite be told from its real photo?
 
 ``prior``: every test composite's foreground is re-normalised in CIELAB (its own per-channel mean and
 std replaced by a target, its structure kept), the target blending with weight ``alpha`` the
 composite's own statistics and either (``prior``) the mean foreground statistics of the training
 photos or (``bg``) a ridge regression of those on the background's statistics, fitted on the training
 photos. Where no ``alpha`` lowers fMSE, the composite's foreground statistics are already a better
-guess than anything global statistics learned from the training photos can make.
+guess than anything global statistics learned from the training photos can make. Each row also
+reports the real-photo drift: these estimators cannot tell a composite from a real photo, so they
+move both, and the pair (fMSE gain, drift) is a frontier that a harmonizer held to a drift limit
+can be compared with.
 
 ``strength``: the harmonizer's change ``d = G(x) − x`` against the needed change ``e = t − x`` in the
 foreground, at the metric's size: an output ``x + β·d`` has
@@ -101,13 +105,16 @@ def fit_prior(data, domains="all", ridge: float = 10.0) -> StatsPrior:
 @shared_args
 def prior(data="data/mini4", domains="all", alphas=(0.25, 0.5, 1.0), kinds=KINDS, ridge: float = 10.0,
           split: str = "test") -> dict:
-    """fMSE of foreground-statistics priors on the test split, per domain, for each kind and alpha.
+    """fMSE of foreground-statistics priors on the test split, per domain, for each kind and alpha,
+    and how far each moves the split's real photos passed through unedited (the harmonizers'
+    real-photo drift: 8-bit levels inside the mask, full resolution).
 
     Args:
         alphas: how far to move each foreground's CIELAB statistics towards the prediction.
         kinds: prior (the training photos' average) and/or bg (ridge regression on the background).
         ridge: ridge strength of the bg regression.
     """
+    from .compare import real_drift
     from .score import score
     alphas = [float(a) for a in (alphas if isinstance(alphas, (list, tuple)) else names(str(alphas)))]
     kinds = kinds if isinstance(kinds, (list, tuple)) else names(kinds)
@@ -117,14 +124,19 @@ def prior(data="data/mini4", domains="all", alphas=(0.25, 0.5, 1.0), kinds=KINDS
     res = {"composite": {d: r["fMSE"] for d, r in score(data, lambda x, m: x, domains, split,
                                                            desc="composite").summary().items()}}
     sp = fit_prior(data, domains, ridge)  # one pass over the training photos serves every kind
+    preds = {}
     for kind in kinds:
         for a in alphas:
             def predict(x, m, kind=kind, a=a):
                 return renormalise(x, m, sp.target(lab_stats(x, m)[1], kind), a)
             s = score(data, predict, domains, split, desc=f"{kind} {a}").summary()
             res[f"{kind} α={a:g}"] = {d: r["fMSE"] for d, r in s.items()}
+            preds[f"{kind} α={a:g}"] = lambda x, m, _d, p=predict: p(x, m)
+    drift = real_drift(load_samples(data, domains, split), preds)
     _print(res, "fMSE of foreground-statistics priors")
-    return res
+    print()
+    _print({k: {d: drift[k][d] for d in res["composite"]} for k in drift}, "real-photo drift (8-bit levels)")
+    return {"fMSE": res, "drift": drift}
 
 
 @shared_args
@@ -328,6 +340,78 @@ def routing_sources(data="data/mini4", ckpt: str = "models/default/classifier.sa
     return summary
 
 
+def roc_auc(score: torch.Tensor, label: torch.Tensor) -> float:
+    """Area under the ROC curve: the chance that a positive scores above a negative (ties count half)."""
+    pos, neg = score[label == 1], score[label == 0]
+    if not len(pos) or not len(neg):
+        raise InputError("roc_auc needs positives and negatives")
+    return float((pos[:, None] > neg[None]).double().mean() + 0.5 * (pos[:, None] == neg[None]).double().mean())
+
+
+@shared_args
+@torch.no_grad()  # not inference_mode: the regression is fitted with autograd
+def realness(data="data/mini4", domains="all", split: str = "train", folds: int = 5, features: str = "gct",
+             size: int | None = None, fg_chroma: bool = False, ckpt: str = "models/default/classifier.safetensors",
+             weight_decay: float = 1e-2) -> dict:
+    """Tell composites from their real photos by statistics a harmonizer could see.
+
+    Args:
+        split: the split whose composites and real photos are used.
+        folds: folds by photo; each fold's regression is fitted on the others.
+        features: gct (the gated colour transform's statistics) or classifier (the probe
+            classifier's pooled ImageNet features of ``--ckpt``, 1,664 numbers with its regions).
+        size: the resolution the features are taken at (default: the shipped GCT's 64, or the
+            classifier's own).
+        fg_chroma: with gct, add the foreground's mean a and b to the 39 statistics (as ``gct64c``).
+    """
+    from domains.dataset import HarmonyDataset, batches
+    if folds < 2:
+        raise InputError(f"--folds must be at least 2, got {folds}")
+    if features == "gct":
+        from harmonizers.gct import GatedColourTransform, GCTConfig, rgb_to_lab
+        gct = GatedColourTransform(GCTConfig(fg_chroma=fg_chroma))
+        size = size or 64
+
+        def extract(x, m):
+            return gct.features(rgb_to_lab(x), m)[0]
+    elif features == "classifier":
+        from router import classifier as C
+        model, _ = C.load(ckpt)
+        model.eval()
+        size = size or model.cfg.size
+        extract = model.pooled
+    else:
+        raise InputError(f"--features {features!r}: use gct or classifier")
+    ds = HarmonyDataset(data, domains, split, size=size, train=False)
+    photo = {p: i for i, p in enumerate(dict.fromkeys(str(s.real) for s in ds.samples))}
+    feats, label, group, domain = [], [], [], []
+    for i, b in enumerate(tqdm(batches(ds, 32), desc="realness features", unit="batch")):
+        rows = ds.samples[i * 32:i * 32 + len(b["mask"])]
+        for key, y in (("composite", 1), ("real", 0)):
+            feats.append(extract(b[key], b["mask"]).float())
+            label += [y] * len(rows)
+            group += [photo[str(s.real)] for s in rows]
+            domain += [s.domain for s in rows]
+    x, y, g = torch.cat(feats), torch.tensor(label), torch.tensor(group)
+    fold = g % folds
+    score = torch.zeros(len(y))
+    for f in range(folds):
+        fit = fold != f
+        mu, sd = x[fit].mean(0), x[fit].std(0) + 1e-6
+        with torch.enable_grad():
+            net = _fit_linear((x[fit] - mu) / sd, y[fit], 2, weight_decay=weight_decay)
+        logits = net((x[~fit] - mu) / sd)
+        score[~fit] = logits[:, 1] - logits[:, 0]
+    res = {"features": int(x.shape[1]), "photos": len(photo), "composites": int(y.sum()), "auc": roc_auc(score, y),
+           "accuracy": float(((score > 0).long() == y).float().mean()),
+           "per_domain": {d: roc_auc(score[idx], y[idx]) for d in dict.fromkeys(domain)
+                          for idx in [torch.tensor([e == d for e in domain])]}}
+    print(f"composites against their real photos ({res['composites']} each, {res['photos']} photos, "
+          f"{folds} folds by photo), {res['features']} {features} features at {size} px: AUC {res['auc']:.3f}, "
+          f"accuracy {res['accuracy']:.3f}; per domain " + ", ".join(f"{d} {a:.3f}" for d, a in res["per_domain"].items()))
+    return res
+
+
 def _print(res: dict, title: str) -> None:
     doms = list(next(iter(res.values())))
     print(f"{title}\n\n| target | " + " | ".join(doms) + " |\n|---|" + "---:|" * len(doms))
@@ -344,6 +428,7 @@ def _quiet(fn):
 
 
 CLI = {"prior": _quiet(prior), "strength": _quiet(strength), "separability": _quiet(separability),
+       "realness": _quiet(realness),
        "routing_sources": _quiet(routing_sources)}
 
 if __name__ == "__main__":

@@ -60,6 +60,12 @@ class GCTConfig:
     max_offset: float = 0.4     # largest shift of L, a, b (in Lab/100)
     max_log_gain: float = 0.7   # gains in [e^-0.7, e^0.7]
     dropout: float = 0.1
+    # the foreground's mean a and b as features too. A foreground's own colour carries a prior: a
+    # composite's is as likely as a real photo's, and its background predicts it poorly, so the best
+    # estimate of the real colour moves it towards the colours foregrounds usually have
+    # (``python -m eval.probes realness``). Off in the shipped variants: on the benchmark it helped
+    # the validation photos but not the test split (docs/results.md).
+    fg_chroma: bool = False
 
 
 def _stats(lab: torch.Tensor, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -78,7 +84,7 @@ class GatedColourTransform(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.mlp = nn.Sequential(
-            nn.Linear(self.n_features, cfg.hidden), nn.GELU(), nn.Dropout(cfg.dropout),
+            nn.Linear(self.n_features + 2 * cfg.fg_chroma, cfg.hidden), nn.GELU(), nn.Dropout(cfg.dropout),
             nn.Linear(cfg.hidden, cfg.hidden), nn.GELU(), nn.Linear(cfg.hidden, 7))
         nn.init.zeros_(self.mlp[-1].weight)
         nn.init.zeros_(self.mlp[-1].bias)      # gain 1, offset 0: the identity until trained
@@ -94,10 +100,11 @@ class GatedColourTransform(nn.Module):
         (mf, sf), (mb, sb) = _stats(lab, m), _stats(lab, 1 - m)
         (mi, si), (mo, so) = _stats(lab, m - shrunk), _stats(lab, grown - m)
         area = m.flatten(1).mean(1, keepdim=True)
-        # relations only, plus the foreground's lightness: absolute colours would let the network
-        # recognise its training photos by their background and recall their foregrounds
+        # relations, plus the foreground's own mean (lightness; with fg_chroma its a and b too), never
+        # the background's absolute colours, which would let the network recognise its training
+        # photos and recall their foregrounds
         feats = [mb - mf, mo - mi, mo - mf, mi - mf, mb - mo, (sb / sf).log(), (so / si).log(),
-                 (si / sf).log(), (so / sb).log(), sf, mf[:, :1], area, area.sqrt(),
+                 (si / sf).log(), (so / sb).log(), sf, mf[:, :3 if self.cfg.fg_chroma else 1], area, area.sqrt(),
                  *self.edge_contrast(lab, m)]
         return torch.cat(feats, 1), mf
 

@@ -36,6 +36,7 @@ VARIANTS = {
     # gated colour transform: colour statistics → a gated Lab map (harmonizers.gct); resolution-free
     "gct128": ("gct", {}, 128),
     "gct64": ("gct", {}, 64),
+    "gct64c": ("gct", {"fg_chroma": True}, 64),   # + the foreground's mean chroma (docs/results.md)
     "issam_test": ("issam", {"depth": 3, "ch": 8, "attend_from": 1}, 32),
     "gct_test": ("gct", {"hidden": 8}, 32),
     "rainnet_test": ("rainnet", {"ngf": 8, "inner_blocks": 1}, 32),

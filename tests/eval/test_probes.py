@@ -1,6 +1,7 @@
 import json
 
 import numpy as np
+import torch
 import pytest
 
 from common.io import InputError
@@ -32,6 +33,20 @@ def test_probe_renormalise_and_prior_fit():
     assert np.allclose(sp.target(b[3], "prior"), f.mean(0))
     with pytest.raises(InputError, match="prior kind 'mean'"):
         sp.target(b[3], "mean")
+
+
+def test_probe_prior_reports_fmse_and_real_photo_drift(mini_data):
+    from eval.probes import prior
+    from eval.score import score
+    res = prior(data=str(mini_data), alphas=(0.0, 0.5), kinds="bg")
+    comp = score(mini_data, lambda x, m: x, "all").summary()
+    fm, drift = res["fMSE"], res["drift"]
+    assert set(fm) == {"composite", "bg α=0", "bg α=0.5"} and set(drift) == {"bg α=0", "bg α=0.5"}
+    for d, r in comp.items():
+        assert abs(fm["composite"][d] - r["fMSE"]) < 1e-6
+        assert abs(fm["bg α=0"][d] - r["fMSE"]) < 0.01 * r["fMSE"] + 0.5   # alpha 0: the composite
+    assert set(drift["bg α=0"]) == set(comp)                               # every domain and All
+    assert drift["bg α=0"]["All"] < 0.5 < drift["bg α=0.5"]["All"]        # only a real move moves photos
 
 
 def test_probe_strength_matches_the_scorer(mini_data, tmp_path):
@@ -73,6 +88,48 @@ def test_probe_colour_features_and_separability(mini_data):
     assert res["n_train"] == 24 and res["n_fresh"] == 8
     assert all(0 <= res[f"accuracy_{k}"] <= 1 for k in ("train", "fresh", "test"))
     assert sum(sum(r.values()) for r in res["confusion_test"].values()) == res["n_test"]
+
+
+def test_roc_auc_against_pairwise_counting():
+    import torch
+    from common.io import InputError
+    from eval.probes import roc_auc
+    g = torch.Generator().manual_seed(0)
+    score = torch.randint(0, 5, (40,), generator=g).float()   # many ties
+    label = torch.randint(0, 2, (40,), generator=g)
+    pos, neg = score[label == 1].tolist(), score[label == 0].tolist()
+    want = sum((p > n) + 0.5 * (p == n) for p in pos for n in neg) / (len(pos) * len(neg))
+    assert abs(roc_auc(score, label) - want) < 1e-12
+    assert roc_auc(torch.tensor([0.1, 0.9]), torch.tensor([0, 1])) == 1.0
+    with pytest.raises(InputError, match="positives and negatives"):
+        roc_auc(torch.ones(3), torch.ones(3, dtype=torch.long))
+
+
+def test_realness_scores_held_out_photos(mini_data):
+    from domains.dataset import load_samples
+    from eval.probes import realness
+    res = realness(data=str(mini_data), folds=2, size=32)
+    samples = load_samples(mini_data, "all", "train")
+    assert res["composites"] == len(samples) and res["photos"] == len({s.real for s in samples})
+    assert res["features"] == 39 and 0 <= res["auc"] <= 1 and 0 <= res["accuracy"] <= 1
+    assert set(res["per_domain"]) == {s.domain for s in samples}
+    assert realness(data=str(mini_data), folds=2, size=32, fg_chroma=True)["features"] == 41
+    with pytest.raises(InputError, match="folds"):
+        realness(data=str(mini_data), folds=1)
+    with pytest.raises(InputError, match="gct or classifier"):
+        realness(data=str(mini_data), features="pixels")
+
+
+def test_realness_with_classifier_features(mini_data, tmp_path):
+    from eval.probes import realness
+    from router.classifier import ClassifierConfig, DomainClassifier, meta
+    from common import checkpoint
+    model = DomainClassifier(ClassifierConfig(domains=("MiniCOCO", "MiniAdobe", "MiniFlickr", "MiniDay2night"),
+                                              backbone="resnet10t", size=32, use_mask=False, head="probe")).eval()
+    ck = checkpoint.save(tmp_path / "c.safetensors", model.state_dict(), meta(model, "fp"))
+    res = realness(data=str(mini_data), folds=2, features="classifier", ckpt=str(ck))
+    assert res["features"] == model.pooled(torch.rand(1, 3, 32, 32), torch.ones(1, 1, 32, 32)).shape[1]
+    assert 0 <= res["auc"] <= 1
 
 
 def test_routing_sources_leaves_each_source_out(photos12, tmp_path):

@@ -198,3 +198,20 @@ def test_calibration_drift_is_averaged_per_photo_with_its_standard_error(mini_da
     assert scores[1.0]["drift"] == pytest.approx(float(means.mean()), rel=1e-5)
     assert scores[1.0]["drift_se"] == pytest.approx(float(means.std() / len(means) ** 0.5), rel=1e-5)
     assert scores[0.0]["drift"] == pytest.approx(0.0, abs=1e-4) and scores[1.0]["drift_se"] > 0
+
+
+def test_foreground_chroma_features_and_the_first_release_layout():
+    from harmonizers.gct import GCTConfig, GatedColourTransform
+    x, mask = _pairs(2)
+    with_c, without = GatedColourTransform(GCTConfig(fg_chroma=True)), GatedColourTransform(GCTConfig())
+    assert with_c.mlp[0].in_features == 41 and without.mlp[0].in_features == 39
+    lab = rgb_to_lab(x)
+    f, mf = with_c.features(lab, mask)
+    f0, _ = without.features(lab, mask)
+    assert f.shape == (2, 41) and f0.shape == (2, 39)
+    fg = lab.permute(1, 0, 2, 3)[:, mask[:, 0] > 0.5].reshape(3, 2, -1).mean(-1).T
+    assert torch.allclose(mf, fg, atol=1e-5)
+    # the foreground's lightness is feature 30 in both layouts; a and b follow it with fg_chroma
+    assert torch.allclose(f[:, 30:33], fg, atol=1e-5) and torch.allclose(f0[:, 30], fg[:, 0], atol=1e-5)
+    assert torch.equal(f[:, :30], f0[:, :30]) and torch.equal(f[:, 33:], f0[:, 31:])
+    assert create("gct64c").net.cfg.fg_chroma and not create("gct64").net.cfg.fg_chroma
