@@ -132,6 +132,22 @@ def split_holdout(samples: list[Sample], fraction: float) -> tuple[list[Sample],
     return fit, [s for s in samples if (s.domain, s.real.name) in held]
 
 
+def split_folds(samples: list[Sample], folds: int, fold: int) -> tuple[list[Sample], list[Sample]]:
+    """Fold ``fold`` of ``folds`` by real image: (the samples of every other fold, this fold's).
+    Real images are ordered by the same hash as :func:`split_holdout` and dealt out in turn, so the
+    folds partition the photos, differ in size by at most one photo, and are the same on every
+    machine."""
+    if not 0 <= fold < folds:
+        raise InputError(f"fold {fold} of {folds}: folds are numbered 0 to {folds - 1}")
+    reals = sorted({(s.domain, s.real.name) for s in samples},
+                   key=lambda r: hashlib.sha1(f"{r[0]}/{r[1]}".encode()).hexdigest())
+    if len(reals) < folds:
+        raise InputError(f"{folds} folds need at least {folds} real images, the samples have {len(reals)}")
+    held = set(reals[fold::folds])
+    return ([s for s in samples if (s.domain, s.real.name) not in held],
+            [s for s in samples if (s.domain, s.real.name) in held])
+
+
 def _check_samples(root: Path, samples: list[Sample]) -> None:
     rroot = root.resolve()
     outside, missing = [], []
@@ -286,12 +302,13 @@ class Mixed(Dataset):
         return self.other[i - self.n_main]
 
 
-def train_val(root, domains="all", size: int = 256, cache: bool = True, val_fraction: float = 0.0
-              ) -> tuple[HarmonyDataset, HarmonyDataset | None]:
+def train_val(root, domains="all", size: int = 256, cache: bool = True, val_fraction: float = 0.0,
+              fold: tuple[int, int] | None = None) -> tuple[HarmonyDataset, HarmonyDataset | None]:
     """The training set and, when ``val_fraction > 0``, a validation set held out of the training
-    split by real image (:func:`split_holdout`; evaluated without augmentation)."""
+    split by real image (:func:`split_holdout`; evaluated without augmentation). ``fold=(k, K)``
+    holds out the k-th of K folds instead (:func:`split_folds`)."""
     full = HarmonyDataset(root, domains, "train", size=size, cache=cache)
-    fit, held = split_holdout(full.samples, val_fraction)
+    fit, held = split_folds(full.samples, fold[1], fold[0]) if fold else split_holdout(full.samples, val_fraction)
     if not held:
         return full, None
     return (HarmonyDataset(root, domains, "train", size=size, cache=cache, samples=fit),

@@ -18,6 +18,7 @@ checkpoint users load holds the harmonizer only).
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -128,23 +129,64 @@ DRIFT_LIMIT = 2.5   # mean change of an unedited real photo inside its mask, 8-b
 
 
 @torch.inference_mode()
-def calibration_scores(model: HarmonizerNet, ds: HarmonyDataset, grid=CALIBRATION_GRID, max_images: int = 512) -> dict:
-    """For each gate scale: validation fMSE of the composites, the drift of the real photos passed
-    through unedited (mean |output − input| inside the mask, 8-bit levels, averaged per photo then
-    over photos) and that mean's standard error over the photos (0 with fewer than two)."""
+def calibration_raw(model: HarmonizerNet, ds: HarmonyDataset, grid=CALIBRATION_GRID, max_images: int = 512) -> dict:
+    """For each gate scale: every held-out composite's fMSE, and every held-out photo's drift (mean
+    |output − input| inside the mask, 8-bit levels, when it goes in unedited; averaged over its
+    composites' masks). Raw, so that the held-out sets of several folds can be pooled."""
     dev = next(model.parameters()).device
     data = list(batches(ds, 32, max_images, dev))
     photo = [str(s.real) for s in ds.samples[:sum(len(b["composite"]) for b in data)]]
     groups = {p: [i for i, q in enumerate(photo) if q == p] for p in dict.fromkeys(photo)}
-    scores = {}
+    fmse, drift = {}, {}
     for s in grid:
         model.net.strength.fill_(s)
-        comp = torch.cat([M.fmse(model(b["composite"], b["mask"]), b["real"], b["mask"]) for b in data])
-        drift = torch.cat([M.drift(model(b["real"], b["mask"]), b["real"], b["mask"]) for b in data])
-        per_photo = torch.stack([drift[idx].mean() for idx in groups.values()])
+        fmse[s] = torch.cat([M.fmse(model(b["composite"], b["mask"]), b["real"], b["mask"]) for b in data]).cpu()
+        d = torch.cat([M.drift(model(b["real"], b["mask"]), b["real"], b["mask"]) for b in data]).cpu()
+        drift[s] = torch.stack([d[idx].mean() for idx in groups.values()])
+    return {"fMSE": fmse, "drift": drift}
+
+
+def summarise(raws: list[dict]) -> dict:
+    """Pool raw calibration scores (:func:`calibration_raw`, one per held-out set): per scale the
+    mean composite fMSE, the mean per-photo drift and that mean's standard error over the photos
+    (0 with fewer than two)."""
+    scores = {}
+    for s in raws[0]["fMSE"]:
+        comp = torch.cat([r["fMSE"][s] for r in raws])
+        per_photo = torch.cat([r["drift"][s] for r in raws])
         se = float(per_photo.std() / len(per_photo) ** 0.5) if len(per_photo) > 1 else 0.0
-        scores[s] = {"fMSE": float(comp.mean()), "drift": float(per_photo.mean()), "drift_se": se}
+        scores[s] = {"fMSE": float(comp.mean()), "drift": float(per_photo.mean()), "drift_se": se,
+                     "photos": len(per_photo), "composites": len(comp)}
     return scores
+
+
+def calibration_scores(model: HarmonizerNet, ds: HarmonyDataset, grid=CALIBRATION_GRID, max_images: int = 512) -> dict:
+    """For each gate scale: validation fMSE of the composites, the drift of the real photos passed
+    through unedited (averaged per photo then over photos) and that mean's standard error."""
+    return summarise([calibration_raw(model, ds, grid, max_images)])
+
+
+def choose_scale(scores: dict, drift_limit: float = DRIFT_LIMIT) -> float:
+    """The gate scale with the lowest fMSE among those whose drift plus its standard error stays
+    within ``drift_limit`` and that do not raise fMSE above the identity's; 0 when none helps."""
+    ok = [s for s, v in scores.items()
+          if v["drift"] + v.get("drift_se", 0.0) <= drift_limit and v["fMSE"] <= scores[0.0]["fMSE"]]
+    return min(ok, key=lambda s: scores[s]["fMSE"]) if ok else 0.0
+
+
+def set_scale(out, src, scores: dict, drift_limit: float, **extra) -> dict:
+    """Rewrite ``out`` from checkpoint ``src`` with the scale :func:`choose_scale` picks, recording
+    the scores in its metadata."""
+    from common import checkpoint
+    model, m = load(src)
+    pick = choose_scale(scores, drift_limit)
+    model.net.strength.fill_(pick)
+    info = {"strength": pick, "drift_limit": drift_limit, "rule": "drift + its standard error <= limit",
+            "scores": scores, "from": Path(src).name, **extra}
+    checkpoint.save(out, model.state_dict(), {**m, "calibration": info}, overwrite=True)
+    log.info("calibrated gate scale %.2f (validation fMSE, real-photo drift ± se: %s)", pick,
+             {k: (round(v["fMSE"], 1), round(v["drift"], 2), round(v.get("drift_se", 0.0), 2)) for k, v in scores.items()})
+    return info
 
 
 def calibrate(out, val_ds: HarmonyDataset, drift_limit: float = DRIFT_LIMIT) -> dict:
@@ -152,22 +194,11 @@ def calibrate(out, val_ds: HarmonyDataset, drift_limit: float = DRIFT_LIMIT) -> 
     lowest validation fMSE among those whose real-photo drift stays within ``drift_limit`` levels
     with a margin of one standard error (the held-out photos are few: a scale that keeps only their
     mean under the limit moves other photos past it); 0 (the identity) when none helps."""
-    from common import checkpoint
     from common.engine import sibling
     best = sibling(out, "best.safetensors")
-    src = best if best.exists() else out
-    model, m = load(src)
-    scores = calibration_scores(model, val_ds)
-    ok = [s for s, v in scores.items()
-          if v["drift"] + v.get("drift_se", 0.0) <= drift_limit and v["fMSE"] <= scores[0.0]["fMSE"]]
-    pick = min(ok, key=lambda s: scores[s]["fMSE"]) if ok else 0.0
-    model.net.strength.fill_(pick)
-    info = {"strength": pick, "drift_limit": drift_limit, "rule": "drift + its standard error <= limit",
-            "scores": scores, "from": src.name}
-    checkpoint.save(out, model.state_dict(), {**m, "calibration": info}, overwrite=True)
-    log.info("calibrated gate scale %.2f (validation fMSE, real-photo drift ± se: %s)", pick,
-             {k: (round(v["fMSE"], 1), round(v["drift"], 2), round(v.get("drift_se", 0.0), 2)) for k, v in scores.items()})
-    return info
+    src = best if best.exists() else Path(out)
+    model, _ = load(src)
+    return set_scale(out, src, calibration_scores(model, val_ds), drift_limit)
 
 
 def build(arch: str, init: str | None, size: int | None) -> tuple[HarmonizerNet, dict]:
@@ -188,7 +219,8 @@ def main(data="data/mini4", domains="all", arch: str = "issam", out="runs/issam_
          save_every: int = 100, val_every: int = 0, device: str = "auto", resume: bool = True,
          overwrite: bool = False, cache: bool = True, amp: bool = True, channels_last: bool = False,
          compile: bool = False,
-         gan_weight: float = 0.0, val_fraction: float = 0.1, regrade: float = 0.0) -> None:
+         gan_weight: float = 0.0, val_fraction: float = 0.1, regrade: float = 0.0,
+         calibrate_folds: int = 0) -> None:
     """Train a harmonizer (iS2AM or RainNet) on a dataset, optionally with augmentation.
 
     The test split is never used for validation: ``--val_every`` holds out a share of the training
@@ -203,27 +235,71 @@ def main(data="data/mini4", domains="all", arch: str = "issam", out="runs/issam_
         size: training size (default the variant's).
         gan_weight: weight of RainNet's adversarial term (0: off).
         regrade: share of training pairs put, composite and real alike, under one random global look.
+        calibrate_folds: K >= 2 calibrates a gated model (gct…) by cross-fitting instead of one
+            held-out share: K models, each trained without one fold of the training photos
+            (<out>.fold<k>.safetensors), score their fold; the pooled scores choose the gate scale
+            of the model then trained on every training photo (--val_every and --val_fraction are
+            not used). K + 1 trainings; for small data, where a 10 % hold-out is a handful of photos.
     """
     options = dict(locals())  # the command's options, as given (the engine takes its groups from them)
     if gan_weight < 0:
         raise InputError(f"--gan_weight must be >= 0, got {gan_weight}")
     if only_aug and A.parse(augment)[0] in ("none", "static"):
         raise InputError("--only_aug needs a dynamic --augment (processes, syconet:CKPT, ct or lut)")
-    torch.manual_seed(seed)
-    model, extra = build(arch, init, size)
-    train_ds, val_ds = train_val(data, domains, model.size, cache, val_fraction if val_every else 0.0)
-    _, _, local_rank = dist_info()
-    dev = pick_device(device, local_rank)
-    augmenter, train_set = A.make(augment, train_ds, device=dev)
-    regrader = A.Regrade(regrade).to(dev) if regrade > 0 else None
-    extra.update(augment=augment, only_aug=only_aug, gan_weight=gan_weight, regrade=regrade)
-    task = HarmonizerTask(model, augmenter, only_aug, train_ds.domains, fingerprint(train_ds.samples), val_ds, extra,
-                          gan_weight, regrade=regrader)
-    res = train(task, train_set, EngineConfig.from_options(options))
-    if dist_info()[0] == 0 and val_ds is not None and hasattr(model.net, "strength"):
-        res["calibration"] = calibrate(out, val_ds)
+    if calibrate_folds == 1 or calibrate_folds < 0:
+        raise InputError(f"--calibrate_folds must be 0 (off) or at least 2, got {calibrate_folds}")
+    res = crossfit(options) if calibrate_folds else fit(options)
     if dist_info()[0] == 0:
-        print_json({**res, "arch": model.arch, "size": model.size, "augment": augment, "domains": train_ds.domains})
+        print_json(res)
+
+
+def fit(options: dict, fold: tuple[int, int] | None = None) -> dict:
+    """One training run of ``main``'s options; ``fold=(k, K)`` leaves the k-th of K folds of the
+    training photos out (they become the validation set). Calibrates a gated model on its
+    validation set when ``--val_every`` made one (not for folds: :func:`crossfit` pools them)."""
+    o = options
+    torch.manual_seed(o["seed"])
+    model, extra = build(o["arch"], o["init"], o["size"])
+    train_ds, val_ds = train_val(o["data"], o["domains"], model.size, o["cache"],
+                                 o["val_fraction"] if o["val_every"] else 0.0, fold=fold)
+    _, _, local_rank = dist_info()
+    dev = pick_device(o["device"], local_rank)
+    augmenter, train_set = A.make(o["augment"], train_ds, device=dev)
+    regrader = A.Regrade(o["regrade"]).to(dev) if o["regrade"] > 0 else None
+    extra.update(augment=o["augment"], only_aug=o["only_aug"], gan_weight=o["gan_weight"], regrade=o["regrade"])
+    task = HarmonizerTask(model, augmenter, o["only_aug"], train_ds.domains, fingerprint(train_ds.samples), val_ds,
+                          extra, o["gan_weight"], regrade=regrader)
+    res = train(task, train_set, EngineConfig.from_options(options))
+    if fold is None and dist_info()[0] == 0 and val_ds is not None and hasattr(model.net, "strength"):
+        res["calibration"] = calibrate(o["out"], val_ds)
+    res.update(arch=model.arch, size=model.size, augment=o["augment"], domains=train_ds.domains)
+    if fold is not None:
+        res["held_out"] = val_ds
+    return res
+
+
+def crossfit(options: dict) -> dict:
+    """``--calibrate_folds K``: the fold models, their pooled calibration scores, then the model on
+    every training photo with the scale those scores choose."""
+    from common.engine import sibling
+    k_folds = options["calibrate_folds"]
+    probe, _ = build(options["arch"], options["init"], options["size"])
+    if not hasattr(probe.net, "strength"):
+        raise InputError(f"--calibrate_folds calibrates a gate scale; {probe.arch} has none (use a gct variant)")
+    raws, folds = [], []
+    for k in range(k_folds):
+        path = sibling(options["out"], f"fold{k}.safetensors")
+        res = fit({**options, "out": str(path), "val_every": 0}, fold=(k, k_folds))
+        held = res.pop("held_out")
+        if dist_info()[0] == 0:
+            model, _ = load(path)
+            raws.append(calibration_raw(model, held))
+        folds.append({"out": path.name, "photos": len({s.real for s in held.samples}), "steps": res.get("steps")})
+    res = fit({**options, "val_every": 0, "val_fraction": 0.0})
+    if dist_info()[0] == 0:
+        res["calibration"] = set_scale(options["out"], options["out"], summarise(raws), DRIFT_LIMIT,
+                                       folds=folds)
+    return res
 
 
 CLI = main

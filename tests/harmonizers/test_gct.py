@@ -215,3 +215,59 @@ def test_foreground_chroma_features_and_the_first_release_layout():
     assert torch.allclose(f[:, 30:33], fg, atol=1e-5) and torch.allclose(f0[:, 30], fg[:, 0], atol=1e-5)
     assert torch.equal(f[:, :30], f0[:, :30]) and torch.equal(f[:, 33:], f0[:, 31:])
     assert create("gct64c").net.cfg.fg_chroma and not create("gct64").net.cfg.fg_chroma
+
+
+def test_folds_partition_the_photos(mini_data):
+    from domains.dataset import load_samples, split_folds
+    samples = load_samples(mini_data, "all", "train")
+    photos = {(s.domain, s.real.name) for s in samples}
+    held = [split_folds(samples, 3, k) for k in range(3)]
+    sets = [{(s.domain, s.real.name) for s in h} for _, h in held]
+    assert set().union(*sets) == photos and sum(map(len, sets)) == len(photos)      # a partition
+    assert max(map(len, sets)) - min(map(len, sets)) <= 1
+    for fit, h in held:
+        assert len(fit) + len(h) == len(samples)
+        assert not {(s.domain, s.real.name) for s in fit} & {(s.domain, s.real.name) for s in h}
+    assert split_folds(samples, 3, 1) == held[1]                                      # deterministic
+    with pytest.raises(InputError, match="numbered 0 to 2"):
+        split_folds(samples, 3, 3)
+    with pytest.raises(InputError, match="at least 999 real images"):
+        split_folds(samples, 999, 0)
+
+
+def test_pooled_calibration_scores_equal_those_of_the_union(mini_data):
+    """Pooling two held-out sets' raw scores gives the scores of both sets scored together."""
+    from domains.dataset import HarmonyDataset, load_samples, split_folds
+    from harmonizers import train as HT
+    samples = load_samples(mini_data, "all", "train")
+    a, b = split_folds(samples, 2, 0)
+    model = create("gct_test").eval()
+    with torch.no_grad():
+        model.net.mlp[-1].bias.copy_(torch.tensor([0.3, -0.2, 0.1, 0.2, -0.1, 0.05, 3.0]))
+    ds = lambda ss: HarmonyDataset(mini_data, "all", "train", size=32, train=False, samples=ss)  # noqa: E731
+    pooled = HT.summarise([HT.calibration_raw(model, ds(b), grid=(0.0, 1.0)),
+                           HT.calibration_raw(model, ds(a), grid=(0.0, 1.0))])
+    whole = HT.calibration_scores(model, ds(b + a), grid=(0.0, 1.0))
+    for s in (0.0, 1.0):
+        for k in ("fMSE", "drift", "drift_se"):
+            assert pooled[s][k] == pytest.approx(whole[s][k], rel=1e-5, abs=1e-6)
+    assert pooled[1.0]["photos"] == len({s.real for s in samples}) and pooled[1.0]["composites"] == len(samples)
+
+
+def test_calibration_by_cross_fitting(mini_data, tmp_path):
+    from domains.dataset import load_samples
+    from harmonizers.train import main
+    out = tmp_path / "g.safetensors"
+    main(data=str(mini_data), arch="gct_test", out=str(out), steps=2, batch_size=4, augment="processes:0.5",
+         device="cpu", workers=0, calibrate_folds=2)
+    assert (tmp_path / "g.fold0.safetensors").exists() and (tmp_path / "g.fold1.safetensors").exists()
+    model, m = load(out)
+    cal = m["calibration"]
+    n_photos = len({s.real for s in load_samples(mini_data, "all", "train")})
+    assert sum(f["photos"] for f in cal["folds"]) == n_photos == cal["scores"]["1.0"]["photos"]
+    assert float(model.net.strength) == cal["strength"] and str(cal["strength"]) in cal["scores"]
+    assert m["data_fingerprint"] != load(tmp_path / "g.fold0.safetensors")[1]["data_fingerprint"]  # all photos
+    with pytest.raises(InputError, match="has none"):
+        main(data=str(mini_data), arch="issam_test", out=str(tmp_path / "i.safetensors"), steps=1, calibrate_folds=2)
+    with pytest.raises(InputError, match="at least 2"):
+        main(data=str(mini_data), arch="gct_test", out=str(tmp_path / "j.safetensors"), steps=1, calibrate_folds=1)
