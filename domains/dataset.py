@@ -132,20 +132,22 @@ def split_holdout(samples: list[Sample], fraction: float) -> tuple[list[Sample],
     return fit, [s for s in samples if (s.domain, s.real.name) in held]
 
 
+def photo_fold(domain: str, name: str, folds: int) -> int:
+    """The fold of a real image: its SHA-1 (of ``domain/file``, as :func:`split_holdout`) modulo
+    ``folds``. It depends on nothing but the photo, so a domain's folds are the all-domain folds
+    restricted to it, and a model finetuned on fold k's complement can start from the base model
+    trained on the same complement."""
+    return int(hashlib.sha1(f"{domain}/{name}".encode()).hexdigest(), 16) % folds
+
+
 def split_folds(samples: list[Sample], folds: int, fold: int) -> tuple[list[Sample], list[Sample]]:
-    """Fold ``fold`` of ``folds`` by real image: (the samples of every other fold, this fold's).
-    Real images are ordered by the same hash as :func:`split_holdout` and dealt out in turn, so the
-    folds partition the photos, differ in size by at most one photo, and are the same on every
-    machine."""
-    if not 0 <= fold < folds:
-        raise InputError(f"fold {fold} of {folds}: folds are numbered 0 to {folds - 1}")
-    reals = sorted({(s.domain, s.real.name) for s in samples},
-                   key=lambda r: hashlib.sha1(f"{r[0]}/{r[1]}".encode()).hexdigest())
-    if len(reals) < folds:
-        raise InputError(f"{folds} folds need at least {folds} real images, the samples have {len(reals)}")
-    held = set(reals[fold::folds])
-    return ([s for s in samples if (s.domain, s.real.name) not in held],
-            [s for s in samples if (s.domain, s.real.name) in held])
+    """Fold ``fold`` of ``folds`` by real image (:func:`photo_fold`): (the samples of every other
+    fold, this fold's). The folds partition the photos and are the same on every machine; on few
+    photos a fold may be empty."""
+    if folds < 2 or not 0 <= fold < folds:
+        raise InputError(f"fold {fold} of {folds}: at least 2 folds, numbered 0 to {folds - 1}")
+    held = [s for s in samples if photo_fold(s.domain, s.real.name, folds) == fold]
+    return [s for s in samples if photo_fold(s.domain, s.real.name, folds) != fold], held
 
 
 def _check_samples(root: Path, samples: list[Sample]) -> None:

@@ -280,21 +280,36 @@ def fit(options: dict, fold: tuple[int, int] | None = None) -> dict:
 
 def crossfit(options: dict) -> dict:
     """``--calibrate_folds K``: the fold models, their pooled calibration scores, then the model on
-    every training photo with the scale those scores choose."""
+    every training photo with the scale those scores choose. A fold model finetunes from the
+    ``--init`` model's own fold model (``<init>.fold<k>.safetensors``) when there is one, so that
+    its held-out photos are unseen by the whole chain (the folds are the same for any subset of the
+    photos: :func:`domains.dataset.photo_fold`)."""
     from common.engine import sibling
     k_folds = options["calibrate_folds"]
     probe, _ = build(options["arch"], options["init"], options["size"])
     if not hasattr(probe.net, "strength"):
         raise InputError(f"--calibrate_folds calibrates a gate scale; {probe.arch} has none (use a gct variant)")
+    from domains.dataset import load_samples, split_folds
+    samples = load_samples(options["data"], options["domains"], "train")
     raws, folds = [], []
     for k in range(k_folds):
+        if not split_folds(samples, k_folds, k)[1]:
+            log.warning("fold %d of %d holds no photo (too few photos for %d folds): skipped", k, k_folds, k_folds)
+            continue
         path = sibling(options["out"], f"fold{k}.safetensors")
-        res = fit({**options, "out": str(path), "val_every": 0}, fold=(k, k_folds))
+        init = options["init"]
+        if init and sibling(init, f"fold{k}.safetensors").exists():
+            init = str(sibling(init, f"fold{k}.safetensors"))
+        elif init:
+            log.warning("%s has no fold %d model: fold %d's held-out photos were seen by the base, its "
+                        "calibration reads low", init, k, k)
+        res = fit({**options, "out": str(path), "val_every": 0, "init": init}, fold=(k, k_folds))
         held = res.pop("held_out")
         if dist_info()[0] == 0:
             model, _ = load(path)
             raws.append(calibration_raw(model, held))
-        folds.append({"out": path.name, "photos": len({s.real for s in held.samples}), "steps": res.get("steps")})
+        folds.append({"out": path.name, "init": Path(init).name if init else None,
+                      "photos": len({s.real for s in held.samples}), "steps": res.get("steps")})
     res = fit({**options, "val_every": 0, "val_fraction": 0.0})
     if dist_info()[0] == 0:
         res["calibration"] = set_scale(options["out"], options["out"], summarise(raws), DRIFT_LIMIT,

@@ -217,22 +217,24 @@ def test_foreground_chroma_features_and_the_first_release_layout():
     assert create("gct64c").net.cfg.fg_chroma and not create("gct64").net.cfg.fg_chroma
 
 
-def test_folds_partition_the_photos(mini_data):
+def test_folds_partition_the_photos_the_same_way_for_any_subset(mini_data):
     from domains.dataset import load_samples, split_folds
     samples = load_samples(mini_data, "all", "train")
     photos = {(s.domain, s.real.name) for s in samples}
     held = [split_folds(samples, 3, k) for k in range(3)]
     sets = [{(s.domain, s.real.name) for s in h} for _, h in held]
     assert set().union(*sets) == photos and sum(map(len, sets)) == len(photos)      # a partition
-    assert max(map(len, sets)) - min(map(len, sets)) <= 1
     for fit, h in held:
         assert len(fit) + len(h) == len(samples)
         assert not {(s.domain, s.real.name) for s in fit} & {(s.domain, s.real.name) for s in h}
     assert split_folds(samples, 3, 1) == held[1]                                      # deterministic
-    with pytest.raises(InputError, match="numbered 0 to 2"):
-        split_folds(samples, 3, 3)
-    with pytest.raises(InputError, match="at least 999 real images"):
-        split_folds(samples, 999, 0)
+    one = samples[0].domain                              # a domain's folds: the all-domain folds restricted
+    sub = [s for s in samples if s.domain == one]
+    for k in range(3):
+        assert split_folds(sub, 3, k)[1] == [s for s in held[k][1] if s.domain == one]
+    for bad in ((3, 3), (1, 0)):
+        with pytest.raises(InputError, match="at least 2 folds"):
+            split_folds(samples, *bad)
 
 
 def test_pooled_calibration_scores_equal_those_of_the_union(mini_data):
@@ -267,6 +269,13 @@ def test_calibration_by_cross_fitting(mini_data, tmp_path):
     assert sum(f["photos"] for f in cal["folds"]) == n_photos == cal["scores"]["1.0"]["photos"]
     assert float(model.net.strength) == cal["strength"] and str(cal["strength"]) in cal["scores"]
     assert m["data_fingerprint"] != load(tmp_path / "g.fold0.safetensors")[1]["data_fingerprint"]  # all photos
+    # a domain's cross-fitted finetune starts each fold from the base's model of the same fold
+    dom = load_samples(mini_data, "all", "train")[0].domain
+    ft = tmp_path / "d.safetensors"
+    main(data=str(mini_data), domains=dom, init=str(out), out=str(ft), steps=2, batch_size=4,
+         augment="processes:0.5", device="cpu", workers=0, calibrate_folds=2)
+    folds = load(ft)[1]["calibration"]["folds"]
+    assert folds and all(f["init"] == f"g.{f['out'].split('.')[1]}.safetensors" for f in folds)
     with pytest.raises(InputError, match="has none"):
         main(data=str(mini_data), arch="issam_test", out=str(tmp_path / "i.safetensors"), steps=1, calibrate_folds=2)
     with pytest.raises(InputError, match="at least 2"):
