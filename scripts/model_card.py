@@ -28,6 +28,8 @@ def _source(f: str, md: dict) -> str:
 def _recipe(md: dict) -> str:
     cal = md.get("calibration") or {}
     gate = f", gate scale {cal['strength']:.2f}" if "strength" in cal else ""
+    if cal.get("folds"):
+        gate += f" (cross-fitted over {len(cal['folds'])} folds)"
     start = f"from `{Path(md['init']).name}`, " if md.get("init") else ""
     return f"{start}`--augment {md.get('augment', 'none')}`, regrade {md.get('regrade', 0)}{gate}"
 
@@ -64,9 +66,11 @@ def main(zoo: str = str(ROOT / "models/default"), report: str = str(ROOT / "repo
         steps = f"probe fit on {md['probe']['n']} composites" if "probe" in md else md.get("step")
         lines.append(f"| `{f}` | {md['kind']} | {md['arch']} | {size} | {', '.join(md['domains'])} | {steps} | "
                      f"{recipe} | `runs/{src}` | {f'{t / 60:.1f} min' if t else '—'} | {mb:.2f} |")
-    lines += ["", f"Total: {total:.1f} MB. The exact commands are in `scripts/train_models.sh`; a gate scale of 0 "
-              "means the calibration on held-out training photos found no scale that helps there without moving "
-              "real photos by more than 2.5 levels, so that domain's composites are left as they are.", ""]
+    lines += ["", f"Total: {total:.1f} MB. The exact commands are in `scripts/train_models.sh`. Each gate scale is "
+              "the one with the lowest error on held-out training photos among those that move their real photos "
+              "by at most 2.5 levels with a margin of one standard error (cross-fitted: each fold of the training "
+              "photos scored by a model trained without it); 0 would mean that no scale helps, and that domain's "
+              "composites are left as they are.", ""]
     if rr:
         head = {"probe": "frozen, a linear head on its pooled features", "finetune": "finetuned"}[rr.get("head", "finetune")]
         if rr.get("regions"):
