@@ -363,6 +363,8 @@ def realness(data="data/mini4", domains="all", split: str = "train", folds: int 
         size: the resolution the features are taken at (default: the shipped GCT's 64, or the
             classifier's own).
         fg_chroma: with gct, add the foreground's mean a and b to the 39 statistics (as ``gct64c``).
+        ckpt: the probe classifier whose features ``--features classifier`` uses.
+        weight_decay: L2 penalty of the logistic regression on the standardised features.
     """
     from domains.dataset import HarmonyDataset, batches
     if folds < 2:
