@@ -174,11 +174,11 @@ def choose_scale(scores: dict, drift_limit: float = DRIFT_LIMIT) -> float:
     return min(ok, key=lambda s: scores[s]["fMSE"]) if ok else 0.0
 
 
-def set_scale(out, src, scores: dict, drift_limit: float, **extra) -> dict:
-    """Rewrite ``out`` from checkpoint ``src`` with the scale :func:`choose_scale` picks, recording
-    the scores in its metadata."""
+def set_scale(out, loaded: tuple, src, scores: dict, drift_limit: float, **extra) -> dict:
+    """Write ``out`` as the ``loaded`` (model, metadata) of checkpoint ``src`` with the scale
+    :func:`choose_scale` picks, recording the scores in its metadata."""
     from common import checkpoint
-    model, m = load(src)
+    model, m = loaded
     pick = choose_scale(scores, drift_limit)
     model.net.strength.fill_(pick)
     info = {"strength": pick, "drift_limit": drift_limit, "rule": "drift + its standard error <= limit",
@@ -197,8 +197,8 @@ def calibrate(out, val_ds: HarmonyDataset, drift_limit: float = DRIFT_LIMIT) -> 
     from common.engine import sibling
     best = sibling(out, "best.safetensors")
     src = best if best.exists() else Path(out)
-    model, _ = load(src)
-    return set_scale(out, src, calibration_scores(model, val_ds), drift_limit)
+    loaded = load(src)
+    return set_scale(out, loaded, src, calibration_scores(loaded[0], val_ds), drift_limit)
 
 
 def build(arch: str, init: str | None, size: int | None) -> tuple[HarmonizerNet, dict]:
@@ -312,8 +312,8 @@ def crossfit(options: dict) -> dict:
                       "photos": len({s.real for s in held.samples}), "steps": res.get("steps")})
     res = fit({**options, "val_every": 0, "val_fraction": 0.0})
     if dist_info()[0] == 0:
-        res["calibration"] = set_scale(options["out"], options["out"], summarise(raws), DRIFT_LIMIT,
-                                       folds=folds)
+        res["calibration"] = set_scale(options["out"], load(options["out"]), options["out"], summarise(raws),
+                                       DRIFT_LIMIT, folds=folds)
     return res
 
 
