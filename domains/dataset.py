@@ -146,8 +146,8 @@ def split_folds(samples: list[Sample], folds: int, fold: int) -> tuple[list[Samp
     photos a fold may be empty."""
     if folds < 2 or not 0 <= fold < folds:
         raise InputError(f"fold {fold} of {folds}: at least 2 folds, numbered 0 to {folds - 1}")
-    held = [s for s in samples if photo_fold(s.domain, s.real.name, folds) == fold]
-    return [s for s in samples if photo_fold(s.domain, s.real.name, folds) != fold], held
+    inside = [photo_fold(s.domain, s.real.name, folds) == fold for s in samples]
+    return [s for s, i in zip(samples, inside) if not i], [s for s, i in zip(samples, inside) if i]
 
 
 def _check_samples(root: Path, samples: list[Sample]) -> None:

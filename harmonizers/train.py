@@ -27,7 +27,7 @@ from common.cli import print_json, run, shared_args
 from common.engine import EngineConfig, Task, dist_info, pick_device, train
 from common.gan import lsgan_terms
 from common.io import InputError
-from domains.dataset import HarmonyDataset, batches, fingerprint, train_val
+from domains.dataset import HarmonyDataset, batches, fingerprint, load_samples, split_folds, train_val
 from common import metrics as M
 
 from . import augment as A
@@ -248,15 +248,16 @@ def main(data="data/mini4", domains="all", arch: str = "issam", out="runs/issam_
         raise InputError("--only_aug needs a dynamic --augment (processes, syconet:CKPT, ct or lut)")
     if calibrate_folds == 1 or calibrate_folds < 0:
         raise InputError(f"--calibrate_folds must be 0 (off) or at least 2, got {calibrate_folds}")
-    res = crossfit(options) if calibrate_folds else fit(options)
+    res = crossfit(options) if calibrate_folds else fit(options)[0]
     if dist_info()[0] == 0:
         print_json(res)
 
 
-def fit(options: dict, fold: tuple[int, int] | None = None) -> dict:
-    """One training run of ``main``'s options; ``fold=(k, K)`` leaves the k-th of K folds of the
-    training photos out (they become the validation set). Calibrates a gated model on its
-    validation set when ``--val_every`` made one (not for folds: :func:`crossfit` pools them)."""
+def fit(options: dict, fold: tuple[int, int] | None = None) -> tuple[dict, HarmonyDataset | None]:
+    """One training run of ``main``'s options: (its summary, its validation set). ``fold=(k, K)``
+    leaves the k-th of K folds of the training photos out (they become the validation set).
+    Calibrates a gated model on its validation set when ``--val_every`` made one (not for folds:
+    :func:`crossfit` pools them)."""
     o = options
     torch.manual_seed(o["seed"])
     model, extra = build(o["arch"], o["init"], o["size"])
@@ -273,9 +274,7 @@ def fit(options: dict, fold: tuple[int, int] | None = None) -> dict:
     if fold is None and dist_info()[0] == 0 and val_ds is not None and hasattr(model.net, "strength"):
         res["calibration"] = calibrate(o["out"], val_ds)
     res.update(arch=model.arch, size=model.size, augment=o["augment"], domains=train_ds.domains)
-    if fold is not None:
-        res["held_out"] = val_ds
-    return res
+    return res, val_ds
 
 
 def crossfit(options: dict) -> dict:
@@ -289,7 +288,6 @@ def crossfit(options: dict) -> dict:
     probe, _ = build(options["arch"], options["init"], options["size"])
     if not hasattr(probe.net, "strength"):
         raise InputError(f"--calibrate_folds calibrates a gate scale; {probe.arch} has none (use a gct variant)")
-    from domains.dataset import load_samples, split_folds
     samples = load_samples(options["data"], options["domains"], "train")
     raws, folds = [], []
     for k in range(k_folds):
@@ -303,14 +301,13 @@ def crossfit(options: dict) -> dict:
         elif init:
             log.warning("%s has no fold %d model: fold %d's held-out photos were seen by the base, its "
                         "calibration reads low", init, k, k)
-        res = fit({**options, "out": str(path), "val_every": 0, "init": init}, fold=(k, k_folds))
-        held = res.pop("held_out")
+        res, held = fit({**options, "out": str(path), "val_every": 0, "init": init}, fold=(k, k_folds))
         if dist_info()[0] == 0:
             model, _ = load(path)
             raws.append(calibration_raw(model, held))
         folds.append({"out": path.name, "init": Path(init).name if init else None,
                       "photos": len({s.real for s in held.samples}), "steps": res.get("steps")})
-    res = fit({**options, "val_every": 0, "val_fraction": 0.0})
+    res, _ = fit({**options, "val_every": 0, "val_fraction": 0.0})
     if dist_info()[0] == 0:
         res["calibration"] = set_scale(options["out"], load(options["out"]), options["out"], summarise(raws),
                                        DRIFT_LIMIT, folds=folds)
