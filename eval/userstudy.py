@@ -2,7 +2,7 @@
 
     python -m eval.userstudy compose --cutouts assets/cutouts --backgrounds assets/photos --out data/real_composites -n 50
     python -m eval.userstudy export --composites data/real_composites/composites --out runs/study \
-        --methods composite,reinhard,unified,routed [--zoo models/default] [--max_side 1024]
+        --methods composite,reinhard,unified,soft [--zoo models/default] [--max_side 1024]
     python -m eval.userstudy analyze --votes "runs/votes/*.csv" --key runs/study.key.json --out reports/study
 
 ``export`` runs every method on every composite (at full resolution; images up to the reader's
@@ -53,7 +53,7 @@ from .compose import main as compose_cli  # the same command as python -m eval.c
 from .pairwise import bootstrap_intervals, bradley_terry, win_matrix
 from .study_page import CSV_EXTRA, CSV_HEADER, MIN_MS, render_page
 
-METHODS = ("composite", "reinhard", "unified", "routed")
+METHODS = ("composite", "reinhard", "unified", "soft")  # soft: the shipped zoo's default mode
 FILE_TIME = 946684800  # 2000-01-01: every exported file carries this modification time
 
 
@@ -105,10 +105,10 @@ def _method_fn(method: str, zoo):
         return composite
     if method == "reinhard":
         return reinhard
-    if method in ("unified", "routed") or method.startswith("oracle:"):
+    if method in ("unified", "routed", "soft") or method.startswith("oracle:"):
         h = zoo()
         return lambda image, mask: h(image, mask, method)
-    raise InputError(f"--methods: unknown method {method!r} (composite, reinhard, unified, routed, oracle:DOMAIN)")
+    raise InputError(f"--methods: unknown method {method!r} (composite, reinhard, unified, routed, soft, oracle:DOMAIN)")
 
 
 def _display(img: torch.Tensor, max_side: int) -> Image.Image:

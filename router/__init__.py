@@ -2,14 +2,16 @@
 
     python -m fire router predict image.jpg mask.png            # or: fire router predict ..., python -m router predict ...
     python -m router predict image.jpg mask.png --mode unified --out result.png --overwrite
-    python -m router predict image.jpg mask.png --mode soft     # domain models blended by probability
+    python -m router predict image.jpg mask.png --mode routed   # the most likely domain's model alone
     python -m router predict image.jpg mask.png --strength 0.5  # half of the model's change
     python -m router predict_dir composites/ --out results/
 
-``predict`` writes the harmonized image at the input's resolution (default
+``--mode``: ``soft`` (the shipped zoo's default, ``zoo.json`` ``"mode"``: every domain's model,
+their results blended by the classifier's probabilities), ``routed``, ``unified`` or
+``oracle:DOMAIN``. ``predict`` writes the harmonized image at the input's resolution (default
 ``<image stem>_harmonized.png`` next to the input; never over an existing file without
 ``--overwrite``) and prints one JSON line: chosen domain, class probabilities, model used, output
-path, strength, backend and seconds per stage (``--mode soft`` adds the blend's ``weights``).
+path, strength, backend and seconds per stage (a soft blend adds its ``weights``).
 ``--strength S`` (default 1) applies the share S of the network's change (0: the input unchanged;
 above 1 pushes further), on either backend. Bad input exits with status 2 and a one-line reason, writing
 nothing.

@@ -12,7 +12,8 @@
 
 ``mode``: ``routed`` (the classifier picks the domain's harmonizer), ``soft`` (every domain's
 harmonizer, their outputs averaged with the classifier's probabilities as weights), ``unified`` (one
-model for all domains), ``oracle:DOMAIN`` (the named domain's harmonizer).
+model for all domains), ``oracle:DOMAIN`` (the named domain's harmonizer); by default the zoo's
+(``zoo.json`` ``"mode"``; ``soft`` for the shipped zoo).
 """
 from __future__ import annotations
 
@@ -111,6 +112,7 @@ class Harmonizer:
         t0 = time.perf_counter()
         self._classifier = None  # loaded on first use: unified and oracle modes never import timm
         self.domains = list(manifest["classifier_domains"])
+        self.default_mode = manifest.get("mode", "routed")
         loader = lambda p: load_h(p, device=self.device)[0]  # noqa: E731
         self.models = _Lazy(manifest["domains"], loader)
         self._unified = _Lazy({"unified": manifest["unified"]} if manifest["unified"] else {}, loader)
@@ -132,8 +134,9 @@ class Harmonizer:
         from .zoo import read  # lazy: `python -m router.zoo` must not import itself twice
         return cls(read(zoo), device)
 
-    def load(self, mode: str) -> None:
+    def load(self, mode: str | None = None) -> None:
         """Load what a mode needs up front (so that timings separate loading)."""
+        mode = mode or self.default_mode
         if mode in routing.MODES_NEEDING_PROBS:
             self.classifier  # noqa: B018
         elif mode == "unified":
@@ -174,8 +177,9 @@ class Harmonizer:
         img, m, _, names = _arrays(image, mask)
         return self.probabilities(*inference.checked(img, m, names))
 
-    def run(self, image, mask, mode: str = "routed", strength: float = 1.0) -> inference.Prediction:
-        """Harmonize: a :class:`router.inference.Prediction` whose ``output`` has the input's type
+    def run(self, image, mask, mode: str | None = None, strength: float = 1.0) -> inference.Prediction:
+        """Harmonize in ``mode`` (default: the zoo's, ``self.default_mode``): a
+        :class:`router.inference.Prediction` whose ``output`` has the input's type
         (path → PIL image, PIL → PIL, numpy → numpy of the same dtype, tensor → ``3×H×W`` tensor).
         ``strength`` scales the change (:func:`harmonizers.fullres.harmonize`)."""
         strength = check_strength(strength)
@@ -184,6 +188,6 @@ class Harmonizer:
         r.output = _like(r.output, kind, getattr(image, "dtype", None))
         return r
 
-    def __call__(self, image, mask, mode: str = "routed", strength: float = 1.0):
+    def __call__(self, image, mask, mode: str | None = None, strength: float = 1.0):
         """Harmonize; returns the image alone, in the type it was given (path → PIL image)."""
         return self.run(image, mask, mode, strength).output

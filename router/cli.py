@@ -85,7 +85,7 @@ def output_path(image, out=None) -> Path:
     return out
 
 
-def predict_one(image, mask, out=None, zoo=None, mode="routed", overwrite=False, device="cpu",
+def predict_one(image, mask, out=None, zoo=None, mode=None, overwrite=False, device="cpu",
                  backend="auto", strength=1.0) -> dict:
     t0 = time.perf_counter()
     strength = _check_options(device, backend, strength)
@@ -105,7 +105,7 @@ def predict_one(image, mask, out=None, zoo=None, mode="routed", overwrite=False,
                "write": round(time.perf_counter() - t1, 4)}
     seconds["total"] = round(time.perf_counter() - t0, 4)
     probs = {k: round(v, 4) for k, v in r.probabilities.items()} if r.probabilities else None
-    res = {"domain": r.domain, "probabilities": probs, "model": r.model, "mode": mode, "strength": strength,
+    res = {"domain": r.domain, "probabilities": probs, "model": r.model, "mode": r.mode, "strength": strength,
            "output": str(out), "backend": used, "seconds": seconds}
     if r.weights:
         res["weights"] = {k: round(v, 4) for k, v in r.weights.items()}
@@ -123,7 +123,7 @@ def _check_options(device, backend, strength) -> float:
     return strength
 
 
-def predict(image, mask, out=None, zoo=None, mode: str = "routed", overwrite: bool = False, device: str = "cpu",
+def predict(image, mask, out=None, zoo=None, mode: str | None = None, overwrite: bool = False, device: str = "cpu",
             backend: str = "auto", strength: float = 1.0):
     """Harmonize IMAGE with MASK (1 = foreground) and print one JSON line: domain, probabilities,
     model, output path, backend and seconds per stage.
@@ -134,7 +134,8 @@ def predict(image, mask, out=None, zoo=None, mode: str = "routed", overwrite: bo
         out: output file (.png/.jpg) or an existing folder; default <image stem>_harmonized.png beside IMAGE.
         zoo: model zoo folder (default models/default).
         mode: routed (the classifier picks the domain's model), soft (domain models blended by
-            probability), unified (one model for all domains) or oracle:DOMAIN.
+            probability), unified (one model for all domains) or oracle:DOMAIN; default the zoo's
+            (zoo.json "mode": soft for the shipped zoo).
         overwrite: replace an existing output file.
         device: cpu, cuda, cuda:N or auto; anything but cpu runs on torch.
         backend: auto (ONNX Runtime when the zoo's export is current, else torch), onnx or torch.
@@ -144,7 +145,7 @@ def predict(image, mask, out=None, zoo=None, mode: str = "routed", overwrite: bo
     print(json.dumps(res))
 
 
-def predict_dir(composites, masks=None, out=None, zoo=None, mode: str = "routed", overwrite: bool = False,
+def predict_dir(composites, masks=None, out=None, zoo=None, mode: str | None = None, overwrite: bool = False,
                 skip_existing: bool = False, device: str = "cpu", backend: str = "auto", strength: float = 1.0):
     """Harmonize every image in COMPOSITES that has a mask and print one JSON line per image. A pair
     that cannot be read is reported and skipped; the failures are listed at the end (exit status 2).
@@ -155,7 +156,7 @@ def predict_dir(composites, masks=None, out=None, zoo=None, mode: str = "routed"
             masks/ or mask/ folder next to or inside COMPOSITES, or <stem>_mask.* beside each image.
         out: output folder (default <composites>_harmonized); results are <stem>_harmonized.png.
         zoo: model zoo folder (default models/default).
-        mode: routed, soft, unified or oracle:DOMAIN (as for predict).
+        mode: routed, soft, unified or oracle:DOMAIN (as for predict; default the zoo's).
         overwrite: replace existing outputs.
         skip_existing: keep existing outputs and harmonize only the rest (to resume a batch).
         device: cpu, cuda, cuda:N or auto.

@@ -2,7 +2,7 @@
 
     python -m router.demo                       # writes runs/demo/{koala_harmonized.png, side_by_side.png}
 
-The side-by-side picture is composite | routed result | unified result.
+The side-by-side picture is composite | the zoo's default mode (soft for the shipped zoo) | unified.
 """
 from __future__ import annotations
 
@@ -21,7 +21,8 @@ ASSETS = Path(__file__).resolve().parents[1] / "assets" / "demo"
 @shared_args
 def main(image: str = str(ASSETS / "koala.jpg"), mask: str = str(ASSETS / "koala_mask.png"), out: str = "runs/demo",
          zoo: str | None = None) -> None:
-    """Harmonize the bundled demo composite and write the side-by-side picture (composite | routed | unified).
+    """Harmonize the bundled demo composite and write the side-by-side picture (composite | the zoo's
+    default mode | unified).
 
     Args:
         image: the composite.
@@ -30,16 +31,16 @@ def main(image: str = str(ASSETS / "koala.jpg"), mask: str = str(ASSETS / "koala
     """
     img, m = read_pair(image, mask)
     h = Harmonizer.from_zoo(zoo)
-    routed = h.run(img, m, "routed")
-    outs = [img, routed.output]
+    default = h.run(img, m)  # the zoo's default mode
+    outs = [img, default.output]
     if h.unified is not None:
         outs.append(h.run(img, m, "unified").output)
     out = Path(out)
-    res = write_image(routed.output, out / f"{Path(image).stem}_harmonized.png", overwrite=True)
+    res = write_image(default.output, out / f"{Path(image).stem}_harmonized.png", overwrite=True)
     grid = write_image(image_grid([outs], height=320), out / "side_by_side.png", overwrite=True)
-    probs = {k: round(v, 3) for k, v in routed.probabilities.items()}
-    print(json.dumps({"domain": routed.domain, "probabilities": probs, "output": str(res),
-                      "side_by_side": str(grid), "columns": ["composite", "routed", "unified"][:len(outs)]}))
+    probs = {k: round(v, 3) for k, v in default.probabilities.items()} if default.probabilities else None
+    print(json.dumps({"domain": default.domain, "probabilities": probs, "output": str(res),
+                      "side_by_side": str(grid), "columns": ["composite", default.mode, "unified"][:len(outs)]}))
 
 
 CLI = main

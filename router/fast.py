@@ -228,6 +228,7 @@ class FastHarmonizer:
     def __init__(self, z: dict, entries: dict, threads: int = 0):
         self.zoo, self.entries = z, entries
         self.domains = list(z["classifier_domains"])
+        self.default_mode = z.get("mode", "routed")
         self.threads = threads
         self._sessions: dict = {}
         self.has_unified = "unified" in entries
@@ -271,8 +272,9 @@ class FastHarmonizer:
                                     e["size"])
         return self._sessions[name]
 
-    def load(self, mode: str) -> None:
+    def load(self, mode: str | None = None) -> None:
         """Create the sessions a mode needs up front (so that timings separate loading)."""
+        mode = mode or self.default_mode
         if mode in routing.MODES_NEEDING_PROBS:
             self._session("classifier")
         elif mode == "unified" and self.has_unified:
@@ -319,7 +321,7 @@ class FastHarmonizer:
     def full_resolution(self, image: np.ndarray, mask: np.ndarray, small: tuple, inplace: bool = False) -> np.ndarray:
         return full_resolution(image, mask, *small, inplace=inplace)
 
-    def run(self, image, mask, mode: str = "routed", strength: float = 1.0) -> inference.Prediction:
+    def run(self, image, mask, mode: str | None = None, strength: float = 1.0) -> inference.Prediction:
         """``router.api.Harmonizer.run`` on ONNX Runtime (paths, PIL images or numpy arrays in;
         ``output`` in the input's type, float32 ``H×W×3`` for float arrays)."""
         img, m, kind, names = inference.as_arrays(image, mask)

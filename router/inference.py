@@ -31,10 +31,12 @@ class Prediction:
     probabilities: dict[str, float] | None  # the classifier's, for the modes that consult it
     seconds: dict[str, float] = field(default_factory=dict)
     weights: dict[str, float] | None = None  # soft mode: each domain model's share of the blend
+    mode: str = ""                          # the mode that ran (the zoo's default when none was asked)
 
 
 class Backend(Protocol):
     domains: list[str]
+    default_mode: str   # the zoo's (zoo.json "mode"): what runs when no mode is asked for
 
     def load(self, mode: str) -> None:
         """Load what ``mode`` needs up front (so that the stage timings hold no loading)."""
@@ -127,12 +129,14 @@ def checked(image: np.ndarray, mask: np.ndarray, names: tuple[str, str] = ("imag
     return image, np.clip(mask, 0, 1)
 
 
-def run(backend: Backend, image: np.ndarray, mask: np.ndarray, mode: str = "routed", strength: float = 1.0,
+def run(backend: Backend, image: np.ndarray, mask: np.ndarray, mode: str | None = None, strength: float = 1.0,
         names: tuple[str, str] = ("image", "mask"), inplace: bool = False) -> Prediction:
-    """Harmonize ``image`` with ``mask`` on ``backend``. ``strength`` is checked by the caller
+    """Harmonize ``image`` with ``mask`` on ``backend`` in ``mode`` (``None``: the zoo's default
+    mode). ``strength`` is checked by the caller
     (:func:`common.io.check_strength`); the inputs here (:func:`checked`). ``inplace``: the caller
     owns ``image`` and lets the result overwrite it (no copy of a large photo)."""
     image, mask = checked(image, mask, names)
+    mode = mode or backend.default_mode
     watch = Stopwatch()
     with watch("classify"):
         probs = backend.probabilities(image, mask) if mode in MODES_NEEDING_PROBS else None
@@ -143,4 +147,4 @@ def run(backend: Backend, image: np.ndarray, mask: np.ndarray, mode: str = "rout
         out = backend.full_resolution(image, mask, small, inplace)
     soft = name == "soft"
     return Prediction(out, max(probs, key=probs.get) if soft else name, name, probs, watch.seconds,
-                      dict(weights) if soft else None)
+                      dict(weights) if soft else None, mode)

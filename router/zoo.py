@@ -20,6 +20,7 @@ from common.cli import print_json, run, shared_args
 from common.io import InputError, write_text
 from common.shipped import DEFAULT_ZOO
 
+from .routing import check_zoo_mode, default_mode
 
 
 def _inside(root: Path, rel: str) -> Path:
@@ -49,9 +50,11 @@ def read(zoo=None) -> dict:
     if cmeta.get("kind") != "classifier":
         raise InputError(f"{out['classifier']}: is a {cmeta.get('kind')!r}, zoo.json names it as the classifier")
     known = cmeta["domains"]
+    sizes = []
     for d, rel in man["domains"].items():
         p = _inside(root, rel)
         m = checkpoint.read_meta(p)
+        sizes.append(m.get("size"))
         if m.get("kind") != "harmonizer":
             raise InputError(f"{p}: is a {m.get('kind')!r}, zoo.json names it as the harmonizer of {d}")
         if d not in known:
@@ -69,6 +72,8 @@ def read(zoo=None) -> dict:
             raise InputError(f"{p}: zoo.json names it as a SycoNet but it is not one")
         out["syconets"][k] = p
     out["classifier_domains"] = known
+    # the mode `router predict` runs when none is given; zoos written before the field route
+    out["mode"] = check_zoo_mode(man.get("mode", "routed"), sizes, bool(out["unified"]), mf)
     return out
 
 
@@ -98,8 +103,11 @@ def _pairs(spec) -> dict:
 
 
 def build(out, classifier, domains=None, unified=None, syconets=None, fp16: bool = False,
-          overwrite: bool = False) -> Path:
-    """Copy checkpoints into ``out`` (optionally as float16) and write ``zoo.json``."""
+          overwrite: bool = False, mode: str | None = None) -> Path:
+    """Copy checkpoints into ``out`` (optionally as float16) and write ``zoo.json``, with the default
+    mode ``mode`` (``None``: :func:`router.routing.default_mode` of the domain harmonizers)."""
+    sizes = [checkpoint.read_meta(p).get("size") for p in _pairs(domains).values()]
+    mode = check_zoo_mode(mode or default_mode(sizes, bool(unified)), sizes, bool(unified), "--mode")
     out = Path(out)
     if (out / "zoo.json").exists() and not overwrite:
         raise InputError(f"{out}/zoo.json: already exists (pass --overwrite to rebuild the zoo)")
@@ -112,13 +120,15 @@ def build(out, classifier, domains=None, unified=None, syconets=None, fp16: bool
     sy = _pairs(syconets)
     if sy:
         man["syconets"] = {k: _copy(p, out / f"syconet_{k}.safetensors", fp16) for k, p in sy.items()}
+    man["mode"] = mode
     write_text(json.dumps(man, indent=1) + "\n", out / "zoo.json", overwrite=True)
     read(out)  # validate what we wrote
     return out
 
 
 @shared_args
-def _cli_build(out, classifier, domains=None, unified=None, syconets=None, fp16: bool = False, overwrite: bool = False):
+def _cli_build(out, classifier, domains=None, unified=None, syconets=None, fp16: bool = False, overwrite: bool = False,
+               mode: str | None = None):
     """Build a model zoo folder: copy the checkpoints in and write zoo.json.
 
     Args:
@@ -128,8 +138,10 @@ def _cli_build(out, classifier, domains=None, unified=None, syconets=None, fp16:
         unified: the unified harmonizer checkpoint.
         syconets: per-domain SycoNets as DOMAIN=PATH, comma-separated (recorded for provenance).
         fp16: store the weights as float16 (loaded back as float32).
+        mode: the mode `router predict` runs by default: routed, soft or unified (default soft
+            when two or more domain harmonizers share one training size, else routed).
     """
-    p = build(out, classifier, domains, unified, syconets, fp16, overwrite)
+    p = build(out, classifier, domains, unified, syconets, fp16, overwrite, mode)
     size = sum(f.stat().st_size for f in p.iterdir() if f.is_file())
     print_json({"zoo": str(p), "bytes": size})
 

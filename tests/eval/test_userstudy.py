@@ -95,7 +95,7 @@ def _trials(study):
 def test_export_is_blind(study):
     man = _key(study)
     assert key_path(study).parent == study.parent  # the key lies beside the folder, not in it
-    assert man["methods"] == ["composite", "reinhard", "unified", "routed"] and len(man["scenes"]) == 3
+    assert man["methods"] == ["composite", "reinhard", "unified", "soft"] and len(man["scenes"]) == 3
     assert len(man["conditions"]) == 12
     files = [p for p in study.rglob("*") if p.is_file()]
     assert sorted(p.name for p in files if p.suffix != ".jpg") == ["index.html"]
@@ -147,20 +147,20 @@ def test_export_goes_on_past_a_bad_pair(real_composites, tiny_zoo, tmp_path):
 
 def test_analyze_votes(study, tmp_path):
     man = _key(study)
-    a = _write_csv(tmp_path / "a.csv", _votes_for(man, "routed", "ann"))
-    b = _write_csv(tmp_path / "b.csv", _votes_for(man, "routed", "bob"))
+    a = _write_csv(tmp_path / "a.csv", _votes_for(man, "soft", "ann"))
+    b = _write_csv(tmp_path / "b.csv", _votes_for(man, "soft", "bob"))
     res = analyze(str(tmp_path / "*.csv"), key_path(study), tmp_path / "rep", bootstrap=50)
     assert res["votes"] == 2 * 3 * 3 and res["observers"] == 2 and res["resampled"] == "observers"
     assert res["duplicates_dropped"] == 0
     top = res["table"][0]
-    assert top["method"] == "routed" and top["win_rate"] == 1.0 and top["ci95"][0] <= top["score"] <= top["ci95"][1]
-    assert (tmp_path / "rep" / "bt.png").is_file() and "| routed |" in (tmp_path / "rep" / "bt.md").read_text()
+    assert top["method"] == "soft" and top["win_rate"] == 1.0 and top["ci95"][0] <= top["score"] <= top["ci95"][1]
+    assert (tmp_path / "rep" / "bt.png").is_file() and "| soft |" in (tmp_path / "rep" / "bt.md").read_text()
     shutil.copy(a, tmp_path / "a_again.csv")  # the same file downloaded twice counts once
     again = analyze(str(tmp_path / "*.csv"), key_path(study), tmp_path / "rep_dup", bootstrap=10)
     assert again["votes"] == res["votes"] and again["duplicates_dropped"] == 9
     assert "9 duplicate vote(s) dropped" in (tmp_path / "rep_dup" / "bt.md").read_text()
     (tmp_path / "a_again.csv").unlink()
-    bad = _votes_for(man, "routed")
+    bad = _votes_for(man, "soft")
     bad[1][3] = "deadbeef"
     _write_csv(tmp_path / "bad.csv", bad)
     with pytest.raises(InputError, match=r"bad.csv:3: condition 'deadbeef' is not in the study key"):
@@ -224,7 +224,7 @@ def test_browser_roundtrip(study, tmp_path):
     from selenium.webdriver.common.by import By
     man = _key(study)
     method = {hid: c["method"] for hid, c in man["conditions"].items()}
-    rank = {"unified": 0, "routed": 1, "reinhard": 2, "composite": 3}  # this observer's taste
+    rank = {"unified": 0, "soft": 1, "reinhard": 2, "composite": 3}  # this observer's taste
     dl = tmp_path / "downloads"
     dl.mkdir()
     drv = _chrome(dl, tmp_path / "profile")
@@ -299,7 +299,7 @@ def test_browser_roundtrip(study, tmp_path):
     assert sum(r[3] == s for r, s in zip(rows[1:], sides)) == 18          # condition_1 is the left image
     res = analyze(f"{dl}/*.csv,{files[0]}", key_path(study), tmp_path / "rep", bootstrap=20)
     assert res["duplicates_dropped"] == 18                                # the session saved twice
-    assert [t["method"] for t in res["table"]] == ["unified", "routed", "reinhard", "composite"]
+    assert [t["method"] for t in res["table"]] == ["unified", "soft", "reinhard", "composite"]
     assert res["table"][0]["wins"] == 9 and res["table"][-1]["wins"] == 0
 
 

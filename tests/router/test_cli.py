@@ -30,6 +30,7 @@ def test_predict_cli(tiny_zoo, pair, how):
     out = img.with_name("comp_harmonized.png")
     assert res["output"] == str(out) and out.is_file()
     assert res["domain"] in MINI4_NAMES and set(res["seconds"]) >= {"load", "classify", "harmonize", "full_res", "write"}
+    assert res["mode"] == "soft" and res["model"] == "soft" and set(res["weights"]) == set(MINI4_NAMES)  # the zoo's default
     assert read_image(out).shape == read_image(img).shape
     before = out.read_bytes()
     again = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)

@@ -114,6 +114,7 @@ def test_predict_command_never_imports_torch_on_onnx(onnx_zoo, inputs, tmp_path)
     assert r.returncode == 0, r.stderr
     res = json.loads(r.stdout.strip().splitlines()[-1])
     assert res["backend"] == "onnx" and res["model"] == "MiniFlickr" and out.is_file()
+    assert res["mode"] == "routed"  # the zoo's default: one domain model, nothing to blend
     assert "TORCH False" in r.stderr
     ref = tmp_path / "t.png"
     r = _predict([*inputs, "--zoo", onnx_zoo, "--out", ref, "--backend", "torch"], ROOT)

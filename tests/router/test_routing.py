@@ -17,3 +17,18 @@ def test_routing_rules():
         choose("unified", probs, ["a"], False)
     with pytest.raises(InputError, match="no harmonizer for any predicted domain"):
         choose("routed", probs, [], False)
+
+
+def test_zoo_default_mode_rules():
+    from router.routing import check_zoo_mode, default_mode
+    assert default_mode([64, 64, 64], True) == "soft"      # members of one size blend
+    assert default_mode([64, 256], True) == "routed"       # a blend needs one size
+    assert default_mode([64], False) == "routed"           # one domain model: nothing to blend
+    assert default_mode([], True) == "unified"
+    assert check_zoo_mode("soft", [64, 64], False, "z.json") == "soft"
+    with pytest.raises(InputError, match=r"z.json: mode 'soft' blends harmonizers of one training size.*\[64, 256\]"):
+        check_zoo_mode("soft", [64, 256], True, "z.json")
+    with pytest.raises(InputError, match="z.json: mode 'unified' but the zoo has no unified model"):
+        check_zoo_mode("unified", [64], False, "z.json")
+    with pytest.raises(InputError, match="z.json: mode must be one of"):
+        check_zoo_mode("oracle:a", [64], True, "z.json")

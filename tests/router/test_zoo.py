@@ -38,3 +38,35 @@ def test_zoo_symlink_out_of_the_folder_is_refused(tiny_zoo, tmp_path):
     (bad / man["unified"]).symlink_to(elsewhere)
     with pytest.raises(InputError, match="outside the zoo folder"):
         Z.read(bad)
+
+
+def test_zoo_default_mode(tiny_zoo, tmp_path):
+    """A built zoo of same-size domain models records soft; zoo.json's mode is what runs when none is
+    asked; a zoo.json without the field (written before it existed) routes; a bad one is refused."""
+    import numpy as np
+
+    from router.api import Harmonizer
+    man = json.loads((tiny_zoo / "zoo.json").read_text())
+    assert man["mode"] == "soft" and Z.read(tiny_zoo)["mode"] == "soft"
+    rng = np.random.default_rng(0)
+    img = rng.random((40, 48, 3), dtype=np.float32)
+    mask = np.zeros((40, 48), np.float32)
+    mask[10:30, 12:36] = 1
+    r = Harmonizer.from_zoo(tiny_zoo).run(img, mask)
+    assert r.mode == "soft" and r.model == "soft" and set(r.weights) == set(MINI4_NAMES)
+    np.testing.assert_allclose(r.output, Harmonizer.from_zoo(tiny_zoo).run(img, mask, "soft").output)
+    old = tmp_path / "old"
+    shutil.copytree(tiny_zoo, old)
+    (old / "zoo.json").write_text(json.dumps({k: v for k, v in man.items() if k != "mode"}))
+    r = Harmonizer.from_zoo(old).run(img, mask)
+    assert r.mode == "routed" and r.model in MINI4_NAMES and r.weights is None
+    (old / "zoo.json").write_text(json.dumps({**man, "mode": "blend"}))
+    with pytest.raises(InputError, match=r"zoo.json: mode must be one of \('routed', 'soft', 'unified'\), got 'blend'"):
+        Z.read(old)
+    with pytest.raises(InputError, match="--mode: mode 'unified' but the zoo has no unified model"):
+        Z.build(tmp_path / "u", tiny_zoo / man["classifier"], domains={"MiniCOCO": str(tiny_zoo / man["domains"]["MiniCOCO"])},
+                mode="unified")
+    assert not (tmp_path / "u").exists()  # refused before anything was written
+    one = Z.build(tmp_path / "one", tiny_zoo / man["classifier"],
+                  domains={"MiniCOCO": str(tiny_zoo / man["domains"]["MiniCOCO"])})
+    assert Z.read(one)["mode"] == "routed"
