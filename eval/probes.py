@@ -5,6 +5,7 @@
     python -m eval.probes separability --data data/mini4 [--hidden 64]   # can colour statistics route?
     python -m eval.probes routing_sources --data data/mini4   # routing photos of a source never trained on
     python -m eval.probes realness --data data/mini4          # can a composite be told from its real photo?
+    python -m eval.probes modes --data data/mini4 --runs runs # unified, routed, soft, oracle on held-out photos
 
 ``prior``: every test composite's foreground is re-normalised in CIELAB (its own per-channel mean and
 std replaced by a target, its structure kept), the target blending with weight ``alpha`` the
@@ -35,6 +36,7 @@ from __future__ import annotations
 
 import functools
 import re
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -290,7 +292,6 @@ def source_of(package: str) -> str:
 def composite_sources(data) -> dict[str, str]:
     """Composite file name → source of its photo, for a benchmark built by ``domains.build``."""
     import json
-    from pathlib import Path
     bench = json.loads((Path(data) / "manifest.json").read_text())
     rows = json.loads((Path(bench["photos"]) / "manifest.json").read_text())
     pkg = {r["name"]: source_of(r.get("source_package", "unknown")) for r in rows}
@@ -414,6 +415,103 @@ def realness(data="data/mini4", domains="all", split: str = "train", folds: int 
     return res
 
 
+@shared_args
+@torch.no_grad()  # not inference_mode: the probe head is fitted with autograd
+def modes(data="data/mini4", zoo: str | None = None, runs: str = "runs", family: str = "gct", folds: int = 5,
+          batch_size: int = 32) -> dict:
+    """Unified, routed, soft and oracle routing on held-out training photos (cross-fitted).
+
+    Args:
+        zoo: the zoo whose probe classifier is refitted per fold and whose models' gate scales are used.
+        runs: folder with the fold models of a cross-fitted calibration.
+        family: their name prefix (<runs>/<family>_all.fold<k>.safetensors, <family>_<domain>.fold<k>...).
+        folds: K of --calibrate_folds.
+    """
+    from domains.dataset import HarmonyDataset, photo_fold
+    from harmonizers.models import load as load_h
+    from router import probe
+    from router.api import Harmonizer
+    from router.train import balanced_weights
+    h = Harmonizer.from_zoo(zoo)
+    clf = h.classifier
+    if clf.cfg.head != "probe":
+        raise InputError(f"{h.manifest['classifier']}: a {clf.cfg.head} classifier; modes refits a probe head")
+    doms = list(clf.cfg.domains)
+    roles = {d: f"{family}_{d}" for d in doms if d in h.models}
+    if h.unified is not None:
+        roles["unified"] = f"{family}_all"
+    scale = {r: float(h.unified.net.strength if r == "unified" else h.models[r].net.strength) for r in roles}
+    paths = {(r, k): Path(runs) / f"{name}.fold{k}.safetensors" for r, name in roles.items() for k in range(folds)}
+    missing = [str(p) for p in paths.values() if not p.is_file()]
+    if missing:
+        raise InputError(f"{missing[0]}: no fold model ({len(missing)} missing; train with --calibrate_folds {folds})")
+    size = load_h(next(iter(paths.values())))[0].size
+    sets = {s: HarmonyDataset(data, "all", "train", size=s, train=False, domain_names=doms) for s in {size, clf.cfg.size}}
+    samples = sets[size].samples
+    feats, labels = probe.extract(clf, sets[clf.cfg.size], batch_size)
+    fold = torch.tensor([photo_fold(s.domain, s.real.name, folds) for s in samples])
+    mode_names = ("unified", "routed", "soft", "oracle") if h.unified is not None else ("routed", "soft", "oracle")
+    rows = {m: {"fMSE": [], "drift": []} for m in mode_names}
+    base, photo, hits = [], [], []
+    for k in range(folds):
+        held = torch.nonzero(fold == k).flatten().tolist()
+        if not held:
+            continue
+        probe.fit_head(clf, feats[fold != k], labels[fold != k], balanced_weights(labels[fold != k], len(doms)))
+        nets = {}
+        for r in roles:
+            nets[r] = load_h(paths[r, k])[0].eval()
+            nets[r].net.strength.fill_(scale[r])
+        for i0 in tqdm(range(0, len(held), batch_size), desc=f"fold {k}", unit="batch"):
+            idx = held[i0:i0 + batch_size]
+            small = [sets[size][i] for i in idx]
+            big = [sets[clf.cfg.size][i] for i in idx]
+            comp, real, mask = (torch.stack([it[key] for it in small]) for key in ("composite", "real", "mask"))
+            m_big = torch.stack([it["mask"] for it in big])
+            true = torch.tensor([it["domain"] for it in small])
+            p_comp = clf.probabilities(torch.stack([it["composite"] for it in big]), m_big)
+            p_real = clf.probabilities(torch.stack([it["real"] for it in big]), m_big)
+            hits.append(p_comp.argmax(1) == true)
+            with torch.inference_mode():
+                outs = {x: {r: nets[r](inp, mask) for r in roles} for x, inp in (("comp", comp), ("real", real))}
+            avail = [d for d in doms if d in roles]
+            col = torch.tensor([doms.index(d) for d in avail])
+
+            def mix(x, w):  # Σ_d w_d·G_d over the domains with a model, weights renormalised
+                w = w[:, col] / w[:, col].sum(1, keepdim=True).clamp_min(1e-12)
+                return sum(w[:, j, None, None, None] * outs[x][d] for j, d in enumerate(avail))
+
+            one_hot = lambda a: torch.nn.functional.one_hot(a, len(doms)).float()  # noqa: E731
+            for m in mode_names:
+                if m == "unified":
+                    o_c, o_r = outs["comp"]["unified"], outs["real"]["unified"]
+                else:
+                    top = lambda p: one_hot(col[p[:, col].argmax(1)])  # noqa: E731 (the likeliest with a model)
+                    pc, pr = {"routed": (top(p_comp), top(p_real)), "soft": (p_comp, p_real),
+                              "oracle": (one_hot(true), one_hot(true))}[m]
+                    o_c, o_r = mix("comp", pc), mix("real", pr)
+                rows[m]["fMSE"].append(M.fmse(o_c, real, mask))
+                rows[m]["drift"].append(M.drift(o_r, real, mask))
+            base.append(M.fmse(comp, real, mask))
+            photo += [str(samples[i].real) for i in idx]
+    base = torch.cat(base)
+    groups = [torch.tensor([i for i, q in enumerate(photo) if q == p]) for p in dict.fromkeys(photo)]
+    res = {"composites": len(base), "photos": len(groups), "fMSE_composite": float(base.mean()),
+           "router_accuracy": float(torch.cat(hits).float().mean()), "scales": scale, "modes": {}}
+    for m, v in rows.items():
+        f, d = torch.cat(v["fMSE"]), torch.cat(v["drift"])
+        res["modes"][m] = {"fMSE": float(f.mean()), "change": float(f.mean() / base.mean() - 1),
+                           "harm_rate": float((f > base * 1.0001).float().mean()),
+                           "drift": float(torch.stack([d[g].mean() for g in groups]).mean())}
+    print(f"{res['composites']} training composites of {res['photos']} photos, each harmonized by the models of the "
+          f"fold that left its photo out ({folds} folds); router accuracy on them {res['router_accuracy']:.3f}\n")
+    print("| mode | fMSE | change | harm rate | real-photo drift |\n|---|---:|---:|---:|---:|")
+    print(f"| composite | {res['fMSE_composite']:.1f} | | | |")
+    for m, r in res["modes"].items():
+        print(f"| {m} | {r['fMSE']:.1f} | {r['change']:+.2%} | {r['harm_rate']:.1%} | {r['drift']:.2f} |")
+    return res
+
+
 def _print(res: dict, title: str) -> None:
     doms = list(next(iter(res.values())))
     print(f"{title}\n\n| target | " + " | ".join(doms) + " |\n|---|" + "---:|" * len(doms))
@@ -430,7 +528,7 @@ def _quiet(fn):
 
 
 CLI = {"prior": _quiet(prior), "strength": _quiet(strength), "separability": _quiet(separability),
-       "realness": _quiet(realness),
+       "realness": _quiet(realness), "modes": _quiet(modes),
        "routing_sources": _quiet(routing_sources)}
 
 if __name__ == "__main__":

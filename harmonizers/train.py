@@ -289,10 +289,15 @@ def crossfit(options: dict) -> dict:
     if not hasattr(probe.net, "strength"):
         raise InputError(f"--calibrate_folds calibrates a gate scale; {probe.arch} has none (use a gct variant)")
     samples = load_samples(options["data"], options["domains"], "train")
+    if not any(all(split_folds(samples, k_folds, k)) for k in range(k_folds)):
+        raise InputError(f"{options['data']} ({options['domains']}): {len({s.real for s in samples})} training "
+                         f"photo(s), too few to cross-fit {k_folds} folds (no fold has photos on both sides)")
     raws, folds = [], []
     for k in range(k_folds):
-        if not split_folds(samples, k_folds, k)[1]:
-            log.warning("fold %d of %d holds no photo (too few photos for %d folds): skipped", k, k_folds, k_folds)
+        rest, held_out = split_folds(samples, k_folds, k)
+        if not held_out or not rest:
+            log.warning("fold %d of %d %s (too few photos for %d folds): skipped", k, k_folds,
+                        "holds no photo" if not held_out else "holds every photo", k_folds)
             continue
         path = sibling(options["out"], f"fold{k}.safetensors")
         init = options["init"]

@@ -24,5 +24,7 @@ for C in issam_all rainnet_all gct_all; do "$PY" -m eval.score --data "$DATA" --
 # the families side by side: fMSE, harm rate, real-photo drift, best/worst grid
 "$PY" -m eval.compare --data "$DATA" --ckpts "issam=$R/issam_all.safetensors,rainnet=$R/rainnet_all.safetensors,gct=$R/gct_all.safetensors" \
   --out reports/compare --overwrite
-# routed / unified / oracle with the shipped zoo
+# routed / soft / unified / oracle with the shipped zoo
 "$PY" -m eval.benchmark --data "$DATA" --out reports/mini4 --overwrite
+# the same modes on the training photos, cross-fitted (what the zoo's default mode is chosen on)
+"$PY" -m eval.probes modes --data "$DATA" --runs "$R" > "$O/modes.md"

@@ -70,7 +70,9 @@ def main(zoo: str = str(ROOT / "models/default"), report: str = str(ROOT / "repo
               "the one with the lowest error on held-out training photos among those that move their real photos "
               "by at most 2.5 levels with a margin of one standard error (cross-fitted: each fold of the training "
               "photos scored by a model trained without it); 0 would mean that no scale helps, and that domain's "
-              "composites are left as they are.", ""]
+              "composites are left as they are.", "",
+              f"Default mode (`zoo.json` `\"mode\"`, what `router predict` runs when no `--mode` is given): "
+              f"`{man.get('mode', 'routed')}`.", ""]
     if rr:
         head = {"probe": "frozen, a linear head on its pooled features", "finetune": "finetuned"}[rr.get("head", "finetune")]
         if rr.get("regions"):

@@ -43,7 +43,8 @@ done
 #    its pooled multi-scale features of the stored composites (the benchmark's domains differ by
 #    content and process, as iHarmony4's do); about 30 s
 train "$R/router.safetensors" router --data "$DATA"
-# 4. the default zoo (float16 storage); the unified model is the all-domain one
+# 4. the default zoo (float16 storage); the unified model is the all-domain one; its default mode is
+#    soft (router.zoo build picks it: the domain models share one size; eval.probes modes compares)
 if [ ! -f models/default/zoo.json ] || [ "${REBUILD_ZOO:-0}" = 1 ]; then
   "$PY" -m router.zoo build --out models/default --classifier "$R/router.safetensors" \
     --unified "$R/gct_all.safetensors" \

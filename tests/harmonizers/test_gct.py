@@ -276,6 +276,13 @@ def test_calibration_by_cross_fitting(mini_data, tmp_path):
          augment="processes:0.5", device="cpu", workers=0, calibrate_folds=2)
     folds = load(ft)[1]["calibration"]["folds"]
     assert folds and all(f["init"] == f"g.{f['out'].split('.')[1]}.safetensors" for f in folds)
+    one = [d for d in {s.domain for s in load_samples(mini_data, "all", "train")}
+           if len({s.real for s in load_samples(mini_data, d, "train")}) == 1]
+    if one:  # a domain of one photo: no fold leaves photos to train on, refused before any training
+        with pytest.raises(InputError, match="1 training photo\\(s\\), too few to cross-fit 2 folds"):
+            main(data=str(mini_data), domains=one[0], init=str(out), out=str(tmp_path / "one.safetensors"), steps=2,
+                 calibrate_folds=2)
+        assert not (tmp_path / "one.fold0.safetensors").exists()
     with pytest.raises(InputError, match="has none"):
         main(data=str(mini_data), arch="issam_test", out=str(tmp_path / "i.safetensors"), steps=1, calibrate_folds=2)
     with pytest.raises(InputError, match="at least 2"):
