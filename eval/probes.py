@@ -451,6 +451,10 @@ def modes(data="data/mini4", zoo: str | None = None, runs: str = "runs", family:
     feats, labels = probe.extract(clf, sets[clf.cfg.size], batch_size)
     fold = torch.tensor([photo_fold(s.domain, s.real.name, folds) for s in samples])
     mode_names = ("unified", "routed", "soft", "oracle") if h.unified is not None else ("routed", "soft", "oracle")
+    avail = [d for d in doms if d in roles]  # the domains with a model, and their classifier columns
+    col = torch.tensor([doms.index(d) for d in avail])
+    one_hot = lambda a: torch.nn.functional.one_hot(a, len(doms)).float()  # noqa: E731
+    top = lambda p: one_hot(col[p[:, col].argmax(1)])  # noqa: E731 (routed: the likeliest domain with a model)
     rows = {m: {"fMSE": [], "drift": []} for m in mode_names}
     base, photo, hits = [], [], []
     for k in range(folds):
@@ -474,19 +478,19 @@ def modes(data="data/mini4", zoo: str | None = None, runs: str = "runs", family:
             hits.append(p_comp.argmax(1) == true)
             with torch.inference_mode():
                 outs = {x: {r: nets[r](inp, mask) for r in roles} for x, inp in (("comp", comp), ("real", real))}
-            avail = [d for d in doms if d in roles]
-            col = torch.tensor([doms.index(d) for d in avail])
 
-            def mix(x, w):  # Σ_d w_d·G_d over the domains with a model, weights renormalised
-                w = w[:, col] / w[:, col].sum(1, keepdim=True).clamp_min(1e-12)
-                return sum(w[:, j, None, None, None] * outs[x][d] for j, d in enumerate(avail))
+            def mix(x, w):
+                """Σ_d w_d·G_d over the domains with a model, weights renormalised; where they all
+                weigh 0 (oracle on a domain without a model), the unified model, as eval.benchmark."""
+                w, inp = w[:, col], comp if x == "comp" else real
+                tot = w.sum(1, keepdim=True)
+                out = sum((w / tot.clamp_min(1e-12))[:, j, None, None, None] * outs[x][d] for j, d in enumerate(avail))
+                return torch.where(tot[..., None, None] > 0, out, outs[x].get("unified", inp))
 
-            one_hot = lambda a: torch.nn.functional.one_hot(a, len(doms)).float()  # noqa: E731
             for m in mode_names:
                 if m == "unified":
                     o_c, o_r = outs["comp"]["unified"], outs["real"]["unified"]
                 else:
-                    top = lambda p: one_hot(col[p[:, col].argmax(1)])  # noqa: E731 (the likeliest with a model)
                     pc, pr = {"routed": (top(p_comp), top(p_real)), "soft": (p_comp, p_real),
                               "oracle": (one_hot(true), one_hot(true))}[m]
                     o_c, o_r = mix("comp", pc), mix("real", pr)

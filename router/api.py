@@ -112,7 +112,7 @@ class Harmonizer:
         t0 = time.perf_counter()
         self._classifier = None  # loaded on first use: unified and oracle modes never import timm
         self.domains = list(manifest["classifier_domains"])
-        self.default_mode = manifest.get("mode", "routed")
+        self.default_mode = manifest["mode"]
         loader = lambda p: load_h(p, device=self.device)[0]  # noqa: E731
         self.models = _Lazy(manifest["domains"], loader)
         self._unified = _Lazy({"unified": manifest["unified"]} if manifest["unified"] else {}, loader)

@@ -228,7 +228,7 @@ class FastHarmonizer:
     def __init__(self, z: dict, entries: dict, threads: int = 0):
         self.zoo, self.entries = z, entries
         self.domains = list(z["classifier_domains"])
-        self.default_mode = z.get("mode", "routed")
+        self.default_mode = z["mode"]
         self.threads = threads
         self._sessions: dict = {}
         self.has_unified = "unified" in entries

@@ -206,6 +206,9 @@ def test_modes_scores_each_fold_with_the_models_that_left_it_out(mini_data, tmp_
     assert res["fMSE_composite"] == pytest.approx(ref[0.0]["fMSE"], rel=1e-5)
     assert set(res["modes"]) == {"unified", "routed", "soft", "oracle"}
     assert all(0 <= r["harm_rate"] <= 1 and r["drift"] >= 0 for r in res["modes"].values())
+    # the zoo lacks some domains' models: their oracle falls back to the unified model, never to nothing
+    assert set(doms) != {s.domain for s in samples}
+    assert all(r["fMSE"] < 2 * res["fMSE_composite"] for r in res["modes"].values())
     (tmp_path / f"g_{doms[0]}.fold1.safetensors").unlink()
     with pytest.raises(InputError, match=rf"g_{doms[0]}.fold1.safetensors: no fold model"):
         modes(data=str(mini_data), zoo=str(zoo), runs=str(tmp_path), family="g", folds=2)
