@@ -72,7 +72,7 @@ def read(zoo=None) -> dict:
             raise InputError(f"{p}: zoo.json names it as a SycoNet but it is not one")
         out["syconets"][k] = p
     out["classifier_domains"] = known
-    # the mode `router predict` runs when none is given; zoos written before the field route
+    # the mode `router predict` runs when none is given; a zoo.json without it routes
     out["mode"] = check_zoo_mode(man.get("mode", "routed"), sizes, bool(out["unified"]), mf)
     return out
 

@@ -42,7 +42,7 @@ def test_zoo_symlink_out_of_the_folder_is_refused(tiny_zoo, tmp_path):
 
 def test_zoo_default_mode(tiny_zoo, tmp_path):
     """A built zoo of same-size domain models records soft; zoo.json's mode is what runs when none is
-    asked; a zoo.json without the field (written before it existed) routes; a bad one is refused."""
+    asked; a zoo.json without the field routes; a bad one is refused."""
     import numpy as np
 
     from router.api import Harmonizer
