@@ -427,6 +427,7 @@ def modes(data="data/mini4", zoo: str | None = None, runs: str = "runs", family:
         family: their name prefix (<runs>/<family>_all.fold<k>.safetensors, <family>_<domain>.fold<k>...).
         folds: K of --calibrate_folds.
     """
+    from common import checkpoint
     from domains.dataset import HarmonyDataset, photo_fold
     from harmonizers.models import load as load_h
     from router import probe
@@ -445,7 +446,7 @@ def modes(data="data/mini4", zoo: str | None = None, runs: str = "runs", family:
     missing = [str(p) for p in paths.values() if not p.is_file()]
     if missing:
         raise InputError(f"{missing[0]}: no fold model ({len(missing)} missing; train with --calibrate_folds {folds})")
-    size = load_h(next(iter(paths.values())))[0].size
+    size = checkpoint.read_meta(next(iter(paths.values())))["size"]
     sets = {s: HarmonyDataset(data, "all", "train", size=s, train=False, domain_names=doms) for s in {size, clf.cfg.size}}
     samples = sets[size].samples
     feats, labels = probe.extract(clf, sets[clf.cfg.size], batch_size)

@@ -289,12 +289,12 @@ def crossfit(options: dict) -> dict:
     if not hasattr(probe.net, "strength"):
         raise InputError(f"--calibrate_folds calibrates a gate scale; {probe.arch} has none (use a gct variant)")
     samples = load_samples(options["data"], options["domains"], "train")
-    if not any(all(split_folds(samples, k_folds, k)) for k in range(k_folds)):
+    splits = [split_folds(samples, k_folds, k) for k in range(k_folds)]  # (rest, held out) per fold
+    if not any(all(split) for split in splits):
         raise InputError(f"{options['data']} ({options['domains']}): {len({s.real for s in samples})} training "
                          f"photo(s), too few to cross-fit {k_folds} folds (no fold has photos on both sides)")
     raws, folds = [], []
-    for k in range(k_folds):
-        rest, held_out = split_folds(samples, k_folds, k)
+    for k, (rest, held_out) in enumerate(splits):
         if not held_out or not rest:
             log.warning("fold %d of %d %s (too few photos for %d folds): skipped", k, k_folds,
                         "holds no photo" if not held_out else "holds every photo", k_folds)
