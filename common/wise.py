@@ -55,7 +55,7 @@ def main(base: str, tuned: str, out: str, alpha: float = 0.5, overwrite: bool = 
         alpha: weight of the finetuned model (0 = base, 1 = tuned).
     """
     if Path(out).exists() and not overwrite:
-        raise InputError(f"{out}: exists; pass --overwrite to replace it")
+        raise InputError(f"{out}: already exists (pass --overwrite to replace it)")
     tb, mb = checkpoint.load(base)
     tt, mt = checkpoint.load(tuned)
     for key in ("kind", "arch"):  # training options in the config may differ (a finetune's KL warm-up)

