@@ -1,6 +1,7 @@
 """How much of a composite's error can be removed at all, and does a harmonizer's change point the right way?
 
     python -m eval.probes prior --data data/mini4                 # foreground-statistics priors, no network
+    python -m eval.probes frontier --data data/mini4 --ckpt models/default/harmonizer_unified.safetensors
     python -m eval.probes strength --data data/mini4 --ckpt runs/issam_all.safetensors
     python -m eval.probes separability --data data/mini4 [--hidden 64]   # can colour statistics route?
     python -m eval.probes routing_sources --data data/mini4   # routing photos of a source never trained on
@@ -16,6 +17,11 @@ guess than anything global statistics learned from the training photos can make.
 reports the real-photo drift: these estimators cannot tell a composite from a real photo, so they
 move both, and the pair (fMSE gain, drift) is a frontier that a harmonizer held to a drift limit
 can be compared with.
+
+``frontier``: the harmonizer's change at full strength and the ``bg`` prior's, each weighted, summed
+on a grid of weights: fMSE, harm rate and real-photo drift of every pair, so that one can see whether
+two estimators buy more gain per level of drift together than alone (their changes to real photos
+may cancel, or add).
 
 ``strength``: the harmonizer's change ``d = G(x) − x`` against the needed change ``e = t − x`` in the
 foreground, at the metric's size: an output ``x + β·d`` has
@@ -118,7 +124,7 @@ def prior(data="data/mini4", domains="all", alphas=(0.25, 0.5, 1.0), kinds=KINDS
     """
     from .compare import real_drift
     from .score import score
-    alphas = [float(a) for a in (alphas if isinstance(alphas, (list, tuple)) else names(str(alphas)))]
+    alphas = _floats(alphas)
     kinds = kinds if isinstance(kinds, (list, tuple)) else names(kinds)
     for kind in kinds:
         if kind not in KINDS:
@@ -139,6 +145,68 @@ def prior(data="data/mini4", domains="all", alphas=(0.25, 0.5, 1.0), kinds=KINDS
     print()
     _print({k: {d: drift[k][d] for d in res["composite"]} for k in drift}, "real-photo drift (8-bit levels)")
     return {"fMSE": res, "drift": drift}
+
+
+@shared_args
+@torch.inference_mode()
+def frontier(data="data/mini4", ckpt: str = "models/default/harmonizer_unified.safetensors", domains="all",
+             split: str = "test", a=(0.0, 0.1, 0.2, 0.3, 0.4, 0.5), b=(0.0, 0.05, 0.1, 0.15, 0.2),
+             ridge: float = 10.0) -> dict:
+    """fMSE, harm rate and real-photo drift of ``x + a·(G(x) − x) + b·(P(x) − x)`` on a grid of
+    (a, b): G is the harmonizer at full strength (a GCT's gate scale set to 1), P the ``bg`` prior
+    at alpha 1 (the foreground's CIELAB statistics replaced by the ridge regression's). Whether two
+    estimators together buy more gain per level of drift than either alone.
+
+    Args:
+        ckpt: harmonizer checkpoint (G).
+        a: weights of the harmonizer's change.
+        b: weights of the prior's change.
+        ridge: ridge strength of the bg regression.
+    """
+    from harmonizers.fullres import harmonize
+    from harmonizers.models import load as load_h
+    grid = [(float(x), float(y)) for x in _floats(a) for y in _floats(b)]
+    model = load_h(ckpt)[0]
+    if hasattr(model.net, "strength"):
+        model.net.strength.fill_(1.0)
+    sp = fit_prior(data, domains, ridge)
+    proto = M.Protocol("iharm")
+
+    def changes(x, m):
+        return (harmonize(model, x, m, method="transform") - x,
+                renormalise(x, m, sp.target(lab_stats(x, m)[1], "bg"), 1.0) - x)
+
+    samples = load_samples(data, domains, split)
+    fm, harm, comp = {g: 0.0 for g in grid}, {g: 0 for g in grid}, 0.0
+    for s in tqdm(samples, desc="composites", unit="img"):  # streamed: nothing per image is kept
+        x, t, m = proto.inputs(read_image(s.composite), read_image(s.real), read_mask(s.mask))
+        dg, dp = changes(x, m)
+        f0 = float(M.iharm_compute(x[None], t[None], m[None])["fMSE"])
+        comp += f0
+        for g in grid:
+            f = float(M.iharm_compute((x + g[0] * dg + g[1] * dp).clamp(0, 1)[None], t[None], m[None])["fMSE"])
+            fm[g] += f
+            harm[g] += M.harms(f, f0)
+    drift, photos = {g: 0.0 for g in grid}, real_images(samples)
+    for _, real, mask in tqdm(photos, desc="real photos", unit="img"):
+        r, m = read_image(real), read_mask(mask)
+        dg, dp = changes(r, m)
+        for g in grid:
+            drift[g] += float(M.drift((r + g[0] * dg + g[1] * dp).clamp(0, 1)[None], r[None], m[None]))
+    n, c = len(samples), comp / len(samples)
+    rows = [{"a": g[0], "b": g[1], "fMSE": fm[g] / n, "change": fm[g] / n / c - 1, "harm_rate": harm[g] / n,
+             "drift": drift[g] / len(photos)} for g in grid]
+    print(f"{ckpt} (a) and the bg prior (b) on {data} ({split}, {n} composites, {len(photos)} real photos); "
+          f"composite fMSE {c:.1f}\n")
+    print("| a | b | fMSE | change | harm rate | real-photo drift |\n|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        print(f"| {r['a']:g} | {r['b']:g} | {r['fMSE']:.1f} | {r['change']:+.1%} | {r['harm_rate']:.1%} | "
+              f"{r['drift']:.2f} |")
+    return {"composite": c, "grid": rows}
+
+
+def _floats(v) -> list[float]:
+    return [float(x) for x in (v if isinstance(v, (list, tuple)) else names(str(v)))]
 
 
 @shared_args
@@ -532,7 +600,7 @@ def _quiet(fn):
     return cli
 
 
-CLI = {"prior": _quiet(prior), "strength": _quiet(strength), "separability": _quiet(separability),
+CLI = {"prior": _quiet(prior), "frontier": _quiet(frontier), "strength": _quiet(strength), "separability": _quiet(separability),
        "realness": _quiet(realness), "modes": _quiet(modes),
        "routing_sources": _quiet(routing_sources)}
 

@@ -28,3 +28,5 @@ for C in issam_all rainnet_all gct_all; do "$PY" -m eval.score --data "$DATA" --
 "$PY" -m eval.benchmark --data "$DATA" --out reports/mini4 --overwrite
 # the same modes on the training photos, cross-fitted (what the zoo's default mode is chosen on)
 "$PY" -m eval.probes modes --data "$DATA" --runs "$R" > "$O/modes.md"
+# the gain-drift frontier of the unified harmonizer's change plus the background prior's
+"$PY" -m eval.probes frontier --data "$DATA" --ckpt models/default/harmonizer_unified.safetensors > "$O/frontier.md"

@@ -212,3 +212,23 @@ def test_modes_scores_each_fold_with_the_models_that_left_it_out(mini_data, tmp_
     (tmp_path / f"g_{doms[0]}.fold1.safetensors").unlink()
     with pytest.raises(InputError, match=rf"g_{doms[0]}.fold1.safetensors: no fold model"):
         modes(data=str(mini_data), zoo=str(zoo), runs=str(tmp_path), family="g", folds=2)
+
+
+def test_probe_frontier_ends_are_the_model_and_the_prior(mini_data, tmp_path):
+    """Each axis of the grid alone is what the scorer and the prior probe read for that estimator."""
+    from eval.probes import frontier, prior
+    from eval.score import evaluate_checkpoint
+    from harmonizers.train import main as htrain
+    ck = tmp_path / "g.safetensors"
+    htrain(data=str(mini_data), arch="gct_test", steps=3, batch_size=4, lr=1e-2, device="cpu", out=str(ck))
+    res = frontier(data=str(mini_data), ckpt=str(ck), a="0,1", b="0,1")
+    grid = {(r["a"], r["b"]): r for r in res["grid"]}
+    assert set(grid) == {(0.0, 0.0), (0.0, 1.0), (1.0, 0.0), (1.0, 1.0)}
+    none = grid[0.0, 0.0]
+    assert abs(none["fMSE"] - res["composite"]) < 1e-6 and none["harm_rate"] == 0 and none["drift"] == 0
+    model = evaluate_checkpoint(ck, mini_data)["summary"]["All"]["fMSE"]
+    assert abs(grid[1.0, 0.0]["fMSE"] - model) < 1e-3 * model
+    p = prior(data=str(mini_data), alphas=(1.0,), kinds="bg")
+    assert abs(grid[0.0, 1.0]["fMSE"] - p["fMSE"]["bg α=1"]["All"]) < 1e-3 * res["composite"]
+    assert abs(grid[0.0, 1.0]["drift"] - p["drift"]["bg α=1"]["All"]) < 1e-3
+    assert grid[1.0, 1.0]["drift"] > 0
