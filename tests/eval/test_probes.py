@@ -232,3 +232,44 @@ def test_probe_frontier_ends_are_the_model_and_the_prior(mini_data, tmp_path):
     assert abs(grid[0.0, 1.0]["fMSE"] - p["fMSE"]["bg α=1"]["All"]) < 1e-3 * res["composite"]
     assert abs(grid[0.0, 1.0]["drift"] - p["drift"]["bg α=1"]["All"]) < 1e-3
     assert grid[1.0, 1.0]["drift"] > 0
+
+
+def test_content_prior_learns_colour_from_content_and_picks_its_penalty():
+    """Foreground colours that follow what the foreground shows are predicted from it, on photos held
+    out of the fit; with content unrelated to colour the cross-validation picks a strong penalty."""
+    from eval.probes import CONTENT_RIDGES, StatsPrior
+    rng = np.random.default_rng(1)
+    n = 200
+    content, bg = rng.normal(size=(n, 40)), rng.normal(size=(n, 6))
+    fg = np.c_[content[:, :3] * 10 + 50, np.abs(rng.normal(size=(n, 3))) + 5]
+    folds = np.arange(n) % 5
+    tr, te = slice(0, 150), slice(150, None)
+    sp = StatsPrior().fit(fg[tr], bg[tr], content[tr], folds[tr])
+    pred = np.array([sp.target(b, "content", c) for b, c in zip(bg[te], content[te])])
+    err = np.linalg.norm(pred[:, :3] - fg[te, :3], axis=1).mean()
+    base = np.linalg.norm(sp.target(bg[0], "prior")[:3] - fg[te, :3], axis=1).mean()
+    assert err < 0.1 * base and sp.content_ridge in CONTENT_RIDGES
+    noise = StatsPrior().fit(fg[tr], bg[tr], rng.normal(size=(150, 40)), folds[tr])
+    assert noise.content_ridge > sp.content_ridge
+    with pytest.raises(InputError, match="needs the foreground's grey-level features"):
+        StatsPrior().fit(fg, bg).target(bg[0], "content", content[0])
+
+
+def test_probe_prior_content_kind_runs_with_a_probe_classifier(mini_data, tmp_path):
+    from common import checkpoint
+    from eval.probes import prior
+    from router import classifier as C
+    doms = ("MiniCOCO", "MiniAdobe", "MiniFlickr", "MiniDay2night")
+    clf = C.DomainClassifier(C.ClassifierConfig(domains=doms, backbone="resnet10t", size=32, head="probe",
+                                                use_mask=False))
+    ck = checkpoint.save(tmp_path / "c.safetensors", clf.state_dict(), C.meta(clf, "fp"))
+    res = prior(data=str(mini_data), alphas=(0.0,), kinds="bg,content", ckpt=str(ck))
+    assert set(res["mean_error"]) == {"bg", "content"}
+    assert all(np.isfinite(v) and v >= 0 for r in res["mean_error"].values() for v in r.values())
+    comp = res["fMSE"]["composite"]
+    for d in comp:  # alpha 0 leaves every composite as it is
+        assert abs(res["fMSE"]["content α=0"][d] - comp[d]) < 0.01 * comp[d] + 0.5
+    ft = C.DomainClassifier(C.ClassifierConfig(domains=doms, backbone="resnet10t", size=32))
+    bad = checkpoint.save(tmp_path / "f.safetensors", ft.state_dict(), C.meta(ft, "fp"))
+    with pytest.raises(InputError, match="a finetune classifier"):
+        prior(data=str(mini_data), alphas=(0.0,), kinds="content", ckpt=str(bad))
