@@ -14,8 +14,9 @@ composite's own statistics and either (``prior``) the mean foreground statistics
 photos, (``bg``) a ridge regression of those on the background's statistics, or (``content``) one on
 the background's statistics and ImageNet features of the foreground's grey levels (what it shows,
 not its colours), fitted on the training photos. It also reports how far each kind's predicted
-foreground mean colour lies from the real one (CIELAB ΔE). Where no ``alpha`` lowers fMSE, the composite's foreground statistics are already a better
-guess than anything global statistics learned from the training photos can make. Each row also
+foreground mean colour lies from the real one (CIELAB ΔE). Where no ``alpha`` lowers fMSE, the
+composite's foreground statistics are already a better guess than anything global statistics
+learned from the training photos can make. Each row also
 reports the real-photo drift: these estimators cannot tell a composite from a real photo, so they
 move both, and the pair (fMSE gain, drift) is a frontier that a harmonizer held to a drift limit
 can be compared with.
@@ -127,10 +128,15 @@ class StatsPrior:
             a = np.c_[content, bg]
             self.scale = (a.mean(0), a.std(0) + 1e-6)
             a = (a - self.scale[0]) / self.scale[1]
-            err = {lam: np.mean([np.linalg.norm(_ridge(a[folds != k], fg[folds != k], lam)(a[folds == k])[:, :3]
-                                                - fg[folds == k, :3], axis=1).mean()
-                                 for k in np.unique(folds)]) for lam in CONTENT_RIDGES}
-            self.content_ridge = min(err, key=err.get)
+
+            def cv_error(lam):  # held-out error of the predicted mean colour, fold by fold
+                errs = []
+                for k in np.unique(folds):
+                    held = folds == k
+                    pred = _ridge(a[~held], fg[~held], lam)(a[held])
+                    errs.append(np.linalg.norm(pred[:, :3] - fg[held, :3], axis=1).mean())
+                return np.mean(errs)
+            self.content_ridge = min(CONTENT_RIDGES, key=cv_error)
             self.content = _ridge(a, fg, self.content_ridge)
         return self
 
@@ -242,24 +248,26 @@ def frontier(data="data/mini4", ckpt: str = "models/default/harmonizer_unified.s
         b: weights of the prior's change.
         ridge: ridge strength of the bg regression.
     """
-    from harmonizers.fullres import harmonize
     from harmonizers.models import load as load_h
+    from .score import model_predictor
     grid = [(float(x), float(y)) for x in _floats(a) for y in _floats(b)]
     model = load_h(ckpt)[0]
     if hasattr(model.net, "strength"):
         model.net.strength.fill_(1.0)
     sp = fit_prior(data, domains, ridge)
     proto = M.Protocol("iharm")
+    # as the scorer and eval.compare run a model: the official protocol's inputs for the composites,
+    # full resolution with the background kept for the real photos
+    run_model = {"iharm": model_predictor(model, protocol="iharm"), "fullres": model_predictor(model, protocol="fullres")}
 
-    def changes(x, m):
-        return (harmonize(model, x, m, method="transform") - x,
-                renormalise(x, m, sp.target(lab_stats(x, m)[1], "bg"), 1.0) - x)
+    def changes(x, m, protocol):
+        return (run_model[protocol](x, m) - x, renormalise(x, m, sp.target(lab_stats(x, m)[1], "bg"), 1.0) - x)
 
     samples = load_samples(data, domains, split)
     fm, harm, comp = {g: 0.0 for g in grid}, {g: 0 for g in grid}, 0.0
     for s in tqdm(samples, desc="composites", unit="img"):  # streamed: nothing per image is kept
         x, t, m = proto.inputs(read_image(s.composite), read_image(s.real), read_mask(s.mask))
-        dg, dp = changes(x, m)
+        dg, dp = changes(x, m, "iharm")
         f0 = float(M.iharm_compute(x[None], t[None], m[None])["fMSE"])
         comp += f0
         for g in grid:
@@ -269,7 +277,7 @@ def frontier(data="data/mini4", ckpt: str = "models/default/harmonizer_unified.s
     drift, photos = {g: 0.0 for g in grid}, real_images(samples)
     for _, real, mask in tqdm(photos, desc="real photos", unit="img"):
         r, m = read_image(real), read_mask(mask)
-        dg, dp = changes(r, m)
+        dg, dp = changes(r, m, "fullres")
         for g in grid:
             drift[g] += float(M.drift((r + g[0] * dg + g[1] * dp).clamp(0, 1)[None], r[None], m[None]))
     n, c = len(samples), comp / len(samples)
@@ -679,8 +687,8 @@ def _quiet(fn):
     return cli
 
 
-CLI = {"prior": _quiet(prior), "frontier": _quiet(frontier), "strength": _quiet(strength), "separability": _quiet(separability),
-       "realness": _quiet(realness), "modes": _quiet(modes),
+CLI = {"prior": _quiet(prior), "frontier": _quiet(frontier), "strength": _quiet(strength),
+       "separability": _quiet(separability), "realness": _quiet(realness), "modes": _quiet(modes),
        "routing_sources": _quiet(routing_sources)}
 
 if __name__ == "__main__":
