@@ -661,7 +661,7 @@ def modes(data="data/mini4", zoo: str | None = None, runs: str = "runs", family:
     for m, v in rows.items():
         f, d = torch.cat(v["fMSE"]), torch.cat(v["drift"])
         res["modes"][m] = {"fMSE": float(f.mean()), "change": float(f.mean() / base.mean() - 1),
-                           "harm_rate": float((f > base * 1.0001).float().mean()),
+                           "harm_rate": float(M.harms(f, base).float().mean()),
                            "drift": float(torch.stack([d[g].mean() for g in groups]).mean())}
     print(f"{res['composites']} training composites of {res['photos']} photos, each harmonized by the models of the "
           f"fold that left its photo out ({folds} folds); router accuracy on them {res['router_accuracy']:.3f}\n")
