@@ -38,8 +38,9 @@ class Backend(Protocol):
     domains: list[str]
     default_mode: str   # the zoo's (zoo.json "mode"): what runs when no mode is asked for
 
-    def load(self, mode: str) -> None:
-        """Load what ``mode`` needs up front (so that the stage timings hold no loading)."""
+    def load(self, mode: str | None = None) -> None:
+        """Load what ``mode`` (default: ``default_mode``) needs up front (so that the stage timings
+        hold no loading)."""
 
     def probabilities(self, image: np.ndarray, mask: np.ndarray) -> dict[str, float]:
         """Domain → probability for a checked image and mask."""
