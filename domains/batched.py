@@ -231,8 +231,9 @@ class BatchedProcesses:
     @torch.no_grad()
     def __call__(self, real: torch.Tensor, mask: torch.Tensor, picks: list | None = None) -> torch.Tensor:
         """Composites of ``real`` (``N×3×H×W``) with ``mask`` (``N×1×H×W``); ``picks`` names each
-        image's process (then no image is left alone by chance), else they are drawn from ``methods``."""
-        if picks is not None and (len(picks) != len(real) or set(picks) - set(self.methods)):
+        image's process, or None to leave it as it is (a donor to the others' colour transfers all
+        the same), and then no image is left alone by chance; else they are drawn from ``methods``."""
+        if picks is not None and (len(picks) != len(real) or set(picks) - set(self.methods) - {None}):
             raise ValueError(f"picks must name one of {self.methods} per image, got {picks}")
         # full precision inside a training step's bf16 autocast (the curves need float64 knots)
         with torch.autocast(device_type=real.device.type, enabled=False):
@@ -247,7 +248,7 @@ class BatchedProcesses:
         donors = ok.nonzero().flatten().tolist()
         identity = 0.0 if picks is not None else self.identity
         picks = list(picks) if picks is not None else [random.choice(self.methods) for _ in range(n)]
-        for method in dict.fromkeys(picks):
+        for method in dict.fromkeys(p for p in picks if p is not None):
             idx = [i for i in range(n) if picks[i] == method and ok[i] and (not identity or random.random() >= identity)
                    and (method not in self.STAT or len(donors) > 1)]
             if idx:

@@ -38,10 +38,41 @@ class SycoTask(Task):
     """The engine's view of SycoNet: the model is its own loss module."""
 
     def __init__(self, model: SycoNet, arch: str, domains, fp: str, val: HarmonyDataset | None,
-                 freeze_bn: bool = False):
+                 freeze_bn: bool = False, fresh: float = 0.0, donors_only: bool = False):
         self.model, self.arch, self.domains, self.fp, self.val = model, arch, domains, fp, val
         self.freeze_bn = freeze_bn
         self.find_unused_parameters = True  # the critic / E^z are idle in some ablations
+        self.fresh, self.donors_only = fresh, donors_only
+        if fresh:
+            from domains.batched import BatchedProcesses
+            from domains.build import DOMAIN_SPECS
+            unknown = [d for d in domains if d not in DOMAIN_SPECS]
+            if unknown:
+                raise InputError(f"--fresh makes pairs by the offline benchmark's processes, which "
+                                 f"{', '.join(unknown)} does not name; domains with processes: "
+                                 f"{', '.join(DOMAIN_SPECS)}")
+            self.methods = {d: DOMAIN_SPECS[d][4] for d in domains}
+            self.processes = BatchedProcesses(identity=0.0, methods=tuple(dict.fromkeys(
+                m for ms in self.methods.values() for m in ms)))
+
+    def prepare(self, batch: dict) -> dict:
+        """With ``fresh``: that share of the trained domains' rows gets a fresh composite of its
+        real image by its domain's own process (the colour transfers take their reference from
+        another row of the batch); with ``donors_only`` the other domains' rows are references only
+        and leave the batch."""
+        if not self.fresh:
+            return batch
+        import random
+        names = batch["domain_name"]
+        picks = [random.choice(self.methods[n]) if n in self.methods and random.random() < self.fresh else None
+                 for n in names]
+        made = self.processes(batch["real"], batch["mask"], picks)
+        stored = torch.tensor([p is None for p in picks])[:, None, None, None]
+        batch = {**batch, "composite": torch.where(stored, batch["composite"], made)}
+        if self.donors_only:
+            keep = [i for i, n in enumerate(names) if n in self.methods]
+            batch = {k: (v[keep] if torch.is_tensor(v) else [v[i] for i in keep]) for k, v in batch.items()}
+        return batch
 
     def networks(self):
         """The encoders (the LUT fusion and the losses around them stay eager)."""
@@ -92,7 +123,8 @@ def main(data="data/mini4", domains="all", out="runs/syconet_all.safetensors", i
          pretrained_file: str | None = None, lut_dir: str | None = None, resume: bool = True,
          overwrite: bool = False, cache: bool = True, amp: bool = True, channels_last: bool = False,
          compile: bool = False,
-         freeze_bn: bool | None = None, replay: float = 0.0, tune: str = "all", val_fraction: float = 0.1) -> None:
+         freeze_bn: bool | None = None, replay: float = 0.0, tune: str = "all", val_fraction: float = 0.1,
+         fresh: float = 0.0, donors: float = 0.0) -> None:
     """Train SycoNet on all domains, or finetune it on one (--init).
 
     Args:
@@ -108,15 +140,25 @@ def main(data="data/mini4", domains="all", out="runs/syconet_all.safetensors", i
         freeze_bn: keep the encoders' batch-norm statistics as loaded (default: on with --init).
         replay: share of each batch drawn from the other domains' train splits (finetuning).
         tune: all, or head (FC, basis LUTs and E^z's output layer only).
+        fresh: share of the rows whose composite is made afresh at every step from the real image
+            by its domain's own process (offline-benchmark domains), instead of the stored one.
+        donors: with --fresh, share of each batch drawn from the other domains' train splits as
+            the colour transfers' references only (they leave the batch before the loss), so that
+            a one-domain finetune draws its references from every photo as the benchmark does.
     """
     options = dict(locals())  # the command's options, as given (the engine takes its groups from them)
     torch.manual_seed(seed)
     train_ds, val_ds = train_val(data, domains, size, cache, val_fraction if val_every else 0.0)
-    others = [d for d in resolve_domains(data, "all") if d not in train_ds.domains] if replay > 0 else []
-    if replay > 0 and not others:
-        raise InputError(f"--replay {replay}: no other domain in {data} to replay")
+    if not 0 <= fresh <= 1:
+        raise InputError(f"--fresh must be in [0, 1], got {fresh}")
+    if donors and (replay or not fresh):
+        raise InputError("--donors lends references to --fresh pairs: it needs --fresh and excludes --replay")
+    share = replay or donors
+    others = [d for d in resolve_domains(data, "all") if d not in train_ds.domains] if share > 0 else []
+    if share > 0 and not others:
+        raise InputError(f"--{'replay' if replay else 'donors'} {share}: no other domain in {data} to draw from")
     mixed = Mixed(train_ds, HarmonyDataset(data, others, "train", size=size, cache=cache) if others else None,
-                  replay)
+                  share)
     if kl_warmup is None and init:
         kl_warmup = 0.0
     if freeze_bn is None:
@@ -133,10 +175,11 @@ def main(data="data/mini4", domains="all", out="runs/syconet_all.safetensors", i
         with torch.no_grad():
             model.bank.copy_(basis_bank(model.cfg.n_luts, model.cfg.lut_dim, model.cfg.bank_seed, lut_dir=lut_dir))
     samples = train_ds.samples + (mixed.other.samples if mixed.other is not None else [])
-    task = SycoTask(model, arch, train_ds.domains, fingerprint(samples), val_ds, freeze_bn=freeze_bn)
+    task = SycoTask(model, arch, train_ds.domains, fingerprint(samples), val_ds, freeze_bn=freeze_bn,
+                    fresh=fresh, donors_only=bool(donors))
     res = train(task, mixed, EngineConfig.from_options(options))
     print_json({"out": str(Path(out)), **res, "init": init, "ablation": ablation, "domains": train_ds.domains,
-                "replay": replay})
+                "replay": replay, "fresh": fresh, "donors": donors})
 
 
 CLI = main

@@ -152,3 +152,16 @@ def test_unknown_processes_and_a_missing_look_pool_are_refused():
         proc(real, mask, picks=["reinhard", "illumination"])
     with pytest.raises(ValueError, match="picks must name"):
         proc(real, mask, picks=["expert"])
+
+
+def test_a_pick_of_none_leaves_the_row_and_lends_its_colours():
+    """Rows picked None stay as they are and are the others' only references: Reinhard then moves
+    row 0's foreground mean to row 1's."""
+    real = torch.stack([torch.full((3, 8, 8), 0.3), torch.full((3, 8, 8), 0.7)])
+    real = real + 0.05 * torch.rand(2, 3, 8, 8)
+    mask = torch.ones(2, 1, 8, 8)
+    random.seed(0)
+    torch.manual_seed(0)
+    out = B.BatchedProcesses(0.0, ("reinhard",))(real, mask, picks=["reinhard", None])
+    assert torch.equal(out[1], real[1])
+    assert (out[0].mean() - real[0].mean()).item() > 0.2  # towards the reference's 0.7, strength ≥ 0.6

@@ -97,3 +97,51 @@ def test_mixed_dataset_shares():
     assert len(Mixed(main, other, 0.9)) == 40  # main never under one pass
     with pytest.raises(InputError, match="replay must be in"):
         Mixed(main, other, 1.0)
+
+
+def _rows(names):
+    """A batch of flat-coloured photos with a square foreground: one colour per row."""
+    n = len(names)
+    real = torch.stack([torch.full((3, 16, 16), 0.0) + torch.tensor([0.2 + 0.15 * i, 0.5, 0.8 - 0.15 * i])[:, None, None]
+                        for i in range(n)])
+    real = real + 0.05 * torch.rand(n, 3, 16, 16)  # some spread for the transfers to match
+    mask = torch.zeros(n, 1, 16, 16)
+    mask[:, :, 4:12, 4:12] = 1
+    comp = real.clone()
+    comp[:, :, 4:12, 4:12] = 0.5  # the "stored" composite
+    return {"composite": comp, "real": real, "mask": mask, "domain": torch.arange(n), "domain_name": list(names)}
+
+
+def test_fresh_pairs_replace_trained_rows_and_drop_donors():
+    from syconet.train import SycoTask
+    model = None  # making pairs needs no network
+    batch = _rows(["MiniFlickr", "MiniCOCO", "MiniFlickr", "MiniAdobe"])
+    torch.manual_seed(0)
+    out = SycoTask(model, "t", ["MiniFlickr"], "fp", None, fresh=1.0, donors_only=True).prepare(batch)
+    assert out["domain_name"] == ["MiniFlickr", "MiniFlickr"]  # the other domains lent references only
+    for k in ("composite", "real", "mask", "domain"):
+        assert len(out[k]) == 2
+    inside, outside = out["mask"].bool().expand_as(out["real"]), ~out["mask"].bool().expand_as(out["real"])
+    assert torch.equal(out["composite"][outside], out["real"][outside])       # the background is the photo's
+    assert not torch.allclose(out["composite"][inside], out["real"][inside])   # the foreground is transferred
+    assert not torch.allclose(out["composite"], batch["composite"][[0, 2]])    # not the stored composite
+    kept = SycoTask(model, "t", ["MiniFlickr"], "fp", None, fresh=1.0).prepare(batch)
+    assert len(kept["composite"]) == 4 and torch.equal(kept["composite"][[1, 3]], batch["composite"][[1, 3]])
+    assert SycoTask(model, "t", ["MiniFlickr"], "fp", None).prepare(batch) is batch
+    with pytest.raises(InputError, match="HFlickr"):
+        SycoTask(model, "t", ["HFlickr"], "fp", None, fresh=1.0)
+
+
+def test_fresh_finetune_trains_and_refuses_donors_alone(mini_data, tmp_path):
+    out = tmp_path / "all.safetensors"
+    train_main(data=str(mini_data), out=str(out), arch="syconet_test", size=32, steps=1, batch_size=4, device="cpu")
+    ft = tmp_path / "fresh.safetensors"
+    train_main(data=str(mini_data), domains="MiniFlickr", init=str(out), out=str(ft), size=32, steps=2,
+               batch_size=4, device="cpu", fresh=1.0, donors=0.5)
+    assert checkpoint.read_meta(ft)["domains"] == ["MiniFlickr"]
+    for bad, msg in (({"donors": 0.5}, "needs --fresh"), ({"fresh": 1.0, "donors": 0.5, "replay": 0.5}, "excludes"),
+                     ({"fresh": 1.5}, "--fresh must be in")):
+        with pytest.raises(InputError, match=msg):
+            train_main(data=str(mini_data), domains="MiniFlickr", init=str(out), out=str(tmp_path / "x.safetensors"),
+                       size=32, steps=1, batch_size=2, device="cpu", **bad)
+    assert not (tmp_path / "x.safetensors").exists()
