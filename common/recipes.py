@@ -23,7 +23,10 @@ RECIPES: dict[str, dict] = {
     # per domain, from gct_all, on the domain's own processes (--augment processes:0.8:<its processes>)
     "gct_domain": {"command": "domains.finetune", "args": {
         "arch": "gct", "regrade": 1.0, "steps": 600, "batch_size": 32, "lr": 5e-4, "calibrate_folds": 5}},
-    "router": {"command": "router.train", "args": {"head": "probe", "size": 224, "batch_size": 32}},
+    # the probe head: each domain, and each source of photos inside it, weighing the same; MiniFlickr's
+    # composites taken to night as MiniDay2night rows (its few night photos come from few sources)
+    "router": {"command": "router.train", "args": {"head": "probe", "size": 224, "batch_size": 32, "balance": "source",
+                                                   "relight": "MiniFlickr:MiniDay2night"}},
     # the pixel-predicting families at about the CPU budget of gct_all
     "issam_all": {"command": "harmonizers.train", "args": {
         "domains": "all", "arch": "issam64", "steps": 300, "batch_size": 16, "lr": 5e-4}},

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -313,6 +314,26 @@ def build(photos="assets/photos", out="data/mini4", seed: int = 0, max_side: int
     counts = ", ".join(f"{d}: {len(v['train'])}+{len(v['test'])}" for d, v in plan.items())
     print(f"wrote {out} (train+test photos: {counts})")
     return out
+
+
+def source_of(package: str) -> str:
+    """A photo's source: its package's name without version and platform (``gcompris-qt-data``)."""
+    m = re.match(r"[A-Za-z][\w.+-]*?(?=[-_ ]\d| |$)", package)
+    return m.group(0) if m else package
+
+
+def composite_sources(data) -> dict[str, str]:
+    """Composite file name → source of its photo, for a benchmark built by :func:`build` (whose
+    photo manifest names each photo's ``source_package``); empty for other data (iHarmony4)."""
+    man = Path(data) / "manifest.json"
+    if not man.is_file():
+        return {}
+    bench = json.loads(man.read_text())
+    if "domains" not in bench or not (Path(bench.get("photos", "")) / "manifest.json").is_file():
+        return {}
+    rows = json.loads((Path(bench["photos"]) / "manifest.json").read_text())
+    pkg = {r["name"]: source_of(r.get("source_package", "unknown")) for r in rows}
+    return {c["composite"]: pkg.get(c["photo"], "unknown") for d in bench["domains"].values() for c in d["composites"]}
 
 
 @shared_args

@@ -229,6 +229,14 @@ def sample_illumination(rng: np.random.Generator) -> dict:
             "saturation": float(np.exp(rng.uniform(-0.6, 0.15)))}
 
 
+def sample_night(rng: np.random.Generator) -> dict:
+    """A day photo taken to dusk or night (:func:`illumination_fn`'s parameters): 1.6 to 3 stops
+    darker in linear light, cooler, shadows kept or crushed, colours muted."""
+    return {"ev": float(rng.uniform(-3.0, -1.6)), "temperature": float(rng.uniform(-1.0, -0.2)),
+            "contrast": float(np.exp(rng.uniform(0.0, 0.2))), "shadows": float(rng.uniform(-0.6, 0.0)),
+            "saturation": float(np.exp(rng.uniform(-0.6, -0.1)))}
+
+
 # MiniAdobe's five "experts": global looks fixed once for the whole domain, as MIT-Adobe FiveK's five
 # retouchers each render every photo (warm and bright; cool and crisp; airy and muted; rich and
 # dark; near neutral). A composite takes its foreground from one expert's rendering and its

@@ -44,7 +44,6 @@ from somewhere no training saw.
 from __future__ import annotations
 
 import functools
-import re
 from pathlib import Path
 
 import numpy as np
@@ -53,6 +52,7 @@ from tqdm import tqdm
 
 from common.cli import names, run, shared_args
 from common.io import InputError, read_image, read_mask
+from domains.build import composite_sources
 from domains.dataset import load_samples, real_images
 from common.colour import lab_to_rgb, rgb_to_lab
 
@@ -438,47 +438,36 @@ def separability(data="data/mini4", n: int = 1500, size: int = 128, hidden: int 
     return res
 
 
-def source_of(package: str) -> str:
-    """A photo's source: its package's name without version and platform (``gcompris-qt-data``)."""
-    m = re.match(r"[A-Za-z][\w.+-]*?(?=[-_ ]\d| |$)", package)
-    return m.group(0) if m else package
-
-
-def composite_sources(data) -> dict[str, str]:
-    """Composite file name → source of its photo, for a benchmark built by ``domains.build``."""
-    import json
-    bench = json.loads((Path(data) / "manifest.json").read_text())
-    rows = json.loads((Path(bench["photos"]) / "manifest.json").read_text())
-    pkg = {r["name"]: source_of(r.get("source_package", "unknown")) for r in rows}
-    return {c["composite"]: pkg.get(c["photo"], "unknown") for d in bench["domains"].values() for c in d["composites"]}
-
-
 @shared_args
 def routing_sources(data="data/mini4", ckpt: str = "models/default/classifier.safetensors", batch_size: int = 32,
-                    l2: float = 1e-2, device: str = "auto") -> dict:
-    """Leave-one-source-out routing accuracy of a probe classifier (its backbone, head refitted per source).
+                    l2: float | None = None, device: str = "auto") -> dict:
+    """Leave-one-source-out routing accuracy of a probe classifier (its backbone, head refitted per
+    source as the checkpoint's was: its balance, relit rows and L2 penalty).
 
     Args:
         ckpt: a classifier checkpoint with the probe head (router.train --head probe).
-        l2: the head's L2 penalty, as router.train's.
+        l2: the head's L2 penalty (default: the checkpoint's).
     """
     from torch.utils.data import ConcatDataset
 
     from domains.dataset import HarmonyDataset
-    from router import classifier as C, probe
-    from router.train import balanced_weights
-    model, _ = C.load(ckpt, device=device)
+    from router import classifier as C
+    from router.train import HeadRefit
+    model, md = C.load(ckpt, device=device)
     if model.cfg.head != "probe":
         raise InputError(f"{ckpt}: a {model.cfg.head} classifier; routing_sources refits a probe head")
     sets = [HarmonyDataset(data, "all", split, size=model.cfg.size, train=False, domain_names=list(model.cfg.domains))
             for split in ("train", "test")]
-    feats, labels = probe.extract(model, ConcatDataset(sets), batch_size)
+    samples = [s for ds in sets for s in ds.samples]
     where = composite_sources(data)
-    src = [where.get(s.composite.name, "unknown") for ds in sets for s in ds.samples]
+    src = [where.get(s.composite.name, "unknown") for s in samples]
+    # refit as the checkpoint's head was fitted (older checkpoints: domain balance)
+    refit = HeadRefit(model, md.get("probe", {}), ConcatDataset(sets), samples, src, batch_size)
+    feats, labels = refit.feats, refit.labels
     res, hit = {}, 0
     for name in sorted(set(src)):
         out = torch.tensor([s == name for s in src])
-        probe.fit_head(model, feats[~out], labels[~out], balanced_weights(labels[~out], len(model.cfg.domains)), l2=l2)
+        refit.fit(~out, l2)
         with torch.no_grad():
             pred = model.head((feats[out].to(model.feat_mean.device) - model.feat_mean) / model.feat_std).argmax(1).cpu()
         right = int((pred == labels[out]).sum())
@@ -585,9 +574,8 @@ def modes(data="data/mini4", zoo: str | None = None, runs: str = "runs", family:
     from common import checkpoint
     from domains.dataset import HarmonyDataset, photo_fold
     from harmonizers.models import load as load_h
-    from router import probe
     from router.api import Harmonizer
-    from router.train import balanced_weights
+    from router.train import HeadRefit
     h = Harmonizer.from_zoo(zoo)
     clf = h.classifier
     if clf.cfg.head != "probe":
@@ -604,7 +592,10 @@ def modes(data="data/mini4", zoo: str | None = None, runs: str = "runs", family:
     size = checkpoint.read_meta(next(iter(paths.values())))["size"]
     sets = {s: HarmonyDataset(data, "all", "train", size=s, train=False, domain_names=doms) for s in {size, clf.cfg.size}}
     samples = sets[size].samples
-    feats, labels = probe.extract(clf, sets[clf.cfg.size], batch_size)
+    where = composite_sources(data)
+    fitted = checkpoint.read_meta(h.manifest["classifier"]).get("probe", {})
+    refit = HeadRefit(clf, fitted, sets[clf.cfg.size], samples, [where.get(s.composite.name, "unknown") for s in samples],
+                      batch_size)
     fold = torch.tensor([photo_fold(s.domain, s.real.name, folds) for s in samples])
     mode_names = ("unified", "routed", "soft", "oracle") if h.unified is not None else ("routed", "soft", "oracle")
     avail = [d for d in doms if d in roles]  # the domains with a model, and their classifier columns
@@ -617,7 +608,7 @@ def modes(data="data/mini4", zoo: str | None = None, runs: str = "runs", family:
         held = torch.nonzero(fold == k).flatten().tolist()
         if not held:
             continue
-        probe.fit_head(clf, feats[fold != k], labels[fold != k], balanced_weights(labels[fold != k], len(doms)))
+        refit.fit(fold != k)
         nets = {}
         for r in roles:
             nets[r] = load_h(paths[r, k])[0].eval()

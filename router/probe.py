@@ -3,7 +3,10 @@
 The backbone stays as ImageNet trained it. Every training composite goes through it once
 (:meth:`router.classifier.DomainClassifier.pooled`); the features are standardised, and a softmax
 regression with an L2 penalty is fitted on all of them at once by L-BFGS, each domain's loss
-weighted by the inverse of its share (as ``--balance`` does for finetuning). The fit is
+weighted by the inverse of its share, or (``router.train --balance source``, the default where the
+data names each photo's source) every domain weighing the same and, inside a domain, every source of
+photos weighing the same (:func:`source_weights`), so that a head fitted on a few large sources
+does not learn them in place of the domain. The fit is
 deterministic and takes seconds once the features are extracted; on iHarmony4 the extraction is one
 pass over 65k composites (``--workers`` and a GPU make it fast) and the features fit in memory
 (about 1,000 floats per image).
@@ -32,9 +35,27 @@ def extract(model: DomainClassifier, dataset, batch_size: int = 32, workers: int
     return torch.cat(feats), torch.cat(labels)
 
 
+def source_weights(labels: torch.Tensor, groups: list, k: int) -> torch.Tensor:
+    """Per-row loss weights, mean 1: each of the ``k`` domains present weighs the same, and inside a
+    domain each group (the source of the row's photo) weighs the same, shared by its rows."""
+    labels = torch.as_tensor(labels)
+    if len(groups) != len(labels):
+        raise ValueError(f"{len(groups)} groups for {len(labels)} rows")
+    w = torch.zeros(len(labels))
+    for c in labels.unique().tolist():
+        rows = (labels == c).nonzero().flatten().tolist()
+        count: dict = {}
+        for i in rows:
+            count[groups[i]] = count.get(groups[i], 0) + 1
+        for i in rows:
+            w[i] = 1.0 / (len(count) * count[groups[i]])
+    return w * len(labels) / w.sum()
+
+
 def fit_head(model: DomainClassifier, feats: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor | None = None,
-             l2: float = 1e-2, max_iter: int = 300) -> dict:
-    """Fit ``model``'s standardisation and linear head in place; returns the training accuracy and loss."""
+             l2: float = 1e-2, max_iter: int = 300, row_weights: torch.Tensor | None = None) -> dict:
+    """Fit ``model``'s standardisation and linear head in place; returns the training accuracy and loss.
+    ``weights`` weigh each domain's loss, ``row_weights`` (instead) each row's (:func:`source_weights`)."""
     mean, std = feats.mean(0), feats.std(0) + 1e-6
     x = (feats - mean) / std
     head = torch.nn.Linear(x.shape[1], len(model.cfg.domains))
@@ -44,7 +65,11 @@ def fit_head(model: DomainClassifier, feats: torch.Tensor, labels: torch.Tensor,
 
     def closure():
         opt.zero_grad()
-        loss = F.cross_entropy(head(x), labels, weight=weights) + l2 * head.weight.pow(2).sum()
+        if row_weights is not None:
+            ce = (F.cross_entropy(head(x), labels, reduction="none") * row_weights).sum() / row_weights.sum()
+        else:
+            ce = F.cross_entropy(head(x), labels, weight=weights)
+        loss = ce + l2 * head.weight.pow(2).sum()
         loss.backward()
         return loss
 

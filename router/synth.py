@@ -95,3 +95,26 @@ def device_processes():
     from domains.batched import BatchedProcesses
     methods = tuple(dict.fromkeys(m for spec in DOMAIN_SPECS.values() for m in spec[4]))
     return BatchedProcesses(identity=0.0, methods=methods)
+
+
+class Relit(Dataset):
+    """The items of ``base`` (whole composites, evaluation items) taken to dusk or night, the whole
+    picture in linear light (:func:`domains.transfer.sample_night`, drawn once per item from
+    ``seed``), labelled domain ``domain`` of ``domains``: rows that show a probe head a night domain's
+    light on a day domain's content (``router.train --relight MiniFlickr:MiniDay2night``)."""
+
+    def __init__(self, base: Dataset, domain: str, domains: list[str], seed: int = 0):
+        if domain not in domains:
+            raise InputError(f"relit rows for domain {domain!r}: not one of {', '.join(domains)}")
+        self.base, self.domain, self.index, self.seed = base, domain, domains.index(domain), seed
+
+    def __len__(self):
+        return len(self.base)
+
+    def __getitem__(self, i):
+        from domains.transfer import illumination_fn, sample_night
+        it = self.base[i]
+        fn = illumination_fn(sample_night(np.random.default_rng([self.seed, i])))
+        x = fn(it["composite"].permute(1, 2, 0).double().numpy())
+        return {**it, "composite": torch.from_numpy(x).permute(2, 0, 1).float().contiguous(),
+                "domain": self.index, "domain_name": self.domain}

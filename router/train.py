@@ -103,8 +103,88 @@ class ClassifierTask(Task):
         return {"score": 1 - r["accuracy"], "accuracy": r["accuracy"]}
 
 
-def fit_probe(task: ClassifierTask, train_set, out, batch_size: int, workers: int, device, l2: float,
-              overwrite: bool) -> dict:
+BALANCES = ("source", "domain", "none")
+
+
+def parse_relight(relight: str | None, domains: list[str]) -> tuple[str, str] | None:
+    """``--relight DAY:NIGHT`` as (day domain, night domain), both domains of the data."""
+    if not relight:
+        return None
+    day, sep, night = str(relight).partition(":")
+    if not sep or day not in domains or night not in domains or day == night:
+        raise InputError(f"--relight {relight!r}: give DAY:NIGHT, two different domains of the data "
+                         f"({', '.join(domains)})")
+    return day, night
+
+
+def probe_rows(ds: HarmonyDataset, relight: tuple[str, str] | None, sources: dict[str, str], seed: int = 0):
+    """The rows a probe head is fitted on: ``ds``'s composites, plus with ``relight`` (day, night) its
+    day composites taken to night and labelled night (:class:`router.synth.Relit`); and each row's
+    group for ``--balance source`` (its photo's source; the relit rows are a source of their own)."""
+    from torch.utils.data import ConcatDataset, Subset
+    groups = [sources.get(s.composite.name, "unknown") for s in ds.samples]
+    if relight is None:
+        return ds, groups
+    from .synth import Relit
+    day = [i for i, s in enumerate(ds.samples) if s.domain == relight[0]]
+    return ConcatDataset([ds, Relit(Subset(ds, day), relight[1], list(ds.domains), seed)]), groups + ["relit"] * len(day)
+
+
+def head_weights(balance: str, labels: torch.Tensor, groups: list, k: int) -> dict:
+    """``fit_head``'s weights for ``--balance``: per row (source), per domain, or none."""
+    if balance == "source":
+        return {"row_weights": probe.source_weights(labels, groups, k)}
+    return {"weights": balanced_weights(labels, k) if balance == "domain" else None}
+
+
+def resolve_balance(balance, sources: dict, head: str = "probe") -> str:
+    """``--balance`` as one of :data:`BALANCES` (True/False as domain/none); source is domain for a
+    finetuned network and where the data names no sources (iHarmony4)."""
+    balance = {True: "domain", False: "none"}.get(balance, balance)
+    if balance not in BALANCES:
+        raise InputError(f"--balance must be one of {', '.join(BALANCES)}, got {balance!r}")
+    if balance == "source" and head != "probe":
+        return "domain"
+    if balance == "source" and not sources:
+        log.info("--balance source: the data names no photo sources (no domains.build manifest); "
+                 "weighing domains only")
+        return "domain"
+    return balance
+
+
+class HeadRefit:
+    """Refit a probe classifier's head on subsets of a dataset's rows as its checkpoint's head was
+    fitted (``fitted``: the checkpoint's ``probe`` metadata: balance, relit rows, L2 penalty), for
+    held-out estimates. ``samples`` are the dataset's samples, ``groups`` each row's source."""
+
+    def __init__(self, model: DomainClassifier, fitted: dict, dataset, samples: list, groups: list,
+                 batch_size: int = 32):
+        from torch.utils.data import Subset
+
+        from .synth import Relit
+        self.model, self.groups, self.k = model, list(groups), len(model.cfg.domains)
+        self.balance, self.l2 = fitted.get("balance", "domain"), fitted.get("l2", 1e-2)
+        light = parse_relight(fitted.get("relight"), list(model.cfg.domains))
+        self.feats, self.labels = probe.extract(model, dataset, batch_size)
+        self.day = torch.tensor([i for i, s in enumerate(samples) if light and s.domain == light[0]], dtype=torch.long)
+        if len(self.day):
+            self.rfeats, self.rlabels = probe.extract(
+                model, Relit(Subset(dataset, self.day.tolist()), light[1], list(model.cfg.domains)), batch_size)
+
+    def fit(self, rows: torch.Tensor, l2: float | None = None) -> None:
+        """Fit on the rows where ``rows`` (bool) holds, and the relit versions of its day rows."""
+        keep = rows[self.day] if len(self.day) else torch.zeros(0, dtype=torch.bool)
+        x, y = self.feats[rows], self.labels[rows]
+        groups = [g for g, r in zip(self.groups, rows.tolist()) if r]
+        if keep.any():
+            x, y = torch.cat([x, self.rfeats[keep]]), torch.cat([y, self.rlabels[keep]])
+            groups += ["relit"] * int(keep.sum())
+        probe.fit_head(self.model, x, y, l2=self.l2 if l2 is None else l2,
+                       **head_weights(self.balance, y, groups, self.k))
+
+
+def fit_probe(task: ClassifierTask, train_set, groups: list, out, batch_size: int, workers: int, device, l2: float,
+              overwrite: bool, balance: str = "domain", relight: tuple[str, str] | None = None) -> dict:
     """Extract the frozen backbone's features of ``train_set``, fit the head, save the checkpoint."""
     import time
     if Path(out).exists() and not overwrite:
@@ -112,10 +192,9 @@ def fit_probe(task: ClassifierTask, train_set, out, batch_size: int, workers: in
     t0 = time.perf_counter()
     net = task.net.to(resolve_device(device)).eval()
     feats, labels = probe.extract(net, train_set, batch_size, workers)
-    w = task.model.weights
-    fit = probe.fit_head(net, feats, labels, None if w is None else w.cpu(), l2=l2)
-    checkpoint.save(out, net.state_dict(), {**task.meta(), "probe": {"n": len(labels), "l2": l2, **fit}},
-                    overwrite=overwrite)
+    fit = probe.fit_head(net, feats, labels, l2=l2, **head_weights(balance, labels, groups, len(net.cfg.domains)))
+    info = {"n": len(labels), "l2": l2, "balance": balance, "relight": ":".join(relight) if relight else None, **fit}
+    checkpoint.save(out, net.state_dict(), {**task.meta(), "probe": info}, overwrite=overwrite)
     return {"seconds": round(time.perf_counter() - t0, 1), "n_train": len(labels), **fit}
 
 
@@ -125,7 +204,7 @@ def main(data="data/mini4", out="runs/router.safetensors", backbone: str = "auto
          batch_size: int = 32, lr: float = 1e-3, workers: int = -1, seed: int = 0, val_every: int = 0,
          device: str = "auto", resume: bool = True, overwrite: bool = False, synthesize: bool = False,
          amp: bool = True, channels_last: bool = False, compile: bool = False, val_fraction: float = 0.1,
-         balance: bool = True, l2: float = 1e-2, regions: bool = True) -> None:
+         balance: str = "source", l2: float = 1e-2, regions: bool = True, relight: str | None = None) -> None:
     """Train the timm domain classifier that routes a composite to its domain's harmonizer.
 
     The confusion matrix printed at the end is on the test split.
@@ -143,7 +222,14 @@ def main(data="data/mini4", out="runs/router.safetensors", backbone: str = "auto
         synthesize: train on fresh composites made by each domain's own process (offline benchmark
             only; steps × batch_size of them): by the loader on a CPU, in the training step for the
             whole batch on a GPU.
-        balance: weight the loss by inverse domain frequency, so small domains are not routed away.
+        balance: source (default): every domain weighs the same and, inside a domain, every source
+            of photos (the benchmark manifest's source package) weighs the same, so that the head
+            learns the domain rather than its largest sources; where the data names no sources
+            (iHarmony4), and for --head finetune, domain; domain: the loss weighted by inverse
+            domain frequency, so small domains are not routed away; none.
+        relight: DAY:NIGHT (probe only): the DAY domain's training composites taken to dusk or night
+            in linear light, added as NIGHT rows (a source of their own): the night domain's light
+            on content the day domain has (``MiniFlickr:MiniDay2night``, ``HFlickr:Hday2night``).
         l2: the probe head's L2 penalty on its standardised features.
         regions: the probe also pools the last stage's features over the foreground and over the
             background (what the subject is, and where it stands); finetune ignores it.
@@ -154,6 +240,12 @@ def main(data="data/mini4", out="runs/router.safetensors", backbone: str = "auto
     if head == "probe":  # one deterministic view of each composite (the probe mirrors it itself)
         train_ds = HarmonyDataset(data, "all", "train", size=size, train=False, samples=train_ds.samples)
     test_ds = HarmonyDataset(data, "all", "test", size=size, domain_names=train_ds.domains)
+    from domains.build import composite_sources
+    sources = composite_sources(data) if head == "probe" else {}
+    balance = resolve_balance(balance, sources, head)
+    light = parse_relight(relight, list(train_ds.domains))
+    if light and head != "probe":
+        raise InputError("--relight adds rows to a probe head's fit: use it with --head probe")
     name, weights = resolve_backbone(backbone, pretrained_file)
     if head == "probe" and not weights:
         log.warning("--head probe on %s without pretrained weights: a frozen random network's features route "
@@ -172,14 +264,20 @@ def main(data="data/mini4", out="runs/router.safetensors", backbone: str = "auto
         from .synth import device_processes
         processes = device_processes()
     task = ClassifierTask(model, fingerprint(train_ds.samples), val_ds,
-                          balanced_weights(domain_labels(train_ds), len(train_ds.domains)) if balance else None,
+                          balanced_weights(domain_labels(train_ds), len(train_ds.domains)) if balance != "none" else None,
                           processes)
     train_set = train_ds
     if synthesize:
         from .synth import ProcessComposites, ProcessLabels
         train_set = (ProcessLabels if on_device else ProcessComposites)(train_ds, length=steps * batch_size)
     if head == "probe":
-        res = fit_probe(task, train_set, out, batch_size, workers, device, l2, overwrite)
+        if synthesize:  # drawn composites: no photo sources to weigh (source balance is domain balance)
+            if light:
+                raise InputError("--relight takes night rows from the stored composites: not with --synthesize")
+            rows, groups = train_set, ["unknown"] * len(train_set)
+        else:
+            rows, groups = probe_rows(train_set, light, sources, seed)
+        res = fit_probe(task, rows, groups, out, batch_size, workers, device, l2, overwrite, balance, light)
     else:
         res = train(task, train_set, EngineConfig.from_options(options))
         if dist_info()[0] != 0:
@@ -187,7 +285,7 @@ def main(data="data/mini4", out="runs/router.safetensors", backbone: str = "auto
     net = task.net.eval()
     r = report(confusion(net, test_ds), train_ds.domains)
     write_text(json.dumps({**r, "backbone": name, "pretrained": cfg.pretrained, "head": head, "use_mask": use_mask,
-                           "synthesize": synthesize, "balance": balance, "regions": cfg.regions, **res}, indent=1),
+                           "synthesize": synthesize, "balance": balance, "relight": relight, "regions": cfg.regions, **res}, indent=1),
                str(out).removesuffix(".safetensors") + ".report.json", overwrite=True)
     print(r["table"])
     print_json({"out": str(out), "accuracy": r["accuracy"], "backbone": name, "pretrained": cfg.pretrained, "head": head,

@@ -41,7 +41,8 @@ for D in MiniCOCO MiniAdobe MiniFlickr MiniDay2night; do
 done
 # 3. domain classifier: tf_efficientnet_lite0 kept as ImageNet trained it, a linear head fitted on
 #    its pooled multi-scale features of the stored composites (the benchmark's domains differ by
-#    content and process, as iHarmony4's do); about 30 s
+#    content and process, as iHarmony4's do), each source of photos weighing the same inside its
+#    domain, MiniFlickr's composites taken to night as extra MiniDay2night rows; about a minute
 train "$R/router.safetensors" router --data "$DATA"
 # 4. the default zoo (float16 storage); the unified model is the all-domain one; its default mode is
 #    soft (router.zoo build picks it: the domain models share one size; eval.probes modes compares)

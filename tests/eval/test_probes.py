@@ -135,8 +135,8 @@ def test_realness_with_classifier_features(mini_data, tmp_path):
 def test_routing_sources_leaves_each_source_out(photos12, tmp_path):
     import shutil
 
-    from domains.build import MINI4_NAMES, build
-    from eval.probes import routing_sources, source_of
+    from domains.build import MINI4_NAMES, build, source_of
+    from eval.probes import routing_sources
     from router.train import main as rtrain
     assert [source_of(p) for p in ("blender-data 3.4.1+dfsg-2 (debian)", "gcompris-qt-data_4.1-1_all.deb",
                                    "scikit_image-0.26.0-cp311-cp311-manylinux_2_28_x86_64.whl", "lomiri-wallpapers")] == \

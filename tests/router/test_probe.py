@@ -112,3 +112,29 @@ def test_router_train_probe_round_trip(mini_data, tmp_path):
     with pytest.raises(InputError, match="use_mask must be False"):
         rtrain(data=str(mini_data), out=str(tmp_path / "m.safetensors"), backbone="resnet10t", size=32,
                use_mask=True, device="cpu")
+
+
+def test_source_weights_share_each_domain_equally_among_its_sources():
+    labels = torch.tensor([0, 0, 0, 0, 1, 1])
+    groups = ["a", "a", "a", "b", "c", "d"]
+    w = probe.source_weights(labels, groups, 2)
+    # domain 0: sources a (3 rows) and b (1 row) get half each; domain 1: c and d a half each
+    expect = torch.tensor([1 / 6, 1 / 6, 1 / 6, 1 / 2, 1 / 2, 1 / 2])
+    torch.testing.assert_close(w, expect * 6 / expect.sum())
+    assert w.mean().item() == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="5 groups for 6 rows"):
+        probe.source_weights(labels, groups[:5], 2)
+
+
+def test_row_weights_of_one_group_per_domain_fit_the_class_weighted_head():
+    """With one source per domain, source weights are the inverse-frequency domain weights, so the
+    two ways of weighting fit the same head."""
+    from router.train import balanced_weights
+    m = _probe()
+    feats, labels = probe.extract(m, Brightness(24, 0), batch_size=8)
+    feats, labels = feats[:20], labels[:20]
+    labels[:6] = 0  # imbalanced: 13 of class 0, 7 of class 1
+    probe.fit_head(m, feats, labels, balanced_weights(labels, 2), l2=0.1)
+    a = m.head.weight.detach().clone()
+    probe.fit_head(m, feats, labels, l2=0.1, row_weights=probe.source_weights(labels, labels.tolist(), 2))
+    torch.testing.assert_close(m.head.weight.detach(), a, rtol=1e-3, atol=1e-4)
