@@ -26,6 +26,8 @@ for C in issam_all rainnet_all gct_all; do "$PY" -m eval.score --data "$DATA" --
   --out reports/compare --overwrite
 # routed / soft / unified / oracle with the shipped zoo
 "$PY" -m eval.benchmark --data "$DATA" --out reports/mini4 --overwrite
+# routing of photos from sources no training saw (the head refitted without each source)
+"$PY" -m eval.probes routing_sources --data "$DATA" --ckpt models/default/classifier.safetensors > "$O/routing_sources.md"
 # the same modes on the training photos, cross-fitted (what the zoo's default mode is chosen on)
 "$PY" -m eval.probes modes --data "$DATA" --runs "$R" > "$O/modes.md"
 # the gain-drift frontier of the unified harmonizer's change plus the background prior's

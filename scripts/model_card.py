@@ -77,6 +77,11 @@ def main(zoo: str = str(ROOT / "models/default"), report: str = str(ROOT / "repo
         head = {"probe": "frozen, a linear head on its pooled features", "finetune": "finetuned"}[rr.get("head", "finetune")]
         if rr.get("regions"):
             head += " and the last stage's foreground and background means"
+        if rr.get("balance") == "source":
+            head += ", each source of photos weighing the same inside its domain"
+        if rr.get("relight"):
+            day, night = rr["relight"].split(":")
+            head += f", {day}'s composites taken to night as extra {night} rows"
         lines += [f"Classifier: `{rr['backbone']}` ({rr['pretrained']} weights, {head}; mask channel: {rr['use_mask']}), "
                   f"test accuracy {rr['accuracy']:.3f}.", "", rr["table"], ""]
     if Path(report).is_file():
