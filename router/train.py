@@ -222,14 +222,16 @@ def main(data="data/mini4", out="runs/router.safetensors", backbone: str = "auto
         synthesize: train on fresh composites made by each domain's own process (offline benchmark
             only; steps × batch_size of them): by the loader on a CPU, in the training step for the
             whole batch on a GPU.
-        balance: source (default): every domain weighs the same and, inside a domain, every source
-            of photos (the benchmark manifest's source package) weighs the same, so that the head
-            learns the domain rather than its largest sources; where the data names no sources
-            (iHarmony4), and for --head finetune, domain; domain: the loss weighted by inverse
-            domain frequency, so small domains are not routed away; none.
-        relight: DAY:NIGHT (probe only): the DAY domain's training composites taken to dusk or night
-            in linear light, added as NIGHT rows (a source of their own): the night domain's light
-            on content the day domain has (``MiniFlickr:MiniDay2night``, ``HFlickr:Hday2night``).
+        balance: source (the default) makes every domain weigh the same and, inside a domain,
+            every source of photos (the benchmark manifest's source package) weigh the same, so
+            that the head learns the domain rather than its largest sources; it falls back to
+            domain where the data names no sources (iHarmony4) and for --head finetune. domain
+            weighs the loss by inverse domain frequency, so small domains are not routed away;
+            none weighs every composite the same.
+        relight: a day and a night domain as DAY:NIGHT (probe only; the benchmark's recipe gives
+            MiniFlickr and MiniDay2night). The DAY domain's training composites, taken to dusk or
+            night in linear light, are added as NIGHT rows (a source of their own), which show the
+            head the night domain's light on content the day domain has.
         l2: the probe head's L2 penalty on its standardised features.
         regions: the probe also pools the last stage's features over the foreground and over the
             background (what the subject is, and where it stands); finetune ignores it.
