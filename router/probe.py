@@ -63,18 +63,21 @@ def fit_head(model: DomainClassifier, feats: torch.Tensor, labels: torch.Tensor,
     torch.nn.init.zeros_(head.bias)
     opt = torch.optim.LBFGS(head.parameters(), max_iter=max_iter, line_search_fn="strong_wolfe")
 
-    def closure():
-        opt.zero_grad()
+    def objective():
         if row_weights is not None:
             ce = (F.cross_entropy(head(x), labels, reduction="none") * row_weights).sum() / row_weights.sum()
         else:
             ce = F.cross_entropy(head(x), labels, weight=weights)
-        loss = ce + l2 * head.weight.pow(2).sum()
+        return ce + l2 * head.weight.pow(2).sum()
+
+    def closure():
+        opt.zero_grad()
+        loss = objective()
         loss.backward()
         return loss
 
     with torch.enable_grad():
-        loss = opt.step(closure)
+        opt.step(closure)
     dev = model.feat_mean.device
     with torch.no_grad():
         model.feat_mean.copy_(mean.to(dev))
@@ -82,4 +85,5 @@ def fit_head(model: DomainClassifier, feats: torch.Tensor, labels: torch.Tensor,
         model.head.weight.copy_(head.weight.to(dev))
         model.head.bias.copy_(head.bias.to(dev))
         acc = (head(x).argmax(1) == labels).float().mean().item()
-    return {"train_accuracy": acc, "loss": float(loss.detach())}
+        loss = float(objective())  # at the fitted head (LBFGS.step returns the first evaluation's)
+    return {"train_accuracy": acc, "loss": loss}

@@ -117,19 +117,6 @@ def parse_relight(relight: str | None, domains: list[str]) -> tuple[str, str] | 
     return day, night
 
 
-def probe_rows(ds: HarmonyDataset, relight: tuple[str, str] | None, sources: dict[str, str], seed: int = 0):
-    """The rows a probe head is fitted on: ``ds``'s composites, plus with ``relight`` (day, night) its
-    day composites taken to night and labelled night (:class:`router.synth.Relit`); and each row's
-    group for ``--balance source`` (its photo's source; the relit rows are a source of their own)."""
-    from torch.utils.data import ConcatDataset, Subset
-    groups = [sources.get(s.composite.name, "unknown") for s in ds.samples]
-    if relight is None:
-        return ds, groups
-    from .synth import Relit
-    day = [i for i, s in enumerate(ds.samples) if s.domain == relight[0]]
-    return ConcatDataset([ds, Relit(Subset(ds, day), relight[1], list(ds.domains), seed)]), groups + ["relit"] * len(day)
-
-
 def head_weights(balance: str, labels: torch.Tensor, groups: list, k: int) -> dict:
     """``fit_head``'s weights for ``--balance``: per row (source), per domain, or none."""
     if balance == "source":
@@ -158,44 +145,48 @@ class HeadRefit:
     held-out estimates. ``samples`` are the dataset's samples, ``groups`` each row's source."""
 
     def __init__(self, model: DomainClassifier, fitted: dict, dataset, samples: list, groups: list,
-                 batch_size: int = 32):
+                 batch_size: int = 32, workers: int = 0, seed: int = 0):
         from torch.utils.data import Subset
 
         from .synth import Relit
         self.model, self.groups, self.k = model, list(groups), len(model.cfg.domains)
         self.balance, self.l2 = fitted.get("balance", "domain"), fitted.get("l2", 1e-2)
         light = parse_relight(fitted.get("relight"), list(model.cfg.domains))
-        self.feats, self.labels = probe.extract(model, dataset, batch_size)
+        self.feats, self.labels = probe.extract(model, dataset, batch_size, workers)
         self.day = torch.tensor([i for i, s in enumerate(samples) if light and s.domain == light[0]], dtype=torch.long)
         if len(self.day):
-            self.rfeats, self.rlabels = probe.extract(
-                model, Relit(Subset(dataset, self.day.tolist()), light[1], list(model.cfg.domains)), batch_size)
+            relit = Relit(Subset(dataset, self.day.tolist()), light[1], list(model.cfg.domains), seed)
+            self.rfeats, self.rlabels = probe.extract(model, relit, batch_size, workers)
 
-    def fit(self, rows: torch.Tensor, l2: float | None = None) -> None:
-        """Fit on the rows where ``rows`` (bool) holds, and the relit versions of its day rows."""
+    def fit(self, rows: torch.Tensor | None = None, l2: float | None = None) -> dict:
+        """Fit on the rows where ``rows`` (bool; default all) holds and the relit versions of its day
+        rows; returns ``fit_head``'s training accuracy and loss, and ``n`` the rows fitted."""
+        rows = torch.ones(len(self.labels), dtype=torch.bool) if rows is None else rows
         keep = rows[self.day] if len(self.day) else torch.zeros(0, dtype=torch.bool)
         x, y = self.feats[rows], self.labels[rows]
         groups = [g for g, r in zip(self.groups, rows.tolist()) if r]
         if keep.any():
             x, y = torch.cat([x, self.rfeats[keep]]), torch.cat([y, self.rlabels[keep]])
             groups += ["relit"] * int(keep.sum())
-        probe.fit_head(self.model, x, y, l2=self.l2 if l2 is None else l2,
-                       **head_weights(self.balance, y, groups, self.k))
+        fit = probe.fit_head(self.model, x, y, l2=self.l2 if l2 is None else l2,
+                             **head_weights(self.balance, y, groups, self.k))
+        return {"n": len(y), **fit}
 
 
-def fit_probe(task: ClassifierTask, train_set, groups: list, out, batch_size: int, workers: int, device, l2: float,
-              overwrite: bool, balance: str = "domain", relight: tuple[str, str] | None = None) -> dict:
-    """Extract the frozen backbone's features of ``train_set``, fit the head, save the checkpoint."""
+def fit_probe(task: ClassifierTask, train_set, samples: list, groups: list, out, batch_size: int, workers: int,
+              device, l2: float, overwrite: bool, balance: str = "domain", relight: tuple[str, str] | None = None,
+              seed: int = 0) -> dict:
+    """Extract the frozen backbone's features of ``train_set`` (and its relit rows), fit the head,
+    save the checkpoint with how the head was fitted (what :class:`HeadRefit` reads back)."""
     import time
     if Path(out).exists() and not overwrite:
         raise InputError(f"{out}: already exists (pass --overwrite to train again)")
     t0 = time.perf_counter()
     net = task.net.to(resolve_device(device)).eval()
-    feats, labels = probe.extract(net, train_set, batch_size, workers)
-    fit = probe.fit_head(net, feats, labels, l2=l2, **head_weights(balance, labels, groups, len(net.cfg.domains)))
-    info = {"n": len(labels), "l2": l2, "balance": balance, "relight": ":".join(relight) if relight else None, **fit}
-    checkpoint.save(out, net.state_dict(), {**task.meta(), "probe": info}, overwrite=overwrite)
-    return {"seconds": round(time.perf_counter() - t0, 1), "n_train": len(labels), **fit}
+    how = {"l2": l2, "balance": balance, "relight": ":".join(relight) if relight else None}
+    fit = HeadRefit(net, how, train_set, samples, groups, batch_size, workers, seed).fit()
+    checkpoint.save(out, net.state_dict(), {**task.meta(), "probe": {**how, **fit}}, overwrite=overwrite)
+    return {"seconds": round(time.perf_counter() - t0, 1), "n_train": fit["n"], **fit}
 
 
 @shared_args
@@ -273,13 +264,13 @@ def main(data="data/mini4", out="runs/router.safetensors", backbone: str = "auto
         from .synth import ProcessComposites, ProcessLabels
         train_set = (ProcessLabels if on_device else ProcessComposites)(train_ds, length=steps * batch_size)
     if head == "probe":
-        if synthesize:  # drawn composites: no photo sources to weigh (source balance is domain balance)
-            if light:
-                raise InputError("--relight takes night rows from the stored composites: not with --synthesize")
-            rows, groups = train_set, ["unknown"] * len(train_set)
-        else:
-            rows, groups = probe_rows(train_set, light, sources, seed)
-        res = fit_probe(task, rows, groups, out, batch_size, workers, device, l2, overwrite, balance, light)
+        if synthesize and light:
+            raise InputError("--relight takes night rows from the stored composites: not with --synthesize")
+        # drawn composites have no photo sources to weigh (source balance is then domain balance)
+        samples = [] if synthesize else train_ds.samples
+        groups = [sources.get(s.composite.name, "unknown") for s in samples] or ["unknown"] * len(train_set)
+        res = fit_probe(task, train_set, samples, groups, out, batch_size, workers, device, l2, overwrite, balance,
+                        light, seed)
     else:
         res = train(task, train_set, EngineConfig.from_options(options))
         if dist_info()[0] != 0:

@@ -138,3 +138,12 @@ def test_row_weights_of_one_group_per_domain_fit_the_class_weighted_head():
     a = m.head.weight.detach().clone()
     probe.fit_head(m, feats, labels, l2=0.1, row_weights=probe.source_weights(labels, labels.tolist(), 2))
     torch.testing.assert_close(m.head.weight.detach(), a, rtol=1e-3, atol=1e-4)
+
+
+def test_fit_head_reports_the_loss_at_the_fitted_head():
+    """The recorded loss is the objective after the fit, below its value at the zero start (ln K)."""
+    import math
+    m = _probe()
+    feats, labels = probe.extract(m, Brightness(24, 0), batch_size=8)
+    fit = probe.fit_head(m, feats, labels, l2=1e-2)
+    assert fit["loss"] < 0.5 * math.log(2)
