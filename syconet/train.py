@@ -12,6 +12,7 @@ Ablations (Table 2): ``--ablation no_rec | no_real | move_z | lutv2``. The run r
 from __future__ import annotations
 
 import logging
+import random
 from pathlib import Path
 
 import torch
@@ -62,7 +63,6 @@ class SycoTask(Task):
         and leave the batch."""
         if not self.fresh:
             return batch
-        import random
         names = batch["domain_name"]
         picks = [random.choice(self.methods[n]) if n in self.methods and random.random() < self.fresh else None
                  for n in names]
@@ -147,12 +147,12 @@ def main(data="data/mini4", domains="all", out="runs/syconet_all.safetensors", i
             a one-domain finetune draws its references from every photo as the benchmark does.
     """
     options = dict(locals())  # the command's options, as given (the engine takes its groups from them)
-    torch.manual_seed(seed)
-    train_ds, val_ds = train_val(data, domains, size, cache, val_fraction if val_every else 0.0)
     if not 0 <= fresh <= 1:
         raise InputError(f"--fresh must be in [0, 1], got {fresh}")
     if donors and (replay or not fresh):
         raise InputError("--donors lends references to --fresh pairs: it needs --fresh and excludes --replay")
+    torch.manual_seed(seed)
+    train_ds, val_ds = train_val(data, domains, size, cache, val_fraction if val_every else 0.0)
     share = replay or donors
     others = [d for d in resolve_domains(data, "all") if d not in train_ds.domains] if share > 0 else []
     if share > 0 and not others:
