@@ -31,14 +31,16 @@ from .baselines import BASELINES
 from .compare import real_drift
 
 log = logging.getLogger(__name__)
-METHODS = ("composite", "reinhard", "unified", "routed", "soft", "oracle")
+METHODS = ("composite", "reinhard", "unified", "routed", "soft", "oracle", "default")
+# "default" is what `router predict` does: the zoo's default mode, its change scaled by the detector's
+# gate (scored when the zoo has a detector); the other modes are the harmonizers' whole change.
 GRID_HEIGHT = 128
 
 
 def _methods(h: Harmonizer, samples) -> tuple[list[str], str | None]:
     """The methods to score, and a note when the zoo's domains are not the data's (routing to
     domains the data does not have measures nothing: the unified model stands for the zoo)."""
-    methods = [m for m in METHODS if m != "unified" or h.unified is not None]
+    methods = [m for m in METHODS if (m != "unified" or h.unified is not None) and (m != "default" or h.detector is not None)]
     foreign = sorted({s.domain for s in samples} - set(h.domains))
     if not foreign:
         return methods, None
@@ -48,7 +50,7 @@ def _methods(h: Harmonizer, samples) -> tuple[list[str], str | None]:
     note = (f"The zoo's domains ({', '.join(h.domains)}) are not the data's ({', '.join(foreign)}): "
             "routed, soft and oracle are not scored, and the unified model stands for the zoo.")
     log.warning(note)
-    return [m for m in methods if m not in ("routed", "soft", "oracle")], note
+    return [m for m in methods if m not in ("routed", "soft", "oracle", "default")], note
 
 
 def _run_methods(h: Harmonizer, methods, comp, mask, domain: str):
@@ -60,6 +62,8 @@ def _run_methods(h: Harmonizer, methods, comp, mask, domain: str):
         t0 = time.perf_counter()
         if m in BASELINES:
             outs[m] = BASELINES[m](comp, mask)
+        elif m == "default":
+            outs[m] = h.run(comp, mask).output
         elif m == "unified":
             outs[m] = harmonize(h.unified, comp, mask)
         elif m == "soft":  # the probabilities of "routed", just computed for this image
@@ -87,7 +91,7 @@ def benchmark(data, zoo=None, out="reports/benchmark", domains="all", split: str
     samples = load_samples(data, domains, split)
     proto = M.Protocol(protocol)
     methods, note = _methods(h, samples)
-    ranked_by = h.default_mode if h.default_mode in methods else "unified"  # the grids show what ships
+    ranked_by = next(m for m in ("default", h.default_mode, "unified") if m in methods)  # the grids show what ships
     acc = {m: M.Accumulator() for m in methods}
     secs = {m: 0.0 for m in methods}
     correct, routed_to = 0, {}
@@ -136,6 +140,8 @@ def drift_predictors(h, methods) -> dict:
             return lambda i, k, d: BASELINES[m](i, k)
         if m == "oracle":
             return lambda i, k, d: harmonize(h.models.get(d, h.unified), i, k)
+        if m == "default":
+            return lambda i, k, d: h.run(i, k).output
         if m == "unified":
             return lambda i, k, d: harmonize(h.unified, i, k)
         return lambda i, k, d: harmonize(h.select(m, h.probabilities(i, k))[1], i, k)

@@ -108,7 +108,21 @@ def _method_fn(method: str, zoo):
     if method in ("unified", "routed", "soft") or method.startswith("oracle:"):
         h = zoo()
         return lambda image, mask: h(image, mask, method)
-    raise InputError(f"--methods: unknown method {method!r} (composite, reinhard, unified, routed, soft, oracle:DOMAIN)")
+    if method in ("default", "ungated"):  # what `router predict` does; the same without the detector's gate
+        h = zoo()
+        return lambda image, mask: h(image, mask, gate=method == "default")
+    raise InputError(f"--methods: unknown method {method!r} "
+                     "(composite, reinhard, default, ungated, unified, routed, soft, oracle:DOMAIN)")
+
+
+def _scorer(zoo):
+    """``score(image, mask)``: the zoo's composite detector (None when it has none)."""
+    from router.inference import load_detector
+    from router.zoo import read
+    det = load_detector(read(zoo).get("detector"))
+    if det is None:
+        return None
+    return lambda image, mask: det.score(image.permute(1, 2, 0).numpy(), mask[0].numpy())
 
 
 def _display(img: torch.Tensor, max_side: int) -> Image.Image:
@@ -138,7 +152,8 @@ def export(composites, out, methods: str = ",".join(METHODS), zoo=None, masks=No
     Args:
         composites: folder of composites (masks found as predict_dir finds them).
         out: study folder to write.
-        methods: comma-separated: composite, reinhard, unified, routed, soft, oracle:DOMAIN.
+        methods: comma-separated: composite, reinhard, default (what predict does: the zoo's mode,
+            gated by its detector), ungated, unified, routed, soft, oracle:DOMAIN.
         masks: masks folder (default: found next to the composites).
         max_side: long side of the displayed images.
         min_ms: votes sooner than this many milliseconds after both images show are ignored.
@@ -152,6 +167,8 @@ def export(composites, out, methods: str = ",".join(METHODS), zoo=None, masks=No
         raise InputError(f"{out}: already holds a study (pass --overwrite to replace it)")
     pairs = find_pairs(composites, masks)
     fns = _method_fns(names, zoo, device)
+    score = _scorer(zoo)
+    scores = {}
     rng = np.random.default_rng(seed)
     token = (lambda: secrets.token_hex(8)) if seed is None else (lambda: "%016x" % rng.integers(2 ** 63))
     (out / "images").mkdir(parents=True, exist_ok=True)
@@ -166,6 +183,8 @@ def export(composites, out, methods: str = ",".join(METHODS), zoo=None, masks=No
             continue
         scene = img_path.stem
         scenes.append(scene)
+        if score is not None:
+            scores[scene] = round(score(image, mask), 4)
         ids = {}
         for m in rng.permutation(names):  # written in random order: nothing follows the method list
             hid = token()
@@ -180,7 +199,8 @@ def export(composites, out, methods: str = ",".join(METHODS), zoo=None, masks=No
     if not scenes:
         raise BatchError(failed, len(pairs))
     manifest = {"study": out.name, "methods": names, "scenes": scenes, "conditions": conditions,
-                "csv_header": CSV_HEADER + CSV_EXTRA, "max_side": max_side, "zoo": str(zoo) if zoo else "default"}
+                "csv_header": CSV_HEADER + CSV_EXTRA, "max_side": max_side, "zoo": str(zoo) if zoo else "default",
+                "detector_scores": scores or None}
     write_text(json.dumps(manifest, indent=1), key, overwrite=True)
     written.append(write_text(render_page(order_trials(trials, rng), min_ms), out / "index.html", overwrite=True))
     for p in written:  # file times carry nothing either

@@ -18,6 +18,7 @@ checkpoint users load holds the harmonizer only).
 from __future__ import annotations
 
 import logging
+import math
 from pathlib import Path
 
 import torch
@@ -166,6 +167,21 @@ def calibration_scores(model: HarmonizerNet, ds: HarmonyDataset, grid=CALIBRATIO
     return summarise([calibration_raw(model, ds, grid, max_images)])
 
 
+def drift_limit_value(v) -> float:
+    """``--drift_limit``: a number of 8-bit levels, or ``inf`` / ``none`` for no limit (the scale
+    with the lowest held-out fMSE: for a model behind the zoo's composite detector, whose gate
+    keeps real photos as they are)."""
+    if isinstance(v, str) and v.strip().lower() in ("inf", "none", "off"):
+        return math.inf
+    try:
+        v = float(v)
+    except (TypeError, ValueError):
+        raise InputError(f"--drift_limit must be a number of levels or inf, got {v!r}") from None
+    if not v > 0:
+        raise InputError(f"--drift_limit must be > 0, got {v}")
+    return v
+
+
 def choose_scale(scores: dict, drift_limit: float = DRIFT_LIMIT) -> float:
     """The gate scale with the lowest fMSE among those whose drift plus its standard error stays
     within ``drift_limit`` and that do not raise fMSE above the identity's; 0 when none helps."""
@@ -181,7 +197,8 @@ def set_scale(out, loaded: tuple, src, scores: dict, drift_limit: float, **extra
     model, m = loaded
     pick = choose_scale(scores, drift_limit)
     model.net.strength.fill_(pick)
-    info = {"strength": pick, "drift_limit": drift_limit, "rule": "drift + its standard error <= limit",
+    info = {"strength": pick, "drift_limit": None if math.isinf(drift_limit) else drift_limit,
+            "rule": "lowest fMSE" if math.isinf(drift_limit) else "drift + its standard error <= limit",
             "scores": scores, "from": Path(src).name, **extra}
     checkpoint.save(out, model.state_dict(), {**m, "calibration": info}, overwrite=True)
     log.info("calibrated gate scale %.2f (validation fMSE, real-photo drift ± se: %s)", pick,
@@ -220,7 +237,7 @@ def main(data="data/mini4", domains="all", arch: str = "issam", out="runs/issam_
          overwrite: bool = False, cache: bool = True, amp: bool = True, channels_last: bool = False,
          compile: bool = False,
          gan_weight: float = 0.0, val_fraction: float = 0.1, regrade: float = 0.0,
-         calibrate_folds: int = 0) -> None:
+         calibrate_folds: int = 0, drift_limit=DRIFT_LIMIT) -> None:
     """Train a harmonizer (iS2AM or RainNet) on a dataset, optionally with augmentation.
 
     The test split is never used for validation: ``--val_every`` holds out a share of the training
@@ -240,7 +257,10 @@ def main(data="data/mini4", domains="all", arch: str = "issam", out="runs/issam_
             (<out>.fold<k>.safetensors), score their fold; the pooled scores choose the gate scale
             of the model then trained on every training photo (--val_every and --val_fraction are
             not used). K + 1 trainings; for small data, where a 10 % hold-out is a handful of photos.
+        drift_limit: the calibration's limit on a held-out real photo's mean change, 8-bit levels;
+            inf: none (the scale with the lowest held-out fMSE), for models behind a zoo's detector.
     """
+    drift_limit = drift_limit_value(drift_limit)
     options = dict(locals())  # the command's options, as given (the engine takes its groups from them)
     if gan_weight < 0:
         raise InputError(f"--gan_weight must be >= 0, got {gan_weight}")
@@ -272,7 +292,7 @@ def fit(options: dict, fold: tuple[int, int] | None = None) -> tuple[dict, Harmo
                           extra, o["gan_weight"], regrade=regrader)
     res = train(task, train_set, EngineConfig.from_options(options))
     if fold is None and dist_info()[0] == 0 and val_ds is not None and hasattr(model.net, "strength"):
-        res["calibration"] = calibrate(o["out"], val_ds)
+        res["calibration"] = calibrate(o["out"], val_ds, o.get("drift_limit", DRIFT_LIMIT))
     res.update(arch=model.arch, size=model.size, augment=o["augment"], domains=train_ds.domains)
     return res, val_ds
 
@@ -315,7 +335,7 @@ def crossfit(options: dict) -> dict:
     res, _ = fit({**options, "val_every": 0, "val_fraction": 0.0})
     if dist_info()[0] == 0:
         res["calibration"] = set_scale(options["out"], load(options["out"]), options["out"], summarise(raws),
-                                       DRIFT_LIMIT, folds=folds)
+                                       options.get("drift_limit", DRIFT_LIMIT), folds=folds)
     return res
 
 

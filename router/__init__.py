@@ -5,6 +5,8 @@
     python -m router predict image.jpg mask.png --mode routed   # the most likely domain's model alone
     python -m router predict image.jpg mask.png --strength 0.5  # half of the model's change
     python -m router predict_dir composites/ --out results/
+    python -m router score image.jpg mask.png                   # P(the masked region was pasted in)
+    python -m router predict image.jpg mask.png --gate False    # the harmonizer's change whatever the score
 
 ``--mode``: ``soft`` (the shipped zoo's default, ``zoo.json`` ``"mode"``: every domain's model,
 their results blended by the classifier's probabilities), ``routed``, ``unified`` or
@@ -25,9 +27,9 @@ Importing this package does not import torch: ``Harmonizer`` is loaded on first 
 """
 from __future__ import annotations
 
-from .cli import predict, predict_dir  # noqa: F401 (the commands: python -m fire router predict …)
+from .cli import predict, predict_dir, score  # noqa: F401 (the commands: python -m fire router predict …)
 
-__all__ = ["Harmonizer", "predict", "predict_dir"]
+__all__ = ["Harmonizer", "predict", "predict_dir", "score"]
 
 
 def __getattr__(name):

@@ -1,9 +1,9 @@
-"""``python -m router predict IMAGE MASK`` and ``python -m router predict_dir DIR``."""
+"""``python -m router predict IMAGE MASK``, ``python -m router predict_dir DIR``, ``python -m router score IMAGE MASK``."""
 import fire
 
-from . import predict, predict_dir
+from . import predict, predict_dir, score
 
-CLI = {"predict": predict, "predict_dir": predict_dir}
+CLI = {"predict": predict, "predict_dir": predict_dir, "score": score}
 
 if __name__ == "__main__":
     fire.Fire(CLI)

@@ -7,6 +7,8 @@
     out = h(array_uint8, mask_array)               # H×W×3 uint8 numpy in → same out
     out = h(tensor_3hw, tensor_1hw, mode="oracle:MiniFlickr")   # float tensor in → float tensor out
     h.classify(image, mask)                        # {"MiniCOCO": 0.91, ...}
+    h.score(image, mask)                           # 0.87: P(the masked region was pasted in), the gate's input
+    out = h(image, mask, gate=False)               # the harmonizer's whole change, whatever the score
     r = h.run(image, mask, mode="soft")            # router.inference.Prediction: output, domain, model,
                                                    # probabilities, seconds, weights
 
@@ -111,6 +113,7 @@ class Harmonizer:
         self.manifest = manifest
         t0 = time.perf_counter()
         self._classifier = None  # loaded on first use: unified and oracle modes never import timm
+        self._detector = None
         self.domains = list(manifest["classifier_domains"])
         self.default_mode = manifest["mode"]
         loader = lambda p: load_h(p, device=self.device)[0]  # noqa: E731
@@ -126,6 +129,13 @@ class Harmonizer:
         return self._classifier
 
     @property
+    def detector(self):
+        """The zoo's composite detector (:class:`router.detector.Detector`), or ``None``."""
+        if self._detector is None and self.manifest.get("detector"):
+            self._detector = inference.load_detector(self.manifest["detector"])
+        return self._detector
+
+    @property
     def unified(self):
         return self._unified.get("unified")
 
@@ -137,6 +147,7 @@ class Harmonizer:
     def load(self, mode: str | None = None) -> None:
         """Load what a mode needs up front (so that timings separate loading)."""
         mode = mode or self.default_mode
+        self.detector  # noqa: B018
         if mode in routing.MODES_NEEDING_PROBS:
             self.classifier  # noqa: B018
         elif mode == "unified":
@@ -177,17 +188,24 @@ class Harmonizer:
         img, m, _, names = _arrays(image, mask)
         return self.probabilities(*inference.checked(img, m, names))
 
-    def run(self, image, mask, mode: str | None = None, strength: float = 1.0) -> inference.Prediction:
+    def score(self, image, mask) -> float:
+        """The detector's probability that the masked region was pasted in or recoloured (any input
+        :meth:`run` takes); an :class:`common.io.InputError` when the zoo has no detector."""
+        img, m, _, names = _arrays(image, mask)
+        return inference.score(self, img, m, names)
+
+    def run(self, image, mask, mode: str | None = None, strength: float = 1.0, gate: bool = True) -> inference.Prediction:
         """Harmonize in ``mode`` (default: the zoo's, ``self.default_mode``): a
         :class:`router.inference.Prediction` whose ``output`` has the input's type
         (path → PIL image, PIL → PIL, numpy → numpy of the same dtype, tensor → ``3×H×W`` tensor).
-        ``strength`` scales the change (:func:`harmonizers.fullres.harmonize`)."""
+        ``strength`` scales the change (:func:`harmonizers.fullres.harmonize`); with ``gate`` (and a
+        zoo with a detector) it is multiplied by the gate's share for the detector's score."""
         strength = check_strength(strength)
         img, m, kind, names = _arrays(image, mask)
-        r = inference.run(self, img, m, mode, strength, names)
+        r = inference.run(self, img, m, mode, strength, names, gate=gate)
         r.output = _like(r.output, kind, getattr(image, "dtype", None))
         return r
 
-    def __call__(self, image, mask, mode: str | None = None, strength: float = 1.0):
+    def __call__(self, image, mask, mode: str | None = None, strength: float = 1.0, gate: bool = True):
         """Harmonize; returns the image alone, in the type it was given (path → PIL image)."""
-        return self.run(image, mask, mode, strength).output
+        return self.run(image, mask, mode, strength, gate).output

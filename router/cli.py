@@ -1,4 +1,4 @@
-"""``predict`` and ``predict_dir``: the commands' work, on either backend (see :mod:`router`).
+"""``predict``, ``predict_dir`` and ``score``: the commands' work, on either backend (see :mod:`router`).
 ``python -m router``, ``fire router`` and ``python -m fire router`` all reach these functions."""
 from __future__ import annotations
 
@@ -44,7 +44,7 @@ def _backend(zoo, device, backend: str):
     return h, True
 
 
-def _harmonize(image, mask, zoo, mode, device, backend, strength):
+def _harmonize(image, mask, zoo, mode, device, backend, strength, gate=True):
     """Read the pair once, then harmonize on ONNX Runtime when it can serve (``auto``, ``onnx``),
     else on torch → (prediction, load seconds, backend used)."""
     from common.io import read_image_array, read_mask_array
@@ -60,7 +60,7 @@ def _harmonize(image, mask, zoo, mode, device, backend, strength):
             with watch(f"load {used}"):
                 h, fresh = _backend(zoo, device, used)
                 h.load(mode)
-            r = run(h, img, m, mode, strength, names=(str(image), str(mask)), inplace=True)
+            r = run(h, img, m, mode, strength, names=(str(image), str(mask)), inplace=True, gate=gate)
         except Unavailable as e:  # no current ONNX export of a model this mode needs
             if backend == "onnx":
                 raise InputError(f"--backend onnx: {e}") from None
@@ -86,7 +86,7 @@ def output_path(image, out=None) -> Path:
 
 
 def predict_one(image, mask, out=None, zoo=None, mode=None, overwrite=False, device="cpu",
-                 backend="auto", strength=1.0) -> dict:
+                 backend="auto", strength=1.0, gate=True) -> dict:
     t0 = time.perf_counter()
     strength = _check_options(device, backend, strength)
     out = output_path(image, out)
@@ -94,7 +94,7 @@ def predict_one(image, mask, out=None, zoo=None, mode=None, overwrite=False, dev
         raise InputError(f"{out}: already exists (pass --overwrite to replace it)")
     if str(device) != "cpu" and backend == "onnx":
         raise InputError(f"--backend onnx runs on the CPU; use --backend torch for --device {device}")
-    r, t_load, used = _harmonize(image, mask, zoo, mode, device, backend, strength)
+    r, t_load, used = _harmonize(image, mask, zoo, mode, device, backend, strength, _check_gate(gate))
     t1 = time.perf_counter()
     px = r.output  # ours alone: rounded to 8 bits in place, no float copies of a large photo
     np.clip(px, 0, 1, out=px)
@@ -106,10 +106,17 @@ def predict_one(image, mask, out=None, zoo=None, mode=None, overwrite=False, dev
     seconds["total"] = round(time.perf_counter() - t0, 4)
     probs = {k: round(v, 4) for k, v in r.probabilities.items()} if r.probabilities else None
     res = {"domain": r.domain, "probabilities": probs, "model": r.model, "mode": r.mode, "strength": strength,
+           "score": None if r.score is None else round(r.score, 4), "gate": None if r.gate is None else round(r.gate, 4),
            "output": str(out), "backend": used, "seconds": seconds}
     if r.weights:
         res["weights"] = {k: round(v, 4) for k, v in r.weights.items()}
     return res
+
+
+def _check_gate(gate) -> bool:
+    if not isinstance(gate, bool):
+        raise InputError(f"--gate must be True or False, got {gate!r}")
+    return gate
 
 
 def _check_options(device, backend, strength) -> float:
@@ -124,9 +131,9 @@ def _check_options(device, backend, strength) -> float:
 
 
 def predict(image, mask, out=None, zoo=None, mode: str | None = None, overwrite: bool = False, device: str = "cpu",
-            backend: str = "auto", strength: float = 1.0):
+            backend: str = "auto", strength: float = 1.0, gate: bool = True):
     """Harmonize IMAGE with MASK (1 = foreground) and print one JSON line: domain, probabilities,
-    model, output path, backend and seconds per stage.
+    model, the detector's score and the gate's share, output path, backend and seconds per stage.
 
     Args:
         image: the composite (any image Pillow reads).
@@ -139,14 +146,49 @@ def predict(image, mask, out=None, zoo=None, mode: str | None = None, overwrite:
         overwrite: replace an existing output file.
         device: cpu, cuda, cuda:N or auto; anything but cpu runs on torch.
         backend: auto (ONNX Runtime when the zoo's export is current, else torch), onnx or torch.
-        strength: share of the network's change applied: 0 = the input, 1 = as trained, >1 further.
+        strength: share of the network's change applied: 0 = the input, 1 = as trained, >1 further
+            (multiplied by the gate's share).
+        gate: scale the change by the composite detector's gate (a real photo is left alone, a clear
+            composite gets the whole change); False applies the harmonizer's change whatever the score.
     """
-    res = guarded(lambda: predict_one(str(image), str(mask), out, zoo, mode, overwrite, device, backend, strength))
+    res = guarded(lambda: predict_one(str(image), str(mask), out, zoo, mode, overwrite, device, backend, strength, gate))
     print(json.dumps(res))
 
 
+def score(image, mask, zoo=None):
+    """Print one JSON line with the composite detector's probability that MASK's region of IMAGE was
+    pasted in or recoloured, and the share of the harmonizer's change the gate gives it.
+
+    Args:
+        image: the picture (any image Pillow reads).
+        mask: the region to judge, same size (read as for predict).
+        zoo: model zoo folder (default models/default); it must hold a detector.
+    """
+    def one():
+        from common.io import read_image_array, read_mask_array
+
+        from .inference import Stopwatch, checked, load_detector
+        t0 = time.perf_counter()
+        z = _zoo(zoo)
+        if not z.get("detector"):
+            raise InputError(f"{z['root']}: this zoo has no composite detector (router.zoo build --detector PATH)")
+        watch = Stopwatch()
+        with watch("read"):
+            img, m = checked(read_image_array(str(image)), read_mask_array(str(mask)), (str(image), str(mask)))
+        with watch("load"):
+            det = load_detector(z["detector"])
+        with watch("score"):
+            p = det.score(img, m)
+        seconds = {k: round(v, 4) for k, v in watch.seconds.items()}
+        seconds["total"] = round(time.perf_counter() - t0, 4)
+        return {"image": str(image), "mask": str(mask), "score": round(p, 4), "gate": round(det.strength(p), 4),
+                "seconds": seconds}
+    print(json.dumps(guarded(one)))
+
+
 def predict_dir(composites, masks=None, out=None, zoo=None, mode: str | None = None, overwrite: bool = False,
-                skip_existing: bool = False, device: str = "cpu", backend: str = "auto", strength: float = 1.0):
+                skip_existing: bool = False, device: str = "cpu", backend: str = "auto", strength: float = 1.0,
+                gate: bool = True):
     """Harmonize every image in COMPOSITES that has a mask and print one JSON line per image. A pair
     that cannot be read is reported and skipped; the failures are listed at the end (exit status 2).
 
@@ -162,11 +204,13 @@ def predict_dir(composites, masks=None, out=None, zoo=None, mode: str | None = N
         device: cpu, cuda, cuda:N or auto.
         backend: auto, onnx or torch (as for predict).
         strength: share of the network's change applied (as for predict).
+        gate: scale the change by the composite detector's gate (as for predict).
     """
     from tqdm import tqdm
 
     def run():
         _check_options(device, backend, strength)  # once: a wrong option or zoo would fail every pair
+        _check_gate(gate)
         _zoo(zoo)
         src = Path(composites)
         pairs = find_pairs(src, masks)
@@ -186,7 +230,7 @@ def predict_dir(composites, masks=None, out=None, zoo=None, mode: str | None = N
         rows, failed = [], []
         for img, m, o in tqdm(todo, desc="predict", unit="img"):
             try:
-                rows.append(predict_one(str(img), str(m), o, zoo, mode, overwrite, device, backend, strength))
+                rows.append(predict_one(str(img), str(m), o, zoo, mode, overwrite, device, backend, strength, gate))
             except InputError as e:
                 failed.append(f"{img.name}: {e}")
                 continue

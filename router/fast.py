@@ -232,6 +232,14 @@ class FastHarmonizer:
         self.threads = threads
         self._sessions: dict = {}
         self.has_unified = "unified" in entries
+        self._detector = None
+
+    @property
+    def detector(self):
+        """The zoo's composite detector (NumPy, shared with the torch path), or ``None``."""
+        if self._detector is None and self.zoo.get("detector"):
+            self._detector = inference.load_detector(self.zoo["detector"])
+        return self._detector
 
     @classmethod
     def from_zoo(cls, zoo=None, threads: int = 0) -> "FastHarmonizer":
@@ -275,6 +283,7 @@ class FastHarmonizer:
     def load(self, mode: str | None = None) -> None:
         """Create the sessions a mode needs up front (so that timings separate loading)."""
         mode = mode or self.default_mode
+        self.detector  # noqa: B018
         if mode in routing.MODES_NEEDING_PROBS:
             self._session("classifier")
         elif mode == "unified" and self.has_unified:
@@ -321,11 +330,16 @@ class FastHarmonizer:
     def full_resolution(self, image: np.ndarray, mask: np.ndarray, small: tuple, inplace: bool = False) -> np.ndarray:
         return full_resolution(image, mask, *small, inplace=inplace)
 
-    def run(self, image, mask, mode: str | None = None, strength: float = 1.0) -> inference.Prediction:
+    def score(self, image, mask) -> float:
+        """``router.api.Harmonizer.score`` without torch."""
+        img, m, _, names = inference.as_arrays(image, mask)
+        return inference.score(self, img, m, names)
+
+    def run(self, image, mask, mode: str | None = None, strength: float = 1.0, gate: bool = True) -> inference.Prediction:
         """``router.api.Harmonizer.run`` on ONNX Runtime (paths, PIL images or numpy arrays in;
         ``output`` in the input's type, float32 ``H×W×3`` for float arrays)."""
         img, m, kind, names = inference.as_arrays(image, mask)
-        r = inference.run(self, img, m, mode, check_strength(strength), names)
+        r = inference.run(self, img, m, mode, check_strength(strength), names, gate=gate)
         r.output = inference.like(r.output, kind, getattr(image, "dtype", None))
         return r
 

@@ -2,7 +2,9 @@
 :class:`router.fast.FastHarmonizer`); no torch here.
 
 A backend implements :class:`Backend`: class probabilities, the choice of a model for a mode, the
-network at its size, and the step back to full resolution. :func:`run` drives them in that order
+network at its size, and the step back to full resolution; the zoo's composite detector
+(:mod:`router.detector`, NumPy) is the same object on both. :func:`run` scores the composite, sets the
+strength from the score (the gate), and drives the backend's steps in that order
 for every caller — the ``predict`` commands, the Python API, the benchmark — checks the inputs once,
 and times the stages from outside (the math never sees a clock). Inputs are ``H×W×3`` and ``H×W``
 float32 arrays in [0, 1] (:func:`as_arrays` turns a path, a PIL image or a uint8 array into those);
@@ -32,11 +34,14 @@ class Prediction:
     seconds: dict[str, float] = field(default_factory=dict)
     weights: dict[str, float] | None = None  # soft mode: each domain model's share of the blend
     mode: str = ""                          # the mode that ran (the zoo's default when none was asked)
+    score: float | None = None              # the detector's P(composite); None when the zoo has no detector
+    gate: float | None = None               # the share of the change the gate let through (None: gate off)
 
 
 class Backend(Protocol):
     domains: list[str]
     default_mode: str   # the zoo's (zoo.json "mode"): what runs when no mode is asked for
+    detector: Any       # the zoo's router.detector.Detector, or None (loaded on first use)
 
     def load(self, mode: str | None = None) -> None:
         """Load what ``mode`` (default: ``default_mode``) needs up front (so that the stage timings
@@ -130,22 +135,49 @@ def checked(image: np.ndarray, mask: np.ndarray, names: tuple[str, str] = ("imag
     return image, np.clip(mask, 0, 1)
 
 
+def load_detector(path):
+    """The zoo's detector (``zoo.json`` ``"detector"``), or ``None`` when it names none."""
+    if path is None:
+        return None
+    from .detector import Detector
+    return Detector.load(path)
+
+
 def run(backend: Backend, image: np.ndarray, mask: np.ndarray, mode: str | None = None, strength: float = 1.0,
-        names: tuple[str, str] = ("image", "mask"), inplace: bool = False) -> Prediction:
+        names: tuple[str, str] = ("image", "mask"), inplace: bool = False, gate: bool = True) -> Prediction:
     """Harmonize ``image`` with ``mask`` on ``backend`` in ``mode`` (``None``: the zoo's default
-    mode). ``strength`` is checked by the caller
+    mode). When the zoo has a detector, its score is reported and, with ``gate``, its gate scales the
+    change: ``strength × gate(score)`` (0 for what looks like a real photo, 1 for a clear composite);
+    ``gate=False`` applies ``strength`` alone. ``strength`` is checked by the caller
     (:func:`common.io.check_strength`); the inputs here (:func:`checked`). ``inplace``: the caller
     owns ``image`` and lets the result overwrite it (no copy of a large photo)."""
     image, mask = checked(image, mask, names)
     mode = mode or backend.default_mode
     watch = Stopwatch()
+    score = share = None
+    if backend.detector is not None:
+        with watch("score"):
+            score = backend.detector.score(image, mask)
+        share = backend.detector.strength(score) if gate else None
     with watch("classify"):
         probs = backend.probabilities(image, mask) if mode in MODES_NEEDING_PROBS else None
     name, member, weights = backend.select(mode, probs)
-    with watch("harmonize"):
-        small = backend.network(member, image, mask, strength)
-    with watch("full_res"):
-        out = backend.full_resolution(image, mask, small, inplace)
+    applied = strength * (1.0 if share is None else share)
+    if applied == 0.0:  # nothing to apply: the input as it is
+        out = image if inplace else image.copy()
+    else:
+        with watch("harmonize"):
+            small = backend.network(member, image, mask, applied)
+        with watch("full_res"):
+            out = backend.full_resolution(image, mask, small, inplace)
     soft = name == "soft"
     return Prediction(out, max(probs, key=probs.get) if soft else name, name, probs, watch.seconds,
-                      dict(weights) if soft else None, mode)
+                      dict(weights) if soft else None, mode, score, share)
+
+
+def score(backend: Backend, image: np.ndarray, mask: np.ndarray, names: tuple[str, str] = ("image", "mask")) -> float:
+    """The zoo's detector's P(composite) for a checked pair; an :class:`InputError` when the zoo has none."""
+    image, mask = checked(image, mask, names)
+    if backend.detector is None:
+        raise InputError("this zoo has no composite detector (router.zoo build --detector PATH)")
+    return backend.detector.score(image, mask)

@@ -1,10 +1,10 @@
 """The model zoo: a folder with ``zoo.json`` naming the classifier, one harmonizer per domain, the
-unified harmonizer and the SycoNets used, by paths relative to the folder.
+unified harmonizer, the composite detector and the SycoNets used, by paths relative to the folder.
 
     python -m router.zoo build --out models/default --classifier runs/router.safetensors \\
         --unified runs/issam_unified.safetensors \\
         --domains MiniCOCO=runs/issam_MiniCOCO.safetensors,MiniFlickr=runs/issam_MiniFlickr.safetensors \\
-        --syconets all=runs/syconet_all.safetensors --fp16
+        --syconets all=runs/syconet_all.safetensors --detector runs/detector.safetensors --fp16
     python -m router.zoo check models/default
 
 Loading refuses paths that resolve outside the folder, checks each checkpoint's ``kind`` and that
@@ -13,6 +13,7 @@ every harmonizer's domain is one the classifier knows.
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 from common import checkpoint
@@ -71,6 +72,11 @@ def read(zoo=None) -> dict:
         if checkpoint.read_meta(p).get("kind") != "syconet":
             raise InputError(f"{p}: zoo.json names it as a SycoNet but it is not one")
         out["syconets"][k] = p
+    out["detector"] = None
+    if man.get("detector"):
+        out["detector"] = _inside(root, man["detector"])
+        if checkpoint.read_meta(out["detector"]).get("kind") != "detector":
+            raise InputError(f"{out['detector']}: zoo.json names it as the detector but it is not one")
     out["classifier_domains"] = known
     # the mode `router predict` runs when none is given; a zoo.json without it routes
     out["mode"] = check_zoo_mode(man.get("mode", "routed"), sizes, bool(out["unified"]), mf)
@@ -103,9 +109,10 @@ def _pairs(spec) -> dict:
 
 
 def build(out, classifier, domains=None, unified=None, syconets=None, fp16: bool = False,
-          overwrite: bool = False, mode: str | None = None) -> Path:
+          overwrite: bool = False, mode: str | None = None, detector=None) -> Path:
     """Copy checkpoints into ``out`` (optionally as float16) and write ``zoo.json``, with the default
-    mode ``mode`` (``None``: :func:`router.routing.default_mode` of the domain harmonizers)."""
+    mode ``mode`` (``None``: :func:`router.routing.default_mode` of the domain harmonizers) and the
+    composite ``detector`` whose gate scales every change (copied as it is)."""
     sizes = [checkpoint.read_meta(p).get("size") for p in _pairs(domains).values()]
     mode = check_zoo_mode(mode or default_mode(sizes, bool(unified)), sizes, bool(unified), "--mode")
     out = Path(out)
@@ -120,6 +127,11 @@ def build(out, classifier, domains=None, unified=None, syconets=None, fp16: bool
     sy = _pairs(syconets)
     if sy:
         man["syconets"] = {k: _copy(p, out / f"syconet_{k}.safetensors", fp16) for k, p in sy.items()}
+    if detector:
+        if checkpoint.read_meta(detector).get("kind") != "detector":
+            raise InputError(f"--detector {detector}: not a detector checkpoint (python -m router.detect train)")
+        shutil.copyfile(detector, out / "detector.safetensors")
+        man["detector"] = "detector.safetensors"
     man["mode"] = mode
     write_text(json.dumps(man, indent=1) + "\n", out / "zoo.json", overwrite=True)
     read(out)  # validate what we wrote
@@ -128,7 +140,7 @@ def build(out, classifier, domains=None, unified=None, syconets=None, fp16: bool
 
 @shared_args
 def _cli_build(out, classifier, domains=None, unified=None, syconets=None, fp16: bool = False, overwrite: bool = False,
-               mode: str | None = None):
+               mode: str | None = None, detector=None):
     """Build a model zoo folder: copy the checkpoints in and write zoo.json.
 
     Args:
@@ -140,8 +152,10 @@ def _cli_build(out, classifier, domains=None, unified=None, syconets=None, fp16:
         fp16: store the weights as float16 (loaded back as float32).
         mode: the mode `router predict` runs by default: routed, soft or unified (default soft
             when two or more domain harmonizers share one training size, else routed).
+        detector: composite detector checkpoint (python -m router.detect train): its score sets how
+            strongly every mode acts (predict --gate False turns that off).
     """
-    p = build(out, classifier, domains, unified, syconets, fp16, overwrite, mode)
+    p = build(out, classifier, domains, unified, syconets, fp16, overwrite, mode, detector)
     size = sum(f.stat().st_size for f in p.iterdir() if f.is_file())
     print_json({"zoo": str(p), "bytes": size})
 
@@ -155,7 +169,7 @@ def _cli_check(zoo=None):
     """
     z = read(zoo)
     print_json({"zoo": str(z["root"]), "domains": sorted(z["domains"]), "unified": bool(z["unified"]),
-                "syconets": sorted(z["syconets"])})
+                "detector": bool(z["detector"]), "syconets": sorted(z["syconets"])})
 
 
 CLI = {"build": _cli_build, "check": _cli_check}

@@ -1,0 +1,409 @@
+"""Train the composite detector (:mod:`router.detector`) and measure it held out by source.
+
+    python -m router.detect train --photos assets/photos,/path/to/labelme/photos \\
+        --composites /path/to/labelme/composites --cutouts assets/cutouts --data data/mini4 \\
+        --out runs/detector.safetensors
+
+What it learns from (each a *set*; every set weighs the same inside its class):
+
+- negatives, real photos: every photo of ``--photos`` with its own mask (``photos``), and with the
+  mask of another photo of its folder (``regions``: a region that follows no edge is no composite);
+  the real images of ``--data`` with their masks (``data_reals``);
+- positives: real composites (``--composites``, any layout ``predict_dir`` reads); cut-and-paste
+  composites made here as Lalonde & Efros made theirs (``pastes``: the masked region of one photo
+  pasted at the same place into another photo of its folder); ``--cutouts`` (RGBA) pasted into the
+  photos (``cutouts``); the synthetic composites of ``--data`` (``data_composites``: recoloured
+  foregrounds, iHarmony4-style). Every picture, photo or composite, is brought to a random size
+  (long side 256–768) and saved as JPEG (quality 75–95) before its features are read, so that
+  neither encoding nor size is a cue.
+
+A photo folder is ``images/`` + ``masks/`` (or the folder itself) with an optional ``manifest.json``
+whose rows name each photo's ``source`` (or ``source_package``); the source is the unit held out.
+Composites are grouped by the source of their background photo where a manifest says it
+(``background_source`` matched to a photo's ``original``), else by their folder.
+
+The model is gradient-boosted trees (scikit-learn's ``GradientBoostingClassifier``, exported to the
+NumPy arrays :class:`router.detector.Trees` evaluates). ``--folds`` models, each trained without a
+fold of the sources, score that fold: the out-of-fold scores give the held-out ROC AUC of every
+positive set against every negative set (in the checkpoint's metadata and ``<out>.report.json``)
+and calibrate the gate (:func:`calibrate`); the shipped model is then trained on everything.
+"""
+from __future__ import annotations
+
+import io
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from common.cli import names, print_json, run, shared_args
+from common.io import IMAGE_SUFFIXES, InputError, find_pairs
+
+from .detector import Detector, Gate, Trees, features
+
+log = logging.getLogger(__name__)
+NEGATIVE_SETS = ("photos", "regions", "data_reals")
+POSITIVE_SETS = ("composites", "pastes", "cutouts", "data_composites")
+
+
+@dataclass
+class Item:
+    """One training picture: how to make it, its label, the source it is held out with, its set."""
+    kind: str               # file | paste | region | cutout
+    image: str
+    mask: str
+    label: int
+    group: str
+    set: str
+    other: str = ""         # paste: the photo pasted into; region: unused; cutout: the cut-out
+    seed: int = 0
+
+
+# ---- what to learn from --------------------------------------------------------------------------
+
+def _photo_folder(folder: Path) -> list[dict]:
+    """Rows ``{image, mask, source, original}`` of a photo folder (``images/`` + ``masks/``)."""
+    folder = Path(folder)
+    img_dir = folder / "images" if (folder / "images").is_dir() else folder
+    mask_dir = folder / "masks"
+    if not mask_dir.is_dir():
+        raise InputError(f"{folder}: no masks/ folder beside its photos")
+    meta = {}
+    mf = folder / "manifest.json"
+    if mf.is_file():
+        try:
+            rows = json.loads(mf.read_text())
+        except json.JSONDecodeError as e:
+            raise InputError(f"{mf}: not valid JSON ({e})") from None
+        rows = rows.get("photos", rows) if isinstance(rows, dict) else rows
+        meta = {r["name"]: r for r in rows if isinstance(r, dict) and "name" in r}
+    out = []
+    for p in sorted(img_dir.iterdir()):
+        if p.suffix.lower() not in IMAGE_SUFFIXES:
+            continue
+        m = next((mask_dir / f"{p.stem}{s}" for s in (".png", ".jpg", ".bmp") if (mask_dir / f"{p.stem}{s}").is_file()), None)
+        if m is None:
+            continue
+        r = meta.get(p.stem, {})
+        out.append({"image": str(p), "mask": str(m), "source": f"{folder.name}:{r.get('source') or r.get('source_package') or 'all'}",
+                    "original": r.get("original")})
+    if len(out) < 2:
+        raise InputError(f"{folder}: fewer than 2 photos with masks")
+    return out
+
+
+def items(photos=(), composites=(), cutouts=None, data=None, pastes: float = 1.0, regions: float = 0.5,
+          cutout_pastes: int = 8, data_limit: int = 4000, seed: int = 0) -> list[Item]:
+    """The training pictures (see the module's docstring). ``pastes`` and ``regions``: how many of
+    each per photo; ``cutout_pastes``: pastes per cut-out; ``data_limit``: at most this many
+    composites (and as many real images) of ``data``, spread over its domains."""
+    rng = np.random.default_rng(seed)
+    out: list[Item] = []
+    folders = [_photo_folder(Path(f)) for f in photos]
+    originals = {r["original"]: r["source"] for rows in folders for r in rows if r["original"]}
+    for rows in folders:
+        for r in rows:
+            out.append(Item("file", r["image"], r["mask"], 0, r["source"], "photos"))
+        for _ in range(int(round(regions * len(rows)))):
+            a, b = rng.choice(len(rows), 2, replace=False)
+            out.append(Item("region", rows[b]["image"], rows[a]["mask"], 0, rows[b]["source"], "regions"))
+        for _ in range(int(round(pastes * len(rows)))):
+            a, b = rng.choice(len(rows), 2, replace=False)
+            out.append(Item("paste", rows[a]["image"], rows[a]["mask"], 1, rows[b]["source"], "pastes", rows[b]["image"]))
+    for folder in composites:
+        folder = Path(folder)
+        src = {}
+        mf = folder / "manifest.json"
+        if mf.is_file():
+            rows = json.loads(mf.read_text())
+            rows = rows.get("composites", rows) if isinstance(rows, dict) else rows
+            src = {r["name"]: originals.get(r.get("background_source")) or r.get("source") for r in rows
+                   if isinstance(r, dict) and "name" in r}
+        for img, m in find_pairs(folder):
+            out.append(Item("file", str(img), str(m), 1, src.get(img.stem) or f"{folder.name}:all", "composites"))
+    if cutouts:
+        cuts = sorted(p for p in Path(cutouts).iterdir() if p.suffix.lower() == ".png")
+        if not cuts:
+            raise InputError(f"{cutouts}: no RGBA .png cut-outs")
+        backs = [r for rows in folders for r in rows]
+        if not backs:
+            raise InputError("--cutouts needs --photos to paste them into")
+        for c in cuts:
+            for _ in range(cutout_pastes):
+                b = backs[rng.integers(len(backs))]
+                out.append(Item("cutout", b["image"], "", 1, b["source"], "cutouts", str(c)))
+    if data:
+        from domains.dataset import load_samples
+        samples = load_samples(data, "all", "train")
+        pick = rng.permutation(len(samples))[:data_limit]
+        seen = set()
+        for i in pick:
+            s = samples[i]
+            out.append(Item("file", str(s.composite), str(s.mask), 1, f"data:{s.domain}", "data_composites"))
+            if s.real not in seen:
+                seen.add(s.real)
+                out.append(Item("file", str(s.real), str(s.mask), 0, f"data:{s.domain}", "data_reals"))
+    for i, it in enumerate(out):
+        it.seed = seed * 1_000_003 + i
+    return out
+
+
+def _rgb(path, size=None) -> np.ndarray:
+    im = Image.open(path)
+    im = im.convert("RGB")
+    if size is not None and im.size != size:
+        im = im.resize(size, Image.BILINEAR)
+    return np.asarray(im, np.float32) / 255
+
+
+def _grey(path, size=None) -> np.ndarray:
+    from common.io import read_mask_array
+    m = read_mask_array(path)
+    if size is not None and m.shape[::-1] != size:
+        m = np.asarray(Image.fromarray(m.astype(np.float32), "F").resize(size, Image.BILINEAR))
+    return np.clip(m, 0, 1)
+
+
+def _as_jpeg(x: np.ndarray, rng) -> np.ndarray:
+    buf = io.BytesIO()
+    Image.fromarray(np.rint(np.clip(x, 0, 1) * 255).astype(np.uint8)).save(buf, "JPEG", quality=int(rng.integers(75, 96)))
+    return np.asarray(Image.open(buf).convert("RGB"), np.float32) / 255
+
+
+def _made(it: Item, rng) -> tuple[np.ndarray, np.ndarray]:
+    if it.kind == "file":
+        from common.io import read_image_array
+        return read_image_array(it.image), _grey(it.mask)
+    if it.kind == "region":
+        x = _rgb(it.image)
+        return x, _grey(it.mask, x.shape[1::-1])
+    if it.kind == "paste":
+        b = _rgb(it.other)
+        size = b.shape[1::-1]
+        m = _grey(it.mask, size)[..., None]
+        return m * _rgb(it.image, size) + (1 - m) * b, m[..., 0]
+    if it.kind == "cutout":
+        from eval.compose import paste
+        bg = Image.open(it.image).convert("RGB")
+        comp, mask, _ = paste(bg, Image.open(it.other).convert("RGBA"), rng)
+        return np.asarray(comp, np.float32) / 255, np.asarray(mask, np.float32) / 255
+    raise ValueError(f"unknown item kind {it.kind!r}")
+
+
+def picture(it: Item) -> tuple[np.ndarray, np.ndarray]:
+    """The image and mask an item stands for (made afresh, deterministically from its seed). Every
+    picture, photo or composite, is then brought to a random long side of 256–768 pixels (never
+    enlarged) and saved as JPEG, so that neither the file's encoding nor its size tells the classes apart."""
+    rng = np.random.default_rng(it.seed)
+    x, m = _made(it, rng)
+    side = int(rng.integers(256, 769))
+    if max(m.shape) > side:
+        size = (max(1, round(m.shape[1] * side / max(m.shape))), max(1, round(m.shape[0] * side / max(m.shape))))
+        x = np.asarray(Image.fromarray(np.rint(np.clip(x, 0, 1) * 255).astype(np.uint8)).resize(size, Image.BOX),
+                       np.float32) / 255
+        m = np.asarray(Image.fromarray(m.astype(np.float32), "F").resize(size, Image.BOX))
+    return _as_jpeg(x, rng), np.clip(m, 0, 1)
+
+
+def _item_features(it: Item) -> np.ndarray | None:
+    try:
+        return features(*picture(it))
+    except (InputError, OSError, ValueError) as e:
+        log.warning("%s: skipped (%s)", it.image, e)
+        return None
+
+
+def extract(its: list[Item], workers: int = 2) -> tuple[np.ndarray, list[Item]]:
+    """Features of every item (a progress bar; pictures that cannot be read are skipped with a warning)."""
+    from tqdm import tqdm
+    if workers > 1:
+        from multiprocessing import get_context
+        with get_context("spawn").Pool(workers) as pool:
+            feats = list(tqdm(pool.imap(_item_features, its, chunksize=16), total=len(its), desc="features", unit="img"))
+    else:
+        feats = [_item_features(it) for it in tqdm(its, desc="features", unit="img")]
+    keep = [i for i, f in enumerate(feats) if f is not None]
+    return np.stack([feats[i] for i in keep]), [its[i] for i in keep]
+
+
+# ---- fitting, held-out scores, the gate ----------------------------------------------------------
+
+def weights(its: list[Item]) -> np.ndarray:
+    """Every set weighs the same inside its class, both classes the same in all; inside a set a
+    source weighs as the square root of its size (a large source counts, without drowning the rest)."""
+    sets = np.array([it.set for it in its])
+    groups = np.array([it.group for it in its])
+    y = np.array([it.label for it in its])
+    w = np.zeros(len(its))
+    for s in np.unique(sets):
+        sel = sets == s
+        for g in np.unique(groups[sel]):
+            gs = sel & (groups == g)
+            w[gs] = np.sqrt(gs.sum()) / gs.sum()
+        w[sel] /= w[sel].sum()
+    for c in (0, 1):
+        if (y == c).any():
+            w[y == c] /= w[y == c].sum()
+    return w * len(its) / 2
+
+
+def fit_trees(x: np.ndarray, y: np.ndarray, w: np.ndarray, trees: int = 300, depth: int = 3,
+              lr: float = 0.05, seed: int = 0) -> Trees:
+    """Gradient-boosted trees (scikit-learn) exported to :class:`Trees`."""
+    try:
+        from sklearn.ensemble import GradientBoostingClassifier
+    except ImportError:
+        raise InputError("training the detector needs scikit-learn (pip install -e '.[train]')") from None
+    if len(np.unique(y)) < 2:
+        raise InputError("the detector needs both photos (negatives) and composites (positives) to learn from")
+    gb = GradientBoostingClassifier(n_estimators=trees, max_depth=depth, learning_rate=lr, subsample=0.8,
+                                    random_state=seed).fit(x, y, sample_weight=w)
+    feat, thr, left, right, val, roots = [], [], [], [], [], []
+    n = 0
+    for est in gb.estimators_[:, 0]:
+        t = est.tree_
+        roots.append(n)
+        leaf = t.children_left < 0
+        feat.append(np.where(leaf, -1, t.feature))
+        thr.append(t.threshold)
+        left.append(np.where(leaf, -1, t.children_left + n))
+        right.append(np.where(leaf, -1, t.children_right + n))
+        val.append(np.where(leaf, t.value[:, 0, 0] * lr, 0.0))
+        n += t.node_count
+    cat = np.concatenate
+    out = Trees(cat(feat).astype(np.int32), cat(thr), cat(left).astype(np.int32), cat(right).astype(np.int32),
+                cat(val), np.array(roots, np.int32))
+    out.bias = float(gb.decision_function(x[:1])[0] - out.logit(x[:1])[0])
+    return out
+
+
+def source_folds(groups: list[str], folds: int, seed: int = 0) -> np.ndarray:
+    """A fold per item such that a source is in one fold only (largest sources dealt first)."""
+    uniq, counts = np.unique(groups, return_counts=True)
+    order = np.random.default_rng(seed).permutation(len(uniq))
+    order = order[np.argsort(-counts[order], kind="stable")]
+    load, fold_of = np.zeros(folds), {}
+    for i in order:
+        f = int(np.argmin(load))
+        fold_of[uniq[i]] = f
+        load[f] += counts[i]
+    return np.array([fold_of[g] for g in groups])
+
+
+def roc_auc(pos: np.ndarray, neg: np.ndarray) -> float:
+    """P(score of a positive > score of a negative), ties counted half (the Mann–Whitney statistic)."""
+    if not len(pos) or not len(neg):
+        return float("nan")
+    s = np.concatenate([pos, neg])
+    _, inv, counts = np.unique(s, return_inverse=True, return_counts=True)
+    ranks = (np.cumsum(counts) - (counts - 1) / 2)[inv]          # 1-based, ties share their mean rank
+    return float((ranks[: len(pos)].sum() - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg)))
+
+
+def calibrate(neg: np.ndarray, pos: np.ndarray, photo_quantile: float = 0.85, composite_quantile: float = 0.3,
+              min_width: float = 0.1) -> Gate:
+    """The gate from held-out scores: no change up to the ``photo_quantile`` of real photos' scores
+    (``lo``), the harmonizer's full change from the ``composite_quantile`` of the composites' (``hi``:
+    1 − that share of composites gets it all); ``hi`` at least ``min_width`` above ``lo``."""
+    lo = float(np.quantile(neg, photo_quantile))
+    hi = float(np.quantile(pos, composite_quantile))
+    lo = min(lo, 1 - min_width)
+    return Gate(lo, max(hi, lo + min_width))
+
+
+def held_out(x: np.ndarray, its: list[Item], folds: int = 5, seed: int = 0, **fit) -> np.ndarray:
+    """Out-of-fold probabilities: each fold scored by a model trained without its sources (without
+    its background photos when there are fewer sources than folds)."""
+    groups = [it.group for it in its]
+    if len(set(groups)) < folds:
+        log.warning("%d source(s) for %d folds: folds by background photo instead", len(set(groups)), folds)
+        groups = [it.other if it.kind == "paste" else it.image for it in its]
+    fold = source_folds(groups, folds, seed)
+    y = np.array([it.label for it in its])
+    p = np.zeros(len(its))
+    for f in range(folds):
+        te = fold == f
+        if not te.any():
+            continue
+        tr = ~te
+        sub = [its[i] for i in np.flatnonzero(tr)]
+        t = fit_trees(x[tr], y[tr], weights(sub), seed=seed, **fit)
+        p[te] = 1 / (1 + np.exp(-t.logit(x[te])))
+    return p
+
+
+def report(p: np.ndarray, its: list[Item]) -> dict:
+    """Held-out ROC AUC of every positive set against every negative set, and pooled."""
+    sets = np.array([it.set for it in its])
+    y = np.array([it.label for it in its])
+    out = {"counts": {s: int((sets == s).sum()) for s in np.unique(sets)}, "auc": {}}
+    for a in POSITIVE_SETS:
+        for b in NEGATIVE_SETS:
+            if (sets == a).any() and (sets == b).any():
+                out["auc"][f"{a} vs {b}"] = round(roc_auc(p[sets == a], p[sets == b]), 4)
+    out["auc"]["all"] = round(roc_auc(p[y == 1], p[y == 0]), 4)
+    return out
+
+
+def train(photos=(), composites=(), cutouts=None, data=None, out="runs/detector.safetensors", folds: int = 5,
+          trees: int = 300, depth: int = 3, pastes: float = 1.0, regions: float = 0.5, cutout_pastes: int = 8,
+          workers: int = 2, seed: int = 0, overwrite: bool = False) -> dict:
+    """Build the items, extract features, measure held out by source, calibrate the gate, fit on all."""
+    out = Path(out)
+    if out.exists() and not overwrite:
+        raise InputError(f"{out}: already exists (pass --overwrite to replace it)")
+    its = items(photos, composites, cutouts, data, pastes, regions, cutout_pastes, seed=seed)
+    x, its = extract(its, workers)
+    y = np.array([it.label for it in its])
+    fit = {"trees": trees, "depth": depth}
+    rep = {}
+    if folds >= 2:
+        p = held_out(x, its, folds, seed, **fit)
+        rep = report(p, its)
+        real = np.array([it.set == "photos" for it in its])
+        pos = np.array([it.set in ("composites", "pastes", "cutouts") for it in its])
+        gate = calibrate(p[real], p[pos] if pos.any() else p[y == 1])
+    else:
+        gate = Gate()
+    det = Detector(fit_trees(x, y, weights(its), seed=seed, **fit), gate,
+                   {"held_out": rep, "training": {"photos": [str(p) for p in photos], "composites": [str(c) for c in composites],
+                                                  "cutouts": str(cutouts or ""), "data": str(data or ""), "folds": folds,
+                                                  "items": len(its), "seed": seed}})
+    det.save(out, overwrite=overwrite)
+    rep = {"out": str(out), "gate": {"lo": round(gate.lo, 4), "hi": round(gate.hi, 4)}, **rep}
+    from common.io import write_text
+    write_text(json.dumps(rep, indent=1) + "\n", out.with_suffix(".report.json"), overwrite=True)
+    return rep
+
+
+@shared_args
+def _cli_train(photos="assets/photos", composites=None, cutouts=None, data=None, out="runs/detector.safetensors",
+               folds: int = 5, trees: int = 300, depth: int = 3, pastes: float = 1.0, regions: float = 0.5,
+               cutout_pastes: int = 8, workers: int = 2, seed: int = 0, overwrite: bool = False):
+    """Train the composite detector, measure it held out by source and calibrate its gate.
+
+    Args:
+        photos: comma-separated photo folders (images/ + masks/, optional manifest.json with sources).
+        composites: comma-separated folders of real composites with masks (positives).
+        cutouts: a folder of RGBA cut-outs to paste into the photos (positives).
+        data: a harmonization dataset (iHarmony4 layout): its training composites and real images.
+        out: the detector checkpoint (.safetensors); the held-out report goes beside it (.report.json).
+        folds: source folds for the held-out scores and the gate's calibration (0: no calibration).
+        trees: boosted trees.
+        depth: depth of each tree.
+        pastes: cut-and-paste composites made per photo (a region of one photo into another).
+        regions: photos per photo shown with another photo's mask (negatives).
+        cutout_pastes: pastes per cut-out.
+        workers: processes reading pictures.
+    """
+    print_json(train(names(photos) if photos else [], names(composites) if composites else [], cutouts, data, out,
+                     folds, trees, depth, pastes, regions, cutout_pastes, workers, seed, overwrite))
+
+
+CLI = {"train": _cli_train}
+
+if __name__ == "__main__":
+    run(CLI)

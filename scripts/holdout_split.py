@@ -1,0 +1,53 @@
+"""Split a photo folder and a composite folder by source into train/ and test/ folders of symlinks.
+
+    python scripts/holdout_split.py --photos /path/to/labelme/photos --composites /path/to/labelme/composites \\
+        --out runs/lm_split --test_share 0.25
+
+A source (the photo manifest's ``source``) is in one split only; a composite goes where its
+background photo's source goes (``background_source`` matched to a photo's ``original``; unknown
+ones stay in train), and a ``test_share`` of the other composites goes to test too (the composites
+come from few sources). The largest source stays in train. Each output folder has ``images/``,
+``masks/`` and the manifest rows of its files, so every command reads it as it reads the original.
+"""
+from __future__ import annotations
+
+import json
+import zlib
+from pathlib import Path
+
+import fire
+
+
+def _link(rows, src: Path, dst: Path, mask_suffix=".png"):
+    for sub in ("images", "masks"):
+        (dst / sub).mkdir(parents=True, exist_ok=True)
+    for r in rows:
+        img = next((src / "images").glob(r["name"] + ".*"))
+        for a, b in ((img, dst / "images" / img.name), (src / "masks" / (r["name"] + mask_suffix), dst / "masks" / (r["name"] + mask_suffix))):
+            if not b.exists():
+                b.symlink_to(a.resolve())
+    (dst / "manifest.json").write_text(json.dumps(rows, indent=1))
+
+
+def main(photos, composites, out="runs/lm_split", test_share: float = 0.25):
+    photos, composites, out = Path(photos), Path(composites), Path(out)
+    prow = json.loads((photos / "manifest.json").read_text())
+    crow = json.loads((composites / "manifest.json").read_text())
+    sources = {}
+    for r in prow:
+        sources[r["source"]] = sources.get(r["source"], 0) + 1
+    biggest = max(sources, key=sources.get)
+    test = {s for s in sources if s != biggest and zlib.crc32(s.encode()) % 1000 < 1000 * test_share}
+    orig = {r["original"]: r["source"] for r in prow}
+    def held(c):  # a composite on a held-out source's photo, or one in test_share of the rest
+        return orig.get(c["background_source"]) in test or zlib.crc32(c["name"].encode()) % 1000 < 1000 * test_share
+    split = {"train": ([r for r in prow if r["source"] not in test], [c for c in crow if not held(c)]),
+             "test": ([r for r in prow if r["source"] in test], [c for c in crow if held(c)])}
+    for name, (p, c) in split.items():
+        _link(p, photos, out / name / "photos")
+        _link(c, composites, out / name / "composites")
+        print(name, "photos", len(p), "composites", len(c), "sources", len({r["source"] for r in p}))
+
+
+if __name__ == "__main__":
+    fire.Fire(main)
