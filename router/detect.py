@@ -17,7 +17,8 @@ What it learns from (each a *set*; every set weighs the same inside its class):
   (long side 256–768) and saved as JPEG (quality 75–95) before its features are read, so that
   neither encoding nor size is a cue.
 
-A photo folder is ``images/`` + ``masks/`` (or the folder itself) with an optional ``manifest.json``
+The photos of ``--data``'s test split (a benchmark built by ``domains.build`` names them) are left
+out of every photo folder. A photo folder is ``images/`` + ``masks/`` (or the folder itself) with an optional ``manifest.json``
 whose rows name each photo's ``source`` (or ``source_package``); the source is the unit held out.
 Composites are grouped by the source of their background photo where a manifest says it
 (``background_source`` matched to a photo's ``original``), else by their folder.
@@ -95,6 +96,19 @@ def _photo_folder(folder: Path) -> list[dict]:
     return out
 
 
+def _test_photos(data) -> set[str]:
+    """The photos of a benchmark's test split (``domains.build``'s manifest names them): never
+    learnt from, whichever folder they are found in."""
+    mf = Path(data) / "manifest.json"
+    if not mf.is_file():
+        return set()
+    try:
+        doms = json.loads(mf.read_text()).get("domains", {})
+        return {n for d in doms.values() for n in d.get("photos", {}).get("test", [])}
+    except (json.JSONDecodeError, AttributeError):
+        return set()
+
+
 def items(photos=(), composites=(), cutouts=None, data=None, pastes: float = 1.0, regions: float = 0.5,
           cutout_pastes: int = 8, data_limit: int = 4000, seed: int = 0) -> list[Item]:
     """The training pictures (see the module's docstring). ``pastes`` and ``regions``: how many of
@@ -102,7 +116,8 @@ def items(photos=(), composites=(), cutouts=None, data=None, pastes: float = 1.0
     composites (and as many real images) of ``data``, spread over its domains."""
     rng = np.random.default_rng(seed)
     out: list[Item] = []
-    folders = [_photo_folder(Path(f)) for f in photos]
+    test = _test_photos(data) if data else set()
+    folders = [[r for r in _photo_folder(Path(f)) if Path(r["image"]).stem not in test] for f in photos]
     originals = {r["original"]: r["source"] for rows in folders for r in rows if r["original"]}
     for rows in folders:
         for r in rows:

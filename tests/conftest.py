@@ -81,3 +81,26 @@ def tiny_zoo(mini_data, tmp_path_factory):
                 domains={d: str(r / f"h_{d}.safetensors") for d in MINI4_NAMES}, unified=r / "h_all.safetensors",
                 fp16=True)
     return z
+
+
+@pytest.fixture(scope="session")
+def tiny_detector(photos12, tmp_path_factory):
+    from router.detect import train
+    out = tmp_path_factory.mktemp("det") / "detector.safetensors"
+    rep = train(photos=[str(photos12)], out=str(out), folds=2, trees=20, pastes=1.0, regions=0.5, workers=1)
+    return out, rep
+
+
+@pytest.fixture(scope="session")
+def detector_zoo(tiny_zoo, tiny_detector, tmp_path_factory):
+    """The tiny zoo with the tiny detector in it."""
+    import json
+    z = tmp_path_factory.mktemp("dzoo") / "zoo"
+    shutil.copytree(tiny_zoo, z, ignore=shutil.ignore_patterns("onnx"))
+    shutil.copyfile(tiny_detector[0], z / "detector.safetensors")
+    man = json.loads((z / "zoo.json").read_text())
+    man["detector"] = "detector.safetensors"
+    (z / "zoo.json").write_text(json.dumps(man))
+    return z
+
+

@@ -287,3 +287,30 @@ def test_calibration_by_cross_fitting(mini_data, tmp_path):
         main(data=str(mini_data), arch="issam_test", out=str(tmp_path / "i.safetensors"), steps=1, calibrate_folds=2)
     with pytest.raises(InputError, match="at least 2"):
         main(data=str(mini_data), arch="gct_test", out=str(tmp_path / "j.safetensors"), steps=1, calibrate_folds=1)
+
+
+def test_rescale_picks_again_from_the_recorded_scores(tmp_path, monkeypatch):
+    """harmonizers.rescale re-chooses the scale from the scores in the file, without training."""
+    from common import checkpoint
+    from common.io import InputError
+    from harmonizers import train as HT
+    from harmonizers.models import meta
+    from harmonizers.rescale import rescale
+    h = create("gct_test").eval()
+    ck = checkpoint.save(tmp_path / "g.safetensors", h.state_dict(), meta(h, ["x"], "fp"))
+    with pytest.raises(InputError, match="no recorded calibration"):
+        rescale(ck, tmp_path / "r.safetensors")
+    fake = {0.0: {"fMSE": 100.0, "drift": 0.0}, 0.5: {"fMSE": 80.0, "drift": 2.0},
+            1.0: {"fMSE": 60.0, "drift": 5.0}, 1.25: {"fMSE": 70.0, "drift": 7.0}}
+    monkeypatch.setattr(HT, "calibration_scores", lambda model, ds: fake)
+    HT.calibrate(ck, None)
+    res = rescale(ck, tmp_path / "full.safetensors", "inf")
+    assert res["was"] == 0.5 and res["strength"] == 1.0          # the lowest fMSE, drift not limited
+    m = checkpoint.read_meta(tmp_path / "full.safetensors")
+    assert m["calibration"]["drift_limit"] is None and m["calibration"]["rule"] == "lowest fMSE"
+    assert float(load(tmp_path / "full.safetensors")[0].net.strength) == 1.0
+    assert rescale(ck, tmp_path / "r1.safetensors", 1.0)["strength"] == 0.0
+    with pytest.raises(InputError, match="already exists"):
+        rescale(ck, tmp_path / "full.safetensors")
+    with pytest.raises(InputError, match="drift_limit"):
+        rescale(ck, tmp_path / "x.safetensors", "lots")

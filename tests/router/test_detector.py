@@ -120,13 +120,6 @@ def test_source_folds_keep_a_source_in_one_fold():
 
 # ---- training on tiny fixtures and the file --------------------------------------------------------
 
-@pytest.fixture(scope="session")
-def tiny_detector(photos12, tmp_path_factory):
-    out = tmp_path_factory.mktemp("det") / "detector.safetensors"
-    rep = train(photos=[str(photos12)], out=str(out), folds=2, trees=20, pastes=1.0, regions=0.5, workers=1)
-    return out, rep
-
-
 def test_items_make_both_classes_and_weights_balance(photos12):
     its = items([str(photos12)], pastes=1.0, regions=0.5)
     sets = {it.set for it in its}
@@ -177,18 +170,6 @@ def test_photo_folder_without_masks_is_named(tmp_path):
     (tmp_path / "p" / "images").mkdir(parents=True)
     with pytest.raises(InputError, match="no masks/ folder"):
         items([str(tmp_path / "p")])
-
-
-@pytest.fixture(scope="session")
-def detector_zoo(tiny_zoo, tiny_detector, tmp_path_factory):
-    """The tiny zoo with the tiny detector in it."""
-    z = tmp_path_factory.mktemp("dzoo") / "zoo"
-    shutil.copytree(tiny_zoo, z, ignore=shutil.ignore_patterns("onnx"))
-    shutil.copyfile(tiny_detector[0], z / "detector.safetensors")
-    man = json.loads((z / "zoo.json").read_text())
-    man["detector"] = "detector.safetensors"
-    (z / "zoo.json").write_text(json.dumps(man))
-    return z
 
 
 # ---- the detector in the product: predict, score, the API, the ONNX path -----------------------------
