@@ -16,13 +16,19 @@ from .io import InputError
 
 RECIPES: dict[str, dict] = {
     # the default family on all domains: fresh pairs from every process, 80 % unperturbed, every pair
-    # re-graded; the gate scale cross-fitted over 5 folds of the training photos (6 trainings)
+    # re-graded; the gate scale cross-fitted over 5 folds of the training photos (6 trainings), at
+    # the lowest held-out fMSE (no drift limit: the zoo's composite detector keeps real photos still)
     "gct_all": {"command": "harmonizers.train", "args": {
         "domains": "all", "arch": "gct64", "augment": "processes:0.8", "regrade": 1.0, "steps": 2000,
-        "batch_size": 32, "lr": 1e-3, "calibrate_folds": 5}},
+        "batch_size": 32, "lr": 1e-3, "calibrate_folds": 5, "drift_limit": float("inf")}},
     # per domain, from gct_all, on the domain's own processes (--augment processes:0.8:<its processes>)
     "gct_domain": {"command": "domains.finetune", "args": {
-        "arch": "gct", "regrade": 1.0, "steps": 600, "batch_size": 32, "lr": 5e-4, "calibrate_folds": 5}},
+        "arch": "gct", "regrade": 1.0, "steps": 600, "batch_size": 32, "lr": 5e-4, "calibrate_folds": 5,
+        "drift_limit": float("inf")}},
+    # the composite detector: real photos with their masks against cut-and-paste composites made from
+    # them, the cut-outs pasted into them and the benchmark's composites (python -m router.detect);
+    # scripts/train_models.sh adds LABELME's photos and real composites when that variable names them
+    "detector": {"command": "router.detect", "args": {"cutouts": "assets/cutouts", "folds": 5, "trees": 300}},
     # the probe head: each domain, and each source of photos inside it, weighing the same; MiniFlickr's
     # composites taken to night as MiniDay2night rows (its few night photos come from few sources)
     "router": {"command": "router.train", "args": {"head": "probe", "size": 224, "batch_size": 32, "balance": "source",

@@ -19,7 +19,7 @@ def main(domain: str, data: str | None = None, base: str | None = None, augment:
          arch: str = "issam", out: str | None = None, row: int | None = None, runs: str = "runs",
          steps: int = 300, batch_size: int = 16, lr: float = 1e-4, seed: int = 0, workers: int = -1,
          device: str = "auto", overwrite: bool = False, regrade: float = 0.0, val_every: int = 0,
-         val_fraction: float = 0.1, compile: bool = False, calibrate_folds: int = 0) -> None:
+         val_fraction: float = 0.1, compile: bool = False, calibrate_folds: int = 0, drift_limit=2.5) -> None:
     """Finetune the all-domain harmonizer on one domain (the module docstring lists the defaults).
 
     Args:
@@ -34,6 +34,8 @@ def main(domain: str, data: str | None = None, base: str | None = None, augment:
         regrade: share of training pairs re-graded (as in harmonizers.train).
         calibrate_folds: calibrate the gate scale by cross-fitting over K folds of the domain's
             training photos (as in harmonizers.train).
+        drift_limit: the calibration's limit on a held-out real photo's change, levels, or inf (as in
+            harmonizers.train).
     """
     args = plan(domain, data, base, augment, arch, out, row, runs)
     if args.get("row") == 1:
@@ -42,7 +44,7 @@ def main(domain: str, data: str | None = None, base: str | None = None, augment:
     from harmonizers.train import main as train_main
     train_main(**args, steps=steps, batch_size=batch_size, lr=lr, seed=seed, workers=workers, device=device,
                overwrite=overwrite, regrade=regrade, val_every=val_every, val_fraction=val_fraction, compile=compile,
-               calibrate_folds=calibrate_folds)
+               calibrate_folds=calibrate_folds, drift_limit=drift_limit)
 
 
 CLI = main

@@ -9,7 +9,8 @@ method acts. For each folder (any layout ``predict_dir`` reads: images with mask
   every composite of ``--composites``; **drift**: the same for every real photo of ``--photos``
   passed through unedited with its own mask; **selectivity** = change / drift.
 - the detector's **score** (P(composite), :mod:`router.detector`) of each input and of its result:
-  a harmonizer that goes the right way lowers it;
+  a harmonizer that goes the right way lowers it; and the detector's ROC AUC of each composite
+  folder against all the photos;
 - an **independent check** that shares no code or training with the detector: Lalonde & Efros's
   colour compatibility (ICCV 2007), the χ² distance between the foreground's and the background's
   CIELAB histograms; harmonizing a real composite should bring it down.
@@ -143,6 +144,12 @@ def evaluate(composites=(), photos=(), zoo=None, out="reports/real", modes=("def
             res["sets"][name] = {"kind": kind, "folder": str(folder), "summary": summ, "images": rows}
     comp = [v["summary"] for v in res["sets"].values() if v["kind"] == "composites" and v["summary"]["images"]]
     phot = [v["summary"] for v in res["sets"].values() if v["kind"] == "photos" and v["summary"]["images"]]
+    photo_scores = [r["score"] for v in res["sets"].values() if v["kind"] == "photos" for r in v["images"]
+                    if "error" not in r and r["score"] is not None]
+    if photo_scores:
+        from router.detect import roc_auc
+        res["auc"] = {n: roc_auc(np.array([r["score"] for r in v["images"] if "error" not in r]), np.array(photo_scores))
+                      for n, v in res["sets"].items() if v["kind"] == "composites" and v["summary"].get("score") is not None}
     if comp and phot:
         res["selectivity"] = {lab: float(np.mean([c[lab]["change"] for c in comp]) / max(np.mean([p[lab]["change"] for p in phot]), 1e-6))
                               for lab in labels}
@@ -170,6 +177,9 @@ def report_md(res: dict) -> str:
             cells.append(f"{t['change']:.1f} · {t.get('gate', float('nan')):.2f} · {t.get('score_after', float('nan')):.2f} · "
                          f"{100 * t['compatibility_lowered']:.0f} %")
         lines.append(f"| {name} | {s['images']} | {s.get('score', float('nan')):.2f} | " + " | ".join(cells) + " |")
+    if res.get("auc"):
+        lines += ["", "Detector ROC AUC, each composite set against all the photos: " +
+                  ", ".join(f"{n} {v:.3f}" for n, v in res["auc"].items())]
     if "selectivity" in res:
         lines += ["", "Selectivity (composites' change / photos' drift): " +
                   ", ".join(f"{lab} {v:.1f}" for lab, v in res["selectivity"].items())]
@@ -195,7 +205,7 @@ def main(composites=None, photos=None, zoo=None, out="reports/real", modes="defa
     """
     res = evaluate(names(composites) if composites else [], names(photos) if photos else [], zoo, out,
                    names(modes), sheet_rows, max_height, device, overwrite)
-    print_json({"out": str(out), "selectivity": res.get("selectivity"),
+    print_json({"out": str(out), "selectivity": res.get("selectivity"), "auc": res.get("auc"),
                 "sets": {k: {lab: round(v["summary"][lab]["change"], 2) for lab in res["modes"] if lab in v["summary"]}
                          for k, v in res["sets"].items()}})
 

@@ -1,6 +1,6 @@
 """Train the composite detector (:mod:`router.detector`) and measure it held out by source.
 
-    python -m router.detect train --photos assets/photos,/path/to/labelme/photos \\
+    python -m router.detect --photos assets/photos,/path/to/labelme/photos \\
         --composites /path/to/labelme/composites --cutouts assets/cutouts --data data/mini4 \\
         --out runs/detector.safetensors
 
@@ -418,7 +418,7 @@ def _cli_train(photos="assets/photos", composites=None, cutouts=None, data=None,
                      folds, trees, depth, pastes, regions, cutout_pastes, workers, seed, overwrite))
 
 
-CLI = {"train": _cli_train}
+main = _cli_train
 
 if __name__ == "__main__":
-    run(CLI)
+    run(main)

@@ -253,7 +253,7 @@ class Detector:
         if cfg.get("features_version") != FEATURES_VERSION or len(cfg.get("features", ())) != len(feature_names()):
             raise InputError(f"{path}: detector features version {cfg.get('features_version')} "
                              f"({len(cfg.get('features', ()))} features); this code computes version "
-                             f"{FEATURES_VERSION} ({len(feature_names())}): retrain it with python -m router.detect train")
+                             f"{FEATURES_VERSION} ({len(feature_names())}): retrain it with python -m router.detect")
         t = load_file(str(path))
         trees = Trees(t["feature"], t["threshold"], t["left"], t["right"], t["value"], t["roots"], float(cfg["bias"]))
         info = {k: v for k, v in meta.items() if k not in ("kind", "arch", "version", "config")}

@@ -129,7 +129,7 @@ def build(out, classifier, domains=None, unified=None, syconets=None, fp16: bool
         man["syconets"] = {k: _copy(p, out / f"syconet_{k}.safetensors", fp16) for k, p in sy.items()}
     if detector:
         if checkpoint.read_meta(detector).get("kind") != "detector":
-            raise InputError(f"--detector {detector}: not a detector checkpoint (python -m router.detect train)")
+            raise InputError(f"--detector {detector}: not a detector checkpoint (python -m router.detect)")
         shutil.copyfile(detector, out / "detector.safetensors")
         man["detector"] = "detector.safetensors"
     man["mode"] = mode
@@ -152,7 +152,7 @@ def _cli_build(out, classifier, domains=None, unified=None, syconets=None, fp16:
         fp16: store the weights as float16 (loaded back as float32).
         mode: the mode `router predict` runs by default: routed, soft or unified (default soft
             when two or more domain harmonizers share one training size, else routed).
-        detector: composite detector checkpoint (python -m router.detect train): its score sets how
+        detector: composite detector checkpoint (python -m router.detect): its score sets how
             strongly every mode acts (predict --gate False turns that off).
     """
     p = build(out, classifier, domains, unified, syconets, fp16, overwrite, mode, detector)

@@ -44,13 +44,18 @@ done
 #    content and process, as iHarmony4's do), each source of photos weighing the same inside its
 #    domain, MiniFlickr's composites taken to night as extra MiniDay2night rows; about a minute
 train "$R/router.safetensors" router --data "$DATA"
+# 3b. the composite detector (router.detect): the bundled photos and cut-outs, the benchmark's
+#    training composites; LABELME=/path/to/labelme adds its photos and real composites (as shipped)
+LM=${LABELME:-}
+train "$R/detector.safetensors" detector --data "$DATA" --photos "assets/photos${LM:+,$LM/photos}" \
+  ${LM:+--composites "$LM/composites"}
 # 4. the default zoo (float16 storage); the unified model is the all-domain one; its default mode is
 #    soft (router.zoo build picks it: the domain models share one size; eval.probes modes compares)
 if [ ! -f models/default/zoo.json ] || [ "${REBUILD_ZOO:-0}" = 1 ]; then
   "$PY" -m router.zoo build --out models/default --classifier "$R/router.safetensors" \
     --unified "$R/gct_all.safetensors" \
     --domains "MiniCOCO=$R/gct_MiniCOCO.safetensors,MiniAdobe=$R/gct_MiniAdobe.safetensors,MiniFlickr=$R/gct_MiniFlickr.safetensors,MiniDay2night=$R/gct_MiniDay2night.safetensors" \
-    --fp16 --overwrite
+    --detector "$R/detector.safetensors" --fp16 --overwrite
   log "zoo built"
 fi
 # 5. the pixel-predicting families at about the same CPU budget as step 1 (the README's side-by-side table)

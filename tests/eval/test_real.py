@@ -53,6 +53,7 @@ def test_evaluate_reports_change_drift_selectivity_and_sheets(detector_zoo, comp
     assert sel == pytest.approx(comp["default"]["change"] / max(phot["default"]["change"], 1e-6))
     saved = json.loads((tmp_path / "rep" / "results.json").read_text())
     assert saved["sets"]["composites_rc"]["images"][0]["default"]["change"] >= 0
+    assert 0 <= res["auc"]["composites_rc"] <= 1
     text = (tmp_path / "rep" / "report.md").read_text()
     assert "Selectivity" in text and "sheet_composites_rc.png" in text
     from PIL import Image
