@@ -210,5 +210,7 @@ def main(composites=None, photos=None, zoo=None, out="reports/real", modes="defa
                          for k, v in res["sets"].items()}})
 
 
+CLI = main
+
 if __name__ == "__main__":
-    run(main)
+    run(CLI)

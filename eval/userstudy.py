@@ -152,8 +152,8 @@ def export(composites, out, methods: str = ",".join(METHODS), zoo=None, masks=No
     Args:
         composites: folder of composites (masks found as predict_dir finds them).
         out: study folder to write.
-        methods: comma-separated: composite, reinhard, default (what predict does: the zoo's mode,
-            gated by its detector), ungated, unified, routed, soft, oracle:DOMAIN.
+        methods: comma-separated: composite, reinhard, unified, routed, soft, oracle:DOMAIN, default
+            (what predict does, with the detector's gate) or ungated (the same without the gate).
         masks: masks folder (default: found next to the composites).
         max_side: long side of the displayed images.
         min_ms: votes sooner than this many milliseconds after both images show are ignored.

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from common.cli import print_json, run
+from common.cli import print_json, run, shared_args
 from common.io import InputError
 
 from .models import load
@@ -38,6 +38,7 @@ def rescale(src, out, drift_limit=DRIFT_LIMIT, overwrite: bool = False) -> dict:
             "fMSE": round(scores[info["strength"]]["fMSE"], 2), "drift": round(scores[info["strength"]]["drift"], 3)}
 
 
+@shared_args
 def main(src, out, drift_limit="inf", overwrite: bool = False):
     """Rescale a calibrated gated harmonizer's gate from its recorded held-out scores.
 
@@ -50,5 +51,7 @@ def main(src, out, drift_limit="inf", overwrite: bool = False):
     print_json(rescale(src, out, drift_limit, overwrite))
 
 
+CLI = main
+
 if __name__ == "__main__":
-    run(main)
+    run(CLI)

@@ -201,7 +201,7 @@ def _made(it: Item, rng) -> tuple[np.ndarray, np.ndarray]:
         m = _grey(it.mask, size)[..., None]
         return m * _rgb(it.image, size) + (1 - m) * b, m[..., 0]
     if it.kind == "cutout":
-        from eval.compose import paste
+        from domains.paste import paste
         bg = Image.open(it.image).convert("RGB")
         comp, mask, _ = paste(bg, Image.open(it.other).convert("RGBA"), rng)
         return np.asarray(comp, np.float32) / 255, np.asarray(mask, np.float32) / 255
@@ -418,7 +418,7 @@ def _cli_train(photos="assets/photos", composites=None, cutouts=None, data=None,
                      folds, trees, depth, pastes, regions, cutout_pastes, workers, seed, overwrite))
 
 
-main = _cli_train
+main = CLI = _cli_train
 
 if __name__ == "__main__":
-    run(main)
+    run(CLI)
