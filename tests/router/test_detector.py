@@ -91,14 +91,22 @@ def test_gate_is_monotone_and_clamped():
         Gate(0.6, 0.4)
 
 
-def test_calibrate_places_the_gate_between_photos_and_composites():
+def test_calibrate_gives_composites_the_most_within_the_photo_budget():
     rng = np.random.default_rng(0)
-    neg, pos = rng.beta(2, 6, 500), rng.beta(6, 2, 500)
-    g = calibrate(neg, pos, photo_quantile=0.85, composite_quantile=0.3)
-    assert g.lo == pytest.approx(np.quantile(neg, 0.85)) and g.hi == pytest.approx(np.quantile(pos, 0.3))
-    assert np.mean(g(neg) == 0) >= 0.85 and np.mean(g(pos) == 1) >= 0.69
-    g2 = calibrate(np.full(10, 0.9), np.full(10, 0.5))             # overlapping: a minimum width
-    assert g2.hi - g2.lo == pytest.approx(0.1)
+    lm, modern = rng.beta(2, 8, 800), rng.beta(5, 3, 100)      # two kinds of photo, one scored high
+    comp = rng.beta(8, 2, 500)
+    g = calibrate([lm, modern], [comp], budget=0.3)
+    share = np.mean([g(lm).mean(), g(modern).mean()])           # each kind weighs the same
+    assert share <= 0.3 + 1e-9
+    assert g(comp).mean() > 0.5
+    # a larger budget never gives composites less; the grid's every gate within budget loses to it
+    assert calibrate([lm, modern], [comp], budget=0.6)(comp).mean() >= g(comp).mean() - 1e-9
+    for lo, hi in ((0.2, 0.5), (0.5, 0.9), (0.7, 0.8)):
+        h = Gate(lo, hi)
+        if np.mean([h(lm).mean(), h(modern).mean()]) <= 0.3:
+            assert h(comp).mean() <= g(comp).mean() + 1e-9
+    with pytest.raises(InputError, match="photos and of composites"):
+        calibrate([], [comp])
 
 
 def test_roc_auc_equals_scikit_learn_with_ties():
