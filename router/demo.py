@@ -2,7 +2,8 @@
 
     python -m router.demo                       # writes runs/demo/{koala_harmonized.png, side_by_side.png}
 
-The side-by-side picture is composite | the zoo's default mode (soft for the shipped zoo) | unified.
+The side-by-side picture is composite | the zoo's default mode (soft for the shipped zoo) | unified,
+both scaled by the zoo's composite detector's gate, as ``router predict`` does.
 """
 from __future__ import annotations
 
@@ -39,7 +40,8 @@ def main(image: str = str(ASSETS / "koala.jpg"), mask: str = str(ASSETS / "koala
     res = write_image(default.output, out / f"{Path(image).stem}_harmonized.png", overwrite=True)
     grid = write_image(image_grid([outs], height=320), out / "side_by_side.png", overwrite=True)
     probs = {k: round(v, 3) for k, v in default.probabilities.items()} if default.probabilities else None
-    print(json.dumps({"domain": default.domain, "probabilities": probs, "output": str(res),
+    print(json.dumps({"domain": default.domain, "probabilities": probs, "score": default.score, "gate": default.gate,
+                      "output": str(res),
                       "side_by_side": str(grid), "columns": ["composite", default.mode, "unified"][:len(outs)]}))
 
 

@@ -154,14 +154,24 @@ def items(photos=(), composites=(), cutouts=None, data=None, pastes: float = 1.0
     if data:
         from domains.dataset import load_samples
         samples = load_samples(data, "all", "train")
+        # a benchmark built from these photos: its composites and real images are held out with
+        # their photo's source (else a photo could be learnt in one fold and scored in another)
+        stem_source = {Path(r["image"]).stem: r["source"] for rows in folders for r in rows}
+        real_photo = {}
+        mf = Path(data) / "manifest.json"
+        if mf.is_file():
+            for d, dd in json.loads(mf.read_text()).get("domains", {}).items():
+                for c in dd.get("composites", []):
+                    real_photo[(d, c.get("real"))] = c.get("photo")
         pick = rng.permutation(len(samples))[:data_limit]
         seen = set()
         for i in pick:
             s = samples[i]
-            out.append(Item("file", str(s.composite), str(s.mask), 1, f"data:{s.domain}", "data_composites"))
+            group = stem_source.get(real_photo.get((s.domain, Path(s.real).name)), f"data:{s.domain}")
+            out.append(Item("file", str(s.composite), str(s.mask), 1, group, "data_composites"))
             if s.real not in seen:
                 seen.add(s.real)
-                out.append(Item("file", str(s.real), str(s.mask), 0, f"data:{s.domain}", "data_reals"))
+                out.append(Item("file", str(s.real), str(s.mask), 0, group, "data_reals"))
     for i, it in enumerate(out):
         it.seed = seed * 1_000_003 + i
     return out

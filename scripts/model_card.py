@@ -30,6 +30,10 @@ def _recipe(md: dict) -> str:
     gate = f", gate scale {cal['strength']:.2f}" if "strength" in cal else ""
     if cal.get("folds"):
         gate += f" (cross-fitted over {len(cal['folds'])} folds)"
+    if "drift_limit" in cal:
+        gate += ", lowest held-out fMSE" if cal["drift_limit"] is None else f", drift limit {cal['drift_limit']} levels"
+    if cal.get("rescaled_from") is not None:
+        gate += f" (rescaled from {cal['rescaled_from']:.2f} by harmonizers.rescale)"
     start = f"from `{Path(md['init']).name}`, " if md.get("init") else ""
     return f"{start}`--augment {md.get('augment', 'none')}`, regrade {md.get('regrade', 0)}{gate}"
 
@@ -66,11 +70,20 @@ def main(zoo: str = str(ROOT / "models/default"), report: str = str(ROOT / "repo
         steps = f"probe fit on {md['probe']['n']} composites" if "probe" in md else md.get("step")
         lines.append(f"| `{f}` | {md['kind']} | {md['arch']} | {size} | {', '.join(md['domains'])} | {steps} | "
                      f"{recipe} | `runs/{src}` | {f'{t / 60:.1f} min' if t else '—'} | {mb:.2f} |")
+    det = None
+    if man.get("detector"):
+        det = checkpoint.read_meta(zoo / man["detector"])
+        mb = (zoo / man["detector"]).stat().st_size / 2 ** 20
+        total += mb
+        tr = det.get("training", {})
+        gate = det["config"]["gate"]
+        lines.append(f"| `{man['detector']}` | detector | boosted trees | {det['config']['work_side']} | "
+                     f"{tr.get('items', '?')} photos and composites | — | gate {gate['lo']:.2f} → {gate['hi']:.2f}, "
+                     f"budget {tr.get('budget', '?')} | `runs/detector.safetensors` | — | {mb:.2f} |")
     lines += ["", f"Total: {total:.1f} MB. The exact commands are in `scripts/train_models.sh`. Each gate scale is "
-              "the one with the lowest error on held-out training photos among those that move their real photos "
-              "by at most 2.5 levels with a margin of one standard error (cross-fitted: each fold of the training "
-              "photos scored by a model trained without it); 0 would mean that no scale helps, and that domain's "
-              "composites are left as they are.", "",
+              "chosen on held-out training photos (cross-fitted: each fold of the training photos scored by a model "
+              "trained without it), as the recipe column says: the lowest error, or the lowest among those that move "
+              "real photos by at most the drift limit; 0 would leave that domain's composites as they are.", "",
               f"Default mode (`zoo.json` `\"mode\"`, what `router predict` runs when no `--mode` is given): "
               f"`{man.get('mode', 'routed')}`.", ""]
     if rr:
@@ -84,6 +97,13 @@ def main(zoo: str = str(ROOT / "models/default"), report: str = str(ROOT / "repo
             head += f", {day}'s composites taken to night as extra {night} rows"
         lines += [f"Classifier: `{rr['backbone']}` ({rr['pretrained']} weights, {head}; mask channel: {rr['use_mask']}), "
                   f"test accuracy {rr['accuracy']:.3f}.", "", rr["table"], ""]
+    if det:
+        ho = det.get("held_out", {})
+        auc = ", ".join(f"{k} {v:.3f}" for k, v in ho.get("auc", {}).items())
+        lines += [f"Detector: trained on {', '.join(det['training'].get('photos', []))} (photos), "
+                  f"{', '.join(det['training'].get('composites', [])) or 'no real composites'} (real composites), "
+                  f"{det['training'].get('cutouts') or 'no cut-outs'}, {det['training'].get('data') or 'no dataset'}; "
+                  f"held out by source ({det['training'].get('folds')} folds), ROC AUC: {auc}.", ""]
     if Path(report).is_file():
         res = json.loads(Path(report).read_text())
         methods = list(res["methods"])
