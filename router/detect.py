@@ -12,8 +12,8 @@ What it learns from (each a *set*; every set weighs the same inside its class):
 - positives: real composites (``--composites``, any layout ``predict_dir`` reads); cut-and-paste
   composites made here as Lalonde & Efros made theirs (``pastes``: the masked region of one photo
   pasted at the same place into another photo of its folder); ``--cutouts`` (RGBA) pasted into the
-  photos (``cutouts``); the synthetic composites of ``--data`` (``data_composites``: recoloured
-  foregrounds, iHarmony4-style). Every picture, photo or composite, is brought to a random size
+  photos (``cutouts``); with ``--synthetic``, the synthetic composites of ``--data``
+  (``data_composites``: recoloured foregrounds, iHarmony4-style; off by default, see ``--help``). Every picture, photo or composite, is brought to a random size
   (long side 256–768) and saved as JPEG (quality 75–95) before its features are read, so that
   neither encoding nor size is a cue.
 
@@ -44,7 +44,7 @@ from PIL import Image
 from common.cli import names, print_json, run, shared_args
 from common.io import IMAGE_SUFFIXES, InputError, find_pairs
 
-from .detector import Detector, Gate, Trees, features
+from .detector import FEATURES_VERSION, Detector, Gate, Trees, features
 
 log = logging.getLogger(__name__)
 NEGATIVE_SETS = ("photos", "regions", "data_reals")
@@ -111,10 +111,11 @@ def _test_photos(data) -> set[str]:
 
 
 def items(photos=(), composites=(), cutouts=None, data=None, pastes: float = 1.0, regions: float = 0.5,
-          cutout_pastes: int = 8, data_limit: int = 4000, seed: int = 0) -> list[Item]:
+          cutout_pastes: int = 8, data_limit: int = 4000, seed: int = 0, synthetic: bool = False) -> list[Item]:
     """The training pictures (see the module's docstring). ``pastes`` and ``regions``: how many of
     each per photo; ``cutout_pastes``: pastes per cut-out; ``data_limit``: at most this many
-    composites (and as many real images) of ``data``, spread over its domains."""
+    composites (and as many real images) of ``data``, spread over its domains; its composites are
+    positives only with ``synthetic`` (its real images are negatives either way)."""
     rng = np.random.default_rng(seed)
     out: list[Item] = []
     test = _test_photos(data) if data else set()
@@ -168,7 +169,8 @@ def items(photos=(), composites=(), cutouts=None, data=None, pastes: float = 1.0
         for i in pick:
             s = samples[i]
             group = stem_source.get(real_photo.get((s.domain, Path(s.real).name)), f"data:{s.domain}")
-            out.append(Item("file", str(s.composite), str(s.mask), 1, group, "data_composites"))
+            if synthetic:
+                out.append(Item("file", str(s.composite), str(s.mask), 1, group, "data_composites"))
             if s.real not in seen:
                 seen.add(s.real)
                 out.append(Item("file", str(s.real), str(s.mask), 0, group, "data_reals"))
@@ -242,15 +244,33 @@ def _item_features(it: Item) -> np.ndarray | None:
         return None
 
 
-def extract(its: list[Item], workers: int = 2) -> tuple[np.ndarray, list[Item]]:
-    """Features of every item (a progress bar; pictures that cannot be read are skipped with a warning)."""
+def _key(it: Item) -> str:
+    return f"{it.kind}|{it.image}|{it.mask}|{it.other}|{it.seed}|{FEATURES_VERSION}"
+
+
+def extract(its: list[Item], workers: int = 2, cache=None) -> tuple[np.ndarray, list[Item]]:
+    """Features of every item (a progress bar; pictures that cannot be read are skipped with a
+    warning). ``cache``: an ``.npz`` file of features by item, read and extended (so that trainings
+    over the same pictures with other options skip the reading)."""
     from tqdm import tqdm
-    if workers > 1:
+    known = {}
+    if cache and Path(cache).is_file():
+        with np.load(cache) as z:
+            known = dict(zip(z["keys"].tolist(), z["features"]))
+    todo = [it for it in its if _key(it) not in known]
+    if workers > 1 and todo:
         from multiprocessing import get_context
         with get_context("spawn").Pool(workers) as pool:
-            feats = list(tqdm(pool.imap(_item_features, its, chunksize=16), total=len(its), desc="features", unit="img"))
+            new = list(tqdm(pool.imap(_item_features, todo, chunksize=16), total=len(todo), desc="features", unit="img"))
     else:
-        feats = [_item_features(it) for it in tqdm(its, desc="features", unit="img")]
+        new = [_item_features(it) for it in tqdm(todo, desc="features", unit="img")]
+    known.update({_key(it): f for it, f in zip(todo, new) if f is not None})
+    if cache and todo:
+        from common.io import atomic_write
+        keys = list(known)
+        atomic_write(cache, lambda tmp: np.savez(open(tmp, "wb"), keys=np.array(keys), features=np.stack([known[k] for k in keys])),
+                     overwrite=True)
+    feats = [known.get(_key(it)) for it in its]
     keep = [i for i, f in enumerate(feats) if f is not None]
     return np.stack([feats[i] for i in keep]), [its[i] for i in keep]
 
@@ -390,13 +410,14 @@ def report(p: np.ndarray, its: list[Item]) -> dict:
 
 def train(photos=(), composites=(), cutouts=None, data=None, out="runs/detector.safetensors", folds: int = 5,
           trees: int = 300, depth: int = 3, pastes: float = 1.0, regions: float = 0.5, cutout_pastes: int = 8,
-          workers: int = 2, seed: int = 0, overwrite: bool = False, budget: float = 0.3) -> dict:
+          workers: int = 2, seed: int = 0, overwrite: bool = False, budget: float = 0.3, synthetic: bool = False,
+          cache=None) -> dict:
     """Build the items, extract features, measure held out by source, calibrate the gate, fit on all."""
     out = Path(out)
     if out.exists() and not overwrite:
         raise InputError(f"{out}: already exists (pass --overwrite to replace it)")
-    its = items(photos, composites, cutouts, data, pastes, regions, cutout_pastes, seed=seed)
-    x, its = extract(its, workers)
+    its = items(photos, composites, cutouts, data, pastes, regions, cutout_pastes, seed=seed, synthetic=synthetic)
+    x, its = extract(its, workers, cache)
     y = np.array([it.label for it in its])
     fit = {"trees": trees, "depth": depth}
     rep = {}
@@ -405,10 +426,12 @@ def train(photos=(), composites=(), cutouts=None, data=None, out="runs/detector.
         rep = report(p, its)
         kinds = {}
         for i, it in enumerate(its):
-            if it.set in ("photos", "data_reals"):        # per photo folder, and the data's real images
+            if it.set == "photos":                         # per photo folder
                 where = Path(it.image).parent
                 where = where.parent if where.name == "images" else where
-                kinds.setdefault(("photos", it.set if it.set == "data_reals" else str(where)), []).append(i)
+                kinds.setdefault(("photos", str(where)), []).append(i)
+            elif it.set == "data_reals" and it.group.startswith("data:"):   # the data's own photos
+                kinds.setdefault(("photos", "data_reals"), []).append(i)
             elif it.set in ("composites", "pastes", "cutouts"):
                 kinds.setdefault(("composites", it.set), []).append(i)
         gate = calibrate([p[v] for (k, _), v in kinds.items() if k == "photos"],
@@ -419,7 +442,8 @@ def train(photos=(), composites=(), cutouts=None, data=None, out="runs/detector.
     det = Detector(fit_trees(x, y, weights(its), seed=seed, **fit), gate,
                    {"held_out": rep, "training": {"photos": [str(p) for p in photos], "composites": [str(c) for c in composites],
                                                   "cutouts": str(cutouts or ""), "data": str(data or ""), "folds": folds,
-                                                  "items": len(its), "seed": seed, "budget": budget}})
+                                                  "items": len(its), "seed": seed, "budget": budget,
+                                                  "synthetic": synthetic}})
     det.save(out, overwrite=overwrite)
     rep = {"out": str(out), "gate": {"lo": round(gate.lo, 4), "hi": round(gate.hi, 4)}, **rep}
     from common.io import write_text
@@ -430,7 +454,8 @@ def train(photos=(), composites=(), cutouts=None, data=None, out="runs/detector.
 @shared_args
 def _cli_train(photos="assets/photos", composites=None, cutouts=None, data=None, out="runs/detector.safetensors",
                folds: int = 5, trees: int = 300, depth: int = 3, pastes: float = 1.0, regions: float = 0.5,
-               cutout_pastes: int = 8, workers: int = 2, seed: int = 0, overwrite: bool = False, budget: float = 0.3):
+               cutout_pastes: int = 8, workers: int = 2, seed: int = 0, overwrite: bool = False, budget: float = 0.3,
+               synthetic: bool = False, cache=None):
     """Train the composite detector, measure it held out by source and calibrate its gate.
 
     Args:
@@ -448,9 +473,13 @@ def _cli_train(photos="assets/photos", composites=None, cutouts=None, data=None,
         workers: processes reading pictures.
         budget: the gate's largest mean share on held-out real photos (each kind of photo weighing
             the same); the gate is the one that gives held-out composites the most within it.
+        synthetic: also learn --data's composites as positives (recoloured foregrounds; held out they
+            are hardly told from their own real images, and they teach that object photos are composites).
+        cache: an .npz of features by picture, read and extended (repeat trainings skip the reading).
     """
     print_json(train(names(photos) if photos else [], names(composites) if composites else [], cutouts, data, out,
-                     folds, trees, depth, pastes, regions, cutout_pastes, workers, seed, overwrite, budget))
+                     folds, trees, depth, pastes, regions, cutout_pastes, workers, seed, overwrite, budget,
+                     synthetic, cache))
 
 
 main = CLI = _cli_train

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -137,6 +138,31 @@ def test_items_make_both_classes_and_weights_balance(photos12):
     assert w[y == 0].sum() == pytest.approx(w[y == 1].sum())
     for s in ("photos", "regions"):                               # sets of one class weigh the same
         assert w[[it.set == s for it in its]].sum() == pytest.approx(w[y == 0].sum() / 2)
+
+
+def test_a_benchmark_gives_real_images_and_on_request_its_composites(photos12, mini_data):
+    plain = items([str(photos12)], data=str(mini_data))
+    assert {"data_reals"} <= {it.set for it in plain} and "data_composites" not in {it.set for it in plain}
+    syn = items([str(photos12)], data=str(mini_data), synthetic=True)
+    comps = [it for it in syn if it.set == "data_composites"]
+    assert comps and all(it.label == 1 for it in comps)
+    # held out with their photo's source, not as a source of their own
+    photo_groups = {it.group for it in syn if it.set == "photos"}
+    assert {it.group for it in comps} <= photo_groups
+    # the benchmark's test photos are never learnt from
+    import json as _json
+    test = {n for d in _json.loads((mini_data / "manifest.json").read_text())["domains"].values() for n in d["photos"]["test"]}
+    assert test and not any(it.set == "photos" and Path(it.image).stem in test for it in syn)
+
+
+def test_extract_reads_its_cache(photos12, tmp_path, monkeypatch):
+    from router import detect
+    its = items([str(photos12)], pastes=0.5, regions=0.0)
+    x1, kept = detect.extract(its, workers=1, cache=tmp_path / "c.npz")
+    monkeypatch.setattr(detect, "_item_features", lambda it: (_ for _ in ()).throw(AssertionError("read again")))
+    x2, _ = detect.extract(its, workers=1, cache=tmp_path / "c.npz")
+    np.testing.assert_array_equal(x1, x2)
+    assert len(kept) == len(its)
 
 
 def test_train_writes_a_detector_with_a_held_out_report(tiny_detector):
