@@ -11,6 +11,7 @@ whose gate keeps real photos as they are; the default 2.5 levels is the rule for
 """
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 from common.cli import print_json, run, shared_args
@@ -20,8 +21,18 @@ from .models import load
 from .train import DRIFT_LIMIT, drift_limit_value, set_scale
 
 
-def rescale(src, out, drift_limit=DRIFT_LIMIT, overwrite: bool = False) -> dict:
-    """Write ``out``: ``src`` with the gate scale ``drift_limit`` picks from its recorded scores."""
+def strongest(scores: dict, cap: float = 1.0) -> float:
+    """The largest scale up to ``cap`` whose held-out fMSE is still below the identity's (the most
+    visible change that still helps on held-out photos); 0 when none is."""
+    ok = [s for s, v in scores.items() if 0 < s <= cap and v["fMSE"] < scores[0.0]["fMSE"]]
+    return max(ok) if ok else 0.0
+
+
+def rescale(src, out, drift_limit=DRIFT_LIMIT, overwrite: bool = False, rule: str = "lowest") -> dict:
+    """Write ``out``: ``src`` with the gate scale ``drift_limit`` picks from its recorded scores
+    (``rule="lowest"``), or the strongest that still helps (``rule="strongest"``, :func:`strongest`)."""
+    if rule not in ("lowest", "strongest"):
+        raise InputError(f"--rule must be lowest or strongest, got {rule!r}")
     limit = drift_limit_value(drift_limit)
     if Path(out).exists() and not overwrite:
         raise InputError(f"{out}: already exists (pass --overwrite to replace it)")
@@ -32,14 +43,18 @@ def rescale(src, out, drift_limit=DRIFT_LIMIT, overwrite: bool = False) -> dict:
                          f"--calibrate_folds has them)")
     scores = {float(k): v for k, v in scores.items()}
     before = float(model.net.strength)
-    keep = {k: v for k, v in meta["calibration"].items() if k not in ("strength", "drift_limit", "rule", "scores", "from")}
-    info = set_scale(out, (model, meta), src, scores, limit, rescaled_from=before, **keep)
+    keep = {k: v for k, v in meta["calibration"].items() if k not in ("strength", "drift_limit", "rule", "scores", "from", "rescaled_from")}
+    if rule == "strongest":
+        info = set_scale(out, (model, meta), src, scores, math.inf, pick=strongest(scores), rescaled_from=before,
+                         **{**keep, "rule": "strongest that lowers held-out fMSE"})
+    else:
+        info = set_scale(out, (model, meta), src, scores, limit, rescaled_from=before, **keep)
     return {"out": str(out), "strength": info["strength"], "was": before,
             "fMSE": round(scores[info["strength"]]["fMSE"], 2), "drift": round(scores[info["strength"]]["drift"], 3)}
 
 
 @shared_args
-def main(src, out, drift_limit="inf", overwrite: bool = False):
+def main(src, out, drift_limit="inf", overwrite: bool = False, rule: str = "lowest"):
     """Rescale a calibrated gated harmonizer's gate from its recorded held-out scores.
 
     Args:
@@ -47,8 +62,10 @@ def main(src, out, drift_limit="inf", overwrite: bool = False):
         out: the checkpoint to write.
         drift_limit: limit on a held-out real photo's mean change (8-bit levels), or inf for none.
         overwrite: replace an existing OUT.
+        rule: lowest (the lowest held-out fMSE within the drift limit) or strongest (the largest scale
+            up to 1 whose held-out fMSE is still below the composites': the most visible change that helps).
     """
-    print_json(rescale(src, out, drift_limit, overwrite))
+    print_json(rescale(src, out, drift_limit, overwrite, rule))
 
 
 CLI = main

@@ -190,12 +190,12 @@ def choose_scale(scores: dict, drift_limit: float = DRIFT_LIMIT) -> float:
     return min(ok, key=lambda s: scores[s]["fMSE"]) if ok else 0.0
 
 
-def set_scale(out, loaded: tuple, src, scores: dict, drift_limit: float, **extra) -> dict:
+def set_scale(out, loaded: tuple, src, scores: dict, drift_limit: float, pick: float | None = None, **extra) -> dict:
     """Write ``out`` as the ``loaded`` (model, metadata) of checkpoint ``src`` with the scale
-    :func:`choose_scale` picks, recording the scores in its metadata."""
+    :func:`choose_scale` picks (or ``pick``), recording the scores in its metadata."""
     from common import checkpoint
     model, m = loaded
-    pick = choose_scale(scores, drift_limit)
+    pick = choose_scale(scores, drift_limit) if pick is None else pick
     model.net.strength.fill_(pick)
     info = {"strength": pick, "drift_limit": None if math.isinf(drift_limit) else drift_limit,
             "rule": "lowest fMSE" if math.isinf(drift_limit) else "drift + its standard error <= limit",

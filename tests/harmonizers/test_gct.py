@@ -314,3 +314,12 @@ def test_rescale_picks_again_from_the_recorded_scores(tmp_path, monkeypatch):
         rescale(ck, tmp_path / "full.safetensors")
     with pytest.raises(InputError, match="drift_limit"):
         rescale(ck, tmp_path / "x.safetensors", "lots")
+
+
+def test_strongest_scale_that_still_helps():
+    from harmonizers.rescale import strongest
+    fake = {0.0: {"fMSE": 100.0}, 0.5: {"fMSE": 80.0}, 1.0: {"fMSE": 95.0}, 1.25: {"fMSE": 90.0}}
+    assert strongest(fake) == 1.0                     # capped at the trained gate, still below the identity
+    fake[1.0]["fMSE"] = 120.0
+    assert strongest(fake) == 0.5
+    assert strongest({0.0: {"fMSE": 1.0}, 0.5: {"fMSE": 2.0}}) == 0.0
