@@ -319,3 +319,13 @@ def test_bt_plot_has_title_axis_and_values():
     im = np.asarray(_bar_plot(table, "T"))
     assert im.shape[1] == 720 and im.shape[0] > 44 + 2 * 44 + 40                # room for title and axis
     assert (im[:40] < 128).any() and (im[-40:] < 128).any()                     # title on top, axis label below
+
+
+def test_export_records_the_detector_score_and_runs_the_gated_default(real_composites, detector_zoo, tmp_path):
+    out = export(real_composites / "composites", tmp_path / "s", methods="composite,default,ungated", zoo=detector_zoo,
+                 seed=1, max_side=64)
+    key = _key(out)
+    scores = key["detector_scores"]
+    assert set(scores) == set(key["scenes"]) and all(0 <= v <= 1 for v in scores.values())
+    assert {c["method"] for c in key["conditions"].values()} == {"composite", "default", "ungated"}
+    assert not (out / "index.html").read_text().count("detector_scores")      # the key stays outside the study
