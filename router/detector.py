@@ -52,7 +52,8 @@ def _working(image: np.ndarray, mask: np.ndarray, side: int = WORK_SIDE) -> tupl
     if k > 1:
         image, mask = image[k // 2::k, k // 2::k], mask[k // 2::k, k // 2::k]
     from PIL import Image
-    size = (max(1, round(w * side / max(h, w))), max(1, round(h * side / max(h, w))))
+    h, w = mask.shape
+    size = (max(3, round(w * side / max(h, w))), max(3, round(h * side / max(h, w))))
     img = Image.fromarray(np.rint(np.clip(image, 0, 1) * 255).astype(np.uint8)).resize(size, Image.BOX)
     m = Image.fromarray(np.clip(mask, 0, 1).astype(np.float32), "F").resize(size, Image.BOX)
     return np.asarray(img, np.float32) / 255, np.asarray(m, np.float32)
@@ -101,6 +102,9 @@ def features(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
     a float32 vector of ``len(feature_names())``. The mask is thresholded at 0.5 at the working size;
     a side with no pixels there gives zeros for what it would have measured."""
     img, m = _working(image, mask)
+    if min(m.shape) < 3:                                         # a sliver: edge-padded to 3 pixels
+        pad = [(0, max(0, 3 - m.shape[0])), (0, max(0, 3 - m.shape[1]))]
+        img, m = np.pad(img, pad + [(0, 0)], mode="edge"), np.pad(m, pad, mode="edge")
     lab = rgb_to_lab(img).astype(np.float32)                     # (h, w, 3)
     fg = m > 0.5
     if fg.all() or not fg.any():                                 # degenerate at the working size

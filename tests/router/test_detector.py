@@ -297,3 +297,15 @@ def test_onnx_path_scores_and_gates_as_torch(detector_zoo, pair):
     assert ours.score == ref.score and ours.gate == ref.gate
     assert np.abs(ours.output - ref.output).max() < 2e-3
     assert fast.FastHarmonizer.from_zoo(detector_zoo).score(str(pair[0]), str(pair[1])) == pytest.approx(ref.score)
+
+
+@pytest.mark.parametrize("h,w", [(3, 2000), (2000, 2), (1, 1), (8, 8)])
+def test_features_of_slivers_and_tiny_images_are_finite(h, w):
+    rng = np.random.default_rng(0)
+    x = rng.random((h, w, 3)).astype(np.float32)
+    m = np.zeros((h, w), np.float32)
+    m[: max(1, h // 2), : max(1, w // 2)] = 1
+    if m.all():
+        m[-1, -1] = 0 if m.size > 1 else 1
+    f = features(x, m)
+    assert f.shape == (len(feature_names()),) and np.isfinite(f).all()
