@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -254,3 +255,15 @@ def markdown_table(summary: dict[str, dict], names=NAMES, title: str = "domain")
     for d, row in summary.items():
         lines.append(f"| {d} | {row['n']} | " + " | ".join(fmt.get(k, "{:.3f}").format(row[k]) for k in names) + " |")
     return "\n".join(lines)
+
+
+def roc_auc(pos, neg) -> float:
+    """Area under the ROC curve of scores ``pos`` (positives) against ``neg`` (negatives), 1-D arrays:
+    P(a positive scores above a negative), ties counted half (the Mann–Whitney statistic, by ranks;
+    NaN when a side is empty)."""
+    if not len(pos) or not len(neg):
+        return float("nan")
+    s = np.concatenate([pos, neg])
+    _, inv, counts = np.unique(s, return_inverse=True, return_counts=True)
+    ranks = (np.cumsum(counts) - (counts - 1) / 2)[inv]          # 1-based, ties share their mean rank
+    return float((ranks[: len(pos)].sum() - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg)))

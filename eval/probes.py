@@ -490,7 +490,7 @@ def roc_auc(score: torch.Tensor, label: torch.Tensor) -> float:
     pos, neg = score[label == 1], score[label == 0]
     if not len(pos) or not len(neg):
         raise InputError("roc_auc needs positives and negatives")
-    return float((pos[:, None] > neg[None]).double().mean() + 0.5 * (pos[:, None] == neg[None]).double().mean())
+    return M.roc_auc(pos.double().cpu().numpy(), neg.double().cpu().numpy())
 
 
 @shared_args

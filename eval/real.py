@@ -147,7 +147,7 @@ def evaluate(composites=(), photos=(), zoo=None, out="reports/real", modes=("def
     photo_scores = [r["score"] for v in res["sets"].values() if v["kind"] == "photos" for r in v["images"]
                     if "error" not in r and r["score"] is not None]
     if photo_scores:
-        from router.detect import roc_auc
+        from common.metrics import roc_auc
         res["auc"] = {n: roc_auc(np.array([r["score"] for r in v["images"] if "error" not in r]), np.array(photo_scores))
                       for n, v in res["sets"].items() if v["kind"] == "composites" and v["summary"].get("score") is not None}
     if comp and phot:

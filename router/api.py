@@ -192,7 +192,7 @@ class Harmonizer:
         """The detector's probability that the masked region was pasted in or recoloured (any input
         :meth:`run` takes); an :class:`common.io.InputError` when the zoo has no detector."""
         img, m, _, names = _arrays(image, mask)
-        return inference.score(self, img, m, names)
+        return inference.score(self.detector, img, m, names, self.manifest["root"])
 
     def run(self, image, mask, mode: str | None = None, strength: float = 1.0, gate: bool = True) -> inference.Prediction:
         """Harmonize in ``mode`` (default: the zoo's, ``self.default_mode``): a

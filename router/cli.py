@@ -167,18 +167,17 @@ def score(image, mask, zoo=None):
     def one():
         from common.io import read_image_array, read_mask_array
 
-        from .inference import Stopwatch, checked, load_detector
+        from .inference import Stopwatch, load_detector, required
+        from .inference import score as detect
         t0 = time.perf_counter()
         z = _zoo(zoo)
-        if not z.get("detector"):
-            raise InputError(f"{z['root']}: this zoo has no composite detector (router.zoo build --detector PATH)")
         watch = Stopwatch()
-        with watch("read"):
-            img, m = checked(read_image_array(str(image)), read_mask_array(str(mask)), (str(image), str(mask)))
         with watch("load"):
-            det = load_detector(z["detector"])
+            det = required(load_detector(z.get("detector")), z["root"])  # before reading the photo
+        with watch("read"):
+            img, m = read_image_array(str(image)), read_mask_array(str(mask))
         with watch("score"):
-            p = det.score(img, m)
+            p = detect(det, img, m, (str(image), str(mask)), z["root"])
         seconds = {k: round(v, 4) for k, v in watch.seconds.items()}
         seconds["total"] = round(time.perf_counter() - t0, 4)
         return {"image": str(image), "mask": str(mask), "score": round(p, 4), "gate": round(det.strength(p), 4),

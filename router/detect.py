@@ -43,8 +43,9 @@ from PIL import Image
 
 from common.cli import names, print_json, run, shared_args
 from common.io import IMAGE_SUFFIXES, InputError, find_pairs
+from common.metrics import roc_auc
 
-from .detector import FEATURES_VERSION, Detector, Gate, Trees, features
+from .detector import FEATURES_VERSION, Detector, Gate, Trees, area_resize, features
 
 log = logging.getLogger(__name__)
 NEGATIVE_SETS = ("photos", "regions", "data_reals")
@@ -97,17 +98,20 @@ def _photo_folder(folder: Path) -> list[dict]:
     return out
 
 
-def _test_photos(data) -> set[str]:
-    """The photos of a benchmark's test split (``domains.build``'s manifest names them): never
-    learnt from, whichever folder they are found in."""
+def _benchmark(data) -> tuple[set[str], dict[tuple[str, str], str]]:
+    """What a benchmark built by ``domains.build`` says of its photos (its ``manifest.json``; empty
+    for iHarmony4): the test split's photo names, never learnt from whichever folder they are found
+    in, and ``(domain, real image file) → photo name``."""
     mf = Path(data) / "manifest.json"
     if not mf.is_file():
-        return set()
+        return set(), {}
     try:
         doms = json.loads(mf.read_text()).get("domains", {})
-        return {n for d in doms.values() for n in d.get("photos", {}).get("test", [])}
-    except (json.JSONDecodeError, AttributeError):
-        return set()
+    except (json.JSONDecodeError, AttributeError) as e:
+        raise InputError(f"{mf}: not a benchmark manifest ({e})") from None
+    test = {n for d in doms.values() for n in d.get("photos", {}).get("test", [])}
+    real = {(d, c.get("real")): c.get("photo") for d, dd in doms.items() for c in dd.get("composites", [])}
+    return test, real
 
 
 def items(photos=(), composites=(), cutouts=None, data=None, pastes: float = 1.0, regions: float = 0.5,
@@ -118,7 +122,7 @@ def items(photos=(), composites=(), cutouts=None, data=None, pastes: float = 1.0
     positives only with ``synthetic`` (its real images are negatives either way)."""
     rng = np.random.default_rng(seed)
     out: list[Item] = []
-    test = _test_photos(data) if data else set()
+    test, real_photo = _benchmark(data) if data else (set(), {})
     folders = [[r for r in _photo_folder(Path(f)) if Path(r["image"]).stem not in test] for f in photos]
     originals = {r["original"]: r["source"] for rows in folders for r in rows if r["original"]}
     for rows in folders:
@@ -158,12 +162,6 @@ def items(photos=(), composites=(), cutouts=None, data=None, pastes: float = 1.0
         # a benchmark built from these photos: its composites and real images are held out with
         # their photo's source (else a photo could be learnt in one fold and scored in another)
         stem_source = {Path(r["image"]).stem: r["source"] for rows in folders for r in rows}
-        real_photo = {}
-        mf = Path(data) / "manifest.json"
-        if mf.is_file():
-            for d, dd in json.loads(mf.read_text()).get("domains", {}).items():
-                for c in dd.get("composites", []):
-                    real_photo[(d, c.get("real"))] = c.get("photo")
         pick = rng.permutation(len(samples))[:data_limit]
         seen = set()
         for i in pick:
@@ -229,10 +227,8 @@ def picture(it: Item) -> tuple[np.ndarray, np.ndarray]:
     x, m = _made(it, rng)
     side = int(rng.integers(256, 769))
     if max(m.shape) > side:
-        size = (max(1, round(m.shape[1] * side / max(m.shape))), max(1, round(m.shape[0] * side / max(m.shape))))
-        x = np.asarray(Image.fromarray(np.rint(np.clip(x, 0, 1) * 255).astype(np.uint8)).resize(size, Image.BOX),
-                       np.float32) / 255
-        m = np.asarray(Image.fromarray(m.astype(np.float32), "F").resize(size, Image.BOX))
+        x, m = area_resize(x, m, (max(1, round(m.shape[1] * side / max(m.shape))),
+                                  max(1, round(m.shape[0] * side / max(m.shape)))))
     return _as_jpeg(x, rng), np.clip(m, 0, 1)
 
 
@@ -337,16 +333,6 @@ def source_folds(groups: list[str], folds: int, seed: int = 0) -> np.ndarray:
         fold_of[uniq[i]] = f
         load[f] += counts[i]
     return np.array([fold_of[g] for g in groups])
-
-
-def roc_auc(pos: np.ndarray, neg: np.ndarray) -> float:
-    """P(score of a positive > score of a negative), ties counted half (the Mann–Whitney statistic)."""
-    if not len(pos) or not len(neg):
-        return float("nan")
-    s = np.concatenate([pos, neg])
-    _, inv, counts = np.unique(s, return_inverse=True, return_counts=True)
-    ranks = (np.cumsum(counts) - (counts - 1) / 2)[inv]          # 1-based, ties share their mean rank
-    return float((ranks[: len(pos)].sum() - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg)))
 
 
 def calibrate(photos: list[np.ndarray], composites: list[np.ndarray], budget: float = 0.3,

@@ -51,9 +51,14 @@ def _working(image: np.ndarray, mask: np.ndarray, side: int = WORK_SIDE) -> tupl
     k = max(h, w) // (2 * side)
     if k > 1:
         image, mask = image[k // 2::k, k // 2::k], mask[k // 2::k, k // 2::k]
-    from PIL import Image
     h, w = mask.shape
-    size = (max(3, round(w * side / max(h, w))), max(3, round(h * side / max(h, w))))
+    return area_resize(image, mask, (max(3, round(w * side / max(h, w))), max(3, round(h * side / max(h, w)))))
+
+
+def area_resize(image: np.ndarray, mask: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """An ``H×W×3`` image (through 8 bits) and its ``H×W`` mask resized to ``size`` (width, height)
+    by area averaging (Pillow's box filter)."""
+    from PIL import Image
     img = Image.fromarray(np.rint(np.clip(image, 0, 1) * 255).astype(np.uint8)).resize(size, Image.BOX)
     m = Image.fromarray(np.clip(mask, 0, 1).astype(np.float32), "F").resize(size, Image.BOX)
     return np.asarray(img, np.float32) / 255, np.asarray(m, np.float32)

@@ -333,7 +333,7 @@ class FastHarmonizer:
     def score(self, image, mask) -> float:
         """``router.api.Harmonizer.score`` without torch."""
         img, m, _, names = inference.as_arrays(image, mask)
-        return inference.score(self, img, m, names)
+        return inference.score(self.detector, img, m, names, self.zoo["root"])
 
     def run(self, image, mask, mode: str | None = None, strength: float = 1.0, gate: bool = True) -> inference.Prediction:
         """``router.api.Harmonizer.run`` on ONNX Runtime (paths, PIL images or numpy arrays in;

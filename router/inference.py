@@ -175,9 +175,16 @@ def run(backend: Backend, image: np.ndarray, mask: np.ndarray, mode: str | None 
                       dict(weights) if soft else None, mode, score, share)
 
 
-def score(backend: Backend, image: np.ndarray, mask: np.ndarray, names: tuple[str, str] = ("image", "mask")) -> float:
-    """The zoo's detector's P(composite) for a checked pair; an :class:`InputError` when the zoo has none."""
+def score(detector, image: np.ndarray, mask: np.ndarray, names: tuple[str, str] = ("image", "mask"),
+          zoo="this zoo") -> float:
+    """``detector``'s P(composite) for the pair, checked first (:func:`checked`); an
+    :class:`InputError` naming ``zoo`` when it has no detector (``None``)."""
     image, mask = checked(image, mask, names)
-    if backend.detector is None:
-        raise InputError("this zoo has no composite detector (router.zoo build --detector PATH)")
-    return backend.detector.score(image, mask)
+    return required(detector, zoo).score(image, mask)
+
+
+def required(detector, zoo="this zoo"):
+    """``detector``, or the :class:`InputError` that names ``zoo`` as having none."""
+    if detector is None:
+        raise InputError(f"{zoo}: has no composite detector (router.zoo build --detector PATH)")
+    return detector
