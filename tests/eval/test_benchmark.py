@@ -52,3 +52,21 @@ def test_benchmark_real_composites(photos12, tiny_zoo, tmp_path):
         assert abs(sum(r["probabilities"].values()) - 1) < 1e-4 and r["confidence"] == max(r["probabilities"].values())
     assert "| routed to | composites | share |" in (tmp_path / "rep" / "report.md").read_text()
     assert (tmp_path / "rep" / "grid.png").is_file()
+
+
+def test_benchmark_scores_the_gated_default_when_the_zoo_has_a_detector(mini_data, detector_zoo, tmp_path):
+    import shutil
+
+    from router.detector import Detector, Gate
+    res = benchmark(mini_data, detector_zoo, tmp_path / "rep", domains="MiniFlickr")
+    assert "default" in res["methods"] and res["ranked_by"] == "default"
+    # a zoo whose gate is shut for every score below 0.999: its default is the composite, image for image
+    shut = tmp_path / "shut"
+    shutil.copytree(detector_zoo, shut)
+    det = Detector.load(shut / "detector.safetensors")
+    det.gate = Gate(0.999, 1.0)
+    det.save(shut / "detector.safetensors", overwrite=True)
+    res = benchmark(mini_data, shut, tmp_path / "rep_shut", domains="MiniFlickr")
+    comp = {r["name"]: r["fMSE"] for r in res["images"]["composite"]}
+    assert {r["name"]: r["fMSE"] for r in res["images"]["default"]} == comp
+    assert res["methods"]["default"]["real_drift"]["All"] == 0

@@ -234,6 +234,16 @@ def test_predict_reports_the_score_and_applies_the_gate(detector_zoo, pair, tmp_
     part = h.run(x, m, "unified", strength=max(gated["gate"], 1e-6), gate=False).output
     np.testing.assert_allclose(h.run(x, m, "unified").output, part if gated["gate"] > 0 else x, atol=1e-5)
     assert full.shape == x.shape
+    # a gate of one half around this score: half the change, on top of --strength
+    p = det.score(x, m)
+    lo = min(max(p - 0.05, 0.0), 0.9)
+    h.detector.gate = Gate(lo, lo + 0.1)
+    share = h.detector.gate(p)
+    assert 0 < share < 1
+    r = h.run(x, m, "unified", strength=0.8)
+    assert r.gate == pytest.approx(share)
+    np.testing.assert_allclose(r.output, h.run(x, m, "unified", strength=0.8 * share, gate=False).output, atol=1e-5)
+    assert np.abs(r.output - full).max() > 1e-3 or np.abs(full - x).max() < 1e-6
 
 
 def test_zero_gate_leaves_the_input_as_it_is(detector_zoo, pair):
