@@ -255,6 +255,11 @@ class Task:
         net = getattr(self, "net", None)
         return [net] if isinstance(net, nn.Module) else []
 
+    def param_groups(self, model: nn.Module) -> list[dict]:
+        """The optimizer's parameter groups; a group's ``lr_mult`` scales the learning rate (and its
+        schedule) for it. Default: every trainable parameter at the base rate."""
+        return [{"params": [p for p in model.parameters() if p.requires_grad]}]
+
     def prepare(self, batch: dict) -> dict:
         """Called on every batch where the loader runs (a worker when there are workers), under a
         per-batch seed (torch and ``random``): CPU-side batch work such as synthesising composites,
@@ -324,7 +329,8 @@ class _Run:
         if cfg.hw.compile:  # in place: the modules and their state-dict keys stay as they are
             for net in self.task.networks():
                 net.compile()
-        self.opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.optim.lr)
+        self.opt = torch.optim.Adam([{**g, "lr": cfg.optim.lr * g.get("lr_mult", 1.0)}
+                                     for g in self.task.param_groups(model)], lr=cfg.optim.lr)
         if self.resume and self.last.exists():
             tensors, meta = checkpoint.load(self.last)
             model.load_state_dict(checkpoint.prefixed(tensors, "model"))
@@ -335,7 +341,7 @@ class _Run:
         self.step = self.start
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lambda s: cosine(s, cfg.optim.steps), last_epoch=-1)
         for g in self.opt.param_groups:
-            g["lr"] = cfg.optim.lr * cosine(self.start, cfg.optim.steps)
+            g["lr"] = cfg.optim.lr * g.get("lr_mult", 1.0) * cosine(self.start, cfg.optim.steps)
         self.sched.last_epoch = self.start
         self.ddp = nn.parallel.DistributedDataParallel(
             model, device_ids=[self.device.index] if self.device.type == "cuda" else None,

@@ -51,6 +51,12 @@ RECIPES: dict[str, dict] = {
     "issam_domain": {"command": "domains.finetune", "args": {"steps": 60, "batch_size": 8, "lr": 1e-4}},
     "issam_unified": {"command": "harmonizers.train", "args": {
         "domains": "all", "steps": 100, "batch_size": 8, "lr": 1e-4}},
+    # GPU, on iHarmony4 (scripts/train_models.sh with IHARMONY4=/path): HRNet18 + iDIH256 as the
+    # official recipe trains it (180 epochs of 65,742 composites at batch 16, Adam 1e-3, the HRNet at
+    # 0.1x; its ImageNet weights from HRNET_IMAGENET=/path/hrnetv2_w18_imagenet_pretrained.pth)
+    "hrnet18_idih256_gpu": {"command": "harmonizers.train", "args": {
+        "domains": "all", "arch": "hrnet18_idih256", "steps": 740000, "batch_size": 16, "lr": 1e-3,
+        "device": "cuda", "workers": 8, "save_every": 5000}},
 }
 
 

@@ -1,6 +1,7 @@
 """The paper's Table 1 and Table 2, reproduced on a benchmark in the iHarmony4 layout.
 
     python -m eval.tables table1 --data data/mini4 --out reports/table1     # rows 1-7, iS2AM (+ RainNet 1, 2, 7)
+    python -m eval.tables table1 --data /path/to/iHarmony4 --archs issam256,hrnet18_idih256 --device cuda
     python -m eval.tables table2 --data data/mini4 --out reports/table2     # SycoNet ablations, with Div
 
 Table 1 (per domain, every finetune starts from the all-domain harmonizer): 1 the base model; 2
@@ -40,6 +41,13 @@ ROW_NAMES = {1: "base model (all domains)", 2: "+ finetune on D", 3: "+ CT augme
 ABLATIONS = {"no_rec": "w/o rec", "no_real": "w/o I^r", "move_z": "move z", "lutv2": "LUTv2", "zc": "z^c",
              "none": "Ours"}
 METRICS = ("MSE", "PSNR", "fMSE", "fSSIM")
+FAMILIES = {"issam": "iS2AM", "rainnet": "RainNet", "hrnet": "HRNet + iDIH", "dih": "iDIH", "gct": "GCT"}
+
+
+def family(arch: str) -> str:
+    """The paper's name of a harmonizer variant's family (iS2AM runs every row, the others 1, 2, 7)."""
+    from harmonizers.models import VARIANTS
+    return FAMILIES.get(VARIANTS[arch][0] if arch in VARIANTS else arch, arch)
 
 
 class Results:
@@ -143,7 +151,8 @@ def table1(data: str = "data/mini4", domains: str = "MiniFlickr,MiniDay2night", 
            runs: str = "runs", seeds: int = 2, steps: int = 100, batch_size: int = 8, lr: float = 1e-4,
            archs: str = "issam,rainnet", device: str = "auto", syconet_arch: str = "syconet_r18",
            syconet_size: int = 128) -> None:
-    """Table 1 of the paper: rows 1-7 per domain with iS2AM, rows 1, 2, 7 with RainNet.
+    """Table 1 of the paper: rows 1-7 per domain with iS2AM, rows 1, 2, 7 with the other families
+    (RainNet, HRNet + iDIH, ...).
 
     Args:
         out: report folder.
@@ -170,7 +179,7 @@ def table1(data: str = "data/mini4", domains: str = "MiniFlickr,MiniDay2night", 
     plan = []
     for d in doms:
         for arch in archs:
-            for row in ((1, 2, 7) if arch.startswith("rainnet") else (1, 2, 3, 4, 5, 6, 7)):
+            for row in ((1, 2, 3, 4, 5, 6, 7) if family(arch) == "iS2AM" else (1, 2, 7)):
                 for seed in (range(seeds) if row in (2, 7) else (0,)):
                     plan.append((d, arch, row, seed))
     for d, arch, row, seed in plan:
@@ -209,7 +218,7 @@ def _write_table1(res: Results, outp: Path, doms, archs):
                 cells += [_cell(recs, m) if recs else "–" for m in ("MSE", "PSNR", "fMSE")]
             if ok:
                 n = max(len([r for r in runs if r["arch"] == arch and r["row"] == row and r["domain"] == d]) for d in doms)
-                name = f"{'RainNet' if arch.startswith('rainnet') else 'iS2AM'} {ROW_NAMES[row]}" + (f" ({n} seeds)" if n > 1 else "")
+                name = f"{family(arch)} {ROW_NAMES[row]}" + (f" ({n} seeds)" if n > 1 else "")
                 lines.append(f"| {name} | {row} | " + " | ".join(cells) + f" | {statistics.mean(secs):.0f} |")
     lines += ["", "Multi-seed rows: mean ± half the range over seeds. fMSE relative to row 2 (finetuning on the "
               "originals alone), negative = better:", ""]

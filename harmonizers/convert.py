@@ -1,6 +1,8 @@
-"""Convert a published checkpoint (iS2AM, RainNet, SycoNet) into our self-describing safetensors.
+"""Convert a published checkpoint (iS2AM, HRNet + iDIH, RainNet, SycoNet) into our self-describing
+safetensors.
 
     python -m harmonizers.convert issam256.pth runs/issam256.safetensors --kind issam
+    python -m harmonizers.convert hrnet18_idih256.pth runs/hrnet18_idih256.safetensors --kind hrnet18_idih256
     python -m harmonizers.convert net_G_last.pth runs/rainnet256.safetensors --kind rainnet
     python -m harmonizers.convert pretrained_net_Er.pth runs/syconet_released.safetensors --kind syconet \\
         --luts pretrained_net_LUTs.pth
@@ -30,12 +32,24 @@ from common.io import InputError
 
 FACTS_DIR = Path(__file__).with_name("official")
 
-# kind: (facts file, prefix of our keys, what it becomes)
+# kind: (facts file, prefix of our keys, our variant, what it becomes). Kinds without a facts file are
+# checked against our variant's own state dict, equal key for key to the official network's built
+# from its source (docs/reference.md, "Published weights").
 KINDS = {
-    "issam": ("issam_improved_ssam256_state_dict.json", "net.", "harmonizer issam256 (iSSAM256, improved_ssam256)"),
-    "rainnet": ("rainnet_net_G_state_dict.json", "net.", "harmonizer rainnet256 (RainNet generator net_G)"),
-    "syconet": ("syconet_released_state_dict.json", "enc_r.", "syconet_official (netEr + 20 basis LUTs)"),
+    "issam": ("issam_improved_ssam256_state_dict.json", "net.", "issam256",
+              "harmonizer issam256 (iSSAM256, improved_ssam256)"),
+    "rainnet": ("rainnet_net_G_state_dict.json", "net.", "rainnet256", "harmonizer rainnet256 (RainNet generator net_G)"),
+    "hrnet18_idih256": ("issam_hrnet18_idih256_state_dict.json", "net.", "hrnet18_idih256",
+                        "harmonizer hrnet18_idih256 (HRNet18 + OCR + iDIH256)"),
+    "hrnet18s_idih256": (None, "net.", "hrnet18s_idih256", "harmonizer hrnet18s_idih256 (HRNet18s + OCR + iDIH256)"),
+    "hrnet32_idih256": (None, "net.", "hrnet32_idih256", "harmonizer hrnet32_idih256 (HRNet32 + OCR + iDIH256)"),
+    "hrnet18_v2p_idih256": (None, "net.", "hrnet18_v2p_idih256",
+                            "harmonizer hrnet18_v2p_idih256 (HRNet18 + OCR pyramid + iDIH256)"),
+    "idih256": (None, "net.", "idih256", "harmonizer idih256 (iDIH256, improved_dih256)"),
+    "dih256": (None, "net.", "dih256", "harmonizer dih256 (DIH, dih256)"),
+    "syconet": ("syconet_released_state_dict.json", "enc_r.", None, "syconet_official (netEr + 20 basis LUTs)"),
 }
+OFFICIAL_REPO = ("SamsungLabs/image_harmonization", "4d16b1257eaae115c8714bf147f3113a9dabdf51")
 LUT_FACTS = "syconet_released_luts_state_dict.json"
 
 
@@ -45,7 +59,11 @@ def facts(name: str) -> dict:
 
 def expected_shapes(kind: str) -> dict[str, tuple[int, ...]]:
     """Official key → shape for ``kind``, in the official order."""
-    return {e["key"]: tuple(e["shape"]) for e in facts(KINDS[kind][0])["keys"]}
+    facts_file, prefix, variant, _ = KINDS[kind]
+    if facts_file is None:
+        from .models import create
+        return {k[len(prefix):]: tuple(v.shape) for k, v in create(variant).state_dict().items()}
+    return {e["key"]: tuple(e["shape"]) for e in facts(facts_file)["keys"]}
 
 
 def read_state_dict(path) -> dict[str, torch.Tensor]:
@@ -99,8 +117,11 @@ def _sha256(path) -> str:
 
 
 def _source(kind: str, *paths) -> dict:
-    f = facts(KINDS[kind][0])
-    return {"official_repo": f["source"]["official_repo"], "official_commit": f["source"]["commit"],
+    repo, commit = OFFICIAL_REPO
+    if KINDS[kind][0] is not None:
+        f = facts(KINDS[kind][0])["source"]
+        repo, commit = f["official_repo"], f["commit"]
+    return {"official_repo": repo, "official_commit": commit,
             "files": [{"name": Path(p).name, "sha256": _sha256(p)} for p in paths]}
 
 
@@ -109,11 +130,11 @@ def _tensors(sd: dict, prefix: str) -> dict[str, torch.Tensor]:
 
 
 def convert_harmonizer(src, kind: str, domains=("all",)) -> tuple[dict, dict]:
-    """``(tensors, meta)`` of our checkpoint for an official iS2AM or RainNet file."""
+    """``(tensors, meta)`` of our checkpoint for an official iS2AM, iDIH (± HRNet) or RainNet file."""
     from .models import create, meta
     sd = read_state_dict(src)
     check(sd, expected_shapes(kind), src)
-    model = create({"issam": "issam256", "rainnet": "rainnet256"}[kind])
+    model = create(KINDS[kind][2])
     tensors = _tensors(sd, KINDS[kind][1])
     model.load_state_dict(tensors, strict=True)  # our modules agree with the facts: a tested invariant
     m = meta(model, domains, fingerprint="official:" + _sha256(src)[:16],
@@ -166,9 +187,10 @@ def main(src: str, out: str, kind: str, luts: str | None = None, domains: str = 
     """Convert an official checkpoint into a self-describing safetensors checkpoint.
 
     Args:
-        src: the official file (issam256.pth, net_G_last.pth, pretrained_net_Er.pth).
+        src: the official file (issam256.pth, hrnet18_idih256.pth, net_G_last.pth, pretrained_net_Er.pth).
         out: the .safetensors file to write.
-        kind: issam, rainnet or syconet.
+        kind: issam, hrnet18_idih256 (or hrnet18s_idih256, hrnet32_idih256, hrnet18_v2p_idih256,
+            idih256, dih256), rainnet or syconet.
         luts: SycoNet's LUT file (default: SRC with net_Er replaced by net_LUTs).
         domains: the domains recorded in the checkpoint, comma-separated (all: trained on every
             domain; name one, e.g. HCOCO, to use it as that domain's harmonizer in a zoo).
@@ -176,7 +198,7 @@ def main(src: str, out: str, kind: str, luts: str | None = None, domains: str = 
     doms = tuple(d.strip() for d in str(domains).split(",") if d.strip()) if isinstance(domains, str) else tuple(domains)
     p = convert(src, out, kind, luts, doms, overwrite)
     m = checkpoint.read_meta(p)
-    print_json({"out": str(p), "kind": m["kind"], "arch": m["arch"], "what": KINDS[kind][2],
+    print_json({"out": str(p), "kind": m["kind"], "arch": m["arch"], "what": KINDS[kind][3],
                 "tensors": len(checkpoint.load(p)[0]), "domains": m.get("domains")})
 
 

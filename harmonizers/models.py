@@ -2,8 +2,8 @@
 (full-resolution inference is :mod:`harmonizers.fullres`).
 
 Every harmonizer maps ``(image N×3×H×W in [0,1], mask N×1×H×W) -> N×3×H×W``; :class:`HarmonizerNet`
-wraps a network so that any input size works (reflect-pad to the network's multiple, crop back) and
-the background is kept: ``out = m·G(x) + (1−m)·x``.
+wraps a network so that any input size works (reflect-pad to the network's multiple and minimum side,
+crop back) and the background is kept: ``out = m·G(x) + (1−m)·x``.
 """
 from __future__ import annotations
 
@@ -15,18 +15,25 @@ from torch import nn
 from common import checkpoint, registry
 from common.device import resolve as resolve_device
 
+from .dih import DIH, DIHConfig, HRNetDIH, HRNetDIHConfig
 from .gct import GatedColourTransform, GCTConfig
 from .issam import ISSAM, ISSAMConfig
 from .rainnet import RainNet, RainNetConfig
 
 ARCHS = {"issam": (ISSAM, ISSAMConfig), "rainnet": (RainNet, RainNetConfig),
-         "gct": (GatedColourTransform, GCTConfig)}
+         "gct": (GatedColourTransform, GCTConfig), "dih": (DIH, DIHConfig), "hrnet": (HRNetDIH, HRNetDIHConfig)}
 
 # name: (arch, config overrides, training size)
 VARIANTS = {
     # the published architectures (their released checkpoints load: harmonizers.convert)
     "issam256": ("issam", {}, 256),
     "rainnet256": ("rainnet", {}, 256),
+    "dih256": ("dih", {"batchnorm_from": 0, "image_fusion": False}, 256),
+    "idih256": ("dih", {}, 256),
+    "hrnet18_idih256": ("hrnet", {}, 256),
+    "hrnet18s_idih256": ("hrnet", {"small": True}, 256),
+    "hrnet32_idih256": ("hrnet", {"width": 32}, 256),
+    "hrnet18_v2p_idih256": ("hrnet", {"pyramid_channels": 256}, 256),
     # the same code, scaled
     "issam128": ("issam", {}, 128),
     "rainnet128": ("rainnet", {"ngf": 32, "inner_blocks": 3}, 128),
@@ -40,6 +47,7 @@ VARIANTS = {
     "issam_test": ("issam", {"depth": 3, "ch": 8, "attend_from": 1}, 32),
     "gct_test": ("gct", {"hidden": 8}, 32),
     "rainnet_test": ("rainnet", {"ngf": 8, "inner_blocks": 1}, 32),
+    "hrnet_test": ("hrnet", {"depth": 6, "ch": 8, "max_channels": 32, "width": 4, "small": True, "ocr": 8}, 128),
 }
 
 
@@ -61,8 +69,8 @@ class HarmonizerNet(nn.Module):
         """The network's result at any size; with ``keep_background`` (default) the input outside the
         mask, without it the network's own output everywhere (what the official evaluation scores)."""
         h, w = image.shape[-2:]
-        k = self.net.multiple_of
-        ph, pw = (-h) % k, (-w) % k
+        k, lo = self.net.multiple_of, getattr(self.net, "min_side", 1)  # lo: a multiple of k
+        ph, pw = max((-h) % k, lo - h), max((-w) % k, lo - w)
         if ph or pw:
             mode = "reflect" if ph < h and pw < w else "replicate"
             x, m = F.pad(image, (0, pw, 0, ph), mode=mode), F.pad(mask, (0, pw, 0, ph), mode=mode)

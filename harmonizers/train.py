@@ -1,4 +1,4 @@
-"""Train a harmonizer (iS2AM or RainNet), optionally with augmentation.
+"""Train a harmonizer (iS2AM, iDIH with or without HRNet, RainNet, GCT), optionally with augmentation.
 
     python -m harmonizers.train --data data/mini4 --domains all --arch issam --out runs/issam_all.safetensors
     python -m harmonizers.train --data data/mini4 --arch issam --augment syconet:runs/syconet_all.safetensors \\
@@ -6,11 +6,13 @@
     python -m harmonizers.train --data /path/to/iHarmony4 --arch issam256 --batch_size 32 --workers 8  # GPU
     torchrun --nproc_per_node 2 -m harmonizers.train --data data/mini4 --out runs/h.safetensors
 
-``--arch`` is ``issam``, ``rainnet`` or a registered variant (``issam256``, ``rainnet128``, ...);
-``--size`` overrides the training size. ``--augment``: ``none | ct | lut | syconet:CKPT | syconet_zc:CKPT |
-static:K:CKPT``; ``--only_aug`` trains on the augmented composites alone (Table 1 row 6).
-Losses: iS2AM's ``MaskWeightedMSE`` (``Σ(p−t)² / (3·max(Σm, min_area))``, min_area 1000 at 256,
-on 0–255), RainNet L1; ``--gan_weight W`` adds RainNet's optional adversarial term (LSGAN against a
+``--arch`` is ``issam``, ``rainnet`` or a registered variant (``issam256``, ``rainnet128``,
+``hrnet18_idih256``, ...); ``--size`` overrides the training size; ``--pretrained_file`` loads
+ImageNet weights into an ``hrnet*`` variant's backbone, which then trains at 0.1× the rate, as in
+the official recipe. ``--augment``: ``none | ct | lut | syconet:CKPT | syconet_zc:CKPT | static:K:CKPT``;
+``--only_aug`` trains on the augmented composites alone (Table 1 row 6). Losses: iS2AM's
+``MaskWeightedMSE`` (``Σ(p−t)² / (3·max(Σm, min_area))`` on 0–255, min_area 1000 at 256 px, 100 for
+the iDIH families as in their recipes), RainNet L1; ``--gan_weight W`` adds RainNet's optional adversarial term (LSGAN against a
 domain-verification critic, ``harmonizers.rainnet.DomainVerifier``; W = 1 is the paper's ratio to
 its L1 on our 0–255 scale). Resumes from ``<out>.last.safetensors`` (critic included; the
 checkpoint users load holds the harmonizer only).
@@ -38,6 +40,12 @@ log = logging.getLogger(__name__)
 ARCH_ALIASES = {"issam": "issam256", "rainnet": "rainnet256"}
 
 
+# the official MaskWeightedMSE's min_area at 256 px: 1000 (its default, iSSAM's recipe); the iDIH
+# and HRNet + iDIH recipes pass 100
+MIN_AREA_256 = {"dih": 100.0, "hrnet": 100.0}
+SLOW_LR_MULT = 0.1  # the official recipe's rate for a pretrained backbone (LRMult(0.1))
+
+
 def fn_mse(pred, target, mask, min_area: float):
     """iS2AM's ``MaskWeightedMSE`` on the 0–255 scale, per image, averaged: the squared error summed
     over the whole image, divided by the channel count times the foreground area, which is first
@@ -60,7 +68,7 @@ class HarmonizerLoss(nn.Module):
         object.__setattr__(self, "augmenter", augmenter)  # not a submodule: never trained or saved
         object.__setattr__(self, "regrade", regrade)
         self.only_aug = only_aug
-        self.min_area = 1000.0 * (model.size / 256) ** 2
+        self.min_area = MIN_AREA_256.get(model.arch, 1000.0) * (model.size / 256) ** 2
 
     def forward(self, batch):
         comp, real, mask = batch["composite"], batch["real"], batch["mask"]
@@ -106,6 +114,15 @@ class HarmonizerTask(Task):
 
     def export(self, loss_module):
         return loss_module.model.state_dict()
+
+    def param_groups(self, loss_module):
+        """A backboned network's slow part (``slow_parameters``: the official recipe's 0.1× rate for
+        the pretrained HRNet) in its own group."""
+        slow = getattr(self.net.net, "slow_parameters", lambda: [])()
+        ids = {id(p) for p in slow}
+        fast = [p for p in loss_module.parameters() if p.requires_grad and id(p) not in ids]
+        return [{"params": fast}] + ([{"params": [p for p in slow if p.requires_grad], "lr_mult": SLOW_LR_MULT}]
+                                     if slow else [])
 
     def validate(self, loss_module):
         if self.val is None:
@@ -218,15 +235,42 @@ def calibrate(out, val_ds: HarmonyDataset, drift_limit: float = DRIFT_LIMIT) -> 
     return set_scale(out, loaded, src, calibration_scores(loaded[0], val_ds), drift_limit)
 
 
-def build(arch: str, init: str | None, size: int | None) -> tuple[HarmonizerNet, dict]:
-    """A fresh registered variant, or the model of ``--init`` (weights and config)."""
+def build(arch: str, init: str | None, size: int | None, pretrained_file: str | None = None
+          ) -> tuple[HarmonizerNet, dict]:
+    """A fresh registered variant, or the model of ``--init`` (weights and config); a backboned
+    variant's backbone then takes ``pretrained_file``'s ImageNet weights."""
     if init:
         model, _ = load(init)
         model.size = size or model.size
         if hasattr(model.net, "strength"):  # a calibrated gate scale is redone after training
             model.net.strength.fill_(1.0)
-        return model, {"init": str(init)}
-    return create(ARCH_ALIASES.get(arch, arch), size=size), {}
+        extra = {"init": str(init)}
+    else:
+        model, extra = create(ARCH_ALIASES.get(arch, arch), size=size), {}
+    if pretrained_file:
+        extra["pretrained"] = load_backbone_weights(model, pretrained_file)
+    return model, extra
+
+
+def load_backbone_weights(model: HarmonizerNet, path) -> dict:
+    """ImageNet weights from a local file (``.pth`` read without unpickling code, or ``.safetensors``)
+    into the model's backbone; refused when the model has none or nothing in the file matches."""
+    from .convert import read_state_dict
+    if not hasattr(model.net, "load_backbone"):
+        raise InputError(f"--pretrained_file {path}: the {model.arch} family has no pretrained backbone "
+                         "(hrnet* variants do)")
+    if str(path).endswith(".safetensors"):
+        if not Path(path).is_file():
+            raise InputError(f"{path}: checkpoint not found")
+        from safetensors.torch import load_file
+        sd = load_file(str(path))
+    else:
+        sd = read_state_dict(path)
+    hits = model.net.load_backbone(sd)
+    if hits == 0:
+        raise InputError(f"{path}: no tensor matches the backbone's names and shapes "
+                         "(expected HRNet-Image-Classification's hrnetv2_w*_imagenet_pretrained layout)")
+    return {"file": Path(path).name, "tensors": hits, "of": len(sd)}
 
 
 @shared_args
@@ -237,14 +281,15 @@ def main(data="data/mini4", domains="all", arch: str = "issam", out="runs/issam_
          overwrite: bool = False, cache: bool = True, amp: bool = True, channels_last: bool = False,
          compile: bool = False,
          gan_weight: float = 0.0, val_fraction: float = 0.1, regrade: float = 0.0,
-         calibrate_folds: int = 0, drift_limit=DRIFT_LIMIT) -> None:
+         calibrate_folds: int = 0, drift_limit=DRIFT_LIMIT, pretrained_file: str | None = None) -> None:
     """Train a harmonizer (iS2AM or RainNet) on a dataset, optionally with augmentation.
 
     The test split is never used for validation: ``--val_every`` holds out a share of the training
     photos instead.
 
     Args:
-        arch: issam, rainnet or a registered variant (issam64, rainnet128, ...; harmonizers.models.VARIANTS).
+        arch: issam, rainnet or a registered variant (issam64, rainnet128, hrnet18_idih256, ...;
+            harmonizers.models.VARIANTS).
         out: checkpoint to write (.safetensors); <out>.last.safetensors is kept for resuming.
         augment: none, ct, lut, processes[:P[:M1+M2]], syconet[:CKPT], syconet_zc:CKPT or static:K:CKPT (see the README).
         only_aug: train on the augmented composites alone (Table 1 row 6).
@@ -259,6 +304,8 @@ def main(data="data/mini4", domains="all", arch: str = "issam", out="runs/issam_
             not used). K + 1 trainings; for small data, where a 10 % hold-out is a handful of photos.
         drift_limit: the calibration's limit on a held-out real photo's mean change, 8-bit levels;
             inf: none (the scale with the lowest held-out fMSE), for models behind a zoo's detector.
+        pretrained_file: ImageNet weights for a backboned variant's backbone (hrnet*: HRNet-Image-
+            Classification's hrnetv2_w18_imagenet_pretrained.pth), a local file; not with --init.
     """
     drift_limit = drift_limit_value(drift_limit)
     options = dict(locals())  # the command's options, as given (the engine takes its groups from them)
@@ -266,6 +313,8 @@ def main(data="data/mini4", domains="all", arch: str = "issam", out="runs/issam_
         raise InputError(f"--gan_weight must be >= 0, got {gan_weight}")
     if only_aug and A.parse(augment)[0] in ("none", "static"):
         raise InputError("--only_aug needs a dynamic --augment (processes, syconet:CKPT, ct or lut)")
+    if pretrained_file and init:
+        raise InputError("--pretrained_file initialises a fresh backbone; it cannot be combined with --init")
     if calibrate_folds == 1 or calibrate_folds < 0:
         raise InputError(f"--calibrate_folds must be 0 (off) or at least 2, got {calibrate_folds}")
     res = crossfit(options) if calibrate_folds else fit(options)[0]
@@ -280,7 +329,7 @@ def fit(options: dict, fold: tuple[int, int] | None = None) -> tuple[dict, Harmo
     :func:`crossfit` pools them)."""
     o = options
     torch.manual_seed(o["seed"])
-    model, extra = build(o["arch"], o["init"], o["size"])
+    model, extra = build(o["arch"], o["init"], o["size"], o.get("pretrained_file"))
     train_ds, val_ds = train_val(o["data"], o["domains"], model.size, o["cache"],
                                  o["val_fraction"] if o["val_every"] else 0.0, fold=fold)
     _, _, local_rank = dist_info()

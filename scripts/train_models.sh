@@ -80,4 +80,10 @@ train "$R/issam_unified.safetensors" issam_unified --data "$DATA" --init "$R/iss
 for A in none no_rec no_real move_z lutv2; do
   train "$R/ablation_$A.safetensors" syconet_ablation --data "$DATA" --domains MiniDay2night --ablation "$A"
 done
+# 9. GPU only, when IHARMONY4 names the data set: HRNet18 + iDIH256 by the official recipe, its
+#    backbone from ImageNet weights when HRNET_IMAGENET names hrnetv2_w18_imagenet_pretrained.pth
+if [ -n "${IHARMONY4:-}" ]; then
+  HW=${HRNET_IMAGENET:-}
+  train "$R/hrnet18_idih256_iharmony4.safetensors" hrnet18_idih256_gpu --data "$IHARMONY4" ${HW:+--pretrained_file "$HW"}
+fi
 log "all done"

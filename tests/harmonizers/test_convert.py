@@ -23,7 +23,8 @@ def _ours(model, prefix):
     return [(k[len(prefix):], tuple(v.shape)) for k, v in model.state_dict().items() if k.startswith(prefix)]
 
 
-@pytest.mark.parametrize("kind,variant", [("issam", "issam256"), ("rainnet", "rainnet256")])
+@pytest.mark.parametrize("kind,variant", [("issam", "issam256"), ("rainnet", "rainnet256"),
+                                          ("hrnet18_idih256", "hrnet18_idih256")])
 def test_state_dict_equals_official_facts(kind, variant):
     facts = C.facts(C.KINDS[kind][0])
     model = create(variant)
@@ -32,6 +33,23 @@ def test_state_dict_equals_official_facts(kind, variant):
     kinds = {e["key"]: e["kind"] for e in facts["keys"]}
     params = {n[len("net."):] for n, _ in model.named_parameters()}
     assert {k for k, v in kinds.items() if v == "parameter"} == params  # buffers stay buffers
+
+
+def test_hrnet_family_facts_and_siblings():
+    """The released HRNet + iDIH file's facts: 1,974 entries, 18,512,633 parameters, the OCR output
+    (128 channels) concatenated into encoder block 2 beside its 64; the sibling kinds, checked against
+    our variants, carry the widths of their names."""
+    f = C.facts(C.KINDS["hrnet18_idih256"][0])
+    assert f["num_state_dict_entries"] == 1974 and f["total_parameters"] == 18512633
+    net = create("hrnet18_idih256").net
+    assert net.backbone.out_channels == [128]
+    assert net.model.encoder.blocks_connected["block2"].block[0].weight.shape[1] == 64 + 128
+    shapes = {k: C.expected_shapes(k) for k in ("hrnet18s_idih256", "hrnet32_idih256", "hrnet18_v2p_idih256")}
+    assert shapes["hrnet32_idih256"]["backbone.hrnet.transition1.0.0.weight"] == (32, 256, 3, 3)
+    assert "backbone.hrnet.layer1.2.conv1.weight" not in shapes["hrnet18s_idih256"]      # 2 blocks, not 4
+    assert shapes["hrnet18_v2p_idih256"]["backbone.downsize.reduce_conv.block.0.weight"] == (256, 128, 1, 1)
+    assert len([k for k in shapes["hrnet18_v2p_idih256"] if k.startswith("model.encoder.connectors")]) == 0  # cat
+    assert shapes["hrnet18_v2p_idih256"]["model.encoder.blocks_connected.block5.block.0.weight"][1] == 256 + 256
 
 
 def test_syconet_official_state_dict_equals_facts():
@@ -52,19 +70,23 @@ def _random_official(kind, seed=0):
             sd[k] = torch.tensor(7, dtype=torch.int64)
         elif k.endswith("running_var"):
             sd[k] = torch.rand(shape, generator=g) + 0.5
+        elif len(shape) > 1:  # activations stay of order one (no denormal slow paths in deep nets)
+            sd[k] = torch.randn(shape, generator=g) / math.sqrt(math.prod(shape[1:]))
         else:
-            sd[k] = torch.randn(shape, generator=g) * 0.05
+            sd[k] = torch.randn(shape, generator=g) * 0.05 + (1.0 if k.endswith(".weight") else 0.0)
     return sd
 
 
-@pytest.mark.parametrize("kind,variant,size", [("issam", "issam256", 64), ("rainnet", "rainnet256", 256)])
+@pytest.mark.parametrize("kind,variant,size", [("issam", "issam256", 64), ("rainnet", "rainnet256", 256),
+                                               ("hrnet18_idih256", "hrnet18_idih256", 256),
+                                               ("idih256", "idih256", 256)])
 def test_convert_official_layout_then_load(kind, variant, size, tmp_path):
     sd = _random_official(kind)
     src = tmp_path / "official.pth"
     torch.save(sd, src)
     out = C.convert(src, tmp_path / "ours.safetensors", kind)
     model, meta = load(out)
-    assert meta["arch"] == kind and meta["size"] == 256 and meta["converted"]["files"][0]["name"] == "official.pth"
+    assert meta["arch"] == create(variant).arch and meta["size"] == 256 and meta["converted"]["files"][0]["name"] == "official.pth"
     ref = create(variant).eval()
     ref.load_state_dict({"net." + k: v for k, v in sd.items()})
     x = torch.rand(1, 3, size, size)
@@ -78,7 +100,8 @@ def test_convert_official_layout_then_load(kind, variant, size, tmp_path):
     # a DataParallel save (module. prefix) converts to the same tensors
     torch.save({"module." + k: v for k, v in sd.items()}, tmp_path / "dp.pth")
     t2, _ = checkpoint.load(C.convert(tmp_path / "dp.pth", tmp_path / "dp.safetensors", kind))
-    assert all(torch.equal(v, checkpoint.load(out)[0][k]) for k, v in t2.items())
+    t1, _ = checkpoint.load(out)
+    assert t1.keys() == t2.keys() and all(torch.equal(v, t1[k]) for k, v in t2.items())
 
 
 def test_convert_syconet_and_generate(tmp_path):
@@ -221,13 +244,14 @@ def test_corrupted_checkpoints_are_refused(tmp_path):
     assert "pwned" not in r.stdout + r.stderr and not (tmp_path / "p.safetensors").exists()
 
 
-def test_converted_issam_runs_in_a_zoo(tiny_zoo, mini_data, tmp_path):
+@pytest.mark.parametrize("kind,arch", [("issam", "issam"), ("hrnet18_idih256", "hrnet")])
+def test_converted_model_runs_in_a_zoo(kind, arch, tiny_zoo, mini_data, tmp_path):
     from router import zoo as Z
-    torch.save(_random_official("issam"), tmp_path / "issam256.pth")
-    r = _cli(tmp_path / "issam256.pth", tmp_path / "issam256.safetensors", "--kind", "issam")
+    torch.save(_random_official(kind), tmp_path / f"{kind}.pth")
+    r = _cli(tmp_path / f"{kind}.pth", tmp_path / f"{kind}.safetensors", "--kind", kind)
     assert r.returncode == 0, r.stderr
-    assert json.loads(r.stdout.strip().splitlines()[-1])["arch"] == "issam"
-    zoo = Z.build(tmp_path / "zoo", tiny_zoo / "classifier.safetensors", unified=tmp_path / "issam256.safetensors")
+    assert json.loads(r.stdout.strip().splitlines()[-1])["arch"] == arch
+    zoo = Z.build(tmp_path / "zoo", tiny_zoo / "classifier.safetensors", unified=tmp_path / f"{kind}.safetensors")
     img = sorted((mini_data / "MiniFlickr" / "composite_images").iterdir())[0]
     mask = mini_data / "MiniFlickr" / "masks" / (img.stem.rsplit("_", 1)[0] + ".png")
     out = tmp_path / "out.png"

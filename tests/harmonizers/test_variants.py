@@ -18,7 +18,7 @@ def _inputs(h=37, w=53, seed=0):
 
 
 def test_every_family_has_a_tiny_variant():
-    assert {n.split("_")[0] for n in TINY} == {"issam", "rainnet", "gct"}
+    assert {n.split("_")[0] for n in TINY} == {"issam", "rainnet", "gct", "hrnet"}
 
 
 @pytest.mark.parametrize("name", TINY)
@@ -35,8 +35,8 @@ def test_odd_sizes_and_background(name):
 @pytest.mark.parametrize("name", TINY)
 def test_gradients_reach_the_weights(name):
     model = registry.create(name).train()
-    x, m = _inputs()
-    model(x, m).mean().backward()
+    (x, m), (x2, m2) = _inputs(), _inputs(seed=1)  # a batch of two: iDIH's 1×1 bottleneck has batch norm
+    model(torch.cat([x, x2]), torch.cat([m, m2])).mean().backward()
     grads = [p.grad for p in model.parameters() if p.requires_grad]
     assert all(g is None or torch.isfinite(g).all() for g in grads)
     assert sum(float(g.abs().sum()) for g in grads if g is not None) > 0
@@ -66,4 +66,6 @@ def test_onnx_export_matches_torch(name, tmp_path):
     got = sess.run(None, {"image": x.numpy(), "mask": m.numpy()})[0]
     with torch.no_grad():
         want = model(x, m).numpy()
-    assert np.abs(got - want).max() < 1e-4
+    # relative to the output's scale: an untrained deep net in eval mode (BN statistics 0 and 1) can
+    # leave [0, 1] by orders of magnitude
+    assert np.abs(got - want).max() < 1e-4 * max(1.0, float(np.abs(want).max()))
