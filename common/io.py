@@ -12,6 +12,7 @@ predict path (``router.fast``) reads and writes images without it: ``read_image_
 """
 from __future__ import annotations
 
+import io
 import math
 import os
 import tempfile
@@ -84,15 +85,32 @@ def image_size(path: str | os.PathLike) -> tuple[int, int]:
     return (w, h) if turned else (h, w)
 
 
-def _open(path: str | os.PathLike, limit: int | None, at_least: tuple[int, int] | None = None) -> Image.Image:
+class Upload(io.BytesIO):
+    """An image's bytes that every reader here takes in place of a path (an upload to the web app):
+    read the same way, refused with the same messages, ``name`` naming it in them."""
+
+    def __init__(self, data: bytes, name: str):
+        super().__init__(data)
+        self.name = name
+
+    def __str__(self) -> str:
+        return self.name
+
+
+def _open(path: str | os.PathLike | Upload, limit: int | None, at_least: tuple[int, int] | None = None) -> Image.Image:
     """Open, check the pixel limit, decode and apply the EXIF orientation. ``at_least = (H, W)``
     lets a JPEG decode at a reduced DCT scale (1/2, 1/4, 1/8) whose size is still at least that
     (oriented), 4–40× faster on large photos; other formats decode at full size."""
-    path = Path(path)
-    if not path.exists():
-        raise InputError(f"{path}: file not found")
-    if not path.is_file():
-        raise InputError(f"{path}: not a file")
+    if isinstance(path, Upload):
+        path.seek(0)
+        if not path.getbuffer().nbytes:
+            raise InputError(f"{path}: empty file")
+    else:
+        path = Path(path)
+        if not path.exists():
+            raise InputError(f"{path}: file not found")
+        if not path.is_file():
+            raise InputError(f"{path}: not a file")
     limit = max_pixels() if limit is None else limit
     try:
         img = Image.open(path)
@@ -167,6 +185,17 @@ def read_image_array(path: str | os.PathLike, max_pixels: int | None = None,
     if arr.shape[2] in (1, 2):
         arr = np.repeat(arr[..., :1], 3, axis=2)
     return np.ascontiguousarray(arr[..., :3])
+
+
+def read_rgba_array(path: str | os.PathLike | Upload, max_pixels: int | None = None) -> np.ndarray:
+    """Read an image with its alpha (a cut-out) as float32 ``H×W×4`` in [0, 1]; a file without an
+    alpha channel is opaque (alpha 1)."""
+    img = _open(path, max_pixels)
+    arr = _to_float_array(img, path)
+    c = arr.shape[2]
+    rgb = np.repeat(arr[..., :1], 3, axis=2) if c in (1, 2) else arr[..., :3]
+    alpha = arr[..., -1:] if c in (2, 4) else np.ones_like(arr[..., :1])
+    return np.ascontiguousarray(np.concatenate([rgb, alpha], axis=2))
 
 
 def read_image_u8(path: str | os.PathLike, max_pixels: int | None = None,

@@ -7,6 +7,7 @@
     python -m router predict_dir composites/ --out results/
     python -m router score image.jpg mask.png                   # P(the masked region was pasted in)
     python -m router predict image.jpg mask.png --gate False    # the harmonizer's change whatever the score
+    python -m router serve                                      # the local web app, http://127.0.0.1:8765
 
 ``--mode``: ``soft`` (the shipped zoo's default, ``zoo.json`` ``"mode"``: every domain's model,
 their results blended by the classifier's probabilities), ``routed``, ``unified`` or
@@ -27,9 +28,9 @@ Importing this package does not import torch: ``Harmonizer`` is loaded on first 
 """
 from __future__ import annotations
 
-from .cli import predict, predict_dir, score  # noqa: F401 (the commands: python -m fire router predict …)
+from .cli import predict, predict_dir, score, serve  # noqa: F401 (the commands: python -m fire router predict …)
 
-__all__ = ["Harmonizer", "predict", "predict_dir", "score"]
+__all__ = ["Harmonizer", "predict", "predict_dir", "score", "serve"]
 
 
 def __getattr__(name):

@@ -45,29 +45,56 @@ def _backend(zoo, device, backend: str):
 
 
 def _harmonize(image, mask, zoo, mode, device, backend, strength, gate=True):
-    """Read the pair once, then harmonize on ONNX Runtime when it can serve (``auto``, ``onnx``),
-    else on torch → (prediction, load seconds, backend used)."""
+    """Read the pair once, then :func:`harmonize_arrays` → (prediction, load seconds, backend used)."""
     from common.io import read_image_array, read_mask_array
 
-    from .fast import Unavailable
-    from .inference import Stopwatch, run
+    from .inference import Stopwatch
     watch = Stopwatch()
     with watch("read"):
         img, m = read_image_array(image), read_mask_array(mask)
+    r, t_load, used = harmonize_arrays(img, m, (str(image), str(mask)), zoo, mode, device, backend, strength, gate)
+    r.seconds = {"read": watch.seconds["read"], **r.seconds}
+    return r, t_load, used
+
+
+def harmonize_arrays(img, m, names, zoo, mode, device, backend, strength, gate=True):
+    """Harmonize arrays on ONNX Runtime when it can serve (``auto``, ``onnx``), else on torch →
+    (prediction, load seconds, backend used); ``img`` is overwritten by the result."""
+    from .fast import Unavailable
+    from .inference import Stopwatch, run
+    watch = Stopwatch()
     order = [backend] if backend != "auto" else ["onnx", "torch"] if str(device) == "cpu" else ["torch"]
     for used in order:
         try:
             with watch(f"load {used}"):
                 h, fresh = _backend(zoo, device, used)
                 h.load(mode)
-            r = run(h, img, m, mode, strength, names=(str(image), str(mask)), inplace=True, gate=gate)
+            r = run(h, img, m, mode, strength, names=names, inplace=True, gate=gate)
         except Unavailable as e:  # no current ONNX export of a model this mode needs
             if backend == "onnx":
                 raise InputError(f"--backend onnx: {e}") from None
             continue
-        r.seconds = {"read": watch.seconds["read"], **r.seconds}
         return r, watch.seconds[f"load {used}"] if fresh else 0.0, used
     raise AssertionError("unreachable: torch is always available")
+
+
+def result_json(r, strength: float, used: str, seconds: dict, output) -> dict:
+    """The JSON line ``predict`` prints for a prediction (the web app answers with it too)."""
+    probs = {k: round(v, 4) for k, v in r.probabilities.items()} if r.probabilities else None
+    res = {"domain": r.domain, "probabilities": probs, "model": r.model, "mode": r.mode, "strength": strength,
+           "score": None if r.score is None else round(r.score, 4), "gate": None if r.gate is None else round(r.gate, 4),
+           "output": output, "backend": used, "seconds": seconds}
+    if r.weights:
+        res["weights"] = {k: round(v, 4) for k, v in r.weights.items()}
+    return res
+
+
+def to_u8(px: np.ndarray) -> np.ndarray:
+    """A float result in [0, 1] rounded to 8 bits, in place (no float copies of a large photo)."""
+    np.clip(px, 0, 1, out=px)
+    px *= 255
+    np.rint(px, out=px)
+    return px.astype(np.uint8)
 
 
 def output_path(image, out=None) -> Path:
@@ -96,21 +123,11 @@ def predict_one(image, mask, out=None, zoo=None, mode=None, overwrite=False, dev
         raise InputError(f"--backend onnx runs on the CPU; use --backend torch for --device {device}")
     r, t_load, used = _harmonize(image, mask, zoo, mode, device, backend, strength, _check_gate(gate))
     t1 = time.perf_counter()
-    px = r.output  # ours alone: rounded to 8 bits in place, no float copies of a large photo
-    np.clip(px, 0, 1, out=px)
-    px *= 255
-    np.rint(px, out=px)
-    write_image(px.astype(np.uint8), out, overwrite=overwrite)
+    write_image(to_u8(r.output), out, overwrite=overwrite)
     seconds = {"load": round(t_load, 4), **{k: round(v, 4) for k, v in r.seconds.items()},
                "write": round(time.perf_counter() - t1, 4)}
     seconds["total"] = round(time.perf_counter() - t0, 4)
-    probs = {k: round(v, 4) for k, v in r.probabilities.items()} if r.probabilities else None
-    res = {"domain": r.domain, "probabilities": probs, "model": r.model, "mode": r.mode, "strength": strength,
-           "score": None if r.score is None else round(r.score, 4), "gate": None if r.gate is None else round(r.gate, 4),
-           "output": str(out), "backend": used, "seconds": seconds}
-    if r.weights:
-        res["weights"] = {k: round(v, 4) for k, v in r.weights.items()}
-    return res
+    return result_json(r, strength, used, seconds, str(out))
 
 
 def _check_gate(gate) -> bool:
@@ -238,3 +255,21 @@ def predict_dir(composites, masks=None, out=None, zoo=None, mode: str | None = N
             raise BatchError(failed, len(todo))
         return rows
     guarded(run)
+
+
+def serve(zoo=None, host: str = "127.0.0.1", port: int = 8765, backend: str = "auto"):
+    """Start the local web app (compose a cut-out on a background, harmonize, download) and print
+    its address; Ctrl+C stops it. The page and its HTTP API: router.webapp.
+
+    Args:
+        zoo: model zoo folder (default models/default).
+        host: the address to bind; 127.0.0.1 (default) keeps it on this machine.
+        port: the port (default 8765).
+        backend: auto (ONNX Runtime when the zoo's export is current, else torch), onnx or torch.
+    """
+    def start():
+        if backend not in BACKENDS:
+            raise InputError(f"--backend must be one of {BACKENDS}, got {backend!r}")
+        from .webapp import run_server
+        run_server(zoo, host, port, backend)
+    guarded(start)
