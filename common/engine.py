@@ -123,16 +123,25 @@ def mix(*xs: int) -> int:
 
 class StepSampler(Sampler):
     """Yields, for steps ``start..steps-1``, this rank's slice of the global batch as
-    ``(index, sample_seed)`` pairs. Epochs are seeded permutations of the dataset."""
+    ``(index, sample_seed)`` pairs. Epochs are seeded permutations of the dataset; with ``weights``
+    (a probability per item: the dataset's ``weights``) each step's batch is drawn with replacement
+    from them instead, seeded by the step (so a resumed run draws what it would have)."""
 
-    def __init__(self, n: int, batch: int, steps: int, start: int, seed: int, rank: int = 0, world: int = 1):
+    def __init__(self, n: int, batch: int, steps: int, start: int, seed: int, rank: int = 0, world: int = 1,
+                 weights=None):
         self.n, self.batch, self.steps, self.start, self.seed = n, batch, steps, start, seed
         self.rank, self.world = rank, world
+        self.weights = None if weights is None else np.asarray(weights, dtype=np.float64)
+        if self.weights is not None and len(self.weights) != n:
+            raise ValueError(f"{len(self.weights)} sampling weights for {n} items")
 
     def __len__(self):
         return self.steps - self.start
 
     def indices(self, step: int) -> list[int]:
+        if self.weights is not None:
+            rng = np.random.default_rng(mix(self.seed, step, 78))
+            return rng.choice(self.n, self.batch, p=self.weights / self.weights.sum()).tolist()
         out, pos = [], step * self.batch
         while len(out) < self.batch:
             epoch, off = divmod(pos, self.n)
@@ -350,7 +359,7 @@ class _Run:
 
     def loader(self, dataset: Dataset) -> DataLoader:
         sampler = StepSampler(len(dataset), self.cfg.optim.batch_size, self.cfg.optim.steps, self.start, self.cfg.optim.seed,
-                              self.rank, self.world)
+                              self.rank, self.world, weights=getattr(dataset, "weights", None))
         return DataLoader(Seeded(dataset), batch_sampler=sampler, collate_fn=Collate(self.task),
                           num_workers=resolve_workers(self.cfg.hw.workers, self.device, self.world),
                           pin_memory=self.device.type == "cuda", persistent_workers=False)

@@ -2,11 +2,15 @@
 
     python -m domains.build --photos assets/photos --out data/mini4 --seed 0
     python -m domains.build --photos my_photos --out data/mine --seed 1 --max_side 768 --overwrite
+    python -m domains.build --photos assets/photos,/path/to/labelme/photos --out data/v3   # several folders
 
 ``--photos`` holds ``images/<name>.<ext>`` and ``masks/<name>.png`` (255 = foreground), and
 optionally ``manifest.json`` rows ``{"name", "domain"}`` that put each photo in a domain by its
 content (the rule is in the README; without them photos are shared out at random) and
-``radiance/<name>.png`` for HDR photos. Each photo goes to one domain, and inside it to one split;
+``radiance/<name>.png`` for HDR photos. Several folders (comma-separated) are *collections*: each
+is assigned to domains and splits on its own, the first exactly as if it were alone (so the
+benchmark built from it alone has the same test photos), and every composite records its
+collection (``harmonizers.train --balance collection`` weighs them alike). Each photo goes to one domain, and inside it to one split;
 each domain imitates one of iHarmony4's foreground-adjustment processes (see DESIGN.md and
 ``domains.transfer``). Same seed → same bytes.
 """
@@ -271,34 +275,71 @@ def _write_domain(root: Path, d: str, plan: dict, loaded: dict, pools: dict, see
     return info, lists
 
 
+def photo_folders(photos) -> list[str]:
+    """``--photos`` as a list of folders (a comma-separated string, a list or one path)."""
+    items = photos if isinstance(photos, (list, tuple)) else str(photos).split(",")
+    out = [str(p).strip() for p in items if str(p).strip()]
+    if not out:
+        raise InputError("--photos: no folder given")
+    return out
+
+
+def _plan_collections(folders: list[str], rng) -> tuple[dict, dict, list]:
+    """(domain → split → names, name → collection, [(name, image, mask, folder)]): each folder
+    assigned and split on its own, in order, the first drawing from ``rng`` as a lone folder does."""
+    plan, collection, items = {}, {}, []
+    for ci, folder in enumerate(folders):
+        found = find_photos(folder)
+        clash = sorted({n for n, _, _ in found} & set(collection))
+        if clash:
+            raise InputError(f"{folder}: photo name(s) also in an earlier folder, e.g. {clash[:3]}; names must be unique")
+        r = rng if ci == 0 else np.random.default_rng([int(rng.integers(2 ** 31)), ci])
+        try:
+            groups = assign([n for n, _, _ in found], manifest_domains(folder), r)
+        except InputError as e:
+            raise InputError(f"{folder}: {e}") from None
+        for d, g in groups.items():
+            part = split(g)
+            dst = plan.setdefault(d, {"train": [], "test": []})
+            for sp in ("train", "test"):
+                dst[sp] += part[sp]
+            collection.update({n: folder for n in g})
+        items += [(n, ip, mp, folder) for n, ip, mp in found]
+    return {d: plan[d] for d in DOMAIN_SPECS if d in plan}, collection, items
+
+
 def build(photos="assets/photos", out="data/mini4", seed: int = 0, max_side: int = 512,
           overwrite: bool = False) -> Path:
     """Write the domains under ``out`` (refuses an existing ``out`` unless ``overwrite``).
 
-    A photo's domain comes from ``photos/manifest.json`` (its ``domain`` field) where the manifest
-    gives one; a folder without domains is shared out at random.
+    A photo's domain comes from its folder's ``manifest.json`` (its ``domain`` field) where the
+    manifest gives one; a folder without domains is shared out at random. ``photos`` may name
+    several folders (collections, see the module docstring).
     """
     out = Path(out)
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise InputError(f"{out}: already exists and is not empty (pass --overwrite to rebuild it)")
-    items = find_photos(photos)
+    folders = photo_folders(photos)
     rng = np.random.default_rng(seed)
-    try:
-        groups = assign([n for n, _, _ in items], manifest_domains(photos), rng)
-    except InputError as e:
-        raise InputError(f"{photos}: {e}") from None
-    plan = {d: split(g) for d, g in groups.items()}
-    loaded = _load(items, {n for g in groups.values() for n in g}, photos, max_side)
+    plan, collection, items = _plan_collections(folders, rng)
+    names = {n for d in plan.values() for sp in d.values() for n in sp}
+    loaded = {}
+    for folder in folders:
+        loaded.update(_load([(n, ip, mp) for n, ip, mp, f in items if f == folder], names, folder, max_side))
     pools = {s: [(nm, *loaded[nm][:2]) for d in plan for nm in plan[d][s]] for s in ("train", "test")}
 
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    manifest = {"seed": seed, "photos": str(photos), "max_side": max_side, "domains": {}}
+    manifest = {"seed": seed, "photos": folders[0] if len(folders) == 1 else folders, "max_side": max_side,
+                "domains": {}}
     ihd = {"train": [], "test": []}
     try:
-        bar = tqdm(total=sum(len(g) for g in groups.values()), desc="compose", unit="photo")
+        bar = tqdm(total=len(names), desc="compose", unit="photo")
         for d in plan:
             manifest["domains"][d], lists = _write_domain(tmp, d, plan[d], loaded, pools, seed, bar)
+            if len(folders) > 1:
+                for c in manifest["domains"][d]["composites"]:
+                    c["collection"] = collection[c["photo"]]
             for split_name in ("train", "test"):
                 ihd[split_name] += [f"{d}/composite_images/{c}" for c in lists[split_name]]
         bar.close()
@@ -322,18 +363,40 @@ def source_of(package: str) -> str:
     return m.group(0) if m else package
 
 
-def composite_sources(data) -> dict[str, str]:
-    """Composite file name → source of its photo, for a benchmark built by :func:`build` (whose
-    photo manifest names each photo's ``source_package``); empty for other data (iHarmony4)."""
+def _bench_manifest(data) -> dict | None:
     man = Path(data) / "manifest.json"
     if not man.is_file():
-        return {}
+        return None
     bench = json.loads(man.read_text())
-    if "domains" not in bench or not (Path(bench.get("photos", "")) / "manifest.json").is_file():
+    return bench if "domains" in bench else None
+
+
+def composite_sources(data) -> dict[str, str]:
+    """Composite file name → source of its photo, for a benchmark built by :func:`build` (whose
+    photo manifests name each photo's ``source_package`` or ``source``); empty for other data
+    (iHarmony4)."""
+    bench = _bench_manifest(data)
+    if bench is None or not bench.get("photos"):
         return {}
-    rows = json.loads((Path(bench["photos"]) / "manifest.json").read_text())
-    pkg = {r["name"]: source_of(r.get("source_package", "unknown")) for r in rows}
-    return {c["composite"]: pkg.get(c["photo"], "unknown") for d in bench["domains"].values() for c in d["composites"]}
+    src = {}
+    for folder in photo_folders(bench.get("photos", "")):
+        if not (Path(folder) / "manifest.json").is_file():
+            continue
+        for r in json.loads((Path(folder) / "manifest.json").read_text()):
+            src[r["name"]] = source_of(r["source_package"]) if "source_package" in r else r.get("source", "unknown")
+    if not src:
+        return {}
+    return {c["composite"]: src.get(c["photo"], "unknown") for d in bench["domains"].values() for c in d["composites"]}
+
+
+def composite_collections(data) -> dict[str, str]:
+    """Composite file name → the photo folder (collection) it came from, for a benchmark built from
+    several folders; empty otherwise."""
+    bench = _bench_manifest(data)
+    if bench is None:
+        return {}
+    return {c["composite"]: c["collection"] for d in bench["domains"].values() for c in d["composites"]
+            if "collection" in c}
 
 
 @shared_args
@@ -342,7 +405,8 @@ def main(photos="assets/photos", out="data/mini4", seed: int = 0, max_side: int 
     """Build the offline benchmark (four domains in the iHarmony4 layout) from photos and masks.
 
     Args:
-        photos: folder with images/ and masks/ (and optionally a manifest that assigns domains).
+        photos: folder with images/ and masks/ (and optionally a manifest that assigns domains);
+            several folders comma-separated (each a collection, the first split as if alone).
         out: output dataset root.
         seed: random seed: the same seed gives byte-identical output.
         max_side: photos are scaled to this long side.

@@ -132,6 +132,27 @@ def split_holdout(samples: list[Sample], fraction: float) -> tuple[list[Sample],
     return fit, [s for s in samples if (s.domain, s.real.name) in held]
 
 
+def subset_photos(samples: list[Sample], n: int, seed: int = 0) -> list[Sample]:
+    """The samples of ``n`` real images: those whose SHA-1 (of ``seed/domain/file``) is lowest, so
+    that for one seed the subsets are nested (200 ⊂ 400 ⊂ 800) and the same on every machine."""
+    reals = sorted({(s.domain, s.real.name) for s in samples})
+    if n <= 0 or n >= len(reals):
+        return list(samples)
+    key = lambda r: hashlib.sha1(f"{seed}/{r[0]}/{r[1]}".encode()).hexdigest()  # noqa: E731
+    keep = set(sorted(reals, key=key)[:n])
+    return [s for s in samples if (s.domain, s.real.name) in keep]
+
+
+def group_weights(samples: list[Sample], groups: dict[str, str]) -> np.ndarray:
+    """Sampling weights under which every group (a photo folder, a source: ``groups`` maps a
+    composite's file name to it; unknown ones form one group) weighs the same in total, and the
+    samples inside a group alike. Sums to 1."""
+    keys = [groups.get(s.composite.name, "unknown") for s in samples]
+    count = {k: keys.count(k) for k in set(keys)}
+    w = np.array([1.0 / count[k] for k in keys])
+    return w / w.sum()
+
+
 def photo_fold(domain: str, name: str, folds: int) -> int:
     """The fold of a real image: its SHA-1 (of ``domain/file``, as :func:`split_holdout`) modulo
     ``folds``. It depends on nothing but the photo, so a domain's folds are the all-domain folds

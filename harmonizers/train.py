@@ -30,7 +30,8 @@ from common.cli import print_json, run, shared_args
 from common.engine import EngineConfig, Task, dist_info, pick_device, train
 from common.gan import lsgan_terms
 from common.io import InputError
-from domains.dataset import HarmonyDataset, batches, fingerprint, load_samples, split_folds, train_val
+from domains.dataset import (HarmonyDataset, batches, fingerprint, group_weights, load_samples, split_folds,
+                             subset_photos, train_val)
 from common import metrics as M
 
 from . import augment as A
@@ -281,7 +282,8 @@ def main(data="data/mini4", domains="all", arch: str = "issam", out="runs/issam_
          overwrite: bool = False, cache: bool = True, amp: bool = True, channels_last: bool = False,
          compile: bool = False,
          gan_weight: float = 0.0, val_fraction: float = 0.1, regrade: float = 0.0,
-         calibrate_folds: int = 0, drift_limit=DRIFT_LIMIT, pretrained_file: str | None = None) -> None:
+         calibrate_folds: int = 0, drift_limit=DRIFT_LIMIT, pretrained_file: str | None = None,
+         train_photos: int = 0, balance: str = "none") -> None:
     """Train a harmonizer (iS2AM or RainNet) on a dataset, optionally with augmentation.
 
     The test split is never used for validation: ``--val_every`` holds out a share of the training
@@ -306,6 +308,10 @@ def main(data="data/mini4", domains="all", arch: str = "issam", out="runs/issam_
             inf: none (the scale with the lowest held-out fMSE), for models behind a zoo's detector.
         pretrained_file: ImageNet weights for a backboned variant's backbone (hrnet*: HRNet-Image-
             Classification's hrnetv2_w18_imagenet_pretrained.pth), a local file; not with --init.
+        train_photos: train on this many of the training photos (0 means all), a seeded subset
+            nested across sizes for one --seed (for learning curves, see eval.curve).
+        balance: none, collection (each photo folder of a benchmark built from several weighs the
+            same in the batches) or source (each photo source does).
     """
     drift_limit = drift_limit_value(drift_limit)
     options = dict(locals())  # the command's options, as given (the engine takes its groups from them)
@@ -313,6 +319,10 @@ def main(data="data/mini4", domains="all", arch: str = "issam", out="runs/issam_
         raise InputError(f"--gan_weight must be >= 0, got {gan_weight}")
     if only_aug and A.parse(augment)[0] in ("none", "static"):
         raise InputError("--only_aug needs a dynamic --augment (processes, syconet:CKPT, ct or lut)")
+    if balance not in BALANCES:
+        raise InputError(f"--balance must be one of {', '.join(BALANCES)}, got {balance!r}")
+    if balance != "none" and A.parse(augment)[0] == "static":
+        raise InputError("--balance weighs the training composites; it does not apply to --augment static")
     if pretrained_file and init:
         raise InputError("--pretrained_file initialises a fresh backbone; it cannot be combined with --init")
     if calibrate_folds == 1 or calibrate_folds < 0:
@@ -332,11 +342,14 @@ def fit(options: dict, fold: tuple[int, int] | None = None) -> tuple[dict, Harmo
     model, extra = build(o["arch"], o["init"], o["size"], o.get("pretrained_file"))
     train_ds, val_ds = train_val(o["data"], o["domains"], model.size, o["cache"],
                                  o["val_fraction"] if o["val_every"] else 0.0, fold=fold)
+    train_ds = shaped(train_ds, o)
     _, _, local_rank = dist_info()
     dev = pick_device(o["device"], local_rank)
     augmenter, train_set = A.make(o["augment"], train_ds, device=dev)
     regrader = A.Regrade(o["regrade"]).to(dev) if o["regrade"] > 0 else None
     extra.update(augment=o["augment"], only_aug=o["only_aug"], gan_weight=o["gan_weight"], regrade=o["regrade"])
+    if o.get("train_photos") or (o.get("balance") or "none") != "none":
+        extra.update(train_photos=o.get("train_photos") or 0, balance=o.get("balance") or "none")
     task = HarmonizerTask(model, augmenter, o["only_aug"], train_ds.domains, fingerprint(train_ds.samples), val_ds,
                           extra, o["gan_weight"], regrade=regrader)
     res = train(task, train_set, EngineConfig.from_options(options))
@@ -344,6 +357,28 @@ def fit(options: dict, fold: tuple[int, int] | None = None) -> tuple[dict, Harmo
         res["calibration"] = calibrate(o["out"], val_ds, o.get("drift_limit", DRIFT_LIMIT))
     res.update(arch=model.arch, size=model.size, augment=o["augment"], domains=train_ds.domains)
     return res, val_ds
+
+
+BALANCES = ("none", "collection", "source")
+
+
+def shaped(train_ds: HarmonyDataset, o: dict) -> HarmonyDataset:
+    """``--train_photos`` (a nested, seeded subset of the training photos) and ``--balance`` (each
+    photo folder, or each photo source, weighing the same in the batches) applied to a training set."""
+    n, balance = o.get("train_photos") or 0, o.get("balance") or "none"
+    if n:
+        train_ds = HarmonyDataset(o["data"], o["domains"], "train", size=train_ds.size, cache=o["cache"],
+                                  samples=subset_photos(train_ds.samples, int(n), o["seed"]),
+                                  domain_names=train_ds.domains)
+    if balance != "none":
+        from domains.build import composite_collections, composite_sources
+        groups = (composite_collections if balance == "collection" else composite_sources)(o["data"])
+        if not groups:
+            log.warning("--balance %s: %s names no %ss (not built from several photo folders by domains.build); "
+                        "every composite weighs the same", balance, o["data"], balance)
+        else:
+            train_ds.weights = group_weights(train_ds.samples, groups)
+    return train_ds
 
 
 def crossfit(options: dict) -> dict:

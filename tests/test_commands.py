@@ -15,7 +15,7 @@ from .conftest import ROOT
 # every `python -m MODULE` command of the project, with its fire component in MODULE.CLI
 COMMANDS = ["common.recipes", "common.wise", "router", "router.fast", "router.zoo", "router.train", "router.demo", "router.detect", "domains.build", "domains.finetune", "domains.masks",
             "harmonizers.train", "harmonizers.convert", "harmonizers.rescale", "syconet.train", "syconet.sample", "syconet.evaluate", "syconet.export",
-            "eval.score", "eval.benchmark", "eval.compare", "eval.tables", "eval.probes", "eval.userstudy", "eval.compose", "eval.real"]
+            "eval.score", "eval.benchmark", "eval.compare", "eval.tables", "eval.probes", "eval.userstudy", "eval.compose", "eval.real", "eval.curve"]
 
 
 def _component(module: str):

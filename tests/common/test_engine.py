@@ -4,6 +4,7 @@ import shutil
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 
@@ -181,3 +182,15 @@ def test_auto_workers_leave_the_cpu_alone_and_feed_a_gpu(monkeypatch):
     assert resolve_workers(-1, gpu) == 8 and resolve_workers(-1, gpu, world=4) == 3
     monkeypatch.setattr(os, "cpu_count", lambda: 2)
     assert resolve_workers(-1, gpu) == 1 and resolve_workers(-1, gpu, world=2) == 0
+
+
+def test_weighted_sampler_draws_by_weight_and_by_step():
+    from common.engine import StepSampler
+    w = np.array([0.0, 1.0, 3.0, 0.0])
+    a = StepSampler(4, 64, 50, 0, seed=3, weights=w)
+    b = StepSampler(4, 64, 50, 20, seed=3, weights=w)  # a resumed run draws the same batches
+    assert a.indices(25) == b.indices(25) and a.indices(25) != a.indices(26)
+    drawn = np.bincount(sum((a.indices(s) for s in range(50)), []), minlength=4)
+    assert drawn[0] == drawn[3] == 0 and 2.5 < drawn[2] / drawn[1] < 3.5
+    with pytest.raises(ValueError, match="3 sampling weights for 4 items"):
+        StepSampler(4, 8, 10, 0, 0, weights=[1, 1, 1])

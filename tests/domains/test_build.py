@@ -123,3 +123,32 @@ class TestContentDomains:
         dark = dict(p, ev=-1.0, temperature=0.0, contrast=1.0, shadows=0.0, saturation=1.0)
         assert T.relight_hdr(sun, torch.full((3, 1, 1), 2.0), dark).min() > 0.99
         assert T.relight_hdr(sun, torch.zeros(3, 1, 1), dark).max() < 0.75
+
+
+def test_several_photo_folders_keep_the_first_ones_split(photos12, mini_data, tmp_path):
+    """Two collections: the first assigned and split exactly as alone (the same test photos as the
+    benchmark built from it), every composite naming its folder; clashing names are refused."""
+    import shutil
+
+    from domains.build import composite_collections
+    other = tmp_path / "other"
+    for sub in ("images", "masks"):
+        (other / sub).mkdir(parents=True)
+        for f in (photos12 / sub).iterdir():
+            shutil.copy(f, other / sub / f"b_{f.name}")
+    out = build(f"{photos12},{other}", tmp_path / "v3", seed=0, max_side=96)
+    man = json.loads((out / "manifest.json").read_text())
+    alone = json.loads((mini_data / "manifest.json").read_text())
+    assert man["photos"] == [str(photos12), str(other)]
+    for d, info in alone["domains"].items():
+        for split in ("train", "test"):
+            mine = [n for n in man["domains"][d]["photos"][split] if not n.startswith("b_")]
+            assert mine == info["photos"][split], (d, split)
+    cols = composite_collections(out)
+    assert set(cols.values()) == {str(photos12), str(other)}
+    assert all((v == str(other)) == c_photo.startswith("b_") for d in man["domains"].values()
+               for c in d["composites"] for v, c_photo in [(cols[c["composite"]], c["photo"])])
+    assert composite_collections(mini_data) == {}
+    with pytest.raises(InputError, match="also in an earlier folder"):
+        build(f"{photos12},{photos12}", tmp_path / "clash", seed=0, max_side=96)
+    assert not (tmp_path / "clash").exists()

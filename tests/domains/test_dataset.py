@@ -1,5 +1,6 @@
 import shutil
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -109,3 +110,17 @@ def test_holdout_validation_split(mini_data):
     test_reals = {s.real for s in load_samples(mini_data, "all", "test")}
     assert test_reals.isdisjoint({s.real for s in va.samples})  # validation never touches the test split
     assert train_val(mini_data, "all", size=32, val_fraction=0.0)[1] is None
+
+
+def test_photo_subsets_are_nested_and_group_weights_balance(mini_data):
+    from domains.dataset import group_weights, subset_photos
+    samples = load_samples(mini_data, "all", "train")
+    reals = lambda ss: {(s.domain, s.real.name) for s in ss}  # noqa: E731
+    n = len(reals(samples))
+    small, big = subset_photos(samples, 2, seed=1), subset_photos(samples, 4, seed=1)
+    assert len(reals(small)) == 2 and len(reals(big)) == 4 and reals(small) <= reals(big)
+    assert reals(subset_photos(samples, 4, seed=2)) != reals(big) or n <= 4
+    assert subset_photos(samples, 0) == samples and subset_photos(samples, n + 5) == samples
+    groups = {s.composite.name: ("a" if i < 3 else "b") for i, s in enumerate(samples)}
+    w = group_weights(samples, groups)
+    assert abs(w.sum() - 1) < 1e-12 and abs(w[:3].sum() - 0.5) < 1e-12 and len(set(np.round(w[3:], 12))) == 1

@@ -122,3 +122,30 @@ def test_cpu_augmenters_run_in_the_loader_and_do_not_depend_on_the_workers(mini_
     batch["mask"][..., 4:12, 4:12] = 1
     out = task.prepare(dict(batch))
     assert out["augmented"].shape == batch["real"].shape and not torch.equal(out["augmented"], batch["real"])
+
+
+def test_subset_and_balance_options(mini_data, tmp_path, monkeypatch):
+    """--train_photos trains on that many photos (recorded); --balance weighs groups alike in the
+    batches, falls back to uniform (with a warning) where the data names none; bad values refused."""
+    import numpy as np
+
+    from harmonizers import train as T
+    seen = {}
+    real_shaped = T.shaped
+    monkeypatch.setattr(T, "shaped", lambda ds, o: seen.setdefault("ds", real_shaped(ds, o)))
+    out = tmp_path / "h.safetensors"
+    groups = {}
+    import domains.build as B
+    monkeypatch.setattr(B, "composite_collections", lambda data: groups)
+    from domains.dataset import load_samples
+    samples = load_samples(mini_data, "all", "train")
+    groups.update({s.composite.name: ("big" if s.domain == "MiniCOCO" else "small") for s in samples})
+    train_main(data=str(mini_data), arch="issam_test", out=str(out), steps=1, batch_size=2, device="cpu",
+               train_photos=4, balance="collection")
+    ds = seen["ds"]
+    assert len({s.real for s in ds.samples}) == 4 and load(out)[1]["train_photos"] == 4
+    w = np.asarray(ds.weights)
+    coco = np.array([s.domain == "MiniCOCO" for s in ds.samples])
+    assert abs(w[coco].sum() - 0.5) < 1e-9 and abs(w[~coco].sum() - 0.5) < 1e-9
+    with pytest.raises(InputError, match="--balance must be one of none, collection, source"):
+        train_main(data=str(mini_data), arch="issam_test", out=str(tmp_path / "x.safetensors"), steps=1, balance="photo")
