@@ -9,7 +9,7 @@ of the training photos of ``--data`` (``harmonizers.train --train_photos N --see
 family's recipe (``common.recipes``: ``gct_all`` with its gate calibrated on 10 % of the training
 photos instead of 5 folds, ``issam_all``, ``rainnet_all``; any ``--steps`` given overrides), with
 ``--balance`` (default ``collection``: each photo folder weighs the same), and scored on the test
-split of every ``--tests`` data set (``eval.compare``: fMSE against the composite, harm rate, real-
+split of every ``--tests`` data set (``DATA:all``: both splits, for a benchmark of unseen photos) (``eval.compare``: fMSE against the composite, harm rate, real-
 photo drift, under the official protocol; the per-domain changes are recorded too). Every run is recorded in ``<out>/results.json`` as it
 finishes, so a stopped curve continues where it stopped; ``report.md`` (the table, mean ± half the
 range over seeds) and ``curve.png`` (fMSE change against training photos, one line per family and
@@ -61,7 +61,8 @@ def train_options(arch: str, steps: int | None) -> dict:
 
 @torch.inference_mode()
 def score_on(data, ckpt, base: dict, device: str = "cpu") -> dict:
-    """A checkpoint on a test split, as ``eval.compare`` scores it (official protocol): All fMSE, its
+    """A checkpoint on ``data``'s test split (``DATA:train`` or ``DATA:all`` for the others), as
+    ``eval.compare`` scores it (official protocol): All fMSE, its
     change against the composite (overall and per domain), the harm rate and the drift of the split's
     real photos passed through unedited (full resolution, levels). ``base`` caches the composites'
     own fMSE across calls."""
@@ -74,7 +75,10 @@ def score_on(data, ckpt, base: dict, device: str = "cpu") -> dict:
     model = load(ckpt, device=device)[0]
     pred, proto = model_predictor(model), M.Protocol("iharm")
     rows, drifts, seen = [], [], set()
-    for s in tqdm(load_samples(data, "all", "test"), desc=f"score {Path(data).name}", unit="img"):
+    data, _, split = str(data).partition(":")
+    samples = [s for sp in ("train", "test") if split in (sp, "all") or (not split and sp == "test")
+               for s in load_samples(data, "all", sp)]
+    for s in tqdm(samples, desc=f"score {Path(data).name}", unit="img"):
         comp, real, mask = proto.inputs(read_image(s.composite), read_image(s.real), read_mask(s.mask))
         key = (str(data), s.domain, s.composite.name)
         if key not in base:
@@ -196,7 +200,8 @@ def main(data: str = "data/mini4", tests: str | None = None, sizes: str = "200,4
 
     Args:
         data: the training benchmark (its train split).
-        tests: data sets whose test split scores each model, comma-separated (default --data).
+        tests: data sets whose test split scores each model, comma-separated (default --data); DATA:all
+            scores both splits (a benchmark built from photos of unseen sources).
         sizes: numbers of training photos, comma-separated; all = every training photo.
         seeds: seeds (each picks its own nested subsets and initialisation).
         archs: harmonizer variants (gct64, issam64, issam128, rainnet64, ...).

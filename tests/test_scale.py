@@ -1,0 +1,47 @@
+"""The large-data path at a small fraction: the fake iHarmony4 generator (layout, names, counts,
+same bytes for a seed) and the scale script's every step, a killed training and a killed
+predict_dir resuming where they stopped."""
+import filecmp
+import importlib
+
+from domains.dataset import list_domains, load_samples
+
+from .conftest import ROOT
+
+
+def _bench(name, monkeypatch):
+    """A bench script as a module importable by name (its process pool pickles functions by name)."""
+    monkeypatch.syspath_prepend(str(ROOT / "bench"))
+    return importlib.import_module(name)
+
+
+def test_fake_iharmony4_layout_counts_and_bytes(tmp_path, monkeypatch):
+    fk = _bench("fake_iharmony4", monkeypatch)
+    counts = fk.generate(tmp_path / "a", fraction=0.003, size=32, seed=5, workers=1)
+    assert list_domains(tmp_path / "a") == ["HCOCO", "HAdobe5k", "HFlickr", "Hday2night"]
+    for name, (prefix, n_train, n_test, k, _) in fk.SUBSETS.items():
+        assert counts[name] == (max(1, round(n_train * 0.003)), max(1, round(n_test * 0.003)))
+        train = load_samples(tmp_path / "a", name, "train")
+        test = load_samples(tmp_path / "a", name, "test")
+        assert (len(train), len(test)) == counts[name]
+        assert not {s.real for s in train} & {s.real for s in test}       # a real image in one split
+        assert all(s.composite.name.startswith(prefix) and s.mask.name.endswith("_1.png") for s in train)
+    ihd = (tmp_path / "a" / "IHD_train.txt").read_text().split()
+    assert len(ihd) == sum(c[0] for c in counts.values()) and ihd[0].startswith("HCOCO/composite_images/c")
+    assert fk.TOTAL_TRAIN == 65742 and fk.TOTAL_TEST == 7404
+    fk.generate(tmp_path / "b", fraction=0.003, size=32, seed=5, workers=2)
+    cmp = filecmp.dircmp(tmp_path / "a", tmp_path / "b")
+    assert not cmp.diff_files and not cmp.left_only and not cmp.right_only
+    for sub in ("HCOCO/composite_images", "Hday2night/masks", "HFlickr/real_images"):
+        c = filecmp.dircmp(tmp_path / "a" / sub, tmp_path / "b" / sub)
+        assert c.common_files and not c.diff_files and not filecmp.cmpfiles(
+            tmp_path / "a" / sub, tmp_path / "b" / sub, c.common_files, shallow=False)[1]
+
+
+def test_scale_script_small_fraction(tmp_path, monkeypatch):
+    sc = _bench("scale", monkeypatch)
+    res = sc.main(fractions="0.001", work=str(tmp_path / "w"), out=str(tmp_path / "scale.md"), size=32, steps=8)
+    r = res[0.001]
+    assert r["train killed + resumed"]["ok"] and r["predict_dir killed + resumed"]["ok"]
+    assert all(v["rss_mb"] > 0 and v["seconds"] > 0 for v in r.values())
+    assert "| train killed + resumed |" in (tmp_path / "scale.md").read_text()
