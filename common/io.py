@@ -1,6 +1,6 @@
 """Image and mask IO shared by every package.
 
-Conventions (DESIGN.md): images are float32 tensors ``3×H×W`` in [0, 1], RGB; masks ``1×H×W`` in
+Conventions (docs/reference.md, "Conventions"): images are float32 tensors ``3×H×W`` in [0, 1], RGB; masks ``1×H×W`` in
 [0, 1] with 1 = foreground. Every reader applies the EXIF orientation and converts grey, palette,
 RGBA, CMYK and 16-bit files explicitly. Every problem with a file is an :class:`InputError` whose
 message names the file and the problem in one line; CLIs turn it into a non-zero exit.

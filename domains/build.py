@@ -10,9 +10,10 @@ content (the rule is in the README; without them photos are shared out at random
 ``radiance/<name>.png`` for HDR photos. Several folders (comma-separated) are *collections*: each
 is assigned to domains and splits on its own, the first exactly as if it were alone (so the
 benchmark built from it alone has the same test photos), and every composite records its
-collection (``harmonizers.train --balance collection`` weighs them alike). Each photo goes to one domain, and inside it to one split;
-each domain imitates one of iHarmony4's foreground-adjustment processes (see DESIGN.md and
-``domains.transfer``). Same seed → same bytes.
+collection (``harmonizers.train --balance collection`` weighs them alike). Each photo goes to one
+domain, and inside it to one split; each domain imitates one of iHarmony4's foreground-adjustment
+processes (docs/reference.md, "The offline benchmark", and ``domains.transfer``). Same seed → same
+bytes.
 """
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Sample K synthetic composites for one real image and mask, at full resolution.
 
-    python -m syconet.sample photo.jpg mask.png --ckpt models/default/syconet_all.safetensors -k 10 --out samples/
+    python -m syconet.sample photo.jpg mask.png --ckpt models/syconet_all.safetensors -k 10 --out samples/
     python -m syconet.sample photo.jpg mask.png -k 4 --seed 3 --out samples/ --overwrite
 
 Writes ``<stem>_syco_<k>.png`` for k = 1..K and ``<stem>_syco_grid.png`` (real | samples), and
