@@ -266,6 +266,12 @@ def test_page_in_headless_chromium(server, tmp_path):
         wait(lambda: drv.find_element(By.ID, "go").is_enabled())
         drv.find_element(By.ID, "go").click()
         wait(lambda: "not an image Pillow can read" in drv.find_element(By.ID, "error").text, timeout=60)
+        # a phone-sized window: everything reachable without sideways scrolling
+        drv.set_window_size(390, 844)
+        assert drv.execute_script("return document.documentElement.scrollWidth <= window.innerWidth + 1;")
+        drv.execute_script("document.getElementById('go').scrollIntoView();")
+        go = drv.find_element(By.ID, "go")
+        assert go.is_displayed() and go.rect["x"] + go.rect["width"] <= 390
     finally:
         drv.quit()
 
