@@ -11,7 +11,8 @@ photos instead of 5 folds, ``issam_all``, ``rainnet_all``; any ``--steps`` given
 ``--balance`` (default ``collection``: each photo folder weighs the same), and scored on the test
 split of every ``--tests`` data set (``DATA:all``: both splits, for a benchmark of unseen photos) (``eval.compare``: fMSE against the composite, harm rate, real-
 photo drift, under the official protocol; the per-domain changes are recorded too). Every run is recorded in ``<out>/results.json`` as it
-finishes, so a stopped curve continues where it stopped; ``report.md`` (the table, mean ± half the
+finishes, so a stopped curve continues where it stopped (and a later call with more sizes, seeds or
+families adds to it); ``report.md`` (the table, mean ± half the
 range over seeds) and ``curve.png`` (fMSE change against training photos, one line per family and
 test set; with the ``reports`` extra, matplotlib) are rewritten after each run. Checkpoints go to ``<runs>/curve/``.
 """
@@ -165,8 +166,12 @@ def curve(data, tests, sizes, seeds, archs, out, runs="runs", steps: int | None 
     header = {"data": str(data), "tests": list(tests), "sizes": list(sizes), "seeds": list(seeds), "archs": list(archs),
               "balance": balance, "steps": steps}
     res = json.loads(path.read_text()) if path.exists() else {"header": header, "runs": {}}
-    if res["header"] != header:
+    fixed = ("data", "tests", "balance", "steps")  # what a record depends on; sizes, seeds, families extend it
+    if any(res["header"][k] != header[k] for k in fixed):
         raise InputError(f"{path}: recorded for other options ({res['header']}); pass another --out")
+    for k in ("sizes", "seeds", "archs"):
+        res["header"][k] = sorted(set(res["header"][k]) | set(header[k]), key=lambda v: (v == 0, v)) \
+            if k == "sizes" else list(dict.fromkeys(res["header"][k] + header[k]))
     n_all = len({(s.domain, s.real.name) for s in load_samples(data, "all", "train")})
     base: dict = {}  # (test set, composite) → the composite's own fMSE, computed once
     for arch in archs:

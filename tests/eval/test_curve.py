@@ -24,7 +24,10 @@ def test_curve_trains_scores_resumes_and_reports(mini_data, tmp_path):
     assert (out / "results.json").stat().st_mtime_ns == stamp  # everything recorded: nothing trained again
     from common.io import InputError
     with pytest.raises(InputError, match="recorded for other options"):
-        curve(mini_data, [mini_data], [3], [0], ["gct_test"], out, runs, steps=2, log=lambda m: None)
+        curve(mini_data, [mini_data], [3], [0], ["gct_test"], out, runs, steps=2, log=lambda m: None)  # balance
+    more = curve(mini_data, [mini_data], [2], [0], ["gct_test"], out, runs, steps=2, balance="none", log=lambda m: None)
+    assert set(more["runs"]) == {"gct_test/3/seed0", "gct_test/all/seed0", "gct_test/2/seed0"}
+    assert more["header"]["sizes"] == [2, 3, 0] and "| gct_test | 2 |" in (out / "report.md").read_text()
     kw = train_options("gct64", None)
     assert "calibrate_folds" not in kw and kw["val_fraction"] == 0.1 and kw["arch"] == "gct64"
     assert train_options("issam64", 7)["steps"] == 7
