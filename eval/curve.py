@@ -217,8 +217,9 @@ def main(data: str = "data/mini4", tests: str | None = None, sizes: str = "200,4
     """
     from common.device import resolve
     dev = str(resolve(device))
-    curve(data, names(tests) if tests else [data], _sizes(sizes), [int(s) for s in names(seeds)], names(archs), out,
-          runs, steps, balance, dev)
+    as_list = lambda v: names(v if isinstance(v, (str, list, tuple)) else str(v))  # noqa: E731 (fire: --seeds 0 is an int)
+    curve(data, as_list(tests) if tests else [data], _sizes(as_list(sizes)), [int(s) for s in as_list(seeds)],
+          as_list(archs), out, runs, steps, balance, dev)
 
 
 CLI = main
