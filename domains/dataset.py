@@ -10,6 +10,7 @@ image ``x.jpg`` (the split is on the last underscores, so ``x`` may itself conta
 from __future__ import annotations
 
 import hashlib
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -148,7 +149,7 @@ def group_weights(samples: list[Sample], groups: dict[str, str]) -> np.ndarray:
     composite's file name to it; unknown ones form one group) weighs the same in total, and the
     samples inside a group alike. Sums to 1."""
     keys = [groups.get(s.composite.name, "unknown") for s in samples]
-    count = {k: keys.count(k) for k in set(keys)}
+    count = Counter(keys)
     w = np.array([1.0 / count[k] for k in keys])
     return w / w.sum()
 

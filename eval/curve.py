@@ -72,10 +72,11 @@ def score_on(data, ckpt, base: dict, device: str = "cpu") -> dict:
     from harmonizers.fullres import harmonize
     from harmonizers.models import load
 
+    from .compare import real_drift
     from .score import model_predictor
     model = load(ckpt, device=device)[0]
     pred, proto = model_predictor(model), M.Protocol("iharm")
-    rows, drifts, seen = [], [], set()
+    rows = []
     data, _, split = str(data).partition(":")
     samples = [s for sp in ("train", "test") if split in (sp, "all") or (not split and sp == "test")
                for s in load_samples(data, "all", sp)]
@@ -85,13 +86,10 @@ def score_on(data, ckpt, base: dict, device: str = "cpu") -> dict:
         if key not in base:
             base[key] = float(proto.metrics(comp[None], real[None], mask[None])["fMSE"][0])
         rows.append((s.domain, float(proto.metrics(pred(comp, mask)[None], real[None], mask[None])["fMSE"][0]), base[key]))
-        if s.real not in seen:
-            seen.add(s.real)
-            r, m = read_image(s.real), read_mask(s.mask)
-            drifts.append(float(M.drift(harmonize(model, r, m)[None], r[None], m[None])[0]))
+    drift = real_drift(samples, {"model": lambda image, mask, _domain: harmonize(model, image, mask)})["model"]["All"]
     change = lambda rs: sum(r[1] for r in rs) / sum(r[2] for r in rs) - 1  # noqa: E731 (image-weighted means)
     return {"fMSE": sum(r[1] for r in rows) / len(rows), "fMSE_vs_composite": change(rows),
-            "harm_rate": sum(M.harms(r[1], r[2]) for r in rows) / len(rows), "real_drift": sum(drifts) / len(drifts),
+            "harm_rate": sum(M.harms(r[1], r[2]) for r in rows) / len(rows), "real_drift": drift,
             "domains": {d: change([r for r in rows if r[0] == d]) for d in dict.fromkeys(r[0] for r in rows)}}
 
 

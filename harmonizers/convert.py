@@ -60,9 +60,10 @@ def facts(name: str) -> dict:
 def expected_shapes(kind: str) -> dict[str, tuple[int, ...]]:
     """Official key → shape for ``kind``, in the official order."""
     facts_file, prefix, variant, _ = KINDS[kind]
-    if facts_file is None:
+    if facts_file is None:  # shapes only: built on the meta device, no weights drawn
         from .models import create
-        return {k[len(prefix):]: tuple(v.shape) for k, v in create(variant).state_dict().items()}
+        with torch.device("meta"):
+            return {k[len(prefix):]: tuple(v.shape) for k, v in create(variant).state_dict().items()}
     return {e["key"]: tuple(e["shape"]) for e in facts(facts_file)["keys"]}
 
 

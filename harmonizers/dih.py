@@ -130,10 +130,9 @@ class Encoder(nn.Module):
         outs = [self.block0(x)]
         outs.append(self.block1(outs[-1]))
         for name, block in self.blocks_connected.items():
-            y = outs[-1]
-            conn = self.connectors[f"connector{name[5:]}"] if f"connector{name[5:]}" in self.connectors else None
-            if conn is not None:
-                y = conn(y, feats.pop(0))
+            y, key = outs[-1], "connector" + name[len("block"):]
+            if key in self.connectors:
+                y = self.connectors[key](y, feats.pop(0))
             outs.append(block(y))
         return outs[::-1]
 

@@ -35,6 +35,7 @@ import math
 import os
 import threading
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -99,7 +100,7 @@ class Service:
         self.zoo, self.backend = zoo, backend
         self.manifest = _zoo(zoo)
         self.jobs = threading.Semaphore(jobs or int(os.environ.get("HARMONY_SERVE_JOBS", 2)))
-        self._load = threading.Lock()
+        self._load, self._warm = threading.Lock(), False
 
     def info(self) -> dict:
         z = self.manifest
@@ -119,13 +120,10 @@ class Service:
         """(the 8-bit result, the JSON ``predict`` prints with ``output`` null)."""
         t0 = time.perf_counter()
         mode, strength = self.mode(mode), check_strength(strength)
-        with self.jobs:
-            if not hasattr(self, "_warm"):
-                with self._load:  # the first request loads the backend; the others wait for it
-                    r, t_load, used = harmonize_arrays(img, mask, names, self.zoo, mode, "cpu", self.backend, strength, gate)
-                    self._warm = True
-            else:
-                r, t_load, used = harmonize_arrays(img, mask, names, self.zoo, mode, "cpu", self.backend, strength, gate)
+        # the first requests load the backend one at a time; later ones run side by side
+        with self.jobs, (nullcontext() if self._warm else self._load):
+            r, t_load, used = harmonize_arrays(img, mask, names, self.zoo, mode, "cpu", self.backend, strength, gate)
+            self._warm = True
         seconds = {"load": round(t_load, 4), **{k: round(v, 4) for k, v in r.seconds.items()}}
         seconds["total"] = round(time.perf_counter() - t0, 4)
         return to_u8(r.output), result_json(r, strength, used, seconds, None)
