@@ -62,40 +62,90 @@ def snippet(code: str) -> list[str]:
     return [PY, "-c", f"import sys; sys.path.insert(0, {str(ROOT)!r}); {code}"]
 
 
-def steps_for(root: Path, work: Path, steps: int) -> dict[str, dict]:
-    """Every measured step on one tree."""
-    out = {}
-    out["index"] = run(snippet(f"from domains.dataset import load_samples; "
-                               f"n = len(load_samples({str(root)!r}, 'all', 'train')) + len(load_samples({str(root)!r}, 'all', 'test'))"))
+def data_steps(root: Path) -> dict[str, dict]:
+    """Indexing both splits, and one pass of the training loader with 0 and 2 workers."""
+    out = {"index": run(snippet(f"from domains.dataset import load_samples; "
+                                f"n = len(load_samples({str(root)!r}, 'all', 'train')) + len(load_samples({str(root)!r}, 'all', 'test'))"))}
     for w in (0, 2):
         code = (f"import time, torch; from domains.dataset import HarmonyDataset; "
                 f"ds = HarmonyDataset({str(root)!r}, 'all', 'train', size=64); "
                 f"dl = torch.utils.data.DataLoader(ds, batch_size=64, num_workers={w}); t = time.perf_counter(); "
                 f"n = sum(len(b['mask']) for b in dl); print(n / (time.perf_counter() - t))")
-        r = run(snippet(code))
-        out[f"loader {w}w"] = r
-    ck = work / "train" / "gct.safetensors"
-    shutil.rmtree(ck.parent, ignore_errors=True)
+        out[f"loader {w}w"] = run(snippet(code))
+    return out
+
+
+def last_step(log: Path) -> int | None:
+    """The last step a training's JSON-lines log recorded."""
+    rows = [json.loads(ln) for ln in log.read_text().splitlines() if '"step"' in ln]
+    return rows[-1].get("step") if rows else None
+
+
+def train_steps(root: Path, work: Path, steps: int) -> dict[str, dict]:
+    """The trainings a GPU user runs on iHarmony4 (scripts/train_models.sh, docs/reference.md), on
+    the CPU for a few hundred steps: the harmonizer (alone, killed and resumed, and under DDP), SycoNet,
+    the router and one domain's finetune with SycoNet augmentation."""
+    out = {}
+    shutil.rmtree(work, ignore_errors=True)
+    ck = work / "gct.safetensors"
     train = [PY, "-m", "harmonizers.train", "--data", str(root), "--arch", "gct64", "--steps", str(steps),
              "--batch_size", "32", "--save_every", str(max(1, steps // 4)), "--device", "cpu", "--workers", "0",
-             "--out", str(ck)]
-    out["train"] = run(train)
-    ck2 = work / "train2" / "gct.safetensors"
-    shutil.rmtree(ck2.parent, ignore_errors=True)
-    last_ck = ck2.with_name("gct.last.safetensors")
-    killed = run([*train[:-1], str(ck2)], kill_when=last_ck.exists)  # after its first checkpoint
-    resumed = run([*train[:-1], str(ck2)])
-    last = json.loads(next(ln for ln in reversed(ck2.with_name("gct.log.jsonl").read_text().splitlines()) if '"step"' in ln))
+             "--out"]
+    out["train"] = run([*train, str(ck)])
+    ck2 = work / "killed" / "gct.safetensors"
+    killed = run([*train, str(ck2)], kill_when=ck2.with_name("gct.last.safetensors").exists)  # after its first checkpoint
+    resumed = run([*train, str(ck2)])
     out["train killed + resumed"] = {"seconds": round(killed["seconds"] + resumed["seconds"], 2),
                                      "rss_mb": max(killed["rss_mb"], resumed["rss_mb"]),
-                                     "ok": killed["code"] != 0 and ck2.exists() and last.get("step") == steps}
-    out["score"] = run([PY, "-m", "eval.score", "--data", str(root), "--pred", "composite"])
-    # the test composites as a folder predict_dir reads (links: a composite and its mask per name)
+                                     "ok": killed["code"] != 0 and ck2.exists()
+                                     and last_step(ck2.with_name("gct.log.jsonl")) == steps}
+    ddp = work / "ddp" / "gct.safetensors"
+    r = run([PY, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", *train[1:], str(ddp)])
+    out["train DDP 2 processes"] = {**r, "ok": ddp.exists() and last_step(ddp.with_name("gct.log.jsonl")) == steps}
+    sy = work / "syconet.safetensors"
+    out["syconet.train"] = run([PY, "-m", "syconet.train", "--data", str(root), "--domains", "all", "--arch",
+                                "syconet_r18", "--size", "64", "--enc_size", "64", "--steps", str(max(1, steps // 4)),
+                                "--batch_size", "16", "--workers", "2", "--device", "cpu", "--out", str(sy)])
+    out["router.train"] = run([PY, "-m", "router.train", "--data", str(root), "--size", "64", "--batch_size", "64",
+                               "--workers", "2", "--device", "cpu", "--out", str(work / "router.safetensors")])
+    out["finetune HFlickr"] = run([PY, "-m", "domains.finetune", "HFlickr", "--data", str(root), "--arch", "gct",
+                                   "--base", str(ck), "--augment", f"syconet:{sy}", "--steps", str(max(1, steps // 2)),
+                                   "--batch_size", "32", "--workers", "0", "--device", "cpu",
+                                   "--out", str(work / "gct_HFlickr.safetensors")])
+    return out
+
+
+def eval_steps(root: Path, work: Path, runs: Path) -> dict[str, dict]:
+    """Scoring, the routed vs unified report and Table 1 over the full test split, then predict_dir
+    over every test composite, killed midway and resumed."""
+    out = {"score": run([PY, "-m", "eval.score", "--data", str(root), "--pred", "composite"])}
+    shutil.rmtree(work, ignore_errors=True)
+    zoo = work / "zoo"
+    gct, ft = runs / "gct.safetensors", runs / "gct_HFlickr.safetensors"
+    run([PY, "-m", "router.zoo", "build", str(zoo), str(runs / "router.safetensors"), "--unified", str(gct),
+         "--domains", f"HFlickr={ft}"])  # the other domains go to the unified model
+    out["eval.benchmark"] = run([PY, "-m", "eval.benchmark", "--data", str(root), "--zoo", str(zoo),
+                                 "--out", str(work / "benchmark")])
+    tab = work / "table_runs"
+    tab.mkdir(parents=True)
+    (tab / "gct_all.safetensors").symlink_to(gct)
+    (tab / "syconet_all.safetensors").symlink_to(runs / "syconet.safetensors")
+    out["eval.tables table1 HFlickr"] = run([PY, "-m", "eval.tables", "table1", "--data", str(root), "--domains", "HFlickr",
+                                             "--archs", "gct", "--seeds", "1", "--steps", "20", "--batch_size", "16",
+                                             "--syconet_size", "64", "--device", "cpu", "--runs", str(tab),
+                                             "--out", str(work / "table1")])
+    out["predict_dir killed + resumed"] = predict_dir_step(root, work)
+    return out
+
+
+def predict_dir_step(root: Path, work: Path) -> dict:
+    """``router predict_dir`` (the shipped zoo, unified) over every test composite, once whole, then
+    killed once half its outputs exist and run again with ``--skip_existing``."""
     stage, dst = work / "test_composites", work / "predicted"
     for d in (stage, dst):
         shutil.rmtree(d, ignore_errors=True)
     (stage / "masks").mkdir(parents=True)
-    for entry in (root / "IHD_test.txt").read_text().split():
+    for entry in (root / "IHD_test.txt").read_text().split():  # a composite and its mask per name, as links
         comp = root / entry
         (stage / comp.name).symlink_to(comp)
         (stage / "masks" / (comp.stem + ".png")).symlink_to(comp.parents[1] / "masks" / (comp.stem.rsplit("_", 1)[0] + ".png"))
@@ -108,29 +158,19 @@ def steps_for(root: Path, work: Path, steps: int) -> dict[str, dict]:
     half = len(results())
     resumed = run(argv)
     others = [f for f in os.listdir(dst) if not f.endswith("_harmonized.png")]  # e.g. a killed write's temp file
-    out["predict_dir killed + resumed"] = {"seconds": round(killed["seconds"] + resumed["seconds"], 2),
-                                           "rss_mb": max(killed["rss_mb"], resumed["rss_mb"]),
-                                           "ok": len(results()) == n_files and not others,
-                                           "images": n_files, "at kill": half, "killed midway": 0 < half < n_files,
-                                           "other files": others[:3],
-                                           "one pass s": full["seconds"]}
-    return out
+    return {"seconds": round(killed["seconds"] + resumed["seconds"], 2), "rss_mb": max(killed["rss_mb"], resumed["rss_mb"]),
+            "ok": len(results()) == n_files and not others, "images": n_files, "at kill": half,
+            "killed midway": 0 < half < n_files, "other files": others[:3], "one pass s": full["seconds"]}
 
 
-def main(fractions: str = "0.1,1.0", work: str = "/tmp/scale", out: str = str(ROOT / "bench" / "scale.md"),
-         size: int = 64, steps: int = 200) -> dict:
-    """Generate the trees and measure every step (see the module docstring)."""
-    fr = [float(f) for f in (fractions if isinstance(fractions, (list, tuple)) else str(fractions).split(","))]
-    work = Path(work)
-    res = {}
-    for f in fr:
-        root = work / f"ih4_{f:g}"
-        shutil.rmtree(root, ignore_errors=True)
-        gen = run([PY, str(ROOT / "bench" / "fake_iharmony4.py"), "--out", str(root), "--fraction", str(f),
-                   "--size", str(size)])
-        res[f] = {"generate": gen, **steps_for(root, work / f"runs_{f:g}", steps)}
-        print(json.dumps({f: res[f]}), flush=True)
-        shutil.rmtree(root, ignore_errors=True)
+def steps_for(root: Path, work: Path, steps: int) -> dict[str, dict]:
+    """Every measured step on one tree."""
+    return {**data_steps(root), **train_steps(root, work / "train", steps), **eval_steps(root, work / "eval", work / "train")}
+
+
+def report(res: dict, size: int, steps: int) -> str:
+    """The markdown table of the fractions measured so far."""
+    fr = list(res)
     lines = ["# Scale: a fake iHarmony4 at " + ", ".join(f"{f:g}" for f in fr) + " of its size",
              "", f"Machine: {platform.machine()}, {platform.system()}, {os.cpu_count()} cores, Python "
              f"{platform.python_version()}; `.venv/bin/python bench/scale.py --fractions {','.join(f'{f:g}' for f in fr)}`; "
@@ -143,8 +183,27 @@ def main(fractions: str = "0.1,1.0", work: str = "/tmp/scale", out: str = str(RO
         ok = all(res[f][step].get("ok", True) for f in fr)
         lines.append(f"| {step} | " + " | ".join(cells) + f" | {b['seconds'] / max(a['seconds'], 1e-3):.1f} | "
                      f"{b['rss_mb'] / max(a['rss_mb'], 1e-3):.2f} | {'yes' if ok else 'NO'} |")
-    Path(out).write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    return "\n".join(lines) + "\n"
+
+
+def main(fractions: str = "0.1,1.0", work: str = "/tmp/scale", out: str = str(ROOT / "bench" / "scale.md"),
+         size: int = 64, steps: int = 200) -> dict:
+    """Generate the trees and measure every step (see the module docstring); the report is
+    rewritten after each fraction, with the raw records beside it (``<out>.json``)."""
+    fr = [float(f) for f in (fractions if isinstance(fractions, (list, tuple)) else str(fractions).split(","))]
+    work = Path(work)
+    res = {}
+    for f in fr:
+        root = work / f"ih4_{f:g}"
+        shutil.rmtree(root, ignore_errors=True)
+        gen = run([PY, str(ROOT / "bench" / "fake_iharmony4.py"), "--out", str(root), "--fraction", str(f),
+                   "--size", str(size)])
+        res[f] = {"generate": gen, **steps_for(root, work / f"runs_{f:g}", steps)}
+        print(json.dumps({f: res[f]}), flush=True)
+        shutil.rmtree(root, ignore_errors=True)
+        Path(out).write_text(report(res, size, steps))
+        Path(out).with_suffix(".json").write_text(json.dumps(res, indent=1))
+    print(report(res, size, steps))
     return res
 
 

@@ -1,6 +1,8 @@
 """Pictures that people look at: image grids (composite | result | ground truth) and thumbnails."""
 from __future__ import annotations
 
+import heapq
+
 import torch
 
 
@@ -40,3 +42,38 @@ def image_grid(rows: list[list[torch.Tensor]], height: int = 192, pad: int = 4) 
         out.append(torch.nn.functional.pad(t, (0, width - t.shape[2]), value=1.0))
         out.append(torch.ones(3, pad, width))
     return torch.cat(out[:-1], dim=1)
+
+
+
+class Extremes:
+    """The ``n`` lowest and ``n`` highest ranked items of a stream: what a grid of the best and worst
+    cases needs, in memory bounded by ``2n`` items whatever the stream's length.
+
+    ``add(rank, item)`` offers one (equal ranks keep the order they came in); ``picked()`` returns
+    ``(rank, item)`` in rank order, the ``n`` lowest then the ``n`` highest, or every item when there
+    were at most ``2n``: what sorting the whole stream and taking both ends gives.
+    """
+
+    def __init__(self, n: int):
+        self.n, self.low, self.high, self.items, self.count = n, [], [], {}, 0
+
+    def add(self, rank: float, item) -> None:
+        seq, self.count = self.count, self.count + 1
+        self.items[seq] = item
+        heapq.heappush(self.low, (-rank, -seq))   # max-heap of the lowest
+        heapq.heappush(self.high, (rank, seq))    # min-heap of the highest
+        out = []
+        if len(self.low) > self.n:
+            out.append(-heapq.heappop(self.low)[1])
+        if len(self.high) > self.n:
+            out.append(heapq.heappop(self.high)[1])
+        kept = {-s for _, s in self.low} | {s for _, s in self.high}
+        for s in out:
+            if s not in kept:
+                self.items.pop(s, None)
+
+    def picked(self) -> list[tuple]:
+        low = sorted((-r, -s) for r, s in self.low)
+        high = sorted(self.high)
+        both = low + high if self.count > 2 * self.n else sorted(set(low) | set(high))
+        return [(r, self.items[s]) for r, s in both]

@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from common.cli import run, shared_args
 from common.shipped import shown
-from common.grid import image_grid, resize_to_height, thumbnail
+from common.grid import Extremes, image_grid, resize_to_height, thumbnail
 from common.io import InputError, read_image, read_mask, write_image, write_text
 from domains.dataset import load_samples
 from router.api import Harmonizer
@@ -95,9 +95,8 @@ def benchmark(data, zoo=None, out="reports/benchmark", domains="all", split: str
     acc = {m: M.Accumulator() for m in methods}
     secs = {m: 0.0 for m in methods}
     correct, routed_to = 0, {}
-    keep = []  # (domain, routed fMSE, index) for the picture grids
-    thumbs = []  # per image: composite | each method | real, at grid height (no second pass)
-    for i, s in enumerate(tqdm(samples, desc="benchmark", unit="img")):
+    extremes = {}  # per domain, the best and worst cases' thumbnails (bounded: no second pass, no growth)
+    for s in tqdm(samples, desc="benchmark", unit="img"):
         full = read_image(s.composite)
         comp, real, mask = proto.inputs(full, read_image(s.real), read_mask(s.mask))
         outs, took, pred = _run_methods(h, methods, comp, mask, s.domain)
@@ -108,9 +107,9 @@ def benchmark(data, zoo=None, out="reports/benchmark", domains="all", split: str
         for m in methods:
             secs[m] += took[m]
             acc[m].add(s.domain, proto.metrics(outs[m][None], real[None], mask[None]), names=[s.composite.name])
-        keep.append((s.domain, acc[ranked_by].rows[-1]["fMSE"], i))
         aspect = full.shape[2] / full.shape[1]  # pictures keep the photo's shape whatever the protocol's
-        thumbs.append([thumbnail(x, GRID_HEIGHT, aspect) for x in [comp, *(outs[m] for m in methods[1:]), real]])
+        extremes.setdefault(s.domain, Extremes(n_grid)).add(
+            acc[ranked_by].rows[-1]["fMSE"], [thumbnail(x, GRID_HEIGHT, aspect) for x in [comp, *(outs[m] for m in methods[1:]), real]])
     drift = real_drift(samples, drift_predictors(h, methods))
     res = {"data": shown(data), "zoo": shown(h.manifest["root"]), "split": split, "size": M.EVAL_SIZE, "protocol": protocol,
            "methods": {m: {"summary": acc[m].summary(), "by_fg_ratio": acc[m].by_fg_ratio(),
@@ -120,10 +119,8 @@ def benchmark(data, zoo=None, out="reports/benchmark", domains="all", split: str
            "images": {m: acc[m].rows for m in methods}}
     out.mkdir(parents=True, exist_ok=True)
     grids = {}
-    for d in dict.fromkeys(s.domain for s in samples):
-        ranked = sorted((f, i) for dd, f, i in keep if dd == d)
-        pick = ranked[:n_grid] + ranked[-n_grid:] if len(ranked) > 2 * n_grid else ranked
-        rows = [thumbs[i] for _, i in pick]
+    for d, ex in extremes.items():
+        rows = [thumbs for _, thumbs in ex.picked()]
         grids[d] = str(write_image(image_grid(rows, height=GRID_HEIGHT), out / f"grid_{d}.png", overwrite=True).name)
     res["grids"] = grids
     write_text(json.dumps(res, indent=1), out / "results.json", overwrite=True)
@@ -223,7 +220,7 @@ def real_composites(composites, zoo=None, out="reports/real_composites", masks=N
         raise InputError(f"{out}: already holds a report (pass --overwrite to replace it)")
     pairs = find_pairs(composites, masks)
     h = Harmonizer.from_zoo(zoo, device)
-    rows, thumbs = [], {}
+    rows, largest = [], Extremes(grid_rows)  # the largest differences' pictures (bounded memory)
     for img_path, mask_path in tqdm(pairs, desc="real composites", unit="img"):
         image, mask = read_pair(img_path, mask_path)
         r = h.run(image, mask, "routed")
@@ -236,7 +233,7 @@ def real_composites(composites, zoo=None, out="reports/real_composites", masks=N
         rows.append({"name": img_path.name, "routed_to": r.domain, "confidence": top[0],
                      "margin": top[0] - (top[1] if len(top) > 1 else 0.0), "probabilities": probs,
                      "routed_vs_unified": diff, "fg_ratio": float(mask.mean())})
-        thumbs[img_path.name] = [resize_to_height(x, GRID_HEIGHT) for x in (image, r.output, u)]
+        largest.add(-diff["fMSE"], [resize_to_height(x, GRID_HEIGHT) for x in (image, r.output, u)])
     rows.sort(key=lambda r: -r["routed_vs_unified"]["fMSE"])
     counts = {}
     for r in rows:
@@ -260,7 +257,7 @@ def real_composites(composites, zoo=None, out="reports/real_composites", masks=N
                      f"{r['routed_vs_unified']['fMSE']:.1f} | {r['routed_vs_unified']['mean_abs_levels']:.2f} |")
     lines += ["", "![composite | routed | unified, largest difference first](grid.png)"]
     write_text("\n".join(lines) + "\n", out / "report.md", overwrite=True)
-    write_image(image_grid([thumbs[r["name"]] for r in rows[:grid_rows]], height=GRID_HEIGHT), out / "grid.png",
+    write_image(image_grid([t for _, t in largest.picked()[:grid_rows]], height=GRID_HEIGHT), out / "grid.png",
                 overwrite=True)
     write_text(json.dumps(res, indent=1), out / "results.json", overwrite=True)
     return res

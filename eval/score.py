@@ -14,6 +14,7 @@ ours, see ``eval.metrics``); the table has one row per domain and "All" (every i
 from __future__ import annotations
 
 import json as jsonlib
+import time
 from pathlib import Path
 from typing import Callable
 
@@ -137,13 +138,17 @@ def main(data="data/mini4", pred: str | None = None, method: str = "composite", 
         raise InputError(f"unknown method {method!r}; choose from {sorted(BASELINES)} or pass --ckpt")
     if protocol not in M.PROTOCOLS:
         raise InputError(f"--protocol must be one of {M.PROTOCOLS}, got {protocol!r}")
+    t0 = time.perf_counter()
     acc = score(data, predict, domains, split, size, desc=method, protocol=protocol)
+    seconds = time.perf_counter() - t0
     summary = acc.summary()
     print(f"{method} on {data} ({split}); {M.Protocol(protocol, size).describe()}\n")
     print(M.markdown_table(summary))
+    print(f"\n{len(acc.rows)} images in {seconds:.1f} s ({len(acc.rows) / max(seconds, 1e-9):.1f} images/s, this machine)")
     if out:
         res = {"method": method, "data": shown(data), "split": split, "size": size, "protocol": protocol,
-               "summary": summary, "by_fg_ratio": acc.by_fg_ratio(), "images": acc.rows}
+               "summary": summary, "by_fg_ratio": acc.by_fg_ratio(), "images_per_second": len(acc.rows) / max(seconds, 1e-9),
+               "images": acc.rows}
         write_text(jsonlib.dumps(res, indent=1), out, overwrite=overwrite)
         print(f"\nwrote {out}")
 
