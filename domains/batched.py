@@ -27,40 +27,9 @@ import random
 import numpy as np
 import torch
 
+from common.colour import lab_to_rgb, rgb_to_lab
 from common.lut import apply_lut, lut_from_function
 from domains import transfer as T
-
-_M_RGB2XYZ = torch.tensor([[0.4124564, 0.3575761, 0.1804375],
-                           [0.2126729, 0.7151522, 0.0721750],
-                           [0.0193339, 0.1191920, 0.9503041]], dtype=torch.float64)
-_WHITE = torch.tensor([0.95047, 1.0, 1.08883], dtype=torch.float64)
-_D = 6 / 29
-
-
-# ---- colour spaces (torch twins of common.colour, on ``(..., 3)``) --------------------------------
-
-def srgb_to_linear(x: torch.Tensor) -> torch.Tensor:
-    return torch.where(x <= 0.04045, x / 12.92, ((x + 0.055) / 1.055).clamp_min(0) ** 2.4)
-
-
-def linear_to_srgb(x: torch.Tensor) -> torch.Tensor:
-    x = x.clamp_min(0)
-    return torch.where(x <= 0.0031308, x * 12.92, 1.055 * x ** (1 / 2.4) - 0.055)
-
-
-def rgb_to_lab(rgb: torch.Tensor) -> torch.Tensor:
-    m, w = _M_RGB2XYZ.to(rgb), _WHITE.to(rgb)
-    xyz = srgb_to_linear(rgb) @ m.T / w
-    f = torch.where(xyz > _D ** 3, xyz.clamp_min(0) ** (1 / 3), xyz / (3 * _D ** 2) + 4 / 29)
-    return torch.stack([116 * f[..., 1] - 16, 500 * (f[..., 0] - f[..., 1]), 200 * (f[..., 1] - f[..., 2])], -1)
-
-
-def lab_to_rgb(lab: torch.Tensor) -> torch.Tensor:
-    fy = (lab[..., 0] + 16) / 116
-    f = torch.stack([fy + lab[..., 1] / 500, fy, fy - lab[..., 2] / 200], -1)
-    xyz = torch.where(f > _D, f ** 3, 3 * _D ** 2 * (f - 4 / 29)) * _WHITE.to(lab)
-    return linear_to_srgb(xyz @ torch.linalg.inv(_M_RGB2XYZ).to(lab).T)
-
 
 # ---- per-image statistics over a foreground -------------------------------------------------------
 

@@ -28,29 +28,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-_M = torch.tensor([[0.4124564, 0.3575761, 0.1804375],
-                   [0.2126729, 0.7151522, 0.0721750],
-                   [0.0193339, 0.1191920, 0.9503041]])
-_MINV = torch.linalg.inv(_M)
-_WHITE = torch.tensor([0.95047, 1.0, 1.08883])
-_D = 6 / 29
-
+from common import colour
 
 def rgb_to_lab(x: torch.Tensor) -> torch.Tensor:
-    """sRGB ``N×3×H×W`` in [0, 1] → CIELAB scaled by 1/100 (L in [0, 1], a and b about ±1)."""
-    x = x.clamp(0, 1)
-    lin = torch.where(x <= 0.04045, x / 12.92, ((x + 0.055) / 1.055).clamp_min(1e-8) ** 2.4)
-    xyz = torch.einsum("ij,njhw->nihw", (_M / _WHITE[:, None]).to(x), lin)
-    f = torch.where(xyz > _D ** 3, xyz.clamp_min(1e-8) ** (1 / 3), xyz / (3 * _D ** 2) + 4 / 29)
-    return torch.stack([1.16 * f[:, 1] - 0.16, 5 * (f[:, 0] - f[:, 1]), 2 * (f[:, 1] - f[:, 2])], 1)
+    """sRGB ``N×3×H×W`` (clipped to [0, 1]) → CIELAB scaled by 1/100 (L in [0, 1], a and b about ±1)."""
+    return colour.rgb_to_lab(x.clamp(0, 1), scale=0.01, dim=1)
 
 
 def lab_to_rgb(lab: torch.Tensor) -> torch.Tensor:
-    fy = (lab[:, 0] + 0.16) / 1.16
-    f = torch.stack([fy + lab[:, 1] / 5, fy, fy - lab[:, 2] / 2], 1)
-    xyz = torch.where(f > _D, f ** 3, 3 * _D ** 2 * (f - 4 / 29)) * _WHITE.to(lab)[:, None, None]
-    lin = torch.einsum("ij,njhw->nihw", _MINV.to(lab), xyz).clamp(0, 1)
-    return torch.where(lin <= 0.0031308, lin * 12.92, 1.055 * lin.clamp_min(1e-8) ** (1 / 2.4) - 0.055)
+    """The inverse of :func:`rgb_to_lab`, out-of-gamut colours clipped in linear light."""
+    return colour.linear_to_srgb(colour.lab_to_linear(lab, scale=0.01, dim=1).clamp(0, 1))
 
 
 @dataclass(frozen=True)

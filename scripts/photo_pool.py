@@ -38,6 +38,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from common.cli import run  # noqa: E402
+from common.colour import linear_to_srgb  # noqa: E402
 from common.io import InputError  # noqa: E402
 
 log = logging.getLogger("photo_pool")
@@ -136,8 +137,7 @@ def tone_map(radiance: np.ndarray, key: float = 0.18) -> np.ndarray:
     """Exposure to a mid-grey key from the log-average luminance, then sRGB encoding."""
     lum = radiance @ np.array([0.2126, 0.7152, 0.0722], np.float32)
     scale = key / np.exp(np.log(np.maximum(lum, 1e-6)).mean())
-    x = np.clip(radiance * scale, 0, 1)
-    x = np.where(x <= 0.0031308, 12.92 * x, 1.055 * np.power(x, 1 / 2.4) - 0.055)
+    x = linear_to_srgb(np.clip(radiance * scale, 0, 1))
     return (x * 255 + 0.5).astype(np.uint8)
 
 

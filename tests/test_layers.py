@@ -89,3 +89,11 @@ def test_moved_modules_keep_their_names(shim, home):
     import importlib
     a, b = importlib.import_module(shim), importlib.import_module(home)
     assert all(getattr(a, n) is getattr(b, n) for n in b.__all__)
+
+
+def test_one_colour_module():
+    """sRGB's transfer curve and the CIELAB matrix are written once, in common/colour.py."""
+    marks = ("0.04045", "0.0031308", "0.4124564", "0.95047")
+    found = [f"{p.relative_to(ROOT)}: {m}" for pkg in [*LAYERS, "scripts", "bench"] for p in sorted((ROOT / pkg).rglob("*.py"))
+             if p != ROOT / "common" / "colour.py" for m in marks if m in p.read_text()]
+    assert not found, "colour-space constants outside common/colour.py:\n" + "\n".join(found)

@@ -75,14 +75,6 @@ def test_row_wise_interp_and_quantiles_equal_numpys():
         assert np.allclose(mine[0].numpy(), want, rtol=0, atol=1e-9)
 
 
-def test_colour_spaces_equal_common_colour():
-    from common import colour
-    rgb = np.random.default_rng(2).random((500, 3))
-    lab = colour.rgb_to_lab(rgb)
-    assert np.allclose(B.rgb_to_lab(torch.from_numpy(rgb)).numpy(), lab, atol=1e-9)
-    assert np.allclose(B.lab_to_rgb(torch.from_numpy(lab)).numpy(), colour.lab_to_rgb(lab), atol=1e-9)
-
-
 def test_looks_equal_the_luts_they_come_from(batch):
     real, mask = batch
     x, _ = _pixels(real, mask)
