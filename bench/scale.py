@@ -13,7 +13,14 @@ process's and its waited-for children's, from ``wait4``):
 - ``train``: ``harmonizers.train --arch gct64`` for ``--steps`` steps over the full index;
 - ``train killed + resumed``: the same run killed with SIGKILL halfway, then run again: it must end
   on the same step count from its last checkpoint;
+- ``train DDP 2 processes``: the same training under ``torch.distributed.run`` (gloo, 2 processes);
+- ``syconet.train``, ``router.train`` (the probe head over every training composite, at 64 px) and
+  ``finetune HFlickr`` (``domains.finetune`` from the trained GCT with the trained SycoNet's
+  augmentation), with the iHarmony4 recipes' options on the CPU;
 - ``score``: ``eval.score --pred composite`` over the full test split (streamed);
+- ``eval.benchmark``: the routed vs unified report of a zoo built from these models, over the full
+  test split (the picture grids keep only each domain's best and worst cases);
+- ``eval.tables table1 HFlickr``: Table 1's rows 1, 2 and 7 for GCT on HFlickr (one seed, 20 steps);
 - ``predict_dir killed + resumed``: ``router predict_dir`` (the shipped zoo, unified) over every test
   composite, killed once half its outputs exist, then run again with ``--skip_existing``: every
   output must exist once and nothing else be left in the folder.
@@ -30,6 +37,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -40,18 +48,20 @@ PY = sys.executable
 def run(argv: list[str], kill_when=None, poll: float = 0.02) -> dict:
     """Run a command; its wall seconds, peak RSS (MiB) and exit status. ``kill_when``: a condition
     polled every ``poll`` seconds; when it holds, the command's process group gets SIGKILL (a
-    command that ends first is not killed: the record says whether the kill came midway)."""
+    command that ends first is not killed: the record says whether the kill came midway). Its
+    stderr goes to a file (a pipe read only at the end would fill with progress bars and block it)."""
     t0 = time.perf_counter()
-    p = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
-    if kill_when is not None:
-        while p.poll() is None:
-            if kill_when():
-                os.killpg(p.pid, signal.SIGKILL)
-                break
-            time.sleep(poll)
-    _, status, usage = os.wait4(p.pid, 0)
-    err = p.stderr.read().decode(errors="replace")[-2000:]
-    p.stderr.close()
+    with tempfile.TemporaryFile() as err_file:
+        p = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=err_file, start_new_session=True)
+        if kill_when is not None:
+            while p.poll() is None:
+                if kill_when():
+                    os.killpg(p.pid, signal.SIGKILL)
+                    break
+                time.sleep(poll)
+        _, status, usage = os.wait4(p.pid, 0)
+        err_file.seek(max(0, err_file.seek(0, 2) - 2000))
+        err = err_file.read().decode(errors="replace")
     code = os.waitstatus_to_exitcode(status)
     if kill_when is None and code != 0:
         raise RuntimeError(f"{' '.join(map(str, argv))} failed ({code}): {err}")
@@ -139,8 +149,8 @@ def eval_steps(root: Path, work: Path, runs: Path) -> dict[str, dict]:
 
 
 def predict_dir_step(root: Path, work: Path) -> dict:
-    """``router predict_dir`` (the shipped zoo, unified) over every test composite, once whole, then
-    killed once half its outputs exist and run again with ``--skip_existing``."""
+    """``router predict_dir`` (the shipped zoo, unified) over every test composite, killed once half
+    its outputs exist and run again with ``--skip_existing``: every output must exist once."""
     stage, dst = work / "test_composites", work / "predicted"
     for d in (stage, dst):
         shutil.rmtree(d, ignore_errors=True)
@@ -150,17 +160,15 @@ def predict_dir_step(root: Path, work: Path) -> dict:
         (stage / comp.name).symlink_to(comp)
         (stage / "masks" / (comp.stem + ".png")).symlink_to(comp.parents[1] / "masks" / (comp.stem.rsplit("_", 1)[0] + ".png"))
     argv = [PY, "-m", "router", "predict_dir", str(stage), "--out", str(dst), "--mode", "unified", "--skip_existing"]
-    full = run(argv)
     results = lambda: [f for f in os.listdir(dst) if f.endswith("_harmonized.png")] if dst.exists() else []  # noqa: E731
-    n_files = len(results())
-    shutil.rmtree(dst)
+    n_files = len(os.listdir(stage)) - 1  # every composite (the masks folder aside)
     killed = run(argv, kill_when=lambda: len(results()) >= n_files // 2, poll=0.002)
     half = len(results())
     resumed = run(argv)
     others = [f for f in os.listdir(dst) if not f.endswith("_harmonized.png")]  # e.g. a killed write's temp file
     return {"seconds": round(killed["seconds"] + resumed["seconds"], 2), "rss_mb": max(killed["rss_mb"], resumed["rss_mb"]),
             "ok": len(results()) == n_files and not others, "images": n_files, "at kill": half,
-            "killed midway": 0 < half < n_files, "other files": others[:3], "one pass s": full["seconds"]}
+            "killed midway": 0 < half < n_files, "other files": others[:3]}
 
 
 def steps_for(root: Path, work: Path, steps: int) -> dict[str, dict]:

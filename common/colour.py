@@ -28,9 +28,10 @@ def _matrices(dtype, device) -> tuple:
     device (white folded into the first matrix), or for NumPy (``dtype`` None: divided after)."""
     if dtype is None:
         return _M_RGB2XYZ, _WHITE, np.linalg.inv(_M_RGB2XYZ), _WHITE
-    m = torch.tensor(_M_RGB2XYZ.tolist(), dtype=dtype)
-    white = torch.tensor(_WHITE.tolist(), dtype=dtype)
-    return tuple(t.to(device) for t in (m / white[:, None], torch.ones(3, dtype=dtype), torch.linalg.inv(m), white))
+    with torch.inference_mode(False):  # cached: usable by autograd even when first made under inference mode
+        m = torch.tensor(_M_RGB2XYZ.tolist(), dtype=dtype)
+        white = torch.tensor(_WHITE.tolist(), dtype=dtype)
+        return tuple(t.to(device) for t in (m / white[:, None], torch.ones(3, dtype=dtype), torch.linalg.inv(m), white))
 
 
 def _is_torch(x) -> bool:

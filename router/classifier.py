@@ -128,7 +128,9 @@ class DomainClassifier(nn.Module):
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
 
-    def _resized(self, image, mask):
+    def normalised(self, image, mask):
+        """``(image, mask)`` at the classifier's input size, the image normalised as its backbone
+        expects: what the network reads (before the mask channel, when it takes one)."""
         s = self.cfg.size
         if image.shape[-2:] != (s, s):
             image = F.interpolate(image, size=(s, s), mode="bilinear", antialias=True, align_corners=False)
@@ -136,7 +138,7 @@ class DomainClassifier(nn.Module):
         return (image - self.mean) / self.std, mask
 
     def _input(self, image, mask):
-        x, mask = self._resized(image, mask)
+        x, mask = self.normalised(image, mask)
         return torch.cat([x, mask * 2 - 1], 1) if self.cfg.use_mask else x
 
     def pooled(self, image, mask) -> torch.Tensor:
@@ -154,7 +156,7 @@ class DomainClassifier(nn.Module):
             bg = (f * (1 - w)).sum((2, 3)) / (1 - w).sum((2, 3)).clamp_min(1e-3)
             return torch.cat([fg, bg], 1)
 
-        x, m = self._resized(image, mask)
+        x, m = self.normalised(image, mask)
         views = []
         for v, mv in ((x, m), (x.flip(-1), m.flip(-1))):
             fs = self.net(v)

@@ -49,3 +49,12 @@ def test_torch_gradients_are_finite_at_black_and_white():
     back = colour.lab_to_rgb(lab - torch.tensor([30.0, 0, 0]))          # darker than black: clipped
     (lab.sum() + back.sum()).backward()
     assert torch.isfinite(x.grad).all()
+
+
+def test_matrices_first_made_under_inference_mode_serve_autograd_later():
+    colour._matrices.cache_clear()
+    with torch.inference_mode():
+        colour.rgb_to_lab(torch.rand(2, 3))
+    x = torch.rand(4, 3, requires_grad=True)
+    colour.rgb_to_lab(x).sum().backward()
+    assert torch.isfinite(x.grad).all()
