@@ -22,16 +22,24 @@ _WHITE = np.array([0.95047, 1.0, 1.08883])
 _D = 6 / 29
 
 
+def _torch_matrices(dtype) -> tuple:
+    m = torch.tensor(_M_RGB2XYZ.tolist(), dtype=dtype)
+    white = torch.tensor(_WHITE.tolist(), dtype=dtype)
+    return m / white[:, None], torch.ones(3, dtype=dtype), torch.linalg.inv(m), white
+
+
+# made once at import, in the dtype they serve (not inside a traced export or under inference mode)
+_TORCH = {dt: _torch_matrices(dt) for dt in (torch.float32, torch.float64)}
+
+
 @functools.lru_cache(maxsize=16)
 def _matrices(dtype, device) -> tuple:
     """(RGB → XYZ, the white it is divided by after, XYZ → RGB, white) for tensors of a dtype and
     device (white folded into the first matrix), or for NumPy (``dtype`` None: divided after)."""
     if dtype is None:
         return _M_RGB2XYZ, _WHITE, np.linalg.inv(_M_RGB2XYZ), _WHITE
-    with torch.inference_mode(False):  # cached: usable by autograd even when first made under inference mode
-        m = torch.tensor(_M_RGB2XYZ.tolist(), dtype=dtype)
-        white = torch.tensor(_WHITE.tolist(), dtype=dtype)
-        return tuple(t.to(device) for t in (m / white[:, None], torch.ones(3, dtype=dtype), torch.linalg.inv(m), white))
+    with torch.inference_mode(False):  # cached: usable by autograd even when first asked for under inference mode
+        return tuple(t.to(device, dtype) for t in _TORCH.get(dtype, _TORCH[torch.float32]))
 
 
 def _is_torch(x) -> bool:

@@ -485,3 +485,13 @@ def find_pairs(folder, masks=None) -> list[tuple[Path, Path]]:
         where = ", ".join(str(d) for d in dirs) or f"{src}/<stem>_mask.png"
         raise InputError(f"{src}: no composite with a mask (looked in {where})")
     return pairs
+
+
+def sha256(path) -> str:
+    """The SHA-256 of a file's bytes, read in 1 MiB blocks (hex)."""
+    import hashlib
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()

@@ -41,7 +41,6 @@ def main(domain: str, data: str | None = None, base: str | None = None, augment:
     if args.get("row") == 1:
         print_json({"row": 1, **evaluate_checkpoint(args["base"], args["data"], domain)})
         return
-    from harmonizers.train import main as train_main
     train_main(**args, steps=steps, batch_size=batch_size, lr=lr, seed=seed, workers=workers, device=device,
                overwrite=overwrite, regrade=regrade, val_every=val_every, val_fraction=val_fraction, compile=compile,
                calibrate_folds=calibrate_folds, drift_limit=drift_limit)

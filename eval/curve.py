@@ -156,7 +156,7 @@ def _plot(res: dict, path: Path) -> None:
 
 def curve(data, tests, sizes, seeds, archs, out, runs="runs", steps: int | None = None, balance: str = "collection",
           device: str = "cpu", log=print) -> dict:
-    from domains.dataset import load_samples, subset_photos
+    from domains.dataset import load_samples
     from harmonizers.train import main as train
     out, ck, tests = Path(out), Path(runs) / "curve", [str(t) for t in tests]
     out.mkdir(parents=True, exist_ok=True)

@@ -9,7 +9,6 @@ from tqdm import tqdm
 
 from common.cli import shared_args
 from common.io import InputError
-from common.colour import rgb_to_lab
 from common import metrics as M
 from .routability import fit_linear
 

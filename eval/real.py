@@ -160,7 +160,7 @@ def evaluate(composites=(), photos=(), zoo=None, out="reports/real", modes=("def
 
 def report_md(res: dict) -> str:
     labels = res["modes"]
-    lines = [f"# Real composites and real photos: where the zoo acts", "",
+    lines = ["# Real composites and real photos: where the zoo acts", "",
              f"Zoo `{res['zoo']}`; change = mean |output − input| inside the mask (8-bit levels); for photos "
              "it is the drift of an unedited photo. Score = the detector's P(composite) before → after. "
              "Compatibility = Lalonde & Efros's χ² colour distance between foreground and background (lower "

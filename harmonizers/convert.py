@@ -17,18 +17,16 @@ into ``bank``. A uniform ``module.`` prefix (a ``DataParallel`` save) is removed
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import pickle
 import re
-from dataclasses import asdict
 from pathlib import Path
 
 import torch
 
 from common import checkpoint
 from common.cli import print_json, run, shared_args
-from common.io import InputError
+from common.io import InputError, sha256
 
 FACTS_DIR = Path(__file__).with_name("official")
 
@@ -109,21 +107,13 @@ def check(sd: dict, want: dict[str, tuple[int, ...]], path) -> None:
         raise InputError(f"{path}: not an official checkpoint of this kind: " + ", ".join(problems))
 
 
-def _sha256(path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _source(kind: str, *paths) -> dict:
     repo, commit = OFFICIAL_REPO
     if KINDS[kind][0] is not None:
         f = facts(KINDS[kind][0])["source"]
         repo, commit = f["official_repo"], f["commit"]
     return {"official_repo": repo, "official_commit": commit,
-            "files": [{"name": Path(p).name, "sha256": _sha256(p)} for p in paths]}
+            "files": [{"name": Path(p).name, "sha256": sha256(p)} for p in paths]}
 
 
 def _tensors(sd: dict, prefix: str) -> dict[str, torch.Tensor]:
@@ -138,7 +128,7 @@ def convert_harmonizer(src, kind: str, domains=("all",)) -> tuple[dict, dict]:
     model = create(KINDS[kind][2])
     tensors = _tensors(sd, KINDS[kind][1])
     model.load_state_dict(tensors, strict=True)  # our modules agree with the facts: a tested invariant
-    m = meta(model, domains, fingerprint="official:" + _sha256(src)[:16],
+    m = meta(model, domains, fingerprint="official:" + sha256(src)[:16],
              converted=_source(kind, src))
     return tensors, m
 
@@ -162,7 +152,7 @@ def convert_syconet(src, luts) -> tuple[dict, dict]:
     model = OfficialSycoNet(bank=bank)
     tensors = {**_tensors(sd, KINDS["syconet"][1]), "bank": bank.contiguous()}
     model.load_state_dict(tensors, strict=True)
-    return tensors, meta(model, ("all",), "official:" + _sha256(src)[:16], converted=_source("syconet", src, luts))
+    return tensors, meta(model, ("all",), "official:" + sha256(src)[:16], converted=_source("syconet", src, luts))
 
 
 def convert(src, out, kind: str, luts=None, domains=("all",), overwrite: bool = False) -> Path:

@@ -177,7 +177,7 @@ class Harmonizer:
         from harmonizers.fullres import network_pass
         return network_pass(member, *_tensors(image, mask), strength)
 
-    def full_resolution(self, image, mask, small: dict, inplace: bool = False) -> np.ndarray:
+    def full_resolution(self, small: dict, inplace: bool = False) -> np.ndarray:
         from harmonizers.fullres import to_full_resolution
         return np.ascontiguousarray(to_full_resolution(small).permute(1, 2, 0).numpy())
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import importlib
 import logging
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import timm

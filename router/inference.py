@@ -56,9 +56,9 @@ class Backend(Protocol):
     def network(self, member: Any, image: np.ndarray, mask: np.ndarray, strength: float) -> Any:
         """The chosen network at its size, its change scaled by ``strength``."""
 
-    def full_resolution(self, image: np.ndarray, mask: np.ndarray, small: Any, inplace: bool = False) -> np.ndarray:
-        """:meth:`network`'s result carried to the input's size: ``H×W×3`` float32 (with ``inplace``
-        the backend may write it into ``image``)."""
+    def full_resolution(self, small: Any, inplace: bool = False) -> np.ndarray:
+        """:meth:`network`'s result (which holds the full-size image and mask it was given) carried to
+        the input's size: ``H×W×3`` float32 (with ``inplace`` the backend may write it into the image)."""
 
 
 class Stopwatch:
@@ -169,7 +169,7 @@ def run(backend: Backend, image: np.ndarray, mask: np.ndarray, mode: str | None 
         with watch("harmonize"):
             small = backend.network(member, image, mask, applied)
         with watch("full_res"):
-            out = backend.full_resolution(image, mask, small, inplace)
+            out = backend.full_resolution(small, inplace)
     soft = name == "soft"
     return Prediction(out, max(probs, key=probs.get) if soft else name, name, probs, watch.seconds,
                       dict(weights) if soft else None, mode, score, share)

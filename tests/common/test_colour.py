@@ -51,7 +51,7 @@ def test_torch_gradients_are_finite_at_black_and_white():
     assert torch.isfinite(x.grad).all()
 
 
-def test_matrices_first_made_under_inference_mode_serve_autograd_later():
+def test_matrices_first_used_under_inference_mode_serve_autograd_later():
     colour._matrices.cache_clear()
     with torch.inference_mode():
         colour.rgb_to_lab(torch.rand(2, 3))

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from common.io import InputError, read_image_array, read_mask_array
 from harmonizers.fullres import _upsample_window, harmonize
-from router import fast, zoo as Z
+from router import arrays, fast, zoo as Z
 
 from ..conftest import ROOT
 
@@ -20,13 +20,13 @@ def test_resize_matches_torch_antialias(h, w, s):
     x = np.random.default_rng(0).random((h, w, 3), dtype=np.float32)
     ref = F.interpolate(torch.from_numpy(x).permute(2, 0, 1)[None], size=(s, s), mode="bilinear",
                         antialias=True, align_corners=False)[0].permute(1, 2, 0).numpy()
-    assert np.abs(fast.resize(x, s) - ref).max() < 1e-5
+    assert np.abs(arrays.resize(x, s) - ref).max() < 1e-5
 
 
 def test_upsample_window_matches_grid_sample():
     c = np.random.default_rng(1).random((16, 16), dtype=np.float32)
     ys, xs = slice(7, 120), slice(0, 77)
-    ours = fast._interp_matrix(130, 16, ys.start, ys.stop) @ c @ fast._interp_matrix(90, 16, xs.start, xs.stop).T
+    ours = arrays.interp_matrix(130, 16, ys.start, ys.stop) @ c @ arrays.interp_matrix(90, 16, xs.start, xs.stop).T
     ref = _upsample_window(torch.from_numpy(c)[None, None], (130, 90), ys, xs)[0, 0].numpy()
     assert np.abs(ours - ref).max() < 1e-5
 
@@ -169,12 +169,12 @@ def test_full_resolution_step_when_the_fitted_map_leaves_range():
     net = Gain()
     net.register_parameter("p", torch.nn.Parameter(torch.zeros(1)))  # harmonize asks for a device
     ref = harmonize(net, torch.from_numpy(img).permute(2, 0, 1), torch.from_numpy(m)[None]).permute(1, 2, 0).numpy()
-    xs, ms = fast.resize(img, 32), np.clip(fast.resize(m[..., None], 32)[..., 0], 0, 1)
+    xs, ms = arrays.resize(img, 32), np.clip(arrays.resize(m[..., None], 32)[..., 0], 0, 1)
     with torch.no_grad():
         ys = net(torch.from_numpy(xs).permute(2, 0, 1)[None], torch.from_numpy(ms)[None, None])[0].permute(1, 2, 0).numpy()
-    coef = fast.fit_colour_transform(xs[ms > 0.5], ys[ms > 0.5])
-    assert fast.apply_colour_transform(xs, coef).max() > 1.0  # the case this test is about
-    assert np.abs(fast.full_resolution(img, m, xs, ms, ys) - ref).max() < 1e-4
+    coef = arrays.fit_colour_transform(xs[ms > 0.5], ys[ms > 0.5])
+    assert arrays.apply_colour_transform(xs, coef).max() > 1.0  # the case this test is about
+    assert np.abs(arrays.full_resolution(img, m, xs, ms, ys) - ref).max() < 1e-4
 
 
 @pytest.mark.parametrize("strength", [0.0, 0.5, 1.5])
@@ -221,10 +221,10 @@ def test_gct_zoo_exports_and_matches_torch(tiny_zoo, inputs, tmp_path):
 def test_threaded_resize_equals_sequential(monkeypatch):
     """Large images have their planes resized on threads; the result is the same, value for value."""
     arr = np.random.default_rng(0).random((70, 90, 3), dtype=np.float32)
-    monkeypatch.setattr(fast, "THREADED_FROM", 10 ** 9)
-    seq = fast.resize(arr, 32)
-    monkeypatch.setattr(fast, "THREADED_FROM", 1)
-    assert np.array_equal(fast.resize(arr, 32), seq) and seq.shape == (32, 32, 3)
+    monkeypatch.setattr(arrays, "THREADED_FROM", 10 ** 9)
+    seq = arrays.resize(arr, 32)
+    monkeypatch.setattr(arrays, "THREADED_FROM", 1)
+    assert np.array_equal(arrays.resize(arr, 32), seq) and seq.shape == (32, 32, 3)
 
 
 def test_full_resolution_in_threaded_bands_equals_one_band_and_can_work_in_place(monkeypatch):
@@ -232,16 +232,16 @@ def test_full_resolution_in_threaded_bands_equals_one_band_and_can_work_in_place
     img = rng.random((150, 110, 3), dtype=np.float32)
     m = np.zeros((150, 110), np.float32)
     m[20:140, 15:90] = rng.random((120, 75), dtype=np.float32) * 0.5 + 0.5
-    xs, ms = fast.resize(img, 32), np.clip(fast.resize(m[..., None], 32)[..., 0], 0, 1)
+    xs, ms = arrays.resize(img, 32), np.clip(arrays.resize(m[..., None], 32)[..., 0], 0, 1)
     ys = np.clip(xs * 1.2 - 0.05, 0, 1)
-    monkeypatch.setattr(fast, "ROWS", 10 ** 6)
-    one = fast.full_resolution(img, m, xs, ms, ys)
-    monkeypatch.setattr(fast, "ROWS", 7)
-    monkeypatch.setattr(fast, "THREADED_FROM", 0)  # bands on the thread pool
-    bands = fast.full_resolution(img, m, xs, ms, ys)
+    monkeypatch.setattr(arrays, "ROWS", 10 ** 6)
+    one = arrays.full_resolution(img, m, xs, ms, ys)
+    monkeypatch.setattr(arrays, "ROWS", 7)
+    monkeypatch.setattr(arrays, "THREADED_FROM", 0)  # bands on the thread pool
+    bands = arrays.full_resolution(img, m, xs, ms, ys)
     assert np.abs(bands - one).max() < 1e-6 and np.abs(one - img).max() > 0.01
     bg = m == 0
     assert np.array_equal(bands[bg], img[bg])
     copy = img.copy()
-    same = fast.full_resolution(copy, m, xs, ms, ys, inplace=True)
+    same = arrays.full_resolution(copy, m, xs, ms, ys, inplace=True)
     assert same is copy and np.abs(same - one).max() < 1e-6
