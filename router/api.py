@@ -66,7 +66,7 @@ class Blend(nn.Module):
 
     def __init__(self, models: dict, weights: dict[str, float]):
         super().__init__()
-        self.size = routing.one_size(m.size for m in models.values())
+        self.size = next(iter(models.values())).size  # one size: router.routing.choose checks
         self.parts = nn.ModuleDict(models)
         self.weights = {d: float(w) for d, w in weights.items()}
 
@@ -145,15 +145,16 @@ class Harmonizer:
         return cls(read(zoo), device)
 
     def load(self, mode: str | None = None) -> None:
-        """Load what a mode needs up front (so that timings separate loading)."""
-        mode = mode or self.default_mode
-        self.detector  # noqa: B018
-        if mode in routing.MODES_NEEDING_PROBS:
+        """Load what a mode (default: the zoo's) needs up front (so that timings separate loading)."""
+        inference.load(self, mode)
+
+    def warm(self, network: str) -> None:
+        if network == "classifier":
             self.classifier  # noqa: B018
-        elif mode == "unified":
+        elif network == "unified":
             self.unified  # noqa: B018
-        elif mode.startswith("oracle:"):
-            self.models.get(mode[7:])
+        elif network.startswith("domain:"):
+            self.models.get(network[7:])
 
     # ---- the Backend interface (router.inference); tensors are accepted too ------------------
 
@@ -168,7 +169,7 @@ class Harmonizer:
     def select(self, mode: str, probs: dict | None) -> tuple[str, nn.Module, dict[str, float]]:
         """(model name, harmonizer, weights) for a mode (rules: :func:`router.routing.choose`);
         ``soft`` gives a :class:`Blend`."""
-        name, weights = routing.choose(mode, probs, self.models, bool(self._unified))
+        name, weights = routing.choose(mode, probs, self.manifest["sizes"], bool(self._unified))
         if name == "soft":
             return name, Blend({d: self.models[d] for d in weights}, weights), weights
         return name, self.unified if name == "unified" else self.models[name], weights

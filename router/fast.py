@@ -93,15 +93,12 @@ class FastHarmonizer:
         return self._sessions[name]
 
     def load(self, mode: str | None = None) -> None:
-        """Create the sessions a mode needs up front (so that timings separate loading)."""
-        mode = mode or self.default_mode
-        self.detector  # noqa: B018
-        if mode in routing.MODES_NEEDING_PROBS:
-            self._session("classifier")
-        elif mode == "unified" and self.has_unified:
-            self._session("unified")
-        elif mode.startswith("oracle:") and f"domain:{mode[7:]}" in self.entries:
-            self._session(f"domain:{mode[7:]}")
+        """Create the sessions a mode (default: the zoo's) needs up front (so that timings separate loading)."""
+        inference.load(self, mode)
+
+    def warm(self, network: str) -> None:
+        if network in self.entries:
+            self._session(network)
 
     @staticmethod
     def _nchw(x: np.ndarray) -> np.ndarray:
@@ -124,11 +121,10 @@ class FastHarmonizer:
 
     def select(self, mode: str, probs: dict | None) -> tuple[str, dict[str, float], dict[str, float]]:
         """(model name, {session name: weight}, {member: weight}) for a mode, by
-        :func:`router.routing.choose`; a blend's members must share one size (as ``router.api.Blend``)."""
-        doms = [n.split(":", 1)[1] for n in self.entries if n.startswith("domain:")]
-        name, weights = routing.choose(mode, probs, doms, self.has_unified)
+        :func:`router.routing.choose`."""
+        sizes = {n.split(":", 1)[1]: e["size"] for n, e in self.entries.items() if n.startswith("domain:")}
+        name, weights = routing.choose(mode, probs, sizes, self.has_unified)
         sessions = {(m if m == "unified" else f"domain:{m}"): w for m, w in weights.items()}
-        routing.one_size(self.entries[n]["size"] for n in sessions)
         return name, sessions, weights
 
     def network(self, sessions: dict, image: np.ndarray, mask: np.ndarray, strength: float) -> tuple:

@@ -43,9 +43,9 @@ class Backend(Protocol):
     default_mode: str   # the zoo's (zoo.json "mode"): what runs when no mode is asked for
     detector: Any       # the zoo's router.detector.Detector, or None (loaded on first use)
 
-    def load(self, mode: str | None = None) -> None:
-        """Load what ``mode`` (default: ``default_mode``) needs up front (so that the stage timings
-        hold no loading)."""
+    def warm(self, network: str) -> None:
+        """Load one network up front (``classifier``, ``unified`` or ``domain:D``; one the zoo does
+        not have is left for the step that needs it to report)."""
 
     def probabilities(self, image: np.ndarray, mask: np.ndarray) -> dict[str, float]:
         """Domain → probability for a checked image and mask."""
@@ -59,6 +59,29 @@ class Backend(Protocol):
     def full_resolution(self, small: Any, inplace: bool = False) -> np.ndarray:
         """:meth:`network`'s result (which holds the full-size image and mask it was given) carried to
         the input's size: ``H×W×3`` float32 (with ``inplace`` the backend may write it into the image)."""
+
+
+def resolve_mode(backend: Backend, mode: str | None) -> str:
+    """The mode that runs: the one asked for, else the zoo's default."""
+    return mode or backend.default_mode
+
+
+def networks_for(mode: str) -> list[str]:
+    """What a mode needs before its first image: the classifier for the modes that consult it (their
+    harmonizers load once the probabilities choose them), else the one harmonizer it names."""
+    if mode in MODES_NEEDING_PROBS:
+        return ["classifier"]
+    if mode == "unified":
+        return ["unified"]
+    return [f"domain:{mode[7:]}"] if mode.startswith("oracle:") else []
+
+
+def load(backend: Backend, mode: str | None = None) -> None:
+    """Load what ``mode`` (default: the zoo's) needs up front, the detector included, so that the
+    stage timings hold no loading."""
+    backend.detector  # noqa: B018
+    for name in networks_for(resolve_mode(backend, mode)):
+        backend.warm(name)
 
 
 class Stopwatch:
@@ -152,7 +175,7 @@ def run(backend: Backend, image: np.ndarray, mask: np.ndarray, mode: str | None 
     (:func:`common.io.check_strength`); the inputs here (:func:`checked`). ``inplace``: the caller
     owns ``image`` and lets the result overwrite it (no copy of a large photo)."""
     image, mask = checked(image, mask, names)
-    mode = mode or backend.default_mode
+    mode = resolve_mode(backend, mode)
     watch = Stopwatch()
     score = share = None
     if backend.detector is not None:

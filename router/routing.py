@@ -28,8 +28,11 @@ def check_zoo_mode(mode, sizes, has_unified: bool, where) -> str:
         raise InputError(f"{where}: mode 'unified' but the zoo has no unified model")
     if mode in MODES_NEEDING_PROBS and not sizes and not has_unified:
         raise InputError(f"{where}: mode {mode!r} but the zoo has no harmonizer")
-    if mode == "soft" and len(set(sizes)) > 1:
-        raise InputError(f"{where}: mode 'soft' blends harmonizers of one training size, the zoo has {sorted(set(sizes))}")
+    if mode == "soft" and sizes:
+        try:
+            one_size(sizes)
+        except InputError as e:
+            raise InputError(f"{where}: mode 'soft': {e}") from None
     return mode
 
 
@@ -49,12 +52,13 @@ def soft_weights(probs: dict, available) -> dict[str, float]:
     return {d: w / total for d, w in ws.items()} if total > 0 else {}
 
 
-def choose(mode: str, probs: dict | None, available, has_unified: bool) -> tuple[str, dict[str, float]]:
+def choose(mode: str, probs: dict | None, sizes: dict, has_unified: bool) -> tuple[str, dict[str, float]]:
     """``(model name, {member: weight})`` for a mode; members are domain names with a harmonizer
-    (``available``) or ``"unified"``. One member at weight 1, except ``soft``: every available
-    domain weighted by its renormalised probability (model name ``"soft"``). ``routed`` takes the
-    most likely domain that has a model, else the unified one."""
-    available = list(available)
+    (the keys of ``sizes``, domain → its training size) or ``"unified"``. One member at weight 1,
+    except ``soft``: every available domain weighted by its renormalised probability (model name
+    ``"soft"``; its members must share one training size). ``routed`` takes the most likely domain
+    that has a model, else the unified one."""
+    available = list(sizes)
     if mode == "unified":
         if not has_unified:
             raise InputError("this zoo has no unified model (zoo.json 'unified')")
@@ -67,6 +71,7 @@ def choose(mode: str, probs: dict | None, available, has_unified: bool) -> tuple
     if mode == "soft":
         ws = soft_weights(probs, available)
         if ws:
+            one_size(sizes[d] for d in ws)
             return "soft", ws
         mode = "routed"  # no domain model: fall through to the unified one
     if mode != "routed":

@@ -107,7 +107,7 @@ class Service:
         domains = list(z["domains"])
         modes = ["default", *(["soft", "routed"] if domains else []), *(["unified"] if z.get("unified") else []),
                  *(f"oracle:{d}" for d in domains)]
-        return {"zoo": str(z["root"]), "domains": domains, "default_mode": z.get("mode") or "routed", "modes": modes,
+        return {"zoo": str(z["root"]), "domains": domains, "default_mode": z["mode"], "modes": modes,
                 "detector": z.get("detector") is not None, "max_pixels": max_pixels(),
                 "formats": ["png", "jpeg"]}
 

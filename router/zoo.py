@@ -51,11 +51,11 @@ def read(zoo=None) -> dict:
     if cmeta.get("kind") != "classifier":
         raise InputError(f"{out['classifier']}: is a {cmeta.get('kind')!r}, zoo.json names it as the classifier")
     known = cmeta["domains"]
-    sizes = []
+    sizes = {}
     for d, rel in man["domains"].items():
         p = _inside(root, rel)
         m = checkpoint.read_meta(p)
-        sizes.append(m.get("size"))
+        sizes[d] = m.get("size")
         if m.get("kind") != "harmonizer":
             raise InputError(f"{p}: is a {m.get('kind')!r}, zoo.json names it as the harmonizer of {d}")
         if d not in known:
@@ -79,7 +79,8 @@ def read(zoo=None) -> dict:
             raise InputError(f"{out['detector']}: zoo.json names it as the detector but it is not one")
     out["classifier_domains"] = known
     # the mode `router predict` runs when none is given; a zoo.json without it routes
-    out["mode"] = check_zoo_mode(man.get("mode", "routed"), sizes, bool(out["unified"]), mf)
+    out["mode"] = check_zoo_mode(man.get("mode", "routed"), list(sizes.values()), bool(out["unified"]), mf)
+    out["sizes"] = sizes  # domain → its harmonizer's training size (router.routing.choose)
     return out
 
 
