@@ -396,11 +396,27 @@ def to_pil(image: torch.Tensor) -> Image.Image:
     return Image.fromarray(arr[..., 0] if arr.shape[2] == 1 else arr)
 
 
-def atomic_write(path: str | os.PathLike, write_fn, overwrite: bool = False) -> Path:
-    """Call ``write_fn(tmp_path)`` then rename onto ``path``; refuse an existing path unless asked."""
+def check_new(path: str | os.PathLike, overwrite: bool = False) -> Path:
+    """``path`` as a Path, or an :class:`InputError` when it exists and ``overwrite`` is off."""
     path = Path(path)
     if path.exists() and not overwrite:
         raise InputError(f"{path}: already exists (pass --overwrite to replace it)")
+    return path
+
+
+def image_format(path: str | os.PathLike, what: str = "") -> str:
+    """The format an image path's suffix names (``WRITE_FORMATS``), or an :class:`InputError`
+    naming the path (after ``what``, e.g. ``--out``)."""
+    suffix = Path(path).suffix.lower()
+    if suffix not in WRITE_FORMATS:
+        raise InputError(f"{what + ' ' if what else ''}{path}: unknown image suffix {suffix!r} (use .png or .jpg"
+                         + (", or an existing folder)" if what else ")"))
+    return WRITE_FORMATS[suffix]
+
+
+def atomic_write(path: str | os.PathLike, write_fn, overwrite: bool = False) -> Path:
+    """Call ``write_fn(tmp_path)`` then rename onto ``path``; refuse an existing path unless asked."""
+    path = check_new(path, overwrite)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + path.suffix, dir=path.parent)
     os.close(fd)
@@ -429,10 +445,7 @@ def write_image(image, path: str | os.PathLike, overwrite: bool = False, quality
         image = to_pil(image)
     elif isinstance(image, np.ndarray):
         image = Image.fromarray(image[..., 0] if image.ndim == 3 and image.shape[2] == 1 else image)
-    suffix = Path(path).suffix.lower()
-    fmt = WRITE_FORMATS.get(suffix)
-    if fmt is None:
-        raise InputError(f"{path}: unknown image suffix {suffix!r} (use .png or .jpg)")
+    fmt = image_format(path)
     # PNG: zlib level 1 writes several times faster than Pillow's default 6 for a few % more bytes
     kwargs = {"quality": quality, "subsampling": 0} if fmt == "JPEG" else {"compress_level": 1} if fmt == "PNG" else {}
     return atomic_write(path, lambda tmp: image.save(tmp, format=fmt, **kwargs), overwrite)

@@ -15,13 +15,11 @@ model's. The result keeps the tuned checkpoint's metadata and records ``wise``: 
 """
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 
 from . import checkpoint
 from .cli import print_json, run, shared_args
-from .io import InputError
+from .io import InputError, check_new
 
 
 def interpolate(base: dict[str, torch.Tensor], tuned: dict[str, torch.Tensor], alpha: float,
@@ -54,8 +52,7 @@ def main(base: str, tuned: str, out: str, alpha: float = 0.5, overwrite: bool = 
         out: where to write the mix (refused when it exists, unless --overwrite).
         alpha: weight of the finetuned model (0 = base, 1 = tuned).
     """
-    if Path(out).exists() and not overwrite:
-        raise InputError(f"{out}: already exists (pass --overwrite to replace it)")
+    check_new(out, overwrite)
     tb, mb = checkpoint.load(base)
     tt, mt = checkpoint.load(tuned)
     for key in ("kind", "arch"):  # training options in the config may differ (a finetune's KL warm-up)

@@ -26,7 +26,7 @@ import torch
 
 from common import checkpoint
 from common.cli import print_json, run, shared_args
-from common.io import InputError, sha256
+from common.io import InputError, check_new, sha256
 
 FACTS_DIR = Path(__file__).with_name("official")
 
@@ -158,9 +158,7 @@ def convert_syconet(src, luts) -> tuple[dict, dict]:
 def convert(src, out, kind: str, luts=None, domains=("all",), overwrite: bool = False) -> Path:
     if kind not in KINDS:
         raise InputError(f"unknown --kind {kind!r}; choose from {sorted(KINDS)}")
-    out = Path(out)
-    if out.exists() and not overwrite:
-        raise InputError(f"{out}: already exists (pass --overwrite to replace it)")
+    out = check_new(out, overwrite)
     if kind == "syconet":
         if luts is None:
             guess = Path(str(src).replace("net_Er", "net_LUTs"))

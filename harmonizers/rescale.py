@@ -12,10 +12,9 @@ whose gate keeps real photos as they are; the default 2.5 levels is the rule for
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 from common.cli import print_json, run, shared_args
-from common.io import InputError
+from common.io import InputError, check_new
 
 from .models import load
 from .train import DRIFT_LIMIT, drift_limit_value, set_scale
@@ -34,8 +33,7 @@ def rescale(src, out, drift_limit=DRIFT_LIMIT, overwrite: bool = False, rule: st
     if rule not in ("lowest", "strongest"):
         raise InputError(f"--rule must be lowest or strongest, got {rule!r}")
     limit = drift_limit_value(drift_limit)
-    if Path(out).exists() and not overwrite:
-        raise InputError(f"{out}: already exists (pass --overwrite to replace it)")
+    check_new(out, overwrite)
     model, meta = load(src)
     scores = (meta.get("calibration") or {}).get("scores")
     if not hasattr(model.net, "strength") or not scores:

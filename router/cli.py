@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from common.cli import guarded
-from common.io import WRITE_FORMATS, BatchError, InputError, check_strength, find_pairs, write_image
+from common.io import BatchError, InputError, check_new, check_strength, find_pairs, image_format, write_image
 
 BACKENDS = ("auto", "onnx", "torch")
 
@@ -107,8 +107,7 @@ def output_path(image, out=None) -> Path:
     out = Path(out)
     if out.is_dir() or out_s.endswith(("/", os.sep)):
         return out / name
-    if out.suffix.lower() not in WRITE_FORMATS:
-        raise InputError(f"--out {out}: unknown image suffix {out.suffix!r} (use .png or .jpg, or an existing folder)")
+    image_format(out, "--out")
     return out
 
 
@@ -116,9 +115,7 @@ def predict_one(image, mask, out=None, zoo=None, mode=None, overwrite=False, dev
                  backend="auto", strength=1.0, gate=True) -> dict:
     t0 = time.perf_counter()
     strength = _check_options(device, backend, strength)
-    out = output_path(image, out)
-    if out.exists() and not overwrite:
-        raise InputError(f"{out}: already exists (pass --overwrite to replace it)")
+    out = check_new(output_path(image, out), overwrite)  # before the work (write_image checks again)
     if str(device) != "cpu" and backend == "onnx":
         raise InputError(f"--backend onnx runs on the CPU; use --backend torch for --device {device}")
     r, t_load, used = _harmonize(image, mask, zoo, mode, device, backend, strength, _check_gate(gate))

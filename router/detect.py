@@ -42,7 +42,7 @@ import numpy as np
 from PIL import Image
 
 from common.cli import names, print_json, run, shared_args
-from common.io import IMAGE_SUFFIXES, InputError, find_pairs
+from common.io import IMAGE_SUFFIXES, InputError, check_new, find_pairs
 from common.metrics import roc_auc
 
 from .detector import FEATURES_VERSION, Detector, Gate, Trees, area_resize, features
@@ -399,9 +399,7 @@ def train(photos=(), composites=(), cutouts=None, data=None, out="runs/detector.
           workers: int = 2, seed: int = 0, overwrite: bool = False, budget: float = 0.3, synthetic: bool = False,
           cache=None) -> dict:
     """Build the items, extract features, measure held out by source, calibrate the gate, fit on all."""
-    out = Path(out)
-    if out.exists() and not overwrite:
-        raise InputError(f"{out}: already exists (pass --overwrite to replace it)")
+    out = check_new(out, overwrite)
     its = items(photos, composites, cutouts, data, pastes, regions, cutout_pastes, seed=seed, synthetic=synthetic)
     x, its = extract(its, workers, cache)
     y = np.array([it.label for it in its])
