@@ -42,21 +42,7 @@ def realness(data="data/mini4", domains="all", split: str = "train", folds: int 
     from domains.dataset import HarmonyDataset, batches
     if folds < 2:
         raise InputError(f"--folds must be at least 2, got {folds}")
-    if features == "gct":
-        from harmonizers.gct import GatedColourTransform, GCTConfig, rgb_to_lab
-        gct = GatedColourTransform(GCTConfig(fg_chroma=fg_chroma))
-        size = size or 64
-
-        def extract(x, m):
-            return gct.features(rgb_to_lab(x), m)[0]
-    elif features == "classifier":
-        from router import classifier as C
-        model, _ = C.load(ckpt)
-        model.eval()
-        size = size or model.cfg.size
-        extract = model.pooled
-    else:
-        raise InputError(f"--features {features!r}: use gct or classifier")
+    extract, size = _extractor(features, size, fg_chroma, ckpt)
     ds = HarmonyDataset(data, domains, split, size=size, train=False)
     photo = {p: i for i, p in enumerate(dict.fromkeys(str(s.real) for s in ds.samples))}
     feats, label, group, domain = [], [], [], []
@@ -68,15 +54,7 @@ def realness(data="data/mini4", domains="all", split: str = "train", folds: int 
             group += [photo[str(s.real)] for s in rows]
             domain += [s.domain for s in rows]
     x, y, g = torch.cat(feats), torch.tensor(label), torch.tensor(group)
-    fold = g % folds
-    score = torch.zeros(len(y))
-    for f in range(folds):
-        fit = fold != f
-        mu, sd = x[fit].mean(0), x[fit].std(0) + 1e-6
-        with torch.enable_grad():
-            net = fit_linear((x[fit] - mu) / sd, y[fit], 2, weight_decay=weight_decay)
-        logits = net((x[~fit] - mu) / sd)
-        score[~fit] = logits[:, 1] - logits[:, 0]
+    score = _cross_fitted(x, y, g % folds, folds, weight_decay)
     res = {"features": int(x.shape[1]), "photos": len(photo), "composites": int(y.sum()), "auc": roc_auc(score, y),
            "accuracy": float(((score > 0).long() == y).float().mean()),
            "per_domain": {d: roc_auc(score[idx], y[idx]) for d in dict.fromkeys(domain)
@@ -86,3 +64,29 @@ def realness(data="data/mini4", domains="all", split: str = "train", folds: int 
           f"accuracy {res['accuracy']:.3f}; per domain " + ", ".join(f"{d} {a:.3f}" for d, a in res["per_domain"].items()))
     return res
 
+
+def _extractor(features: str, size, fg_chroma: bool, ckpt):
+    """(features of a batch ``(image, mask) -> N×F``, the size they are taken at)."""
+    if features == "gct":
+        from harmonizers.gct import GatedColourTransform, GCTConfig, rgb_to_lab
+        gct = GatedColourTransform(GCTConfig(fg_chroma=fg_chroma))
+        return (lambda x, m: gct.features(rgb_to_lab(x), m)[0]), size or 64
+    if features == "classifier":
+        from router import classifier as C
+        model, _ = C.load(ckpt)
+        model.eval()
+        return model.pooled, size or model.cfg.size
+    raise InputError(f"--features {features!r}: use gct or classifier")
+
+
+def _cross_fitted(x, y, fold, folds: int, weight_decay: float) -> torch.Tensor:
+    """Each row's logit from the logistic regression fitted on the other folds (standardised there)."""
+    score = torch.zeros(len(y))
+    for f in range(folds):
+        fit = fold != f
+        mu, sd = x[fit].mean(0), x[fit].std(0) + 1e-6
+        with torch.enable_grad():
+            net = fit_linear((x[fit] - mu) / sd, y[fit], 2, weight_decay=weight_decay)
+        logits = net((x[~fit] - mu) / sd)
+        score[~fit] = logits[:, 1] - logits[:, 0]
+    return score

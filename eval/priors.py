@@ -190,15 +190,7 @@ def prior(data="data/mini4", domains="all", alphas=(0.25, 0.5, 1.0), kinds=("pri
             preds[f"{kind} α={a:g}"] = lambda x, m, _d, p=predict: p(x, m)
     samples = load_samples(data, domains, split)
     drift = real_drift(samples, preds)
-    err = {k: {} for k in kinds}
-    for domain, real, mask in real_images(samples):
-        image, m = read_image(real), read_mask(mask)
-        true = lab_stats(image, m)[0][:3]
-        for kind in kinds:
-            e = float(np.linalg.norm(target(image, m, kind)[:3] - true))
-            for d in (domain, "All"):
-                err[kind].setdefault(d, []).append(e)
-    err = {k: {d: float(np.mean(v)) for d, v in r.items()} for k, r in err.items()}
+    err = _mean_colour_error(samples, kinds, target)
     _print(res, "fMSE of foreground-statistics priors")
     print()
     _print({k: {d: drift[k][d] for d in res["composite"]} for k in drift}, "real-photo drift (8-bit levels)")
@@ -207,6 +199,20 @@ def prior(data="data/mini4", domains="all", alphas=(0.25, 0.5, 1.0), kinds=("pri
            "error of the predicted foreground mean colour on the real photos (CIELAB ΔE)"
            + (f"; content prior's ridge {sp.content_ridge:g}" if clf is not None else ""))
     return {"fMSE": res, "drift": drift, "mean_error": err}
+
+
+def _mean_colour_error(samples, kinds, target) -> dict:
+    """Per kind and domain (and All): how far the predicted foreground mean colour lies from the
+    real one on the samples' photos (CIELAB ΔE)."""
+    err = {k: {} for k in kinds}
+    for domain, real, mask in real_images(samples):
+        image, m = read_image(real), read_mask(mask)
+        true = lab_stats(image, m)[0][:3]
+        for kind in kinds:
+            e = float(np.linalg.norm(target(image, m, kind)[:3] - true))
+            for d in (domain, "All"):
+                err[kind].setdefault(d, []).append(e)
+    return {k: {d: float(np.mean(v)) for d, v in r.items()} for k, r in err.items()}
 
 
 @shared_args

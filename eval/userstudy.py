@@ -187,11 +187,7 @@ def export(composites, out, methods: str = ",".join(METHODS), zoo=None, masks=No
             scores[scene] = round(score(image, mask), 4)
         ids = {}
         for m in rng.permutation(names):  # written in random order: nothing follows the method list
-            hid = token()
-            while hid in used:
-                hid = token()
-            used.add(hid)
-            ids[m] = hid
+            ids[m] = hid = _unique(token, used)
             written.append(write_image(_display(results[m], max_side), out / "images" / f"{hid}.jpg",
                                        overwrite=overwrite, quality=92))
             conditions[hid] = {"scene": scene, "method": str(m), "source": str(img_path), "mask": str(mask_path)}
@@ -201,16 +197,30 @@ def export(composites, out, methods: str = ",".join(METHODS), zoo=None, masks=No
     manifest = {"study": out.name, "methods": names, "scenes": scenes, "conditions": conditions,
                 "csv_header": CSV_HEADER + CSV_EXTRA, "max_side": max_side, "zoo": str(zoo) if zoo else "default",
                 "detector_scores": scores or None}
+    _finish(out, key, manifest, order_trials(trials, rng), min_ms, written)
+    if failed:
+        raise BatchError(failed, len(pairs))
+    return out
+
+
+def _unique(token, used: set) -> str:
+    """A fresh ``token()`` not in ``used`` (then recorded there)."""
+    hid = token()
+    while hid in used:
+        hid = token()
+    used.add(hid)
+    return hid
+
+
+def _finish(out: Path, key: Path, manifest: dict, trials: list, min_ms: int, written: list) -> None:
+    """Write the key (outside the folder) and the page; every file's time set to one constant."""
     write_text(json.dumps(manifest, indent=1), key, overwrite=True)
-    written.append(write_text(render_page(order_trials(trials, rng), min_ms), out / "index.html", overwrite=True))
+    written.append(write_text(render_page(trials, min_ms), out / "index.html", overwrite=True))
     for p in written:  # file times carry nothing either
         os.utime(p, (FILE_TIME, FILE_TIME))
     stale = out / "manifest.json"  # a key inside the folder, from an older export, must not stay
     if stale.exists():
         stale.unlink()
-    if failed:
-        raise BatchError(failed, len(pairs))
-    return out
 
 
 def read_votes(paths, manifest: dict) -> tuple[list[dict], int]:

@@ -135,16 +135,7 @@ def items(photos=(), composites=(), cutouts=None, data=None, pastes: float = 1.0
             a, b = rng.choice(len(rows), 2, replace=False)
             out.append(Item("paste", rows[a]["image"], rows[a]["mask"], 1, rows[b]["source"], "pastes", rows[b]["image"]))
     for folder in composites:
-        folder = Path(folder)
-        src = {}
-        mf = folder / "manifest.json"
-        if mf.is_file():
-            rows = json.loads(mf.read_text())
-            rows = rows.get("composites", rows) if isinstance(rows, dict) else rows
-            src = {r["name"]: originals.get(r.get("background_source")) or r.get("source") for r in rows
-                   if isinstance(r, dict) and "name" in r}
-        for img, m in find_pairs(folder):
-            out.append(Item("file", str(img), str(m), 1, src.get(img.stem) or f"{folder.name}:all", "composites"))
+        out += _composite_items(Path(folder), originals)
     if cutouts:
         cuts = sorted(p for p in Path(cutouts).iterdir() if p.suffix.lower() == ".png")
         if not cuts:
@@ -175,6 +166,20 @@ def items(photos=(), composites=(), cutouts=None, data=None, pastes: float = 1.0
     for i, it in enumerate(out):
         it.seed = seed * 1_000_003 + i
     return out
+
+
+def _composite_items(folder: Path, originals: dict) -> list[Item]:
+    """A folder of real composites as positives, each grouped by its background photo's source
+    (its manifest's ``background_source`` mapped through ``originals``, else its ``source``)."""
+    src = {}
+    mf = folder / "manifest.json"
+    if mf.is_file():
+        rows = json.loads(mf.read_text())
+        rows = rows.get("composites", rows) if isinstance(rows, dict) else rows
+        src = {r["name"]: originals.get(r.get("background_source")) or r.get("source") for r in rows
+               if isinstance(r, dict) and "name" in r}
+    return [Item("file", str(img), str(m), 1, src.get(img.stem) or f"{folder.name}:all", "composites")
+            for img, m in find_pairs(folder)]
 
 
 def _rgb(path, size=None) -> np.ndarray:

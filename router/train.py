@@ -24,6 +24,7 @@ from common.cli import print_json, run, shared_args
 from common.device import resolve as resolve_device
 from common.engine import EngineConfig, Task, dist_info, train
 from common.io import InputError, write_text
+from domains.build import composite_sources
 from domains.dataset import HarmonyDataset, batches, fingerprint, train_val
 
 from . import probe
@@ -196,9 +197,8 @@ def main(data="data/mini4", out="runs/router.safetensors", backbone: str = "auto
          device: str = "auto", resume: bool = True, overwrite: bool = False, synthesize: bool = False,
          amp: bool = True, channels_last: bool = False, compile: bool = False, val_fraction: float = 0.1,
          balance: str = "source", l2: float = 1e-2, regions: bool = True, relight: str | None = None) -> None:
-    """Train the timm domain classifier that routes a composite to its domain's harmonizer.
-
-    The confusion matrix printed at the end is on the test split.
+    """Train the timm domain classifier that routes a composite to its domain's harmonizer (the
+    confusion matrix printed at the end is on the test split).
 
     Args:
         out: checkpoint to write.
@@ -230,28 +230,14 @@ def main(data="data/mini4", out="runs/router.safetensors", backbone: str = "auto
     options = dict(locals())  # the command's options, as given (the engine takes its groups from them)
     torch.manual_seed(seed)
     train_ds, val_ds, test_ds = _datasets(data, size, head, val_every, val_fraction)
-    from domains.build import composite_sources
     sources = composite_sources(data) if head == "probe" else {}
     balance = resolve_balance(balance, sources, head)
     light = parse_relight(relight, list(train_ds.domains))
-    if light and head != "probe":
-        raise InputError("--relight adds rows to a probe head's fit: use it with --head probe")
+    _check_relight(light, head, synthesize)
     model, name = _model(backbone, pretrained_file, head, train_ds.domains, use_mask, size, regions)
-    on_device = synthesize and head == "finetune" and resolve_device(device).type != "cpu"
-    processes = None
-    if on_device:  # a GPU makes the composites in the training step, for the whole batch
-        from .synth import device_processes
-        processes = device_processes()
-    task = ClassifierTask(model, fingerprint(train_ds.samples), val_ds,
-                          balanced_weights(domain_labels(train_ds), len(train_ds.domains)) if balance != "none" else None,
-                          processes)
-    train_set = train_ds
-    if synthesize:
-        from .synth import ProcessComposites, ProcessLabels
-        train_set = (ProcessLabels if on_device else ProcessComposites)(train_ds, length=steps * batch_size)
+    task, train_set = _task(model, train_ds, val_ds, balance, synthesize and head == "finetune"
+                            and resolve_device(device).type != "cpu", synthesize, steps * batch_size)
     if head == "probe":
-        if synthesize and light:
-            raise InputError("--relight takes night rows from the stored composites: not with --synthesize")
         # drawn composites have no photo sources to weigh (source balance is then domain balance)
         samples = [] if synthesize else train_ds.samples
         groups = [sources.get(s.composite.name, "unknown") for s in samples] or ["unknown"] * len(train_set)
@@ -264,6 +250,29 @@ def main(data="data/mini4", out="runs/router.safetensors", backbone: str = "auto
     _report(task.net.eval(), test_ds, train_ds.domains, out, res, backbone=name, pretrained=model.cfg.pretrained,
             head=head, use_mask=use_mask, synthesize=synthesize, balance=balance, relight=relight,
             regions=model.cfg.regions)
+
+
+def _check_relight(light, head: str, synthesize: bool) -> None:
+    if light and head != "probe":
+        raise InputError("--relight adds rows to a probe head's fit: use it with --head probe")
+    if light and synthesize:
+        raise InputError("--relight takes night rows from the stored composites: not with --synthesize")
+
+
+def _task(model, train_ds, val_ds, balance: str, on_device: bool, synthesize: bool, n_drawn: int):
+    """(the training task, what it trains on): the stored composites, or ``n_drawn`` fresh ones made
+    by the domains' processes (by the loader, or with ``on_device`` in the training step on a GPU)."""
+    processes = None
+    if on_device:  # a GPU makes the composites in the training step, for the whole batch
+        from .synth import device_processes
+        processes = device_processes()
+    task = ClassifierTask(model, fingerprint(train_ds.samples), val_ds,
+                          balanced_weights(domain_labels(train_ds), len(train_ds.domains)) if balance != "none" else None,
+                          processes)
+    if not synthesize:
+        return task, train_ds
+    from .synth import ProcessComposites, ProcessLabels
+    return task, (ProcessLabels if on_device else ProcessComposites)(train_ds, length=n_drawn)
 
 
 def _datasets(data, size: int, head: str, val_every: int, val_fraction: float):

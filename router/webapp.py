@@ -193,20 +193,7 @@ def app(zoo=None, backend: str = "auto"):
                 bg, cut = await _upload(form, "background"), await _upload(form, "cutout")
                 place = (_number(form, "x", 0.0), _number(form, "y", 0.0), _number(form, "scale", 1.0),
                          _flag(form, "flip", False))
-
-            def work():
-                if image is not None and mask is not None:
-                    img, m = read_image_array(image), read_mask_array(mask)
-                    names = ("image", "mask")
-                elif bg is not None and cut is not None:
-                    img, m = compose(read_image_array(bg), read_rgba_array(cut), *place)
-                    names = ("background", "cutout")
-                else:
-                    raise InputError("send image + mask, or background + cutout (multipart files)")
-                u8, res = service.harmonize(img, m, names, mode, strength, gate)
-                return encode(u8, fmt), res
-
-            body, res = await run_in_threadpool(work)
+            body, res = await run_in_threadpool(_work, service, (image, mask), (bg, cut), place, mode, strength, gate, fmt)
         except InputError as e:
             return JSONResponse({"error": str(e)}, status_code=400)
         except MultiPartException as e:
@@ -221,6 +208,21 @@ def app(zoo=None, backend: str = "auto"):
                             exception_handlers={HTTPException: error})
     application.state.service = service
     return application
+
+
+def _work(service, pair, placed, place, mode, strength, gate, fmt):
+    """One harmonization from uploads: image + mask, or background + cut-out placed by ``place``;
+    the encoded result and its JSON record."""
+    if None not in pair:
+        img, m = read_image_array(pair[0]), read_mask_array(pair[1])
+        names = ("image", "mask")
+    elif None not in placed:
+        img, m = compose(read_image_array(placed[0]), read_rgba_array(placed[1]), *place)
+        names = ("background", "cutout")
+    else:
+        raise InputError("send image + mask, or background + cutout (multipart files)")
+    u8, res = service.harmonize(img, m, names, mode, strength, gate)
+    return encode(u8, fmt), res
 
 
 def run_server(zoo=None, host: str = "127.0.0.1", port: int = DEFAULT_PORT, backend: str = "auto"):

@@ -47,18 +47,42 @@ def main(zoo: str = str(ROOT / "models/default"), report: str = str(ROOT / "repo
     if Path(pipeline_log).is_file():
         for m in re.finditer(r"done (\S+) in (\d+) s", Path(pipeline_log).read_text()):
             times[Path(m.group(1)).name] = int(m.group(2))
+    rr = json.loads(Path(router_report).read_text()) if Path(router_report).is_file() else None
+    if rr and "seconds" in rr:
+        times["router.safetensors"] = rr["seconds"]  # the report belongs to the zoo's classifier
     lines = ["# Default model zoo", "",
              "Trained by `make models` (`scripts/train_models.sh`) on the offline benchmark (`data/mini4`, built with "
              "`python -m domains.build --photos assets/photos --out data/mini4 --seed 0`), on the 2-core CPU development "
              "machine. Weights are stored as float16 and loaded as float32.", "",
              "| file | kind | arch | size px | trained on | steps | recipe | source run | train time here | MB |",
              "|---|---|---|---:|---|---:|---|---|---:|---:|"]
+    rows, total = _file_rows(zoo, man, times)
+    det = checkpoint.read_meta(zoo / man["detector"]) if man.get("detector") else None
+    if det:
+        rows.append(_detector_row(zoo, man["detector"], det))
+        total += (zoo / man["detector"]).stat().st_size / 2 ** 20
+    lines += rows
+    lines += ["", f"Total: {total:.1f} MB. The exact commands are in `scripts/train_models.sh`. Each gate scale is "
+              "chosen on held-out training photos (cross-fitted: each fold of the training photos scored by a model "
+              "trained without it), as the recipe column says: the lowest error, or the lowest among those that move "
+              "real photos by at most the drift limit; 0 would leave that domain's composites as they are.", "",
+              f"Default mode (`zoo.json` `\"mode\"`, what `router predict` runs when no `--mode` is given): "
+              f"`{man.get('mode', 'routed')}`.", ""]
+    if rr:
+        lines += _classifier_lines(rr)
+    if det:
+        lines += _detector_lines(det)
+    if Path(report).is_file():
+        lines += _report_lines(json.loads(Path(report).read_text()))
+    (zoo / "README.md").write_text("\n".join(lines))
+    print("\n".join(lines))
+
+
+def _file_rows(zoo: Path, man: dict, times: dict) -> tuple[list[str], float]:
+    """One table row per network of the zoo, and their megabytes."""
     files = [man["classifier"], *man["domains"].values()] + ([man["unified"]] if man.get("unified") else []) + \
         list((man.get("syconets") or {}).values())
-    rr = json.loads(Path(router_report).read_text()) if Path(router_report).is_file() else None
-    if rr and "seconds" in rr:
-        times["router.safetensors"] = rr["seconds"]  # the report belongs to the zoo's classifier
-    total = 0
+    rows, total = [], 0.0
     for f in files:
         md = checkpoint.read_meta(zoo / f)
         size = md.get("size") or md["config"].get("size") or md["config"].get("enc_size")
@@ -68,52 +92,48 @@ def main(zoo: str = str(ROOT / "models/default"), report: str = str(ROOT / "repo
         total += mb
         t = times.get(src)
         steps = f"probe fit on {md['probe']['n']} composites" if "probe" in md else md.get("step")
-        lines.append(f"| `{f}` | {md['kind']} | {md['arch']} | {size} | {', '.join(md['domains'])} | {steps} | "
-                     f"{recipe} | `runs/{src}` | {f'{t / 60:.1f} min' if t else '—'} | {mb:.2f} |")
-    det = None
-    if man.get("detector"):
-        det = checkpoint.read_meta(zoo / man["detector"])
-        mb = (zoo / man["detector"]).stat().st_size / 2 ** 20
-        total += mb
-        tr = det.get("training", {})
-        gate = det["config"]["gate"]
-        lines.append(f"| `{man['detector']}` | detector | boosted trees | {det['config']['work_side']} | "
-                     f"{tr.get('items', '?')} photos and composites | — | gate {gate['lo']:.2f} → {gate['hi']:.2f}, "
-                     f"budget {tr.get('budget', '?')} | `runs/detector.safetensors` | — | {mb:.2f} |")
-    lines += ["", f"Total: {total:.1f} MB. The exact commands are in `scripts/train_models.sh`. Each gate scale is "
-              "chosen on held-out training photos (cross-fitted: each fold of the training photos scored by a model "
-              "trained without it), as the recipe column says: the lowest error, or the lowest among those that move "
-              "real photos by at most the drift limit; 0 would leave that domain's composites as they are.", "",
-              f"Default mode (`zoo.json` `\"mode\"`, what `router predict` runs when no `--mode` is given): "
-              f"`{man.get('mode', 'routed')}`.", ""]
-    if rr:
-        head = {"probe": "frozen, a linear head on its pooled features", "finetune": "finetuned"}[rr.get("head", "finetune")]
-        if rr.get("regions"):
-            head += " and the last stage's foreground and background means"
-        if rr.get("balance") == "source":
-            head += ", each source of photos weighing the same inside its domain"
-        if rr.get("relight"):
-            day, night = rr["relight"].split(":")
-            head += f", {day}'s composites taken to night as extra {night} rows"
-        lines += [f"Classifier: `{rr['backbone']}` ({rr['pretrained']} weights, {head}; mask channel: {rr['use_mask']}), "
-                  f"test accuracy {rr['accuracy']:.3f}.", "", rr["table"], ""]
-    if det:
-        ho = det.get("held_out", {})
-        auc = ", ".join(f"{k} {v:.3f}" for k, v in ho.get("auc", {}).items())
-        lines += [f"Detector: trained on {', '.join(det['training'].get('photos', []))} (photos), "
-                  f"{', '.join(det['training'].get('composites', [])) or 'no real composites'} (real composites), "
-                  f"{det['training'].get('cutouts') or 'no cut-outs'}, {det['training'].get('data') or 'no dataset'}; "
-                  f"held out by source ({det['training'].get('folds')} folds), ROC AUC: {auc}.", ""]
-    if Path(report).is_file():
-        res = json.loads(Path(report).read_text())
-        methods = list(res["methods"])
-        lines += [f"Test split, fMSE under the official iHarmony4 protocol (`python -m eval.benchmark --data data/mini4 --out reports/mini4`):", "",
-                  "| domain | " + " | ".join(methods) + " |", "|---|" + "---:|" * len(methods)]
-        for d in res["methods"][methods[0]]["summary"]:
-            lines.append(f"| {d} | " + " | ".join(f"{res['methods'][m]['summary'][d]['fMSE']:.1f}" for m in methods) + " |")
-        lines.append("")
-    (zoo / "README.md").write_text("\n".join(lines))
-    print("\n".join(lines))
+        rows.append(f"| `{f}` | {md['kind']} | {md['arch']} | {size} | {', '.join(md['domains'])} | {steps} | "
+                    f"{recipe} | `runs/{src}` | {f'{t / 60:.1f} min' if t else '—'} | {mb:.2f} |")
+    return rows, total
+
+
+def _detector_row(zoo: Path, name: str, det: dict) -> str:
+    tr, gate = det.get("training", {}), det["config"]["gate"]
+    mb = (zoo / name).stat().st_size / 2 ** 20
+    return (f"| `{name}` | detector | boosted trees | {det['config']['work_side']} | "
+            f"{tr.get('items', '?')} photos and composites | — | gate {gate['lo']:.2f} → {gate['hi']:.2f}, "
+            f"budget {tr.get('budget', '?')} | `runs/detector.safetensors` | — | {mb:.2f} |")
+
+
+def _classifier_lines(rr: dict) -> list[str]:
+    head = {"probe": "frozen, a linear head on its pooled features", "finetune": "finetuned"}[rr.get("head", "finetune")]
+    if rr.get("regions"):
+        head += " and the last stage's foreground and background means"
+    if rr.get("balance") == "source":
+        head += ", each source of photos weighing the same inside its domain"
+    if rr.get("relight"):
+        day, night = rr["relight"].split(":")
+        head += f", {day}'s composites taken to night as extra {night} rows"
+    return [f"Classifier: `{rr['backbone']}` ({rr['pretrained']} weights, {head}; mask channel: {rr['use_mask']}), "
+            f"test accuracy {rr['accuracy']:.3f}.", "", rr["table"], ""]
+
+
+def _detector_lines(det: dict) -> list[str]:
+    ho = det.get("held_out", {})
+    auc = ", ".join(f"{k} {v:.3f}" for k, v in ho.get("auc", {}).items())
+    return [f"Detector: trained on {', '.join(det['training'].get('photos', []))} (photos), "
+            f"{', '.join(det['training'].get('composites', [])) or 'no real composites'} (real composites), "
+            f"{det['training'].get('cutouts') or 'no cut-outs'}, {det['training'].get('data') or 'no dataset'}; "
+            f"held out by source ({det['training'].get('folds')} folds), ROC AUC: {auc}.", ""]
+
+
+def _report_lines(res: dict) -> list[str]:
+    methods = list(res["methods"])
+    lines = ["Test split, fMSE under the official iHarmony4 protocol (`python -m eval.benchmark --data data/mini4 --out reports/mini4`):", "",
+             "| domain | " + " | ".join(methods) + " |", "|---|" + "---:|" * len(methods)]
+    for d in res["methods"][methods[0]]["summary"]:
+        lines.append(f"| {d} | " + " | ".join(f"{res['methods'][m]['summary'][d]['fMSE']:.1f}" for m in methods) + " |")
+    return lines + [""]
 
 
 if __name__ == "__main__":

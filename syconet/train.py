@@ -165,21 +165,26 @@ def main(data="data/mini4", domains="all", out="runs/syconet_all.safetensors", i
         freeze_bn = bool(init)
     model, arch = build_model(arch, init, ablation, pretrained_file, enc_size=enc_size, kl_weight=kl_weight,
                               kl_warmup=kl_warmup)
-    if tune not in TUNE:
-        raise InputError(f"--tune must be one of {sorted(TUNE)}, got {tune!r}")
-    if TUNE[tune] is not None:
-        for name, prm in model.named_parameters():
-            prm.requires_grad_(name.startswith(TUNE[tune]))
-    if lut_dir and not init:
-        from .bank import basis_bank
-        with torch.no_grad():
-            model.bank.copy_(basis_bank(model.cfg.n_luts, model.cfg.lut_dim, model.cfg.bank_seed, lut_dir=lut_dir))
+    _tune(model, tune, None if init else lut_dir)
     samples = train_ds.samples + (mixed.other.samples if mixed.other is not None else [])
     task = SycoTask(model, arch, train_ds.domains, fingerprint(samples), val_ds, freeze_bn=freeze_bn,
                     fresh=fresh, donors_only=bool(donors))
     res = train(task, mixed, EngineConfig.from_options(options))
     print_json({"out": str(Path(out)), **res, "init": init, "ablation": ablation, "domains": train_ds.domains,
                 "replay": replay, "fresh": fresh, "donors": donors})
+
+
+def _tune(model, tune: str, lut_dir: str | None) -> None:
+    """Freeze what ``--tune`` leaves alone; initialise the basis LUTs from ``lut_dir``'s .cube files."""
+    if tune not in TUNE:
+        raise InputError(f"--tune must be one of {sorted(TUNE)}, got {tune!r}")
+    if TUNE[tune] is not None:
+        for name, prm in model.named_parameters():
+            prm.requires_grad_(name.startswith(TUNE[tune]))
+    if lut_dir:
+        from .bank import basis_bank
+        with torch.no_grad():
+            model.bank.copy_(basis_bank(model.cfg.n_luts, model.cfg.lut_dim, model.cfg.bank_seed, lut_dir=lut_dir))
 
 
 CLI = main

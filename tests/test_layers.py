@@ -97,3 +97,16 @@ def test_one_colour_module():
     found = [f"{p.relative_to(ROOT)}: {m}" for pkg in [*LAYERS, "scripts", "bench"] for p in sorted((ROOT / pkg).rglob("*.py"))
              if p != ROOT / "common" / "colour.py" for m in marks if m in p.read_text()]
     assert not found, "colour-space constants outside common/colour.py:\n" + "\n".join(found)
+
+
+def test_no_function_over_60_lines():
+    """Functions read in one screen: none over 60 lines outside bench/ (whose scripts are measurements)."""
+    long = []
+    for pkg in [*LAYERS, "scripts", "tests"]:
+        for p in sorted((ROOT / pkg).rglob("*.py")):
+            for node in ast.walk(ast.parse(p.read_text())):
+                if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                    start = node.decorator_list[0].lineno if node.decorator_list else node.lineno
+                    if node.end_lineno - start + 1 > 60:
+                        long.append(f"{p.relative_to(ROOT)}:{node.lineno} {node.name} ({node.end_lineno - start + 1} lines)")
+    assert not long, "functions over 60 lines:\n" + "\n".join(long)

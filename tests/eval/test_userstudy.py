@@ -1,7 +1,6 @@
 import csv
 import json
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -188,6 +187,46 @@ def _ready(drv):
     _wait(lambda: drv.execute_script("return shownAt !== null && performance.now() - shownAt > MIN_MS + 20;"))
 
 
+def _vote_by_taste(drv, man, method, rank):
+    """Vote every trial for the method ``rank`` prefers (once a wrong choice, a second key at once,
+    then undo); the left image's condition and the scene of every vote."""
+    from selenium.webdriver.common.by import By
+    sides, scenes = [], []
+    undone = False
+    while _votes(drv) < 3 * 6:
+        _ready(drv)
+        left, right = drv.find_element(By.ID, "left"), drv.find_element(By.ID, "right")
+        lc, rc = left.get_attribute("data-cond"), right.get_attribute("data-cond")
+        want_left = rank[method[lc]] < rank[method[rc]]
+        if _votes(drv) == 4 and not undone:  # a wrong choice, a second key at once, then undo
+            _key_down(drv, "ArrowRight" if want_left else "ArrowLeft")
+            _key_down(drv, "ArrowLeft")       # too soon after: the next trial is not ready
+            assert _votes(drv) == 5
+            _key_down(drv, "Backspace")
+            assert _votes(drv) == 4
+            undone = True
+            continue
+        sides.append(lc)
+        scenes.append(man["conditions"][lc]["scene"])
+        (left if want_left else right).click()
+    return sides, scenes
+
+
+def _check_phone_layout(drv):
+    """On a phone the pair is stacked and the hint speaks of tapping."""
+    from selenium.webdriver.common.by import By
+    drv.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
+                        {"width": 375, "height": 740, "deviceScaleFactor": 2, "mobile": True})
+    drv.execute_cdp_cmd("Emulation.setTouchEmulationEnabled", {"enabled": True, "maxTouchPoints": 5})
+    drv.refresh()
+    _wait(lambda: drv.find_element(By.ID, "study").is_displayed())
+    left, right = drv.find_element(By.ID, "left"), drv.find_element(By.ID, "right")
+    _wait(lambda: left.size["width"] > 0 and right.size["width"] > 0)
+    assert right.location["y"] > left.location["y"] + left.size["height"] - 1  # stacked
+    assert left.size["width"] > 150                                               # not a thumbnail
+    assert "tap" in drv.find_element(By.ID, "progress").text
+
+
 def test_browser_roundtrip(study, tmp_path):
     """export → Enter, clicks, key repeats, undo in headless Chromium → CSV → Bradley–Terry; then the
     next participant on the same browser."""
@@ -213,24 +252,7 @@ def test_browser_roundtrip(study, tmp_path):
         _ready(drv)
         _key_down(drv, "ArrowLeft", repeat=True)
         assert _votes(drv) == 0
-        sides, scenes = [], []
-        undone = False
-        while _votes(drv) < 3 * 6:
-            _ready(drv)
-            left, right = drv.find_element(By.ID, "left"), drv.find_element(By.ID, "right")
-            lc, rc = left.get_attribute("data-cond"), right.get_attribute("data-cond")
-            want_left = rank[method[lc]] < rank[method[rc]]
-            if _votes(drv) == 4 and not undone:  # a wrong choice, a second key at once, then undo
-                _key_down(drv, "ArrowRight" if want_left else "ArrowLeft")
-                _key_down(drv, "ArrowLeft")       # too soon after: the next trial is not ready
-                assert _votes(drv) == 5
-                _key_down(drv, "Backspace")
-                assert _votes(drv) == 4
-                undone = True
-                continue
-            sides.append(lc)
-            scenes.append(man["conditions"][lc]["scene"])
-            (left if want_left else right).click()
+        sides, scenes = _vote_by_taste(drv, man, method, rank)
         assert all(a != b for a, b in zip(scenes, scenes[1:]))  # no scene twice in a row
         assert drv.find_element(By.ID, "done").is_displayed()
         drv.find_element(By.ID, "download").click()
@@ -248,17 +270,7 @@ def test_browser_roundtrip(study, tmp_path):
         _ready(drv)
         drv.find_element(By.ID, "left").click()
         assert drv.execute_script("return st.observer;") == "second" and _votes(drv) == 1
-        # a phone: the pair is stacked, the hint speaks of tapping
-        drv.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
-                            {"width": 375, "height": 740, "deviceScaleFactor": 2, "mobile": True})
-        drv.execute_cdp_cmd("Emulation.setTouchEmulationEnabled", {"enabled": True, "maxTouchPoints": 5})
-        drv.refresh()
-        _wait(lambda: drv.find_element(By.ID, "study").is_displayed())
-        left, right = drv.find_element(By.ID, "left"), drv.find_element(By.ID, "right")
-        _wait(lambda: left.size["width"] > 0 and right.size["width"] > 0)
-        assert right.location["y"] > left.location["y"] + left.size["height"] - 1  # stacked
-        assert left.size["width"] > 150                                               # not a thumbnail
-        assert "tap" in drv.find_element(By.ID, "progress").text
+        _check_phone_layout(drv)
     finally:
         drv.quit()
     assert len(files) == 1 and files[0].name.startswith("votes_tester_")
