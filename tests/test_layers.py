@@ -59,6 +59,25 @@ def _violations():
     return upward, private
 
 
+def _private_attributes():
+    """``obj._name`` used in one package where ``_name`` is a private function, class, method or
+    instance attribute of another package only (``self``/``cls`` aside): a reach into its insides."""
+    def private(name):
+        return name.startswith("_") and not name.startswith("__")
+    defined = {}
+    trees = {(pkg, path): ast.parse(path.read_text()) for pkg in LAYERS for path in sorted((ROOT / pkg).glob("*.py"))}
+    for (pkg, _), tree in trees.items():
+        for n in ast.walk(tree):
+            names = [n.name] if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) else \
+                [t.attr for t in getattr(n, "targets", []) if isinstance(t, ast.Attribute)]
+            for name in filter(private, names):
+                defined.setdefault(name, set()).add(pkg)
+    return [f"{path.relative_to(ROOT)}:{n.lineno} uses .{n.attr} of {'/'.join(sorted(defined[n.attr]))}"
+            for (pkg, path), tree in trees.items() for n in ast.walk(tree)
+            if isinstance(n, ast.Attribute) and private(n.attr) and n.attr in defined and pkg not in defined[n.attr]
+            and not (isinstance(n.value, ast.Name) and n.value.id in ("self", "cls"))]
+
+
 def test_packages_import_one_way():
     upward, _ = _violations()
     assert not upward, "imports against the layers:\n" + "\n".join(upward)
@@ -67,6 +86,11 @@ def test_packages_import_one_way():
 def test_no_private_names_across_packages():
     _, private = _violations()
     assert not private, "private names used across packages:\n" + "\n".join(private)
+
+
+def test_no_private_attributes_across_packages():
+    found = _private_attributes()
+    assert not found, "private attributes of other packages used:\n" + "\n".join(found)
 
 
 def test_the_check_sees_a_violation(tmp_path, monkeypatch):
@@ -81,6 +105,9 @@ def test_the_check_sees_a_violation(tmp_path, monkeypatch):
     upward, private = T._violations()
     assert upward == ["domains/bad.py:2 imports eval.score (domains sits below eval)"]
     assert private == ["domains/bad.py:3 imports common.io._open", "router/worse.py:2 uses harmonizers.models._resize"]
+    (tmp_path / "router" / "classifier.py").write_text("class C:\n    def _resized(self):\n        return self._resized\n")
+    (tmp_path / "eval" / "probe.py").write_text("def f(clf):\n    return clf._resized()\n")
+    assert T._private_attributes() == ["eval/probe.py:2 uses ._resized of router"]
 
 
 @pytest.mark.parametrize("shim,home", [("eval.metrics", "common.metrics"), ("syconet.lut", "common.lut")])
