@@ -125,11 +125,13 @@ def train_steps(root: Path, work: Path, steps: int) -> dict[str, dict]:
     return out
 
 
-def eval_steps(root: Path, work: Path, runs: Path) -> dict[str, dict]:
-    """Scoring, the routed vs unified report and Table 1 over the full test split, then predict_dir
-    over every test composite, killed midway and resumed."""
+def eval_steps(root: Path, work: Path, runs: Path, reports: bool = True) -> dict[str, dict]:
+    """Scoring, the routed vs unified report and Table 1 over the full test split (``reports``), then
+    predict_dir over every test composite, killed midway and resumed."""
     out = {"score": run([PY, "-m", "eval.score", "--data", str(root), "--pred", "composite"])}
     shutil.rmtree(work, ignore_errors=True)
+    if not reports:
+        return {**out, "predict_dir killed + resumed": predict_dir_step(root, work)}
     zoo = work / "zoo"
     gct, ft = runs / "gct.safetensors", runs / "gct_HFlickr.safetensors"
     run([PY, "-m", "router.zoo", "build", str(zoo), str(runs / "router.safetensors"), "--unified", str(gct),
@@ -171,33 +173,40 @@ def predict_dir_step(root: Path, work: Path) -> dict:
             "killed midway": 0 < half < n_files, "other files": others[:3]}
 
 
-def steps_for(root: Path, work: Path, steps: int) -> dict[str, dict]:
-    """Every measured step on one tree."""
-    return {**data_steps(root), **train_steps(root, work / "train", steps), **eval_steps(root, work / "eval", work / "train")}
+def steps_for(root: Path, work: Path, steps: int, reports: bool = True) -> dict[str, dict]:
+    """Every measured step on one tree (the reports' steps only with ``reports``)."""
+    return {**data_steps(root), **train_steps(root, work / "train", steps),
+            **eval_steps(root, work / "eval", work / "train", reports)}
 
 
-def report(res: dict, size: int, steps: int) -> str:
-    """The markdown table of the fractions measured so far."""
+def report(res: dict, size: int, steps: int, reports_up_to: float = 1.0) -> str:
+    """The markdown table of the fractions measured so far (growth: from the smallest to the largest
+    fraction a step ran at)."""
     fr = list(res)
     lines = ["# Scale: a fake iHarmony4 at " + ", ".join(f"{f:g}" for f in fr) + " of its size",
              "", f"Machine: {platform.machine()}, {platform.system()}, {os.cpu_count()} cores, Python "
-             f"{platform.python_version()}; `.venv/bin/python bench/scale.py --fractions {','.join(f'{f:g}' for f in fr)}`; "
-             f"{size}-px images, {steps} training steps. Each step a fresh process; peak RSS from wait4.", "",
+             f"{platform.python_version()}; `.venv/bin/python bench/scale.py --fractions {','.join(f'{f:g}' for f in fr)}"
+             + (f" --reports_up_to {reports_up_to:g}" if reports_up_to < max(fr) else "") + "`; "
+             f"{size}-px images, {steps} training steps. Each step a fresh process; peak RSS from wait4; "
+             "growth (×) from the smallest to the largest fraction the step ran at.", "",
              "| step | " + " | ".join(f"{f:g}: s · MiB" for f in fr) + " | time × | RSS × | ok |",
              "|---|" + "---:|" * len(fr) + "---:|---:|---|"]
-    for step in res[fr[0]]:
-        cells = [f"{res[f][step]['seconds']:.1f} · {res[f][step]['rss_mb']:.0f}" for f in fr]
-        a, b = res[fr[0]][step], res[fr[-1]][step]
-        ok = all(res[f][step].get("ok", True) for f in fr)
+    for step in dict.fromkeys(k for f in fr for k in res[f]):
+        have = [f for f in fr if step in res[f]]
+        cells = [f"{res[f][step]['seconds']:.1f} · {res[f][step]['rss_mb']:.0f}" if step in res[f] else "—" for f in fr]
+        a, b = res[have[0]][step], res[have[-1]][step]
+        ok = all(res[f][step].get("ok", True) for f in have)
         lines.append(f"| {step} | " + " | ".join(cells) + f" | {b['seconds'] / max(a['seconds'], 1e-3):.1f} | "
                      f"{b['rss_mb'] / max(a['rss_mb'], 1e-3):.2f} | {'yes' if ok else 'NO'} |")
     return "\n".join(lines) + "\n"
 
 
 def main(fractions: str = "0.1,1.0", work: str = "/tmp/scale", out: str = str(ROOT / "bench" / "scale.md"),
-         size: int = 64, steps: int = 200) -> dict:
+         size: int = 64, steps: int = 200, reports_up_to: float = 1.0) -> dict:
     """Generate the trees and measure every step (see the module docstring); the report is
-    rewritten after each fraction, with the raw records beside it (``<out>.json``)."""
+    rewritten after each fraction, with the raw records beside it (``<out>.json``).
+    ``reports_up_to``: the largest fraction at which eval.benchmark and eval.tables run (on a CPU
+    they cost about 0.5 s per test image; their growth is then read between the smaller fractions)."""
     fr = [float(f) for f in (fractions if isinstance(fractions, (list, tuple)) else str(fractions).split(","))]
     work = Path(work)
     res = {}
@@ -206,12 +215,12 @@ def main(fractions: str = "0.1,1.0", work: str = "/tmp/scale", out: str = str(RO
         shutil.rmtree(root, ignore_errors=True)
         gen = run([PY, str(ROOT / "bench" / "fake_iharmony4.py"), "--out", str(root), "--fraction", str(f),
                    "--size", str(size)])
-        res[f] = {"generate": gen, **steps_for(root, work / f"runs_{f:g}", steps)}
+        res[f] = {"generate": gen, **steps_for(root, work / f"runs_{f:g}", steps, f <= reports_up_to)}
         print(json.dumps({f: res[f]}), flush=True)
         shutil.rmtree(root, ignore_errors=True)
-        Path(out).write_text(report(res, size, steps))
+        Path(out).write_text(report(res, size, steps, reports_up_to))
         Path(out).with_suffix(".json").write_text(json.dumps(res, indent=1))
-    print(report(res, size, steps))
+    print(report(res, size, steps, reports_up_to))
     return res
 
 
