@@ -269,6 +269,12 @@ class Task:
         schedule) for it. Default: every trainable parameter at the base rate."""
         return [{"params": [p for p in model.parameters() if p.requires_grad]}]
 
+    def final(self, tensors: dict, meta: dict, out: Path, best: Path | None) -> tuple[dict, dict]:
+        """The final checkpoint's weights and metadata as the engine is about to write them to
+        ``out`` (``best``: the best validation checkpoint, when one was kept); a task may change
+        both first (a gated harmonizer calibrates here), so that the file is written once."""
+        return tensors, meta
+
     def prepare(self, batch: dict) -> dict:
         """Called on every batch where the loader runs (a worker when there are workers), under a
         per-batch seed (torch and ``random``): CPU-side batch work such as synthesising composites,
@@ -431,8 +437,10 @@ class _Run:
             self.validate()
             self.save_last()
             if self.rank == 0:
-                checkpoint.save(self.out, self.task.export(self.model),
-                                {**self.task.meta(), "step": self.step, "best": self.best}, overwrite=True)
+                tensors, meta = self.task.final(self.task.export(self.model),
+                                                {**self.task.meta(), "step": self.step, "best": self.best},
+                                                self.out, self.best_path if self.best_path.exists() else None)
+                checkpoint.save(self.out, tensors, meta, overwrite=True)
         if self.world > 1:
             dist.barrier()
 

@@ -22,6 +22,7 @@ composites of the same shape, without gradients (``augmenter(real, mask, composi
 from __future__ import annotations
 
 import random
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -235,47 +236,70 @@ class StaticAugmented(Dataset):
         return it
 
 
-def parse(spec: str | None):
-    """``"none" | "ct" | "lut" | "processes[:P[:M1+M2]]" | "syconet[:CKPT]" | "syconet_zc:CKPT" | "static:K:CKPT"`` → (kind,
-    argument); ``syconet`` alone uses ``runs/syconet_all.safetensors`` or, when there is none, the
-    shipped ``models/syconet_all.safetensors``."""
-    spec = (spec or "none").strip()
-    if spec in ("none", "ct", "lut"):
-        return spec, None
-    if spec == "processes" or spec.startswith("processes:"):
-        parts = spec.split(":")
+@dataclass(frozen=True)
+class AugmentSpec:
+    """A parsed ``--augment``: what :func:`make` builds, read once at the command's door.
+
+    ``kind``: none, ct, lut, processes, syconet, syconet_zc or static; ``share`` and ``processes``
+    for processes (the share of the batch, the named processes or all); ``ckpt`` for the SycoNet
+    kinds; ``k`` for static; ``text`` as given (what checkpoints record)."""
+    kind: str = "none"
+    share: float = 0.0
+    processes: tuple[str, ...] | None = None
+    ckpt: str | None = None
+    k: int = 0
+    text: str = "none"
+
+    @property
+    def dynamic(self) -> bool:
+        """Whether composites are made during training (what --only_aug needs)."""
+        return self.kind not in ("none", "static")
+
+
+def parse(spec: "str | None | AugmentSpec") -> AugmentSpec:
+    """``"none" | "ct" | "lut" | "processes[:P[:M1+M2]]" | "syconet[:CKPT]" | "syconet_zc:CKPT" |
+    "static:K:CKPT"`` → :class:`AugmentSpec` (one already parsed is returned as it is); ``syconet``
+    alone uses ``runs/syconet_all.safetensors`` or, when there is none, the shipped
+    ``models/syconet_all.safetensors``."""
+    if isinstance(spec, AugmentSpec):
+        return spec
+    text = (spec or "none").strip()
+    if text in ("none", "ct", "lut"):
+        return AugmentSpec(text, text=text)
+    if text == "processes" or text.startswith("processes:"):
+        parts = text.split(":")
         try:
             share = float(parts[1]) if len(parts) > 1 else 0.3
         except ValueError:
-            raise InputError(f"--augment {spec!r}: use processes, processes:P with P a share, or "
+            raise InputError(f"--augment {text!r}: use processes, processes:P with P a share, or "
                              "processes:P:M1+M2 (e.g. processes:0.3:illumination)") from None
-        return "processes", (share, tuple(parts[2].split("+")) if len(parts) > 2 and parts[2] else None)
-    if spec == "syconet":  # no CKPT: runs/syconet_all.safetensors, else the shipped one
-        return spec, shipped.prefer("runs/syconet_all.safetensors", shipped.SYCONET_ALL, "--augment syconet")
-    if spec.startswith(("syconet:", "syconet_zc:")):
-        kind, ckpt = spec.split(":", 1)
-        return kind, ckpt
-    if spec.startswith("static:"):
-        parts = spec.split(":", 2)
+        return AugmentSpec("processes", share, tuple(parts[2].split("+")) if len(parts) > 2 and parts[2] else None,
+                           text=text)
+    if text == "syconet":  # no CKPT: runs/syconet_all.safetensors, else the shipped one
+        return AugmentSpec("syconet", ckpt=str(shipped.prefer("runs/syconet_all.safetensors", shipped.SYCONET_ALL,
+                                                               "--augment syconet")), text=text)
+    if text.startswith(("syconet:", "syconet_zc:")):
+        kind, ckpt = text.split(":", 1)
+        return AugmentSpec(kind, ckpt=ckpt, text=text)
+    if text.startswith("static:"):
+        parts = text.split(":", 2)
         if len(parts) != 3 or not parts[1].isdigit():
-            raise InputError(f"--augment {spec!r}: use static:K:SYCONET_CKPT, e.g. static:4:runs/syconet_all.safetensors")
-        return "static", (int(parts[1]), parts[2])
-    raise InputError(f"--augment {spec!r}: use none, ct, lut, processes[:P], syconet[:CKPT], syconet_zc:CKPT "
+            raise InputError(f"--augment {text!r}: use static:K:SYCONET_CKPT, e.g. static:4:runs/syconet_all.safetensors")
+        return AugmentSpec("static", ckpt=parts[2], k=int(parts[1]), text=text)
+    raise InputError(f"--augment {text!r}: use none, ct, lut, processes[:P], syconet[:CKPT], syconet_zc:CKPT "
                      "or static:K:CKPT")
 
 
-def make(spec: str | None, train_ds, device="cpu"):
-    """(augmenter or None, training dataset) for a spec."""
-    kind, arg = parse(spec)
-    if kind == "none":
+def make(spec: AugmentSpec, train_ds, device="cpu"):
+    """(augmenter or None, training dataset) for a parsed spec."""
+    if spec.kind == "none":
         return None, train_ds
-    if kind == "ct":
+    if spec.kind == "ct":
         return CTAugmenter(train_ds), train_ds
-    if kind == "lut":
+    if spec.kind == "lut":
         return LUTAugmenter().to(device), train_ds
-    if kind == "processes":
-        return ProcessAugmenter(*arg).to(device), train_ds
-    if kind in ("syconet", "syconet_zc"):
-        return SycoNetAugmenter(arg, device, zc=kind == "syconet_zc"), train_ds
-    k, ckpt = arg
-    return None, StaticAugmented(train_ds, ckpt, k, device=device)
+    if spec.kind == "processes":
+        return ProcessAugmenter(spec.share, spec.processes).to(device), train_ds
+    if spec.kind in ("syconet", "syconet_zc"):
+        return SycoNetAugmenter(spec.ckpt, device, zc=spec.kind == "syconet_zc"), train_ds
+    return None, StaticAugmented(train_ds, spec.ckpt, spec.k, device=device)

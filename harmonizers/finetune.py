@@ -22,6 +22,8 @@ from common import shipped
 from common.io import InputError
 from domains.dataset import MINI4
 
+from .augment import parse as parse_augment
+
 ROWS = {2: ("none", False), 3: ("ct", False), 4: ("lut", False), 5: ("syconet:{all}", False),
         6: ("syconet:{dom}", True), 7: ("syconet:{dom}", False)}
 
@@ -59,9 +61,8 @@ def plan(domain: str, data=None, base=None, augment=None, arch: str = "issam", o
     out = out or str(r / f"{arch}_{domain}.safetensors")
     if not Path(base).is_file():
         raise InputError(f"{base}: base model not found (train it with python -m harmonizers.train, or pass --base)")
-    if augment.startswith(("syconet:", "syconet_zc:", "static:")):
-        ck = augment.split(":")[-1]
-        if not Path(ck).is_file():
-            raise InputError(f"{ck}: SycoNet checkpoint not found (python -m syconet.train --domains {domain} "
-                             f"--init runs/syconet_all.safetensors, or pass --augment)")
-    return {"data": data, "domains": domain, "init": base, "augment": augment, "only_aug": only_aug, "out": out}
+    spec = parse_augment(augment)
+    if spec.ckpt and not Path(spec.ckpt).is_file():
+        raise InputError(f"{spec.ckpt}: SycoNet checkpoint not found (python -m syconet.train --domains {domain} "
+                         f"--init runs/syconet_all.safetensors, or pass --augment)")
+    return {"data": data, "domains": domain, "init": base, "augment": spec, "only_aug": only_aug, "out": out}

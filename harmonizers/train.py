@@ -35,7 +35,7 @@ from domains.dataset import (HarmonyDataset, batches, fingerprint, group_weights
 from common import metrics as M
 
 from . import augment as A
-from .models import HarmonizerNet, create, load, meta
+from .models import HarmonizerNet, create, from_meta, load, meta
 
 log = logging.getLogger(__name__)
 ARCH_ALIASES = {"issam": "issam256", "rainnet": "rainnet256"}
@@ -97,10 +97,24 @@ class HarmonizerLoss(nn.Module):
 
 
 class HarmonizerTask(Task):
+    """``calibrate``: (held-out set, drift limit) to choose a gated model's scale on before the
+    final checkpoint is written (the choice is kept in ``calibration``)."""
+
     def __init__(self, model: HarmonizerNet, augmenter, only_aug, domains, fp, val, extra_meta, gan_weight: float = 0.0,
-                 regrade: A.Regrade | None = None):
+                 regrade: A.Regrade | None = None, calibrate: tuple | None = None):
         self.model = HarmonizerLoss(model, augmenter, only_aug, gan_weight, regrade)
         self.net, self.domains, self.fp, self.val, self.extra = model, domains, fp, val, extra_meta
+        self.calibrate, self.calibration = calibrate, None
+
+    def final(self, tensors, meta, out, best):
+        """With ``calibrate``: the best checkpoint (else these weights) with the gate scale that
+        :func:`calibrate` chooses."""
+        if self.calibrate is None:
+            return tensors, meta
+        val_ds, limit = self.calibrate
+        loaded = load(best) if best is not None else (_model_of(tensors, meta), meta)
+        model, m, self.calibration = scaled(loaded, best or out, calibration_scores(loaded[0], val_ds), limit)
+        return model.state_dict(), m
 
     def meta(self):
         return meta(self.net, self.domains, self.fp, **self.extra)
@@ -208,20 +222,34 @@ def choose_scale(scores: dict, drift_limit: float = DRIFT_LIMIT) -> float:
     return min(ok, key=lambda s: scores[s]["fMSE"]) if ok else 0.0
 
 
-def set_scale(out, loaded: tuple, src, scores: dict, drift_limit: float, pick: float | None = None, **extra) -> dict:
-    """Write ``out`` as the ``loaded`` (model, metadata) of checkpoint ``src`` with the scale
-    :func:`choose_scale` picks (or ``pick``), recording the scores in its metadata."""
-    from common import checkpoint
+def scaled(loaded: tuple, src, scores: dict, drift_limit: float, pick: float | None = None, **extra) -> tuple:
+    """(model, metadata, calibration record): the ``loaded`` (model, metadata) of checkpoint ``src``
+    with the scale :func:`choose_scale` picks (or ``pick``), the scores recorded in its metadata."""
     model, m = loaded
     pick = choose_scale(scores, drift_limit) if pick is None else pick
     model.net.strength.fill_(pick)
     info = {"strength": pick, "drift_limit": None if math.isinf(drift_limit) else drift_limit,
             "rule": "lowest fMSE" if math.isinf(drift_limit) else "drift + its standard error <= limit",
             "scores": scores, "from": Path(src).name, **extra}
-    checkpoint.save(out, model.state_dict(), {**m, "calibration": info}, overwrite=True)
     log.info("calibrated gate scale %.2f (validation fMSE, real-photo drift ± se: %s)", pick,
              {k: (round(v["fMSE"], 1), round(v["drift"], 2), round(v.get("drift_se", 0.0), 2)) for k, v in scores.items()})
+    return model, {**m, "calibration": info}, info
+
+
+def set_scale(out, loaded: tuple, src, scores: dict, drift_limit: float, pick: float | None = None, **extra) -> dict:
+    """Write ``out`` as :func:`scaled` makes it; returns the calibration record."""
+    from common import checkpoint
+    model, m, info = scaled(loaded, src, scores, drift_limit, pick, **extra)
+    checkpoint.save(out, model.state_dict(), m, overwrite=True)
     return info
+
+
+def _model_of(tensors: dict, meta: dict) -> HarmonizerNet:
+    """The model a checkpoint's weights and metadata describe, on the CPU in eval mode (as
+    :func:`harmonizers.models.load` reads it back from its file)."""
+    model = from_meta(meta)
+    model.load_state_dict({k: v.detach().float().cpu() for k, v in tensors.items()})
+    return model.eval()
 
 
 def calibrate(out, val_ds: HarmonyDataset, drift_limit: float = DRIFT_LIMIT) -> dict:
@@ -314,14 +342,15 @@ def main(data="data/mini4", domains="all", arch: str = "issam", out="runs/issam_
             same in the batches) or source (each photo source does).
     """
     drift_limit = drift_limit_value(drift_limit)
-    options = dict(locals())  # the command's options, as given (the engine takes its groups from them)
+    augment = A.parse(augment)  # typed from here on: the augmenter takes it as it is
+    options = dict(locals())  # the command's options (the engine takes its groups from them)
     if gan_weight < 0:
         raise InputError(f"--gan_weight must be >= 0, got {gan_weight}")
-    if only_aug and A.parse(augment)[0] in ("none", "static"):
+    if only_aug and not augment.dynamic:
         raise InputError("--only_aug needs a dynamic --augment (processes, syconet:CKPT, ct or lut)")
     if balance not in BALANCES:
         raise InputError(f"--balance must be one of {', '.join(BALANCES)}, got {balance!r}")
-    if balance != "none" and A.parse(augment)[0] == "static":
+    if balance != "none" and augment.kind == "static":
         raise InputError("--balance weighs the training composites; it does not apply to --augment static")
     if pretrained_file and init:
         raise InputError("--pretrained_file initialises a fresh backbone; it cannot be combined with --init")
@@ -332,8 +361,9 @@ def main(data="data/mini4", domains="all", arch: str = "issam", out="runs/issam_
         print_json(res)
 
 
-def fit(options: dict, fold: tuple[int, int] | None = None) -> tuple[dict, HarmonyDataset | None]:
-    """One training run of ``main``'s options: (its summary, its validation set). ``fold=(k, K)``
+def fit(options: dict, fold: tuple[int, int] | None = None) -> tuple[dict, HarmonyDataset | None, HarmonizerNet]:
+    """One training run of ``main``'s options: (its summary, its validation set, the trained model as
+    the engine saved it, in eval mode). ``fold=(k, K)``
     leaves the k-th of K folds of the training photos out (they become the validation set).
     Calibrates a gated model on its validation set when ``--val_every`` made one (not for folds:
     :func:`crossfit` pools them)."""
@@ -345,18 +375,21 @@ def fit(options: dict, fold: tuple[int, int] | None = None) -> tuple[dict, Harmo
     train_ds = shaped(train_ds, o)
     _, _, local_rank = dist_info()
     dev = pick_device(o["device"], local_rank)
-    augmenter, train_set = A.make(o["augment"], train_ds, device=dev)
+    spec = A.parse(o["augment"])  # already parsed when main called (a no-op then)
+    augmenter, train_set = A.make(spec, train_ds, device=dev)
     regrader = A.Regrade(o["regrade"]).to(dev) if o["regrade"] > 0 else None
-    extra.update(augment=o["augment"], only_aug=o["only_aug"], gan_weight=o["gan_weight"], regrade=o["regrade"])
+    extra.update(augment=spec.text, only_aug=o["only_aug"], gan_weight=o["gan_weight"], regrade=o["regrade"])
     if o.get("train_photos") or (o.get("balance") or "none") != "none":
         extra.update(train_photos=o.get("train_photos") or 0, balance=o.get("balance") or "none")
+    gated = fold is None and val_ds is not None and hasattr(model.net, "strength")
     task = HarmonizerTask(model, augmenter, o["only_aug"], train_ds.domains, fingerprint(train_ds.samples), val_ds,
-                          extra, o["gan_weight"], regrade=regrader)
+                          extra, o["gan_weight"], regrade=regrader,
+                          calibrate=(val_ds, o.get("drift_limit", DRIFT_LIMIT)) if gated else None)
     res = train(task, train_set, EngineConfig.from_options(options))
-    if fold is None and dist_info()[0] == 0 and val_ds is not None and hasattr(model.net, "strength"):
-        res["calibration"] = calibrate(o["out"], val_ds, o.get("drift_limit", DRIFT_LIMIT))
-    res.update(arch=model.arch, size=model.size, augment=o["augment"], domains=train_ds.domains)
-    return res, val_ds
+    if task.calibration is not None:
+        res["calibration"] = task.calibration
+    res.update(arch=model.arch, size=model.size, augment=spec.text, domains=train_ds.domains)
+    return res, val_ds, model.eval()
 
 
 BALANCES = ("none", "collection", "source")
@@ -410,13 +443,12 @@ def crossfit(options: dict) -> dict:
         elif init:
             log.warning("%s has no fold %d model: fold %d's held-out photos were seen by the base, its "
                         "calibration reads low", init, k, k)
-        res, held = fit({**options, "out": str(path), "val_every": 0, "init": init}, fold=(k, k_folds))
-        if dist_info()[0] == 0:
-            model, _ = load(path)
+        res, held, model = fit({**options, "out": str(path), "val_every": 0, "init": init}, fold=(k, k_folds))
+        if dist_info()[0] == 0:  # the fold model as trained (what was just written to its file)
             raws.append(calibration_raw(model, held))
         folds.append({"out": path.name, "init": Path(init).name if init else None,
                       "photos": len({s.real for s in held.samples}), "steps": res.get("steps")})
-    res, _ = fit({**options, "val_every": 0, "val_fraction": 0.0})
+    res, _, _ = fit({**options, "val_every": 0, "val_fraction": 0.0})
     if dist_info()[0] == 0:
         res["calibration"] = set_scale(options["out"], load(options["out"]), options["out"], summarise(raws),
                                        options.get("drift_limit", DRIFT_LIMIT), folds=folds)

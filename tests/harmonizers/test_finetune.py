@@ -40,7 +40,7 @@ def test_row1_and_defaults(runs, mini_data, capsys):
     res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert res["row"] == 1 and res["summary"]["MiniFlickr"]["n"] > 0
     p = plan("MiniFlickr", data=str(mini_data), arch="issam_test", runs=str(runs))
-    assert p["augment"].endswith("syconet_MiniFlickr.safetensors")
+    assert p["augment"].kind == "syconet" and p["augment"].ckpt.endswith("syconet_MiniFlickr.safetensors")
     assert p["init"] == str(runs / "issam_test_all.safetensors")
     with pytest.raises(InputError, match="pass --data"):
         plan("HFlickr", runs=str(runs))
@@ -55,9 +55,9 @@ def test_finetune_defaults_on_a_fresh_clone(mini_data, tmp_path, monkeypatch):
     with pytest.raises(InputError, match="data/mini4: folder not found .*make benchmark"):
         plan("MiniFlickr")
     p = plan("MiniFlickr", data=str(mini_data))
-    assert p["init"] == str(shipped.BASE_HARMONIZER) and p["augment"] == f"syconet:{shipped.SYCONET_ALL}"
-    assert plan("MiniFlickr", data=str(mini_data), row=5)["augment"] == f"syconet:{shipped.SYCONET_ALL}"
-    assert A.parse("syconet") == ("syconet", str(shipped.SYCONET_ALL))
+    assert p["init"] == str(shipped.BASE_HARMONIZER) and p["augment"].text == f"syconet:{shipped.SYCONET_ALL}"
+    assert plan("MiniFlickr", data=str(mini_data), row=5)["augment"].text == f"syconet:{shipped.SYCONET_ALL}"
+    assert A.parse("syconet") == A.AugmentSpec("syconet", ckpt=str(shipped.SYCONET_ALL), text="syconet")
     for f in (shipped.BASE_HARMONIZER, shipped.SYCONET_ALL):
         assert f.is_file()
 

@@ -106,9 +106,11 @@ class TestProcessAugmenter:
         assert 0.38 < same < 0.62
 
     def test_parse(self, batched):
-        assert A.parse("processes") == ("processes", (0.3, None))
-        assert A.parse("processes:0.1") == ("processes", (0.1, None))
-        assert A.parse("processes:0.5:expert+lut") == ("processes", (0.5, ("expert", "lut")))
+        assert A.parse("processes") == A.AugmentSpec("processes", 0.3, None, text="processes")
+        assert A.parse("processes:0.1") == A.AugmentSpec("processes", 0.1, None, text="processes:0.1")
+        spec = A.parse("processes:0.5:expert+lut")
+        assert (spec.kind, spec.share, spec.processes, spec.dynamic) == ("processes", 0.5, ("expert", "lut"), True)
+        assert A.parse(spec) is spec and not A.parse("static:2:x.safetensors").dynamic
         with pytest.raises(InputError, match="unknown process"):
             A.ProcessAugmenter(0.1, ("sepia",))
         with pytest.raises(InputError, match="processes:P"):
