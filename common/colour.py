@@ -10,45 +10,54 @@ stay finite wherever the other branch of a piecewise curve is taken.
 """
 from __future__ import annotations
 
-import functools
+import sys
 
 import numpy as np
-import torch
 
 _M_RGB2XYZ = np.array([[0.4124564, 0.3575761, 0.1804375],
                        [0.2126729, 0.7151522, 0.0721750],
                        [0.0193339, 0.1191920, 0.9503041]])
+_M_XYZ2RGB = np.linalg.inv(_M_RGB2XYZ)
 _WHITE = np.array([0.95047, 1.0, 1.08883])
 _D = 6 / 29
 
 
-def _torch_matrices(dtype) -> tuple:
-    m = torch.tensor(_M_RGB2XYZ.tolist(), dtype=dtype)
-    white = torch.tensor(_WHITE.tolist(), dtype=dtype)
-    return m / white[:, None], torch.ones(3, dtype=dtype), torch.linalg.inv(m), white
+# torch.linalg.inv of _M_RGB2XYZ as torch computes it in float32 and in float64, written out: a
+# tensor gets the inverse in its own precision with no linear solve at run time (an ONNX export's
+# graph has none), and this module imports no torch (the ONNX predict path runs without it)
+_INV_TORCH = {
+    "float32": [[3.240454912185669, -1.5371389389038086, -0.4985315501689911],
+                [-0.9692663550376892, 1.8760108947753906, 0.04155607894062996],
+                [0.05564340576529503, -0.20402583479881287, 1.0572251081466675]],
+    "float64": [[3.2404548360214087, -1.5371388501025751, -0.49853154686848083],
+                [-0.9692663898756538, 1.876010928842491, 0.04155608234667354],
+                [0.055643419604213644, -0.20402585426769812, 1.0572251624579287]],
+}
 
 
-# made once at import, in the dtype they serve (not inside a traced export or under inference mode)
-_TORCH = {dt: _torch_matrices(dt) for dt in (torch.float32, torch.float64)}
-
-
-@functools.lru_cache(maxsize=16)
-def _matrices(dtype, device) -> tuple:
-    """(RGB → XYZ, the white it is divided by after, XYZ → RGB, white) for tensors of a dtype and
-    device (white folded into the first matrix), or for NumPy (``dtype`` None: divided after)."""
-    if dtype is None:
-        return _M_RGB2XYZ, _WHITE, np.linalg.inv(_M_RGB2XYZ), _WHITE
-    with torch.inference_mode(False):  # cached: usable by autograd even when first asked for under inference mode
-        return tuple(t.to(device, dtype) for t in _TORCH.get(dtype, _TORCH[torch.float32]))
+def _matrices(x) -> tuple:
+    """(RGB → XYZ, the white it is divided by after, XYZ → RGB, white) for ``x``: for a tensor in
+    its dtype and on its device, white folded into the first matrix (made on each call: a 3×3 costs
+    nothing, and a cache would keep tensors made under inference mode or inside a traced export);
+    for NumPy in float64, divided after."""
+    if not _is_torch(x):
+        return _M_RGB2XYZ, _WHITE, _M_XYZ2RGB, _WHITE
+    import torch
+    dt = x.dtype if x.dtype in (torch.float32, torch.float64) else torch.float32
+    m = torch.tensor(_M_RGB2XYZ.tolist(), dtype=dt)
+    white = torch.tensor(_WHITE.tolist(), dtype=dt)
+    inv = torch.tensor(_INV_TORCH[str(dt).removeprefix("torch.")], dtype=dt)
+    return tuple(t.to(x.device, x.dtype) for t in (m / white[:, None], torch.ones(3, dtype=dt), inv, white))
 
 
 def _is_torch(x) -> bool:
-    return isinstance(x, torch.Tensor)
+    """Whether ``x`` is a tensor (asked without importing torch: an array's type is not torch's)."""
+    return type(x).__module__.startswith("torch")
 
 
 def _lib(x):
     """(torch or numpy, the matrices for ``x``)."""
-    return (torch, _matrices(x.dtype, x.device)) if _is_torch(x) else (np, _matrices(None, None))
+    return (sys.modules["torch"] if _is_torch(x) else np), _matrices(x)
 
 
 def _base(x):
@@ -73,16 +82,16 @@ def _mix(m, x, dim: int):
         return x @ m.T if dim in (-1, x.ndim - 1) else np.moveaxis(np.moveaxis(x, dim, -1) @ m.T, -1, dim)
     axes = "abcdefgh"[:x.ndim]
     d = dim % x.ndim
-    return torch.einsum(f"z{axes[d]},{axes}->{axes[:d]}z{axes[d + 1:]}", m, x)
+    return sys.modules["torch"].einsum(f"z{axes[d]},{axes}->{axes[:d]}z{axes[d + 1:]}", m, x)
 
 
 def srgb_to_linear(x):
-    xp = torch if _is_torch(x) else np
+    xp = sys.modules["torch"] if _is_torch(x) else np
     return xp.where(x <= 0.04045, x / 12.92, _base((x + 0.055) / 1.055) ** 2.4)
 
 
 def linear_to_srgb(x):
-    xp = torch if _is_torch(x) else np
+    xp = sys.modules["torch"] if _is_torch(x) else np
     x = x.clamp_min(0) if _is_torch(x) else np.clip(x, 0, None)
     return xp.where(x <= 0.0031308, x * 12.92, 1.055 * _base(x) ** (1 / 2.4) - 0.055)
 

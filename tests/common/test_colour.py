@@ -51,10 +51,24 @@ def test_torch_gradients_are_finite_at_black_and_white():
     assert torch.isfinite(x.grad).all()
 
 
-def test_matrices_first_used_under_inference_mode_serve_autograd_later():
-    colour._matrices.cache_clear()
+def test_inference_mode_first_then_autograd():
     with torch.inference_mode():
         colour.rgb_to_lab(torch.rand(2, 3))
     x = torch.rand(4, 3, requires_grad=True)
     colour.rgb_to_lab(x).sum().backward()
     assert torch.isfinite(x.grad).all()
+
+
+def test_the_module_imports_no_torch():
+    """The ONNX predict path (router.fast, the detector) reads colours without torch."""
+    import subprocess
+    import sys
+    code = "import sys, numpy as np; from common import colour; colour.rgb_to_lab(np.ones((2, 3))); print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
+
+
+def test_torch_inverse_is_torchs_own_in_each_precision():
+    for dt in (torch.float32, torch.float64):
+        want = torch.linalg.inv(torch.tensor(colour._M_RGB2XYZ.tolist(), dtype=dt))
+        assert torch.equal(colour._matrices(torch.zeros(1, dtype=dt))[2], want)
