@@ -163,8 +163,10 @@ def predict_dir_step(root: Path, work: Path) -> dict:
         (stage / "masks" / (comp.stem + ".png")).symlink_to(comp.parents[1] / "masks" / (comp.stem.rsplit("_", 1)[0] + ".png"))
     argv = [PY, "-m", "router", "predict_dir", str(stage), "--out", str(dst), "--mode", "unified", "--skip_existing"]
     results = lambda: [f for f in os.listdir(dst) if f.endswith("_harmonized.png")] if dst.exists() else []  # noqa: E731
-    n_files = len(os.listdir(stage)) - 1  # every composite (the masks folder aside)
-    killed = run(argv, kill_when=lambda: len(results()) >= n_files // 2, poll=0.002)
+    names = sorted(p.stem for p in stage.iterdir() if p.is_symlink())  # predict_dir's order
+    n_files = len(names)
+    midway = dst / f"{names[n_files // 2 - 1]}_harmonized.png"  # one stat per poll: listing the folder would cost
+    killed = run(argv, kill_when=midway.exists, poll=0.002)  # more than the command at 100 %
     half = len(results())
     resumed = run(argv)
     others = [f for f in os.listdir(dst) if not f.endswith("_harmonized.png")]  # e.g. a killed write's temp file

@@ -40,9 +40,10 @@ def test_fake_iharmony4_layout_counts_and_bytes(tmp_path, monkeypatch):
 
 def test_scale_script_small_fraction(tmp_path, monkeypatch):
     sc = _bench("scale", monkeypatch)
-    res = sc.main(fractions="0.001", work=str(tmp_path / "w"), out=str(tmp_path / "scale.md"), size=32, steps=8)
-    r = res[0.001]
+    res = sc.main(fractions="0.01", work=str(tmp_path / "w"), out=str(tmp_path / "scale.md"), size=32, steps=8)
+    r = res[0.01]
     assert r["train killed + resumed"]["ok"] and r["predict_dir killed + resumed"]["ok"]
-    assert r["predict_dir killed + resumed"]["images"] == 8 and not r["predict_dir killed + resumed"]["other files"]
+    assert r["predict_dir killed + resumed"]["images"] == 74 and not r["predict_dir killed + resumed"]["other files"]
+    assert r["predict_dir killed + resumed"]["killed midway"] and r["train DDP 2 processes"]["ok"]
     assert all(v["rss_mb"] > 0 and v["seconds"] > 0 for v in r.values())
     assert "| train killed + resumed |" in (tmp_path / "scale.md").read_text()
