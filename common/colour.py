@@ -55,9 +55,14 @@ def _is_torch(x) -> bool:
     return type(x).__module__.startswith("torch")
 
 
+def _xp(x):
+    """The array library of ``x``: torch (already imported, since ``x`` is a tensor) or numpy."""
+    return sys.modules["torch"] if _is_torch(x) else np
+
+
 def _lib(x):
     """(torch or numpy, the matrices for ``x``)."""
-    return (sys.modules["torch"] if _is_torch(x) else np), _matrices(x)
+    return _xp(x), _matrices(x)
 
 
 def _base(x):
@@ -82,18 +87,16 @@ def _mix(m, x, dim: int):
         return x @ m.T if dim in (-1, x.ndim - 1) else np.moveaxis(np.moveaxis(x, dim, -1) @ m.T, -1, dim)
     axes = "abcdefgh"[:x.ndim]
     d = dim % x.ndim
-    return sys.modules["torch"].einsum(f"z{axes[d]},{axes}->{axes[:d]}z{axes[d + 1:]}", m, x)
+    return _xp(x).einsum(f"z{axes[d]},{axes}->{axes[:d]}z{axes[d + 1:]}", m, x)
 
 
 def srgb_to_linear(x):
-    xp = sys.modules["torch"] if _is_torch(x) else np
-    return xp.where(x <= 0.04045, x / 12.92, _base((x + 0.055) / 1.055) ** 2.4)
+    return _xp(x).where(x <= 0.04045, x / 12.92, _base((x + 0.055) / 1.055) ** 2.4)
 
 
 def linear_to_srgb(x):
-    xp = sys.modules["torch"] if _is_torch(x) else np
     x = x.clamp_min(0) if _is_torch(x) else np.clip(x, 0, None)
-    return xp.where(x <= 0.0031308, x * 12.92, 1.055 * _base(x) ** (1 / 2.4) - 0.055)
+    return _xp(x).where(x <= 0.0031308, x * 12.92, 1.055 * _base(x) ** (1 / 2.4) - 0.055)
 
 
 def rgb_to_lab(rgb, scale: float = 1.0, dim: int = -1):

@@ -44,7 +44,6 @@ def image_grid(rows: list[list[torch.Tensor]], height: int = 192, pad: int = 4) 
     return torch.cat(out[:-1], dim=1)
 
 
-
 class Extremes:
     """The ``n`` lowest and ``n`` highest ranked items of a stream: what a grid of the best and worst
     cases needs, in memory bounded by ``2n`` items whatever the stream's length.

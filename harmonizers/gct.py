@@ -30,6 +30,7 @@ from torch import nn
 
 from common import colour
 
+
 def rgb_to_lab(x: torch.Tensor) -> torch.Tensor:
     """sRGB ``N×3×H×W`` (clipped to [0, 1]) → CIELAB scaled by 1/100 (L in [0, 1], a and b about ±1)."""
     return colour.rgb_to_lab(x.clamp(0, 1), scale=0.01, dim=1)

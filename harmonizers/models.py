@@ -107,12 +107,17 @@ def from_meta(m: dict) -> HarmonizerNet:
     return HarmonizerNet(arch, ARCHS[arch][1](**m["config"]), m["size"])
 
 
+def from_state(tensors: dict, m: dict) -> HarmonizerNet:
+    """The model a checkpoint's weights and metadata describe (float32 weights, eval mode), on the CPU."""
+    model = from_meta(m)
+    model.load_state_dict({k: v.float() for k, v in tensors.items()})
+    return model.eval()
+
+
 def load(path, device="cpu") -> tuple[HarmonizerNet, dict]:
     device = resolve_device(device)
     tensors, m = checkpoint.load(path, kind="harmonizer", device=device)
-    model = from_meta(m)
-    model.load_state_dict({k: v.float() for k, v in tensors.items()})
-    return model.to(device).eval(), m
+    return from_state(tensors, m).to(device), m
 
 
 

@@ -35,7 +35,7 @@ from domains.dataset import (HarmonyDataset, batches, fingerprint, group_weights
 from common import metrics as M
 
 from . import augment as A
-from .models import HarmonizerNet, create, from_meta, load, meta
+from .models import HarmonizerNet, create, from_state, load, meta
 
 log = logging.getLogger(__name__)
 ARCH_ALIASES = {"issam": "issam256", "rainnet": "rainnet256"}
@@ -112,7 +112,7 @@ class HarmonizerTask(Task):
         if self.calibrate is None:
             return tensors, meta
         val_ds, limit = self.calibrate
-        loaded = load(best) if best is not None else (_model_of(tensors, meta), meta)
+        loaded = load(best) if best is not None else (from_state(tensors, meta), meta)
         model, m, self.calibration = scaled(loaded, best or out, calibration_scores(loaded[0], val_ds), limit)
         return model.state_dict(), m
 
@@ -242,14 +242,6 @@ def set_scale(out, loaded: tuple, src, scores: dict, drift_limit: float, pick: f
     model, m, info = scaled(loaded, src, scores, drift_limit, pick, **extra)
     checkpoint.save(out, model.state_dict(), m, overwrite=True)
     return info
-
-
-def _model_of(tensors: dict, meta: dict) -> HarmonizerNet:
-    """The model a checkpoint's weights and metadata describe, on the CPU in eval mode (as
-    :func:`harmonizers.models.load` reads it back from its file)."""
-    model = from_meta(meta)
-    model.load_state_dict({k: v.detach().float().cpu() for k, v in tensors.items()})
-    return model.eval()
 
 
 def calibrate(out, val_ds: HarmonyDataset, drift_limit: float = DRIFT_LIMIT) -> dict:

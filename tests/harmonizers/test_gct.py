@@ -160,6 +160,28 @@ def test_calibration_picks_the_identity_for_a_harmful_model_and_finetuning_reset
     assert float(again.net.strength) == 1.0
 
 
+def test_the_final_write_calibrates_as_rewriting_the_file_did(mini_data, tmp_path):
+    """The engine's one final write (Task.final) with no best checkpoint: the same weights and
+    calibration record as writing the file, then calibrating it in place."""
+    import math
+
+    from common import checkpoint
+    from domains.dataset import train_val
+    from harmonizers.models import meta
+    from harmonizers.train import HarmonizerTask, calibrate
+    h = create("gct_test", size=32).eval()
+    torch.nn.init.constant_(h.net.mlp[-1].bias, 0.3)
+    _, val = train_val(mini_data, "all", 32, False, 0.5)
+    m = {**meta(h, ["x"], "fp"), "step": 3, "best": math.inf}
+    task = HarmonizerTask(h, None, False, ["x"], "fp", val, {}, calibrate=(val, math.inf))
+    tensors, got = task.final(h.state_dict(), m, tmp_path / "a.safetensors", None)
+    once = checkpoint.save(tmp_path / "once" / "a.safetensors", tensors, got)
+    ck = checkpoint.save(tmp_path / "a.safetensors", h.state_dict(), m)
+    info = calibrate(ck, val, math.inf)
+    assert once.read_bytes() == ck.read_bytes()
+    assert task.calibration == info and got["calibration"]["from"] == "a.safetensors"
+
+
 def test_calibration_obeys_the_drift_limit(tmp_path, monkeypatch):
     """The lowest fMSE among scales that move real photos by at most the limit, never beyond it."""
     from common import checkpoint
