@@ -72,17 +72,24 @@ def snippet(code: str) -> list[str]:
     return [PY, "-c", f"import sys; sys.path.insert(0, {str(ROOT)!r}); {code}"]
 
 
+def index_step(root: Path) -> dict:
+    """Reading both splits' lists and checking every file."""
+    return run(snippet(f"from domains.dataset import load_samples; "
+                       f"n = len(load_samples({str(root)!r}, 'all', 'train')) + len(load_samples({str(root)!r}, 'all', 'test'))"))
+
+
+def loader_step(root: Path, workers: int) -> dict:
+    """One pass of the training set through the training DataLoader at 64 px, batch 64."""
+    code = (f"import time, torch; from domains.dataset import HarmonyDataset; "
+            f"ds = HarmonyDataset({str(root)!r}, 'all', 'train', size=64); "
+            f"dl = torch.utils.data.DataLoader(ds, batch_size=64, num_workers={workers}); t = time.perf_counter(); "
+            f"n = sum(len(b['mask']) for b in dl); print(n / (time.perf_counter() - t))")
+    return run(snippet(code))
+
+
 def data_steps(root: Path) -> dict[str, dict]:
     """Indexing both splits, and one pass of the training loader with 0 and 2 workers."""
-    out = {"index": run(snippet(f"from domains.dataset import load_samples; "
-                                f"n = len(load_samples({str(root)!r}, 'all', 'train')) + len(load_samples({str(root)!r}, 'all', 'test'))"))}
-    for w in (0, 2):
-        code = (f"import time, torch; from domains.dataset import HarmonyDataset; "
-                f"ds = HarmonyDataset({str(root)!r}, 'all', 'train', size=64); "
-                f"dl = torch.utils.data.DataLoader(ds, batch_size=64, num_workers={w}); t = time.perf_counter(); "
-                f"n = sum(len(b['mask']) for b in dl); print(n / (time.perf_counter() - t))")
-        out[f"loader {w}w"] = run(snippet(code))
-    return out
+    return {"index": index_step(root), "loader 0w": loader_step(root, 0), "loader 2w": loader_step(root, 2)}
 
 
 def last_step(log: Path) -> int | None:
@@ -125,29 +132,56 @@ def train_steps(root: Path, work: Path, steps: int) -> dict[str, dict]:
     return out
 
 
-def eval_steps(root: Path, work: Path, runs: Path, reports: bool = True) -> dict[str, dict]:
-    """Scoring, the routed vs unified report and Table 1 over the full test split (``reports``), then
-    predict_dir over every test composite, killed midway and resumed."""
-    out = {"score": run([PY, "-m", "eval.score", "--data", str(root), "--pred", "composite"])}
-    shutil.rmtree(work, ignore_errors=True)
-    if not reports:
-        return {**out, "predict_dir killed + resumed": predict_dir_step(root, work)}
+def score_step(root: Path) -> dict:
+    return run([PY, "-m", "eval.score", "--data", str(root), "--pred", "composite"])
+
+
+def benchmark_step(root: Path, work: Path, runs: Path) -> dict:
+    """The routed vs unified report of a zoo built from the trained models (the router, the GCT as
+    the unified model, the HFlickr finetune for HFlickr)."""
     zoo = work / "zoo"
+    shutil.rmtree(zoo, ignore_errors=True)
+    shutil.rmtree(work / "benchmark", ignore_errors=True)
     gct, ft = runs / "gct.safetensors", runs / "gct_HFlickr.safetensors"
     run([PY, "-m", "router.zoo", "build", str(zoo), str(runs / "router.safetensors"), "--unified", str(gct),
          "--domains", f"HFlickr={ft}"])  # the other domains go to the unified model
-    out["eval.benchmark"] = run([PY, "-m", "eval.benchmark", "--data", str(root), "--zoo", str(zoo),
-                                 "--out", str(work / "benchmark")])
+    return run([PY, "-m", "eval.benchmark", "--data", str(root), "--zoo", str(zoo), "--out", str(work / "benchmark")])
+
+
+def tables_step(root: Path, work: Path, runs: Path) -> dict:
+    """Table 1's rows 1, 2 and 7 for GCT on HFlickr, from the trained GCT and SycoNet."""
     tab = work / "table_runs"
+    for d in (tab, work / "table1"):
+        shutil.rmtree(d, ignore_errors=True)
     tab.mkdir(parents=True)
-    (tab / "gct_all.safetensors").symlink_to(gct)
+    (tab / "gct_all.safetensors").symlink_to(runs / "gct.safetensors")
     (tab / "syconet_all.safetensors").symlink_to(runs / "syconet.safetensors")
-    out["eval.tables table1 HFlickr"] = run([PY, "-m", "eval.tables", "table1", "--data", str(root), "--domains", "HFlickr",
-                                             "--archs", "gct", "--seeds", "1", "--steps", "20", "--batch_size", "16",
-                                             "--syconet_size", "64", "--device", "cpu", "--runs", str(tab),
-                                             "--out", str(work / "table1")])
+    return run([PY, "-m", "eval.tables", "table1", "--data", str(root), "--domains", "HFlickr", "--archs", "gct",
+                "--seeds", "1", "--steps", "20", "--batch_size", "16", "--syconet_size", "64", "--device", "cpu",
+                "--runs", str(tab), "--out", str(work / "table1")])
+
+
+def eval_steps(root: Path, work: Path, runs: Path, reports: bool = True) -> dict[str, dict]:
+    """Scoring, the routed vs unified report and Table 1 over the full test split (``reports``), then
+    predict_dir over every test composite, killed midway and resumed."""
+    shutil.rmtree(work, ignore_errors=True)
+    out = {"score": score_step(root)}
+    if reports:
+        out["eval.benchmark"] = benchmark_step(root, work, runs)
+        out["eval.tables table1 HFlickr"] = tables_step(root, work, runs)
     out["predict_dir killed + resumed"] = predict_dir_step(root, work)
     return out
+
+
+# the steps that make nothing another step needs: ``--only`` runs them alone, on a kept tree and
+# the models a complete run of the fraction left in its work folder
+ALONE = {"index": lambda root, work: index_step(root),
+         "loader 0w": lambda root, work: loader_step(root, 0),
+         "loader 2w": lambda root, work: loader_step(root, 2),
+         "score": lambda root, work: score_step(root),
+         "eval.benchmark": lambda root, work: benchmark_step(root, work / "eval", work / "train"),
+         "eval.tables table1 HFlickr": lambda root, work: tables_step(root, work / "eval", work / "train"),
+         "predict_dir killed + resumed": lambda root, work: predict_dir_step(root, work / "eval")}
 
 
 def predict_dir_step(root: Path, work: Path) -> dict:
@@ -204,24 +238,40 @@ def report(res: dict, size: int, steps: int, reports_up_to: float = 1.0) -> str:
 
 
 def main(fractions: str = "0.1,1.0", work: str = "/tmp/scale", out: str = str(ROOT / "bench" / "scale.md"),
-         size: int = 64, steps: int = 200, reports_up_to: float = 1.0) -> dict:
+         size: int = 64, steps: int = 200, reports_up_to: float = 1.0, keep: bool = False, only: str = "") -> dict:
     """Generate the trees and measure every step (see the module docstring); the report is
-    rewritten after each fraction, with the raw records beside it (``<out>.json``).
+    rewritten after each fraction, with the raw records beside it (``<out>.json``, merged with the
+    records it already holds: fractions and steps not rerun keep theirs).
     ``reports_up_to``: the largest fraction at which eval.benchmark and eval.tables run (on a CPU
-    they cost about 0.5 s per test image; their growth is then read between the smaller fractions)."""
+    they cost about 0.3 s per test image; their growth is then read between the smaller fractions).
+    ``keep``: keep each generated tree (``<work>/ih4_<fraction>``; it is removed by default).
+    ``only``: comma-separated steps of :data:`ALONE` to run alone, on the tree and models an earlier
+    run with ``--keep`` left in ``--work`` (a missing tree is generated again: same bytes)."""
     fr = [float(f) for f in (fractions if isinstance(fractions, (list, tuple)) else str(fractions).split(","))]
-    work = Path(work)
-    res = {}
+    want = [w.strip() for w in (only if isinstance(only, (list, tuple)) else str(only).split(",")) if w.strip()]
+    if set(want) - set(ALONE):
+        raise SystemExit(f"--only: {sorted(set(want) - set(ALONE))} cannot run alone; choose from {list(ALONE)}")
+    work, out = Path(work), Path(out)
+    records = out.with_suffix(".json")
+    res = {float(f): r for f, r in json.loads(records.read_text()).items()} if records.exists() else {}
     for f in fr:
-        root = work / f"ih4_{f:g}"
-        shutil.rmtree(root, ignore_errors=True)
-        gen = run([PY, str(ROOT / "bench" / "fake_iharmony4.py"), "--out", str(root), "--fraction", str(f),
-                   "--size", str(size)])
-        res[f] = {"generate": gen, **steps_for(root, work / f"runs_{f:g}", steps, f <= reports_up_to)}
+        root, runs = work / f"ih4_{f:g}", work / f"runs_{f:g}"
+        if want and not (runs / "train" / "router.safetensors").exists():
+            raise SystemExit(f"--only needs the models of a complete run at {f:g} in {runs}")
+        if not (want and root.exists()):
+            shutil.rmtree(root, ignore_errors=True)
+            gen = run([PY, str(ROOT / "bench" / "fake_iharmony4.py"), "--out", str(root), "--fraction", str(f),
+                       "--size", str(size)])
+        if want:
+            res.setdefault(f, {}).update({w: ALONE[w](root, runs) for w in want})
+        else:
+            res[f] = {"generate": gen, **steps_for(root, runs, steps, f <= reports_up_to)}
         print(json.dumps({f: res[f]}), flush=True)
-        shutil.rmtree(root, ignore_errors=True)
-        Path(out).write_text(report(res, size, steps, reports_up_to))
-        Path(out).with_suffix(".json").write_text(json.dumps(res, indent=1))
+        if not keep:
+            shutil.rmtree(root, ignore_errors=True)
+        res = dict(sorted(res.items()))
+        out.write_text(report(res, size, steps, reports_up_to))
+        records.write_text(json.dumps(res, indent=1))
     print(report(res, size, steps, reports_up_to))
     return res
 

@@ -43,7 +43,7 @@ SHARED_ARGS = {
     "device": "auto (a GPU when there is one), cpu, cuda or cuda:N.",
     "resume": "continue from <out>.last.safetensors when it exists.",
     "overwrite": "replace existing outputs.",
-    "cache": "keep decoded training images in memory (budget HARMONY_CACHE_MB, default 1024 per process).",
+    "cache": "keep decoded training images in memory (budget HARMONY_CACHE_MB, default 512 per process).",
     "amp": "bf16 autocast on CUDA.",
     "channels_last": "channels-last memory layout for the model and the image batches.",
     "compile": "torch.compile the networks (not the augmenters); pays its compile time once, for GPU runs.",

@@ -197,8 +197,8 @@ def fingerprint(samples: list[Sample]) -> str:
 
 
 def default_cache_mb() -> float:
-    """The per-process image cache budget: ``HARMONY_CACHE_MB`` or 1024."""
-    return env_megabytes("HARMONY_CACHE_MB", 1024)
+    """The per-process image cache budget: ``HARMONY_CACHE_MB`` or 512."""
+    return env_megabytes("HARMONY_CACHE_MB", 512)
 
 
 class HarmonyDataset(Dataset):
@@ -209,7 +209,7 @@ class HarmonyDataset(Dataset):
     from that). ``train=True`` then applies one random resized crop (scale 0.5–1) and horizontal flip
     identically to all three images; otherwise everything is resized to ``size``. ``cache=True``
     keeps the reduced images as uint8 in memory, up to ``cache_mb`` megabytes per process (default
-    ``HARMONY_CACHE_MB``, else 1024; each DataLoader worker holds its own): on a small dataset the
+    ``HARMONY_CACHE_MB``, else 512; each DataLoader worker holds its own): on a small dataset the
     whole set fits and JPEG decoding, the loader's largest cost, happens once; on iHarmony4 (about
     100 GB reduced at ``size`` 256) the first images up to the budget are kept and the rest decoded
     each time, so memory stays bounded. Cached or not, an item is the same.

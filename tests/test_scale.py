@@ -4,6 +4,8 @@ predict_dir resuming where they stopped."""
 import filecmp
 import importlib
 
+import pytest
+
 from domains.dataset import list_domains, load_samples
 
 from .conftest import ROOT
@@ -40,10 +42,17 @@ def test_fake_iharmony4_layout_counts_and_bytes(tmp_path, monkeypatch):
 
 def test_scale_script_small_fraction(tmp_path, monkeypatch):
     sc = _bench("scale", monkeypatch)
-    res = sc.main(fractions="0.01", work=str(tmp_path / "w"), out=str(tmp_path / "scale.md"), size=32, steps=8)
+    kw = dict(fractions="0.01", work=str(tmp_path / "w"), out=str(tmp_path / "scale.md"), size=32, steps=8)
+    res = sc.main(**kw, keep=True)
     r = res[0.01]
     assert r["train killed + resumed"]["ok"] and r["predict_dir killed + resumed"]["ok"]
     assert r["predict_dir killed + resumed"]["images"] == 74 and not r["predict_dir killed + resumed"]["other files"]
     assert r["predict_dir killed + resumed"]["killed midway"] and r["train DDP 2 processes"]["ok"]
     assert all(v["rss_mb"] > 0 and v["seconds"] > 0 for v in r.values())
     assert "| train killed + resumed |" in (tmp_path / "scale.md").read_text()
+    before = (tmp_path / "scale.json").read_text()
+    again = sc.main(**kw, only="score,index")[0.01]  # alone, on the kept tree: the other records kept
+    assert again["train killed + resumed"] == r["train killed + resumed"] and again["score"]["code"] == 0
+    assert again["score"] != r["score"] and (tmp_path / "scale.json").read_text() != before
+    with pytest.raises(SystemExit, match="cannot run alone"):
+        sc.main(**kw, only="train")
