@@ -26,6 +26,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from common import registry
 from common.cli import print_json, run, shared_args
 from common.engine import EngineConfig, Task, dist_info, pick_device, train
 from common.gan import lsgan_terms
@@ -35,7 +36,7 @@ from domains.dataset import (HarmonyDataset, batches, fingerprint, group_weights
 from common import metrics as M
 
 from . import augment as A
-from .models import HarmonizerNet, create, from_state, load, meta
+from .models import HarmonizerNet, from_state, meta
 
 log = logging.getLogger(__name__)
 ARCH_ALIASES = {"issam": "issam256", "rainnet": "rainnet256"}
@@ -112,7 +113,7 @@ class HarmonizerTask(Task):
         if self.calibrate is None:
             return tensors, meta
         val_ds, limit = self.calibrate
-        loaded = load(best) if best is not None else (from_state(tensors, meta), meta)
+        loaded = registry.load(best, kind="harmonizer") if best is not None else (from_state(tensors, meta), meta)
         model, m, self.calibration = scaled(loaded, best or out, calibration_scores(loaded[0], val_ds), limit)
         return model.state_dict(), m
 
@@ -252,7 +253,7 @@ def calibrate(out, val_ds: HarmonyDataset, drift_limit: float = DRIFT_LIMIT) -> 
     from common.engine import sibling
     best = sibling(out, "best.safetensors")
     src = best if best.exists() else Path(out)
-    loaded = load(src)
+    loaded = registry.load(src, kind="harmonizer")
     return set_scale(out, loaded, src, calibration_scores(loaded[0], val_ds), drift_limit)
 
 
@@ -261,13 +262,13 @@ def build(arch: str, init: str | None, size: int | None, pretrained_file: str | 
     """A fresh registered variant, or the model of ``--init`` (weights and config); a backboned
     variant's backbone then takes ``pretrained_file``'s ImageNet weights."""
     if init:
-        model, _ = load(init)
+        model, _ = registry.load(init, kind="harmonizer")
         model.size = size or model.size
         if hasattr(model.net, "strength"):  # a calibrated gate scale is redone after training
             model.net.strength.fill_(1.0)
         extra = {"init": str(init)}
     else:
-        model, extra = create(ARCH_ALIASES.get(arch, arch), size=size), {}
+        model, extra = registry.create(ARCH_ALIASES.get(arch, arch), size=size), {}
     if pretrained_file:
         extra["pretrained"] = load_backbone_weights(model, pretrained_file)
     return model, extra
@@ -442,7 +443,7 @@ def crossfit(options: dict) -> dict:
                       "photos": len({s.real for s in held.samples}), "steps": res.get("steps")})
     res, _, _ = fit({**options, "val_every": 0, "val_fraction": 0.0})
     if dist_info()[0] == 0:
-        res["calibration"] = set_scale(options["out"], load(options["out"]), options["out"], summarise(raws),
+        res["calibration"] = set_scale(options["out"], registry.load(options["out"], kind="harmonizer"), options["out"], summarise(raws),
                                        options.get("drift_limit", DRIFT_LIMIT), folds=folds)
     return res
 

