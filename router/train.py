@@ -22,7 +22,7 @@ from torch import nn
 from common import checkpoint, registry
 from common.cli import print_json, run, shared_args
 from common.device import resolve as resolve_device
-from common.engine import EngineConfig, Task, dist_info, train
+from common.engine import EngineConfig, Task, begin, dist_info, train
 from common.io import InputError, write_text
 from domains.build import composite_sources
 from domains.dataset import HarmonyDataset, batches, fingerprint, train_val
@@ -164,7 +164,8 @@ class HeadRefit:
         rows; returns ``fit_head``'s training accuracy and loss, and ``n`` the rows fitted."""
         rows = torch.ones(len(self.labels), dtype=torch.bool) if rows is None else rows
         keep = rows[self.day] if len(self.day) else torch.zeros(0, dtype=torch.bool)
-        x, y = self.feats[rows], self.labels[rows]
+        every = bool(rows.all())  # all rows: the features as they are, not a copy
+        x, y = (self.feats, self.labels) if every else (self.feats[rows], self.labels[rows])
         groups = [g for g, r in zip(self.groups, rows.tolist()) if r]
         if keep.any():
             x, y = torch.cat([x, self.rfeats[keep]]), torch.cat([y, self.rlabels[keep]])
@@ -227,8 +228,10 @@ def main(data="data/mini4", out="runs/router.safetensors", backbone: str = "auto
         regions: the probe also pools the last stage's features over the foreground and over the
             background (what the subject is, and where it stands); finetune ignores it.
     """
-    options = dict(locals())  # the command's options, as given (the engine takes its groups from them)
-    torch.manual_seed(seed)
+    engine = EngineConfig.of(out=out, steps=steps, batch_size=batch_size, lr=lr, seed=seed, val_every=val_every,
+                             resume=resume, overwrite=overwrite, device=device, workers=workers, amp=amp,
+                             channels_last=channels_last, compile=compile)
+    dev = begin(engine)
     train_ds, val_ds, test_ds = _datasets(data, size, head, val_every, val_fraction)
     sources = composite_sources(data) if head == "probe" else {}
     balance = resolve_balance(balance, sources, head)
@@ -236,15 +239,15 @@ def main(data="data/mini4", out="runs/router.safetensors", backbone: str = "auto
     _check_relight(light, head, synthesize)
     model, name = _model(backbone, pretrained_file, head, train_ds.domains, use_mask, size, regions)
     task, train_set = _task(model, train_ds, val_ds, balance, synthesize and head == "finetune"
-                            and resolve_device(device).type != "cpu", synthesize, steps * batch_size)
+                            and dev.type != "cpu", synthesize, steps * batch_size)
     if head == "probe":
         # drawn composites have no photo sources to weigh (source balance is then domain balance)
         samples = [] if synthesize else train_ds.samples
         groups = [sources.get(s.composite.name, "unknown") for s in samples] or ["unknown"] * len(train_set)
-        res = fit_probe(task, train_set, samples, groups, out, batch_size, workers, device, l2, overwrite, balance,
+        res = fit_probe(task, train_set, samples, groups, out, batch_size, workers, dev, l2, overwrite, balance,
                         light, seed)
     else:
-        res = train(task, train_set, EngineConfig.from_options(options))
+        res = train(task, train_set, engine, dev)
         if dist_info()[0] != 0:
             return
     _report(task.net.eval(), test_ds, train_ds.domains, out, res, backbone=name, pretrained=model.cfg.pretrained,
