@@ -235,14 +235,12 @@ def main(data="data/mini4", out="runs/router.safetensors", backbone: str = "auto
     train_ds, val_ds, test_ds = _datasets(data, size, head, val_every, val_fraction)
     sources = composite_sources(data) if head == "probe" else {}
     balance = resolve_balance(balance, sources, head)
-    light = parse_relight(relight, list(train_ds.domains))
-    _check_relight(light, head, synthesize)
+    light = _relight(relight, list(train_ds.domains), head, synthesize)
     model, name = _model(backbone, pretrained_file, head, train_ds.domains, use_mask, size, regions)
     task, train_set = _task(model, train_ds, val_ds, balance, synthesize and head == "finetune"
                             and dev.type != "cpu", synthesize, steps * batch_size)
     if head == "probe":
-        # drawn composites have no photo sources to weigh (source balance is then domain balance)
-        samples = [] if synthesize else train_ds.samples
+        samples = [] if synthesize else train_ds.samples  # drawn composites: no sources (domain balance)
         groups = [sources.get(s.composite.name, "unknown") for s in samples] or ["unknown"] * len(train_set)
         res = fit_probe(task, train_set, samples, groups, out, batch_size, workers, dev, l2, overwrite, balance,
                         light, seed)
@@ -255,11 +253,14 @@ def main(data="data/mini4", out="runs/router.safetensors", backbone: str = "auto
             regions=model.cfg.regions)
 
 
-def _check_relight(light, head: str, synthesize: bool) -> None:
+def _relight(relight: str | None, domains: list, head: str, synthesize: bool):
+    """``--relight`` parsed and checked against the other options."""
+    light = parse_relight(relight, domains)
     if light and head != "probe":
         raise InputError("--relight adds rows to a probe head's fit: use it with --head probe")
     if light and synthesize:
         raise InputError("--relight takes night rows from the stored composites: not with --synthesize")
+    return light
 
 
 def _task(model, train_ds, val_ds, balance: str, on_device: bool, synthesize: bool, n_drawn: int):
