@@ -44,14 +44,14 @@ def main(out: str = str(ROOT / "bench" / "published_forward.md")) -> None:
     import logging
     for noisy in ("onnx_ir", "onnxscript", "torch.onnx", "torch.export"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    from harmonizers.models import create
+    from common import registry
     g = torch.Generator().manual_seed(0)
     x = torch.rand(1, 3, 256, 256, generator=g)
     m = torch.zeros(1, 1, 256, 256)
     m[..., 64:200, 80:190] = 1
     rows = []
     for name in VARIANTS:
-        model = create(name).eval()
+        model = registry.create(name).eval()
         params = sum(p.numel() for p in model.parameters())
         with torch.inference_mode():
             t, _ = timed(model, x, m, reps=5)

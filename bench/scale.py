@@ -123,8 +123,7 @@ def train_steps(root: Path, work: Path, steps: int) -> dict[str, dict]:
     out["syconet.train"] = run([PY, "-m", "syconet.train", "--data", str(root), "--domains", "all", "--arch",
                                 "syconet_r18", "--size", "64", "--enc_size", "64", "--steps", str(max(1, steps // 4)),
                                 "--batch_size", "16", "--workers", "2", "--device", "cpu", "--out", str(sy)])
-    out["router.train"] = run([PY, "-m", "router.train", "--data", str(root), "--size", "64", "--batch_size", "64",
-                               "--workers", "2", "--device", "cpu", "--out", str(work / "router.safetensors")])
+    out["router.train"] = router_step(root, work / "router.safetensors")
     out["finetune HFlickr"] = run([PY, "-m", "domains.finetune", "HFlickr", "--data", str(root), "--arch", "gct",
                                    "--base", str(ck), "--augment", f"syconet:{sy}", "--steps", str(max(1, steps // 2)),
                                    "--batch_size", "32", "--workers", "0", "--device", "cpu",
@@ -161,6 +160,13 @@ def tables_step(root: Path, work: Path, runs: Path) -> dict:
                 "--runs", str(tab), "--out", str(work / "table1")])
 
 
+def router_step(root: Path, out: Path) -> dict:
+    """The router's probe head over every training composite, at 64 px."""
+    out.unlink(missing_ok=True)
+    return run([PY, "-m", "router.train", "--data", str(root), "--size", "64", "--batch_size", "64", "--workers", "2",
+                "--device", "cpu", "--out", str(out)])
+
+
 def eval_steps(root: Path, work: Path, runs: Path, reports: bool = True) -> dict[str, dict]:
     """Scoring, the routed vs unified report and Table 1 over the full test split (``reports``), then
     predict_dir over every test composite, killed midway and resumed."""
@@ -173,11 +179,13 @@ def eval_steps(root: Path, work: Path, runs: Path, reports: bool = True) -> dict
     return out
 
 
-# the steps that make nothing another step needs: ``--only`` runs them alone, on a kept tree and
-# the models a complete run of the fraction left in its work folder
+# the steps that make nothing another step needs (router.train: a second model beside the first):
+# ``--only`` runs them alone, on a kept tree and the models a complete run of the fraction left in
+# its work folder
 ALONE = {"index": lambda root, work: index_step(root),
          "loader 0w": lambda root, work: loader_step(root, 0),
          "loader 2w": lambda root, work: loader_step(root, 2),
+         "router.train": lambda root, work: router_step(root, work / "train" / "router.alone.safetensors"),
          "score": lambda root, work: score_step(root),
          "eval.benchmark": lambda root, work: benchmark_step(root, work / "eval", work / "train"),
          "eval.tables table1 HFlickr": lambda root, work: tables_step(root, work / "eval", work / "train"),

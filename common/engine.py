@@ -33,7 +33,8 @@ import math
 import os
 import random
 import time
-from dataclasses import asdict, dataclass, field, fields
+import dataclasses
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -44,7 +45,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
 from tqdm import tqdm
 
 from . import checkpoint
-from .device import resolve as pick_device  # noqa: F401 - the trainers' name for it
+from .device import resolve as pick_device
 from .io import InputError, write_text
 
 log = logging.getLogger(__name__)
@@ -82,18 +83,35 @@ class HardwareConfig:
 
 @dataclass
 class EngineConfig:
-    """The engine's options in three groups, as a command's ``--help`` lists them; commands fill it
-    with :meth:`from_options` from their own keyword arguments."""
+    """The engine's options in three groups, as a command's ``--help`` lists them; commands build it
+    once at their door with :meth:`of`."""
     loop: LoopConfig = field(default_factory=LoopConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     hw: HardwareConfig = field(default_factory=HardwareConfig)
 
     @classmethod
-    def from_options(cls, options: dict) -> "EngineConfig":
-        """Each group's fields taken by name from a command's options (the rest are the command's own)."""
-        def pick(group):
-            return group(**{f.name: options[f.name] for f in fields(group) if f.name in options})
-        return cls(loop=pick(LoopConfig), optim=pick(OptimConfig), hw=pick(HardwareConfig))
+    def of(cls, *, out: str, steps: int = 1000, batch_size: int = 16, lr: float = 1e-4, seed: int = 0,
+           save_every: int = 100, val_every: int = 0, log_every: int = 10, resume: bool = True,
+           overwrite: bool = False, device: str = "auto", workers: int = -1, amp: bool = True,
+           channels_last: bool = False, compile: bool = False) -> "EngineConfig":
+        """The three groups from a command's engine options, each named."""
+        return cls(LoopConfig(out=str(out), save_every=save_every, val_every=val_every, log_every=log_every,
+                              resume=resume, overwrite=overwrite),
+                   OptimConfig(steps=steps, batch_size=batch_size, lr=lr, seed=seed),
+                   HardwareConfig(device=device, workers=workers, amp=amp, channels_last=channels_last,
+                                  compile=compile))
+
+    def replace(self, **loop) -> "EngineConfig":
+        """The same configuration with some of the loop's options changed (a fold's ``out``, ...)."""
+        return dataclasses.replace(self, loop=dataclasses.replace(self.loop, **loop))
+
+
+def begin(cfg: EngineConfig) -> torch.device:
+    """Seed torch for building a task (its model's initial weights, its validation split) and return
+    this process's device (its local rank's GPU under torchrun): a trainer calls it before it builds
+    its task, and gives the device to :func:`train`. The seed and the device are the engine's."""
+    torch.manual_seed(cfg.optim.seed)
+    return pick_device(cfg.hw.device, dist_info()[2])
 
 
 def sibling(out, tag: str) -> Path:
@@ -310,10 +328,10 @@ def cosine(step: int, total: int) -> float:
 class _Run:
     """One training run: paths, model, optimizer and the loop's named steps (see :func:`train`)."""
 
-    def __init__(self, task: Task, cfg: EngineConfig):
+    def __init__(self, task: Task, cfg: EngineConfig, device: torch.device | None = None):
         self.task, self.cfg = task, cfg
         self.rank, self.world, local_rank = dist_info()
-        self.device = pick_device(cfg.hw.device, local_rank)
+        self.device = device if device is not None else pick_device(cfg.hw.device, local_rank)
         if self.device.type == "cuda":
             torch.cuda.set_device(self.device)
         setup_distributed(self.device)
@@ -445,9 +463,10 @@ class _Run:
             dist.barrier()
 
 
-def train(task: Task, dataset: Dataset, cfg: EngineConfig) -> dict:
-    """Train ``task.model`` on ``dataset``; returns a summary (last losses, best score, timing)."""
-    run = _Run(task, cfg)
+def train(task: Task, dataset: Dataset, cfg: EngineConfig, device: torch.device | None = None) -> dict:
+    """Train ``task.model`` on ``dataset`` on ``device`` (:func:`begin`'s; by default resolved from
+    ``cfg``); returns a summary (last losses, best score, timing)."""
+    run = _Run(task, cfg, device)
     run.build()
     loader = run.loader(dataset)
     if run.rank == 0:

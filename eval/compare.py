@@ -57,9 +57,9 @@ def predictors(models: dict, protocol: str = "fullres") -> dict:
 @torch.inference_mode()
 def compare(data, ckpts: dict[str, str], domains="all", split: str = "test", device: str = "cpu",
             n_grid: int = 4, protocol: str = "iharm") -> tuple[dict, torch.Tensor]:
-    from harmonizers.models import load
+    from common import registry
     proto = M.Protocol(protocol)
-    models = {name: load(path, device=device)[0] for name, path in ckpts.items()}  # each loaded once
+    models = {name: registry.load(path, device, kind="harmonizer")[0] for name, path in ckpts.items()}  # each loaded once
     preds = predictors(models, protocol)
     samples = load_samples(data, domains, split)
     if not samples:

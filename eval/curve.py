@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from common import recipes
+from common import recipes, registry
 from common.cli import names, run, shared_args
 from common.io import InputError, write_text
 
@@ -51,8 +51,7 @@ def _sizes(sizes) -> list[int]:
 def train_options(arch: str, steps: int | None) -> dict:
     """The family's recipe for a curve point: its all-domain recipe, a cross-fitted gate calibrated on
     a 10 % hold-out instead (one training, not six), ``steps`` overriding."""
-    from harmonizers.models import VARIANTS
-    family = VARIANTS[arch][0] if arch in VARIANTS else arch
+    family = registry.family(arch)
     kw = recipes.kwargs(RECIPE.get(family, "issam_all"), steps=steps)
     kw["arch"] = arch
     if kw.pop("calibrate_folds", 0):
@@ -70,11 +69,10 @@ def score_on(data, ckpt, base: dict, device: str = "cpu") -> dict:
     from common.io import read_image, read_mask
     from domains.dataset import load_samples
     from harmonizers.fullres import harmonize
-    from harmonizers.models import load
 
     from .compare import real_drift
     from .score import model_predictor
-    model = load(ckpt, device=device)[0]
+    model = registry.load(ckpt, device, kind="harmonizer")[0]
     pred, proto = model_predictor(model), M.Protocol("iharm")
     rows = []
     data, _, split = str(data).partition(":")

@@ -27,9 +27,8 @@ def modes(data="data/mini4", zoo: str | None = None, runs: str = "runs", family:
         family: their name prefix (<runs>/<family>_all.fold<k>.safetensors, <family>_<domain>.fold<k>...).
         folds: K of --calibrate_folds.
     """
-    from common import checkpoint
+    from common import checkpoint, registry
     from domains.dataset import HarmonyDataset, photo_fold
-    from harmonizers.models import load as load_h
     from router.api import Harmonizer
     from router.train import HeadRefit
     h = Harmonizer.from_zoo(zoo)
@@ -60,7 +59,7 @@ def modes(data="data/mini4", zoo: str | None = None, runs: str = "runs", family:
         refit.fit(fold != k)
         nets = {}
         for r in scorer.roles:
-            nets[r] = load_h(paths[r, k])[0].eval()
+            nets[r] = registry.load(paths[r, k], kind="harmonizer")[0].eval()
             nets[r].net.strength.fill_(scale[r])
         for i0 in tqdm(range(0, len(held), batch_size), desc=f"fold {k}", unit="batch"):
             idx = held[i0:i0 + batch_size]

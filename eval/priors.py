@@ -231,10 +231,11 @@ def frontier(data="data/mini4", ckpt: str = "models/default/harmonizer_unified.s
         b: weights of the prior's change.
         ridge: ridge strength of the bg regression.
     """
-    from harmonizers.models import load as load_h
+    from common import registry
+
     from .score import model_predictor
     grid = [(float(x), float(y)) for x in _floats(a) for y in _floats(b)]
-    model = load_h(ckpt)[0]
+    model = registry.load(ckpt, kind="harmonizer")[0]
     if hasattr(model.net, "strength"):
         model.net.strength.fill_(1.0)
     sp = fit_prior(data, domains, ridge)

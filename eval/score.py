@@ -50,8 +50,8 @@ def score(data, predict: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], d
 def checkpoint_predictor(ckpt, full_res: str = "transform", device: str = "cpu", protocol: str = "iharm",
                          size: int = M.EVAL_SIZE):
     """A ``predict`` function for ``score`` from a harmonizer checkpoint (:func:`model_predictor`)."""
-    from harmonizers.models import load
-    return model_predictor(load(ckpt, device=device)[0], full_res, protocol, size)
+    from common import registry
+    return model_predictor(registry.load(ckpt, device, kind="harmonizer")[0], full_res, protocol, size)
 
 
 def model_predictor(model, full_res: str = "transform", protocol: str = "iharm", size: int = M.EVAL_SIZE):

@@ -46,8 +46,8 @@ FAMILIES = {"issam": "iS2AM", "rainnet": "RainNet", "hrnet": "HRNet + iDIH", "di
 
 def family(arch: str) -> str:
     """The paper's name of a harmonizer variant's family (iS2AM runs every row, the others 1, 2, 7)."""
-    from harmonizers.models import VARIANTS
-    return FAMILIES.get(VARIANTS[arch][0] if arch in VARIANTS else arch, arch)
+    from common import registry
+    return FAMILIES.get(registry.family(arch), arch)
 
 
 class Results:
@@ -251,7 +251,7 @@ def table2(data: str = "data/mini4", domain: str = "MiniDay2night", out: str = "
     """
     from domains.dataset import HarmonyDataset
     from syconet.evaluate import diversity
-    from syconet.model import load
+    from common import registry
     outp, runp = Path(out), Path(runs)
     outp.mkdir(parents=True, exist_ok=True)
     config = _config("table2", dict(data=data, domain=domain, out=out, runs=runs, syconet_steps=syconet_steps,
@@ -276,7 +276,7 @@ def table2(data: str = "data/mini4", domain: str = "MiniDay2night", out: str = "
             _train_syconet(syco, "syconet_ablation", data, device, syconet_arch, syconet_size, domains=domain,
                            ablation="none" if abl == "zc" else abl, steps=syconet_steps)
         t_syco = time.time() - t0
-        model, _ = load(syco, device="cpu")
+        model, _ = registry.load(syco, "cpu", kind="syconet")
         ds = HarmonyDataset(data, domain, "train", size=syconet_size, train=False)
         with torch.inference_mode():
             div = diversity(model, ds, k=k, zc=abl == "zc")

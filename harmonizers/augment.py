@@ -37,8 +37,8 @@ from common.lut import apply_lut
 
 class SycoNetAugmenter:
     def __init__(self, ckpt, device="cpu", zc: bool = False):
-        from syconet.model import load
-        self.model, self.meta = load(ckpt, device=device)
+        from common import registry
+        self.model, self.meta = registry.load(ckpt, device, kind="syconet")
         self.zc = zc
         if zc and not hasattr(self.model, "enc_z"):
             raise InputError(f"{ckpt}: generation-only SycoNet (no E^z); syconet_zc needs a full training checkpoint")
@@ -205,13 +205,13 @@ class StaticAugmented(Dataset):
     """
 
     def __init__(self, base, ckpt, k: int, seed: int = 0, device="cpu"):
-        from syconet.model import load
+        from common import registry
         need, budget = len(base) * k * 3 * base.size * base.size / 2 ** 20, static_budget_mb()
         if need > budget:
             raise InputError(f"static:{k}: {len(base)} items x {k} composites at {base.size} px need "
                              f"{need:.0f} MB, over HARMONY_STATIC_MB={budget:.0f}; use the dynamic "
                              "syconet:CKPT augmentation, a smaller K, or raise HARMONY_STATIC_MB")
-        model, _ = load(ckpt, device=device)
+        model, _ = registry.load(ckpt, device, kind="syconet")
         self.base, self.k, self.items = base, k, []
         g = torch.Generator(device=device).manual_seed(seed)
         was_train = base.train

@@ -59,9 +59,9 @@ def expected_shapes(kind: str) -> dict[str, tuple[int, ...]]:
     """Official key → shape for ``kind``, in the official order."""
     facts_file, prefix, variant, _ = KINDS[kind]
     if facts_file is None:  # shapes only: built on the meta device, no weights drawn
-        from .models import create
+        from common import registry
         with torch.device("meta"):
-            return {k[len(prefix):]: tuple(v.shape) for k, v in create(variant).state_dict().items()}
+            return {k[len(prefix):]: tuple(v.shape) for k, v in registry.create(variant).state_dict().items()}
     return {e["key"]: tuple(e["shape"]) for e in facts(facts_file)["keys"]}
 
 
@@ -122,10 +122,12 @@ def _tensors(sd: dict, prefix: str) -> dict[str, torch.Tensor]:
 
 def convert_harmonizer(src, kind: str, domains=("all",)) -> tuple[dict, dict]:
     """``(tensors, meta)`` of our checkpoint for an official iS2AM, iDIH (± HRNet) or RainNet file."""
-    from .models import create, meta
+    from common import registry
+
+    from .models import meta
     sd = read_state_dict(src)
     check(sd, expected_shapes(kind), src)
-    model = create(KINDS[kind][2])
+    model = registry.create(KINDS[kind][2])
     tensors = _tensors(sd, KINDS[kind][1])
     model.load_state_dict(tensors, strict=True)  # our modules agree with the facts: a tested invariant
     m = meta(model, domains, fingerprint="official:" + sha256(src)[:16],

@@ -34,6 +34,7 @@ from torch import nn
 from common.imagenet import IMAGENET_MEAN, IMAGENET_STD
 
 from .hrnet import HighResolutionNet
+from .net import register
 
 MODES = ("cat", "catc", "sum")
 
@@ -303,3 +304,15 @@ class HRNetDIH(_Normalised):
                 own[k].copy_(v)
                 hits += 1
         return hits
+
+
+register("dih", {   # the published DIH and iDIH architectures (harmonizers.convert loads their checkpoints)
+    "dih256": ({"batchnorm_from": 0, "image_fusion": False}, 256),
+    "idih256": ({}, 256),
+}, net=DIH, config=DIHConfig)
+register("hrnet", {  # HRNet + iDIH, the published variants
+    "hrnet18_idih256": ({}, 256),
+    "hrnet18s_idih256": ({"small": True}, 256),
+    "hrnet32_idih256": ({"width": 32}, 256),
+    "hrnet18_v2p_idih256": ({"pyramid_channels": 256}, 256),
+}, net=HRNetDIH, config=HRNetDIHConfig)

@@ -30,6 +30,8 @@ from torch import nn
 
 from common import colour
 
+from .net import register
+
 
 def rgb_to_lab(x: torch.Tensor) -> torch.Tensor:
     """sRGB ``N×3×H×W`` (clipped to [0, 1]) → CIELAB scaled by 1/100 (L in [0, 1], a and b about ±1)."""
@@ -125,3 +127,10 @@ class GatedColourTransform(nn.Module):
         target = mf + p["offset"][..., None, None] + p["gain"][..., None, None] * (lab - mf)
         new = lab + self.strength * p["gate"][..., None, None] * (target - lab)
         return lab_to_rgb(new)
+
+
+register("gct", {   # resolution-free: colour statistics → a gated Lab map
+    "gct128": ({}, 128),
+    "gct64": ({}, 64),
+    "gct64c": ({"fg_chroma": True}, 64),   # + the foreground's mean chroma (docs/results.md)
+}, net=GatedColourTransform, config=GCTConfig)

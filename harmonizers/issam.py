@@ -28,6 +28,8 @@ from torch import nn
 
 from common.imagenet import IMAGENET_MEAN, IMAGENET_STD
 
+from .net import register
+
 
 @dataclass(frozen=True)
 class ISSAMConfig:
@@ -227,3 +229,10 @@ class ISSAM(nn.Module):
         if self.cfg.output == "residual":
             y = x + y
         return y * self.std + self.mean
+
+
+register("issam", {
+    "issam256": ({}, 256),                       # the published architecture (its checkpoint loads)
+    "issam128": ({}, 128),
+    "issam64": ({"output": "residual"}, 64),     # CPU-sized: the full-resolution transform does the rest
+}, net=ISSAM, config=ISSAMConfig)

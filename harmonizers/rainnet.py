@@ -25,6 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .net import register
+
 
 @dataclass(frozen=True)
 class RainNetConfig:
@@ -178,3 +180,10 @@ class DomainVerifier(nn.Module):
         fg = (f * m).sum((2, 3)) / m.sum((2, 3)).clamp_min(1e-3)
         bg = (f * (1 - m)).sum((2, 3)) / (1 - m).sum((2, 3)).clamp_min(1e-3)
         return F.cosine_similarity(fg, bg, dim=1)
+
+
+register("rainnet", {
+    "rainnet256": ({}, 256),                             # the published architecture
+    "rainnet128": ({"ngf": 32, "inner_blocks": 3}, 128),
+    "rainnet64": ({"ngf": 32, "inner_blocks": 2}, 64),   # CPU-sized
+}, net=RainNet, config=RainNetConfig)

@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import math
 
+from common import registry
 from common.cli import print_json, run, shared_args
 from common.io import InputError, check_new
 
-from .models import load
 from .train import DRIFT_LIMIT, drift_limit_value, set_scale
 
 
@@ -34,7 +34,7 @@ def rescale(src, out, drift_limit=DRIFT_LIMIT, overwrite: bool = False, rule: st
         raise InputError(f"--rule must be lowest or strongest, got {rule!r}")
     limit = drift_limit_value(drift_limit)
     check_new(out, overwrite)
-    model, meta = load(src)
+    model, meta = registry.load(src, kind="harmonizer")
     scores = (meta.get("calibration") or {}).get("scores")
     if not hasattr(model.net, "strength") or not scores:
         raise InputError(f"{src}: no recorded calibration scores (a gct model trained with --val_every or "

@@ -21,13 +21,15 @@ from __future__ import annotations
 
 import logging
 import math
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from common import registry
 from common.cli import print_json, run, shared_args
-from common.engine import EngineConfig, Task, dist_info, pick_device, train
+from common.engine import EngineConfig, Task, begin, dist_info, train
 from common.gan import lsgan_terms
 from common.io import InputError
 from domains.dataset import (HarmonyDataset, batches, fingerprint, group_weights, load_samples, split_folds,
@@ -35,7 +37,7 @@ from domains.dataset import (HarmonyDataset, batches, fingerprint, group_weights
 from common import metrics as M
 
 from . import augment as A
-from .models import HarmonizerNet, create, from_state, load, meta
+from .models import HarmonizerNet, from_state, meta
 
 log = logging.getLogger(__name__)
 ARCH_ALIASES = {"issam": "issam256", "rainnet": "rainnet256"}
@@ -112,7 +114,7 @@ class HarmonizerTask(Task):
         if self.calibrate is None:
             return tensors, meta
         val_ds, limit = self.calibrate
-        loaded = load(best) if best is not None else (from_state(tensors, meta), meta)
+        loaded = registry.load(best, kind="harmonizer") if best is not None else (from_state(tensors, meta), meta)
         model, m, self.calibration = scaled(loaded, best or out, calibration_scores(loaded[0], val_ds), limit)
         return model.state_dict(), m
 
@@ -252,7 +254,7 @@ def calibrate(out, val_ds: HarmonyDataset, drift_limit: float = DRIFT_LIMIT) -> 
     from common.engine import sibling
     best = sibling(out, "best.safetensors")
     src = best if best.exists() else Path(out)
-    loaded = load(src)
+    loaded = registry.load(src, kind="harmonizer")
     return set_scale(out, loaded, src, calibration_scores(loaded[0], val_ds), drift_limit)
 
 
@@ -261,13 +263,13 @@ def build(arch: str, init: str | None, size: int | None, pretrained_file: str | 
     """A fresh registered variant, or the model of ``--init`` (weights and config); a backboned
     variant's backbone then takes ``pretrained_file``'s ImageNet weights."""
     if init:
-        model, _ = load(init)
+        model, _ = registry.load(init, kind="harmonizer")
         model.size = size or model.size
         if hasattr(model.net, "strength"):  # a calibrated gate scale is redone after training
             model.net.strength.fill_(1.0)
         extra = {"init": str(init)}
     else:
-        model, extra = create(ARCH_ALIASES.get(arch, arch), size=size), {}
+        model, extra = registry.create(ARCH_ALIASES.get(arch, arch), size=size), {}
     if pretrained_file:
         extra["pretrained"] = load_backbone_weights(model, pretrained_file)
     return model, extra
@@ -333,94 +335,119 @@ def main(data="data/mini4", domains="all", arch: str = "issam", out="runs/issam_
         balance: none, collection (each photo folder of a benchmark built from several weighs the
             same in the batches) or source (each photo source does).
     """
-    drift_limit = drift_limit_value(drift_limit)
-    augment = A.parse(augment)  # typed from here on: the augmenter takes it as it is
-    options = dict(locals())  # the command's options (the engine takes its groups from them)
-    if gan_weight < 0:
-        raise InputError(f"--gan_weight must be >= 0, got {gan_weight}")
-    if only_aug and not augment.dynamic:
-        raise InputError("--only_aug needs a dynamic --augment (processes, syconet:CKPT, ct or lut)")
-    if balance not in BALANCES:
-        raise InputError(f"--balance must be one of {', '.join(BALANCES)}, got {balance!r}")
-    if balance != "none" and augment.kind == "static":
-        raise InputError("--balance weighs the training composites; it does not apply to --augment static")
-    if pretrained_file and init:
-        raise InputError("--pretrained_file initialises a fresh backbone; it cannot be combined with --init")
-    if calibrate_folds == 1 or calibrate_folds < 0:
-        raise InputError(f"--calibrate_folds must be 0 (off) or at least 2, got {calibrate_folds}")
-    res = crossfit(options) if calibrate_folds else fit(options)[0]
+    opts = TrainOptions(data=data, domains=domains, arch=arch, augment=A.parse(augment), only_aug=only_aug,
+                        init=init, size=size, cache=cache, gan_weight=gan_weight, val_fraction=val_fraction,
+                        regrade=regrade, calibrate_folds=calibrate_folds, drift_limit=drift_limit_value(drift_limit),
+                        pretrained_file=pretrained_file, train_photos=train_photos, balance=balance)
+    engine = EngineConfig.of(out=out, steps=steps, batch_size=batch_size, lr=lr, seed=seed, save_every=save_every,
+                             val_every=val_every, resume=resume, overwrite=overwrite, device=device, workers=workers,
+                             amp=amp, channels_last=channels_last, compile=compile)
+    opts.check()
+    res = crossfit(opts, engine) if calibrate_folds else fit(opts, engine)[0]
     if dist_info()[0] == 0:
         print_json(res)
 
 
-def fit(options: dict, fold: tuple[int, int] | None = None) -> tuple[dict, HarmonyDataset | None, HarmonizerNet]:
-    """One training run of ``main``'s options: (its summary, its validation set, the trained model as
-    the engine saved it, in eval mode). ``fold=(k, K)``
-    leaves the k-th of K folds of the training photos out (they become the validation set).
-    Calibrates a gated model on its validation set when ``--val_every`` made one (not for folds:
-    :func:`crossfit` pools them)."""
-    o = options
-    torch.manual_seed(o["seed"])
-    model, extra = build(o["arch"], o["init"], o["size"], o.get("pretrained_file"))
-    train_ds, val_ds = train_val(o["data"], o["domains"], model.size, o["cache"],
-                                 o["val_fraction"] if o["val_every"] else 0.0, fold=fold)
-    train_ds = shaped(train_ds, o)
-    _, _, local_rank = dist_info()
-    dev = pick_device(o["device"], local_rank)
-    spec = A.parse(o["augment"])  # already parsed when main called (a no-op then)
-    augmenter, train_set = A.make(spec, train_ds, device=dev)
-    regrader = A.Regrade(o["regrade"]).to(dev) if o["regrade"] > 0 else None
-    extra.update(augment=spec.text, only_aug=o["only_aug"], gan_weight=o["gan_weight"], regrade=o["regrade"])
-    if o.get("train_photos") or (o.get("balance") or "none") != "none":
-        extra.update(train_photos=o.get("train_photos") or 0, balance=o.get("balance") or "none")
+@dataclass(frozen=True)
+class TrainOptions:
+    """``main``'s own options (the engine's are an :class:`~common.engine.EngineConfig`), typed:
+    what :func:`fit` and :func:`crossfit` take."""
+    data: str
+    domains: str | list
+    arch: str
+    augment: A.AugmentSpec
+    only_aug: bool = False
+    init: str | None = None
+    size: int | None = None
+    cache: bool = True
+    gan_weight: float = 0.0
+    val_fraction: float = 0.1
+    regrade: float = 0.0
+    calibrate_folds: int = 0
+    drift_limit: float = DRIFT_LIMIT
+    pretrained_file: str | None = None
+    train_photos: int = 0
+    balance: str = "none"
+
+    def check(self) -> None:
+        """Refuse combinations that cannot run, before anything is read."""
+        if self.gan_weight < 0:
+            raise InputError(f"--gan_weight must be >= 0, got {self.gan_weight}")
+        if self.only_aug and not self.augment.dynamic:
+            raise InputError("--only_aug needs a dynamic --augment (processes, syconet:CKPT, ct or lut)")
+        if self.balance not in BALANCES:
+            raise InputError(f"--balance must be one of {', '.join(BALANCES)}, got {self.balance!r}")
+        if self.balance != "none" and self.augment.kind == "static":
+            raise InputError("--balance weighs the training composites; it does not apply to --augment static")
+        if self.pretrained_file and self.init:
+            raise InputError("--pretrained_file initialises a fresh backbone; it cannot be combined with --init")
+        if self.calibrate_folds == 1 or self.calibrate_folds < 0:
+            raise InputError(f"--calibrate_folds must be 0 (off) or at least 2, got {self.calibrate_folds}")
+
+
+def fit(o: TrainOptions, engine: EngineConfig, fold: tuple[int, int] | None = None
+        ) -> tuple[dict, HarmonyDataset | None, HarmonizerNet]:
+    """One training run: (its summary, its validation set, the trained model as the engine saved
+    it, in eval mode). ``fold=(k, K)`` leaves the k-th of K folds of the training photos out (they
+    become the validation set). Calibrates a gated model on its validation set when ``--val_every``
+    made one (not for folds: :func:`crossfit` pools them)."""
+    dev = begin(engine)
+    model, extra = build(o.arch, o.init, o.size, o.pretrained_file)
+    train_ds, val_ds = train_val(o.data, o.domains, model.size, o.cache,
+                                 o.val_fraction if engine.loop.val_every else 0.0, fold=fold)
+    train_ds = shaped(train_ds, o, engine.optim.seed)
+    augmenter, train_set = A.make(o.augment, train_ds, device=dev)
+    regrader = A.Regrade(o.regrade).to(dev) if o.regrade > 0 else None
+    extra.update(augment=o.augment.text, only_aug=o.only_aug, gan_weight=o.gan_weight, regrade=o.regrade)
+    if o.train_photos or o.balance != "none":
+        extra.update(train_photos=o.train_photos or 0, balance=o.balance)
     gated = fold is None and val_ds is not None and hasattr(model.net, "strength")
-    task = HarmonizerTask(model, augmenter, o["only_aug"], train_ds.domains, fingerprint(train_ds.samples), val_ds,
-                          extra, o["gan_weight"], regrade=regrader,
-                          calibrate=(val_ds, o.get("drift_limit", DRIFT_LIMIT)) if gated else None)
-    res = train(task, train_set, EngineConfig.from_options(options))
+    task = HarmonizerTask(model, augmenter, o.only_aug, train_ds.domains, fingerprint(train_ds.samples), val_ds,
+                          extra, o.gan_weight, regrade=regrader, calibrate=(val_ds, o.drift_limit) if gated else None)
+    res = train(task, train_set, engine, dev)
     if task.calibration is not None:
         res["calibration"] = task.calibration
-    res.update(arch=model.arch, size=model.size, augment=spec.text, domains=train_ds.domains)
+    res.update(arch=model.arch, size=model.size, augment=o.augment.text, domains=train_ds.domains)
     return res, val_ds, model.eval()
 
 
 BALANCES = ("none", "collection", "source")
 
 
-def shaped(train_ds: HarmonyDataset, o: dict) -> HarmonyDataset:
+def shaped(train_ds: HarmonyDataset, o: TrainOptions, seed: int) -> HarmonyDataset:
     """``--train_photos`` (a nested, seeded subset of the training photos) and ``--balance`` (each
     photo folder, or each photo source, weighing the same in the batches) applied to a training set."""
-    n, balance = o.get("train_photos") or 0, o.get("balance") or "none"
+    n, balance = o.train_photos or 0, o.balance
     if n:
-        train_ds = HarmonyDataset(o["data"], o["domains"], "train", size=train_ds.size, cache=o["cache"],
-                                  samples=subset_photos(train_ds.samples, int(n), o["seed"]),
+        train_ds = HarmonyDataset(o.data, o.domains, "train", size=train_ds.size, cache=o.cache,
+                                  samples=subset_photos(train_ds.samples, int(n), seed),
                                   domain_names=train_ds.domains)
     if balance != "none":
         from domains.build import composite_collections, composite_sources
-        groups = (composite_collections if balance == "collection" else composite_sources)(o["data"])
+        groups = (composite_collections if balance == "collection" else composite_sources)(o.data)
         if not groups:
             log.warning("--balance %s: %s names no %ss (not built from several photo folders by domains.build); "
-                        "every composite weighs the same", balance, o["data"], balance)
+                        "every composite weighs the same", balance, o.data, balance)
         else:
             train_ds.weights = group_weights(train_ds.samples, groups)
     return train_ds
 
 
-def crossfit(options: dict) -> dict:
+def crossfit(o: TrainOptions, engine: EngineConfig) -> dict:
     """``--calibrate_folds K``: the fold models, their pooled calibration scores, then the model on
     every training photo with the scale those scores choose. A fold model finetunes from the
     ``--init`` model's own fold model (``<init>.fold<k>.safetensors``) when there is one, so that
     its held-out photos are unseen by the whole chain (the folds are the same for any subset of the
     photos: :func:`domains.dataset.photo_fold`)."""
     from common.engine import sibling
-    k_folds = options["calibrate_folds"]
-    probe, _ = build(options["arch"], options["init"], options["size"])
+    k_folds = o.calibrate_folds
+    probe, _ = build(o.arch, o.init, o.size)
     if not hasattr(probe.net, "strength"):
         raise InputError(f"--calibrate_folds calibrates a gate scale; {probe.arch} has none (use a gct variant)")
-    samples = load_samples(options["data"], options["domains"], "train")
+    samples = load_samples(o.data, o.domains, "train")
     splits = [split_folds(samples, k_folds, k) for k in range(k_folds)]  # (rest, held out) per fold
     if not any(all(split) for split in splits):
-        raise InputError(f"{options['data']} ({options['domains']}): {len({s.real for s in samples})} training "
+        raise InputError(f"{o.data} ({o.domains}): {len({s.real for s in samples})} training "
                          f"photo(s), too few to cross-fit {k_folds} folds (no fold has photos on both sides)")
     raws, folds = [], []
     for k, (rest, held_out) in enumerate(splits):
@@ -428,22 +455,23 @@ def crossfit(options: dict) -> dict:
             log.warning("fold %d of %d %s (too few photos for %d folds): skipped", k, k_folds,
                         "holds no photo" if not held_out else "holds every photo", k_folds)
             continue
-        path = sibling(options["out"], f"fold{k}.safetensors")
-        init = options["init"]
+        path = sibling(engine.loop.out, f"fold{k}.safetensors")
+        init = o.init
         if init and sibling(init, f"fold{k}.safetensors").exists():
             init = str(sibling(init, f"fold{k}.safetensors"))
         elif init:
             log.warning("%s has no fold %d model: fold %d's held-out photos were seen by the base, its "
                         "calibration reads low", init, k, k)
-        res, held, model = fit({**options, "out": str(path), "val_every": 0, "init": init}, fold=(k, k_folds))
+        res, held, model = fit(replace(o, init=init), engine.replace(out=str(path), val_every=0), fold=(k, k_folds))
         if dist_info()[0] == 0:  # the fold model as trained (what was just written to its file)
             raws.append(calibration_raw(model, held))
         folds.append({"out": path.name, "init": Path(init).name if init else None,
                       "photos": len({s.real for s in held.samples}), "steps": res.get("steps")})
-    res, _, _ = fit({**options, "val_every": 0, "val_fraction": 0.0})
+    res, _, _ = fit(replace(o, val_fraction=0.0), engine.replace(val_every=0))
+    out = engine.loop.out
     if dist_info()[0] == 0:
-        res["calibration"] = set_scale(options["out"], load(options["out"]), options["out"], summarise(raws),
-                                       options.get("drift_limit", DRIFT_LIMIT), folds=folds)
+        res["calibration"] = set_scale(out, registry.load(out, kind="harmonizer"), out, summarise(raws), o.drift_limit,
+                                       folds=folds)
     return res
 
 

@@ -108,7 +108,7 @@ class Harmonizer:
 
     def __init__(self, manifest: dict, device="cpu"):
         from common.device import resolve
-        from harmonizers.models import load as load_h
+        from common import registry
         self.device = resolve(device)
         self.manifest = manifest
         t0 = time.perf_counter()
@@ -116,7 +116,7 @@ class Harmonizer:
         self._detector = None
         self.domains = list(manifest["classifier_domains"])
         self.default_mode = manifest["mode"]
-        loader = lambda p: load_h(p, device=self.device)[0]  # noqa: E731
+        loader = lambda p: registry.load(p, self.device, kind="harmonizer")[0]  # noqa: E731
         self.models = _Lazy(manifest["domains"], loader)
         self._unified = _Lazy({"unified": manifest["unified"]} if manifest["unified"] else {}, loader)
         self.load_seconds = time.perf_counter() - t0
@@ -124,8 +124,8 @@ class Harmonizer:
     @property
     def classifier(self):
         if self._classifier is None:
-            from .classifier import load as load_c
-            self._classifier, _ = load_c(self.manifest["classifier"], device=self.device)
+            from common import registry
+            self._classifier, _ = registry.load(self.manifest["classifier"], self.device, kind="classifier")
         return self._classifier
 
     @property

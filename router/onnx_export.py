@@ -34,9 +34,7 @@ def export(zoo=None, overwrite: bool = False) -> Path:
     import torch
     from tqdm import tqdm
 
-    from harmonizers.models import load as load_h
-
-    from .classifier import load as load_c
+    from common import registry
 
     z = read_zoo(zoo)
     dst = Path(z["root"]) / "onnx"
@@ -48,10 +46,10 @@ def export(zoo=None, overwrite: bool = False) -> Path:
     entries = {}
     for name, ckpt in tqdm(networks(z).items(), desc="onnx export", unit="model"):
         if name == "classifier":
-            model, _ = load_c(ckpt)
+            model, _ = registry.load(ckpt, kind="classifier")
             size = model.cfg.size
         else:
-            model, _ = load_h(ckpt)
+            model, _ = registry.load(ckpt, kind="harmonizer")
             size = model.size
         file = dst / (Path(ckpt).stem + ".onnx")
         tmp = file.with_name(f".{file.name}.tmp")

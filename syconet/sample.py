@@ -14,12 +14,11 @@ from pathlib import Path
 
 import torch
 
+from common import registry
 from common.cli import print_json, run, shared_args
 from common.grid import image_grid
 from common.io import InputError, read_pair, to_uint8, write_image
-
 from common.lut import apply_lut_u8, combine
-from .model import load
 
 DEFAULT_CKPT = Path(__file__).resolve().parents[1] / "models" / "syconet_all.safetensors"  # generation-only
 
@@ -61,7 +60,7 @@ def main(image: str, mask: str, ckpt: str = str(DEFAULT_CKPT), k: int = 10, out:
         raise InputError(f"-k must be at least 1, got {k}")
     t0 = time.time()
     real, m = read_pair(image, mask)
-    model, _ = load(ckpt, device=device)
+    model, _ = registry.load(ckpt, device, kind="syconet")
     outs = sample(model, real, m, k, seed)
     out_dir, stem = Path(out), Path(image).stem
     paths = [out_dir / f"{stem}_syco_{i + 1}.png" for i in range(k)]

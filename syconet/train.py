@@ -17,13 +17,13 @@ from pathlib import Path
 
 import torch
 
-from common import checkpoint
+from common import checkpoint, registry
 from common.cli import print_json, run, shared_args
-from common.engine import EngineConfig, Task, train
+from common.engine import EngineConfig, Task, begin, train
 from common.io import InputError
 from domains.dataset import HarmonyDataset, Mixed, fingerprint, resolve_domains, train_val
 
-from .model import SycoNet, SycoNetConfig, create, meta
+from .model import SycoNet, SycoNetConfig, meta
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +111,7 @@ def build_model(arch: str, init: str | None, ablation: str, pretrained_file: str
         model = SycoNet(SycoNetConfig(**cfg), bank=tensors["bank"].float())
         model.load_state_dict({k: v.float() for k, v in tensors.items()})
         return model, m["arch"]
-    return create(arch, pretrained_file=pretrained_file, **overrides, **ABLATIONS[ablation]), arch
+    return registry.create(arch, pretrained_file=pretrained_file, **overrides, **ABLATIONS[ablation]), arch
 
 
 @shared_args
@@ -146,12 +146,14 @@ def main(data="data/mini4", domains="all", out="runs/syconet_all.safetensors", i
             the colour transfers' references only (they leave the batch before the loss), so that
             a one-domain finetune draws its references from every photo as the benchmark does.
     """
-    options = dict(locals())  # the command's options, as given (the engine takes its groups from them)
+    engine = EngineConfig.of(out=out, steps=steps, batch_size=batch_size, lr=lr, seed=seed, save_every=save_every,
+                             val_every=val_every, resume=resume, overwrite=overwrite, device=device, workers=workers,
+                             amp=amp, channels_last=channels_last, compile=compile)
     if not 0 <= fresh <= 1:
         raise InputError(f"--fresh must be in [0, 1], got {fresh}")
     if donors and (replay or not fresh):
         raise InputError("--donors lends references to --fresh pairs: it needs --fresh and excludes --replay")
-    torch.manual_seed(seed)
+    dev = begin(engine)
     train_ds, val_ds = train_val(data, domains, size, cache, val_fraction if val_every else 0.0)
     share = replay or donors
     others = [d for d in resolve_domains(data, "all") if d not in train_ds.domains] if share > 0 else []
@@ -169,7 +171,7 @@ def main(data="data/mini4", domains="all", out="runs/syconet_all.safetensors", i
     samples = train_ds.samples + (mixed.other.samples if mixed.other is not None else [])
     task = SycoTask(model, arch, train_ds.domains, fingerprint(samples), val_ds, freeze_bn=freeze_bn,
                     fresh=fresh, donors_only=bool(donors))
-    res = train(task, mixed, EngineConfig.from_options(options))
+    res = train(task, mixed, engine, dev)
     print_json({"out": str(Path(out)), **res, "init": init, "ablation": ablation, "domains": train_ds.domains,
                 "replay": replay, "fresh": fresh, "donors": donors})
 

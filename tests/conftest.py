@@ -1,6 +1,7 @@
 """Shared fixtures: tiny photo folders and a tiny offline benchmark built from the bundled photos."""
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -9,6 +10,8 @@ from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 ASSETS = ROOT / "assets"
+os.environ["HARMONY_VARIANTS"] = "tests.variants"  # the tiny variants, here and in the commands tests run
+from . import variants  # noqa: E402,F401 - registers them in this process
 
 
 def make_photos(dst: Path, n: int, side: int = 96) -> Path:

@@ -137,3 +137,37 @@ def test_no_function_over_60_lines():
                     if node.end_lineno - start + 1 > 60:
                         long.append(f"{p.relative_to(ROOT)}:{node.lineno} {node.name} ({node.end_lineno - start + 1} lines)")
     assert not long, "functions over 60 lines:\n" + "\n".join(long)
+
+
+# the modules where each kind's models are built and loaded; production code reaches them through
+# common.registry (create, load)
+MODEL_HOMES = {"harmonizers.models", "harmonizers.net", "syconet.model", "router.classifier"}
+
+
+def _doors(roots):
+    """Imports of ``create`` / ``load`` / ``from_meta`` from a model home, except by another home."""
+    found = []
+    for root in roots:
+        for p in sorted((ROOT / root).rglob("*.py")):
+            if ".".join(p.relative_to(ROOT).with_suffix("").parts) in MODEL_HOMES:
+                continue
+            for line, mod, names in _imports(p):
+                bad = {"create", "load", "from_meta"} & set(names)
+                if mod in MODEL_HOMES and bad:
+                    found.append(f"{p.relative_to(ROOT)}:{line} imports {sorted(bad)} from {mod}")
+    return found
+
+
+def test_one_door_for_models():
+    """Production code builds and loads every model through common.registry; the test-only variants
+    live under tests/ (tests/variants.py), none beside the shipped ones."""
+    assert not _doors([*LAYERS, "scripts", "bench"])
+    from common import registry
+    tiny = {n for n in registry.variants() if n.endswith("_test")}
+    shipped = set(registry.variants()) - tiny
+    for pkg in LAYERS:
+        for p in sorted((ROOT / pkg).rglob("*.py")):
+            text = p.read_text()
+            assert not [n for n in tiny if f'"{n}"' in text], f"{p.relative_to(ROOT)} names a test variant"
+    assert {"gct64", "issam256", "syconet_r18", "domain_classifier"} <= shipped
+    assert {"gct_test", "syconet_test"} <= set(registry.variants())  # registered from tests/variants.py

@@ -55,7 +55,7 @@ def test_optimizer_state_roundtrip():
 def test_resume_after_kill_follows_the_same_curve(mini_data, tmp_path):
     cfg = dict(steps=6, batch_size=4, lr=1e-3, save_every=3, log_every=1, device="cpu", seed=3)
     task, ds = _task(mini_data)
-    train(task, ds, EngineConfig.from_options(dict(out=str(tmp_path / "a.safetensors"), **cfg)))
+    train(task, ds, EngineConfig.of(out=str(tmp_path / "a.safetensors"), **cfg))
 
     class Killed(Exception):
         pass
@@ -67,10 +67,10 @@ def test_resume_after_kill_follows_the_same_curve(mini_data, tmp_path):
             raise Killed
     task.on_step = die
     with pytest.raises(Killed):
-        train(task, ds, EngineConfig.from_options(dict(out=str(tmp_path / "b.safetensors"), **cfg)))
+        train(task, ds, EngineConfig.of(out=str(tmp_path / "b.safetensors"), **cfg))
     assert (tmp_path / "b.last.safetensors").exists() and not (tmp_path / "b.safetensors").exists()
     task, ds = _task(mini_data)
-    res = train(task, ds, EngineConfig.from_options(dict(out=str(tmp_path / "b.safetensors"), **cfg)))
+    res = train(task, ds, EngineConfig.of(out=str(tmp_path / "b.safetensors"), **cfg))
     assert res["steps_this_run"] == 3  # killed after 4 steps; resumed from the step-3 checkpoint
     la, lb = _losses(tmp_path / "a.log.jsonl"), _losses(tmp_path / "b.log.jsonl")
     for s in range(1, 7):
@@ -81,7 +81,7 @@ def test_resume_after_kill_follows_the_same_curve(mini_data, tmp_path):
         assert torch.allclose(wa[k].float(), wb[k].float(), atol=1e-4), k
     with pytest.raises(InputError, match="already exists"):
         task, ds = _task(mini_data)
-        train(task, ds, EngineConfig.from_options(dict(out=str(tmp_path / "b.safetensors"), **cfg)))
+        train(task, ds, EngineConfig.of(out=str(tmp_path / "b.safetensors"), **cfg))
 
 
 @pytest.mark.slow
@@ -133,18 +133,24 @@ def test_compile_trains_the_same_and_saves_the_same_keys(mini_data, tmp_path):
     assert task.networks() == [task.net]
 
 
-def test_config_groups_are_filled_from_a_commands_options():
+def test_config_groups_are_built_once_and_the_engine_owns_seed_and_device():
     from dataclasses import asdict, fields
 
-    from common.engine import HardwareConfig, LoopConfig, OptimConfig
-    opts = {"out": "x.safetensors", "steps": 7, "lr": 0.5, "workers": 3, "channels_last": True, "arch": "issam64",
-            "augment": "lut"}
-    cfg = EngineConfig.from_options(opts)
+    from common.engine import HardwareConfig, LoopConfig, OptimConfig, begin
+    cfg = EngineConfig.of(out="x.safetensors", steps=7, lr=0.5, workers=3, channels_last=True, seed=4, device="cpu")
     assert (cfg.loop.out, cfg.optim.steps, cfg.optim.lr, cfg.hw.workers, cfg.hw.channels_last) == ("x.safetensors", 7, 0.5, 3, True)
     assert cfg.optim.batch_size == OptimConfig().batch_size and cfg.loop.resume is True  # defaults for the rest
     names = [f.name for g in (LoopConfig, OptimConfig, HardwareConfig) for f in fields(g)]
     assert len(names) == len(set(names))  # one group per option
-    assert set(asdict(cfg)) == {"loop", "optim", "hw"} and "arch" not in str(asdict(cfg))
+    assert set(asdict(cfg)) == {"loop", "optim", "hw"}
+    fold = cfg.replace(out="f.safetensors", val_every=0)
+    assert fold.loop.out == "f.safetensors" and cfg.loop.out == "x.safetensors" and fold.optim == cfg.optim
+    with pytest.raises(TypeError):
+        EngineConfig.of(out="x", arch="issam64")  # a command's own option is not the engine's
+    assert begin(cfg) == torch.device("cpu")
+    a = torch.rand(3)
+    begin(cfg)
+    assert torch.equal(torch.rand(3), a)  # seeded from the engine's seed
 
 
 def test_the_log_measures_the_wait_for_data(mini_data, tmp_path):
@@ -165,8 +171,8 @@ def test_the_log_measures_the_wait_for_data(mini_data, tmp_path):
     shares = {}
     for delay in (0.0, 0.2):
         task, ds = _task(mini_data)
-        res = train(task, Slow(ds, delay), EngineConfig.from_options(dict(
-            out=str(tmp_path / f"w{delay}.safetensors"), steps=3, batch_size=4, log_every=1, device="cpu")))
+        res = train(task, Slow(ds, delay), EngineConfig.of(
+            out=str(tmp_path / f"w{delay}.safetensors"), steps=3, batch_size=4, log_every=1, device="cpu"))
         rows = [json.loads(x) for x in open(tmp_path / f"w{delay}.log.jsonl") if "elapsed_s" in x]
         waits = [r["data_wait_s"] for r in rows]
         assert waits == sorted(waits) and 0 <= res["data_wait_share"] <= 1

@@ -50,3 +50,27 @@ def test_load_refuses_an_unknown_kind(tmp_path):
     save_file({"x": torch.zeros(1)}, str(tmp_path / "w.safetensors"), metadata={"config": json.dumps({"kind": "weird"})})
     with pytest.raises(InputError, match="checkpoint kind 'weird' is not one of"):
         registry.load(tmp_path / "w.safetensors")
+
+
+def test_load_with_a_kind_refuses_another_kind(tmp_path):
+    from harmonizers.models import meta as hmeta
+    h = registry.create("gct_test")
+    checkpoint.save(tmp_path / "h.safetensors", h.state_dict(), hmeta(h, ["all"], "x"))
+    with pytest.raises(InputError, match=r"h.safetensors: checkpoint is a 'harmonizer', expected a 'syconet'"):
+        registry.load(tmp_path / "h.safetensors", kind="syconet")
+    assert registry.load(tmp_path / "h.safetensors", kind="harmonizer")[1]["arch"] == "gct"
+
+
+def test_families_and_variants_from_another_module(monkeypatch, tmp_path):
+    """A module named in HARMONY_VARIANTS registers variants of a shipped family; its name must import."""
+    assert registry.family("issam64") == "issam" and registry.family("hrnet18_idih256") == "hrnet"
+    assert registry.family("syconet_r18") == "syconet" and registry.family("nope") == "nope"
+    (tmp_path / "my_variants.py").write_text(
+        'from harmonizers.net import register\nregister("gct", {"gct_wide_x": ({"hidden": 12}, 48)})\n')
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("HARMONY_VARIANTS", "tests.variants, my_variants")
+    m = registry.create("gct_wide_x")
+    assert m.cfg.hidden == 12 and m.size == 48 and registry.family("gct_wide_x") == "gct"
+    monkeypatch.setenv("HARMONY_VARIANTS", "no_such_module_here")
+    with pytest.raises(InputError, match="HARMONY_VARIANTS=no_such_module_here: cannot import 'no_such_module_here'"):
+        registry.create("still_unknown")
