@@ -45,14 +45,16 @@ ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable
 
 
-def run(argv: list[str], kill_when=None, poll: float = 0.02) -> dict:
+def run(argv: list[str], kill_when=None, poll: float = 0.02, parse=None) -> dict:
     """Run a command; its wall seconds, peak RSS (MiB) and exit status. ``kill_when``: a condition
     polled every ``poll`` seconds; when it holds, the command's process group gets SIGKILL (a
     command that ends first is not killed: the record says whether the kill came midway). Its
-    stderr goes to a file (a pipe read only at the end would fill with progress bars and block it)."""
+    stderr goes to a file (a pipe read only at the end would fill with progress bars and block it).
+    ``parse``: reads the command's standard output into more fields of the record."""
     t0 = time.perf_counter()
-    with tempfile.TemporaryFile() as err_file:
-        p = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=err_file, start_new_session=True)
+    with tempfile.TemporaryFile() as err_file, tempfile.TemporaryFile() as out_file:
+        p = subprocess.Popen(argv, cwd=ROOT, stdout=out_file if parse else subprocess.DEVNULL, stderr=err_file,
+                             start_new_session=True)
         if kill_when is not None:
             while p.poll() is None:
                 if kill_when():
@@ -62,10 +64,13 @@ def run(argv: list[str], kill_when=None, poll: float = 0.02) -> dict:
         _, status, usage = os.wait4(p.pid, 0)
         err_file.seek(max(0, err_file.seek(0, 2) - 2000))
         err = err_file.read().decode(errors="replace")
+        out_file.seek(0)
+        extra = parse(out_file.read().decode(errors="replace")) if parse and status == 0 else {}
     code = os.waitstatus_to_exitcode(status)
     if kill_when is None and code != 0:
         raise RuntimeError(f"{' '.join(map(str, argv))} failed ({code}): {err}")
-    return {"seconds": round(time.perf_counter() - t0, 2), "rss_mb": round(usage.ru_maxrss / 1024, 1), "code": code}
+    return {"seconds": round(time.perf_counter() - t0, 2), "rss_mb": round(usage.ru_maxrss / 1024, 1), "code": code,
+            **extra}
 
 
 def snippet(code: str) -> list[str]:
@@ -84,7 +89,7 @@ def loader_step(root: Path, workers: int) -> dict:
             f"ds = HarmonyDataset({str(root)!r}, 'all', 'train', size=64); "
             f"dl = torch.utils.data.DataLoader(ds, batch_size=64, num_workers={workers}); t = time.perf_counter(); "
             f"n = sum(len(b['mask']) for b in dl); print(n / (time.perf_counter() - t))")
-    return run(snippet(code))
+    return run(snippet(code), parse=lambda out: {"items_per_s": round(float(out.split()[-1]), 1)})
 
 
 def data_steps(root: Path) -> dict[str, dict]:

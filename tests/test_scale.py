@@ -49,6 +49,7 @@ def test_scale_script_small_fraction(tmp_path, monkeypatch):
     assert r["predict_dir killed + resumed"]["images"] == 74 and not r["predict_dir killed + resumed"]["other files"]
     assert r["predict_dir killed + resumed"]["killed midway"] and r["train DDP 2 processes"]["ok"]
     assert all(v["rss_mb"] > 0 and v["seconds"] > 0 for v in r.values())
+    assert r["loader 0w"]["items_per_s"] > 0 and r["loader 2w"]["items_per_s"] > 0
     assert "| train killed + resumed |" in (tmp_path / "scale.md").read_text()
     before = (tmp_path / "scale.json").read_text()
     again = sc.main(**kw, only="score,index")[0.01]  # alone, on the kept tree: the other records kept
