@@ -278,7 +278,7 @@ def main(fractions: str = "0.1,1.0", work: str = "/tmp/scale", out: str = str(RO
         if want:
             res.setdefault(f, {}).update({w: ALONE[w](root, runs) for w in want})
         else:
-            res[f] = {"generate": gen, **steps_for(root, runs, steps, f <= reports_up_to)}
+            res[f] = {**res.get(f, {}), "generate": gen, **steps_for(root, runs, steps, f <= reports_up_to)}
         print(json.dumps({f: res[f]}), flush=True)
         if not keep:
             shutil.rmtree(root, ignore_errors=True)

@@ -201,6 +201,28 @@ def default_cache_mb() -> float:
     return env_megabytes("HARMONY_CACHE_MB", 512)
 
 
+class ImageCache(dict):
+    """Reduced uint8 images by ``(path, dataset size)``, kept while their bytes fit ``budget``."""
+
+    def __init__(self, budget: int):
+        super().__init__()
+        self.budget, self.bytes = budget, 0
+
+    def put(self, key, t: torch.Tensor) -> None:
+        if self.bytes + t.numel() <= self.budget:
+            self[key] = t
+            self.bytes += t.numel()
+
+
+_SHARED: dict[int, ImageCache] = {}  # budget → the process's cache: every dataset with that budget shares it
+
+
+def shared_cache(budget: int) -> ImageCache:
+    """The process's image cache for ``budget`` bytes (the datasets of several trainings in one
+    process, a training set and its validation set, share one budget instead of holding one each)."""
+    return _SHARED.setdefault(budget, ImageCache(budget))
+
+
 class HarmonyDataset(Dataset):
     """Yields dicts with ``composite``, ``real`` (``3×S×S``), ``mask`` (``1×S×S``), ``domain``
     (index into ``self.domains``) and ``domain_name``.
@@ -208,8 +230,9 @@ class HarmonyDataset(Dataset):
     Every image is first reduced so that its short side is ``2·size`` at most (the crops are taken
     from that). ``train=True`` then applies one random resized crop (scale 0.5–1) and horizontal flip
     identically to all three images; otherwise everything is resized to ``size``. ``cache=True``
-    keeps the reduced images as uint8 in memory, up to ``cache_mb`` megabytes per process (default
-    ``HARMONY_CACHE_MB``, else 512; each DataLoader worker holds its own): on a small dataset the
+    keeps the reduced images as uint8 in memory, up to ``HARMONY_CACHE_MB`` megabytes (else 512) per
+    process, shared by every dataset in it (each DataLoader worker holds its own; ``cache_mb`` gives
+    a dataset a cache of its own with that budget instead): on a small dataset the
     whole set fits and JPEG decoding, the loader's largest cost, happens once; on iHarmony4 (about
     100 GB reduced at ``size`` 256) the first images up to the budget are kept and the rest decoded
     each time, so memory stays bounded. Cached or not, an item is the same.
@@ -225,9 +248,8 @@ class HarmonyDataset(Dataset):
         self.domains = list(domain_names) if domain_names else resolve_domains(root, domains)
         self.size = size
         self.train = split == "train" if train is None else train
-        self.cache = {} if cache else None
-        self.cache_budget = int((default_cache_mb() if cache_mb is None else cache_mb) * 2 ** 20)
-        self.cache_bytes = 0
+        budget = int((default_cache_mb() if cache_mb is None else cache_mb) * 2 ** 20)
+        self.cache = None if not cache else shared_cache(budget) if cache_mb is None else ImageCache(budget)
         if self.train:
             self.tf = v2.Compose([v2.RandomResizedCrop(size, scale=(0.5, 1.0), antialias=True),
                                   v2.RandomHorizontalFlip()])
@@ -236,6 +258,18 @@ class HarmonyDataset(Dataset):
 
     def __len__(self):
         return len(self.samples)
+
+    @property
+    def cache_budget(self) -> int:
+        return self.cache.budget if self.cache is not None else 0
+
+    @property
+    def cache_bytes(self) -> int:
+        return self.cache.bytes if self.cache is not None else 0
+
+    def key(self, path) -> tuple[str, int]:
+        """A file's cache key: the reduced image depends on the dataset's size."""
+        return str(path), self.size
 
     def reduced_size(self, hw: tuple[int, int]) -> tuple[int, int]:
         """The size an image of ``hw`` is reduced to before cropping: short side ``2·size`` at most."""
@@ -251,7 +285,7 @@ class HarmonyDataset(Dataset):
     def load_u8(self, path: Path, is_mask: bool, target: tuple[int, int] | None = None) -> torch.Tensor:
         """One file as the dataset holds it: reduced (to ``target``, default :meth:`reduced_size`),
         quantised to uint8 (the cached form), through the cache."""
-        key = str(path)
+        key = self.key(path)
         if self.cache is not None and key in self.cache:
             return self.cache[key]
         if target is None:
@@ -262,24 +296,23 @@ class HarmonyDataset(Dataset):
             t = read_image_chw_u8(path, at_least=target)
         return self.store(key, t, target)
 
-    def store(self, key: str, t: torch.Tensor, target: tuple[int, int]) -> torch.Tensor:
+    def store(self, key: tuple[str, int], t: torch.Tensor, target: tuple[int, int]) -> torch.Tensor:
         """A decoded uint8 image at ``target`` size in the cached form (cached while the budget lasts)."""
         if tuple(t.shape[1:]) != target:  # resized in float from the 8-bit values, then rounded
             t = v2.functional.resize(t.contiguous().float() / 255, list(target), antialias=True)
             t = t.mul(255).round().to(torch.uint8)  # the cached form, so that cached and decoded items agree
-        if self.cache is not None and self.cache_bytes + t.numel() <= self.cache_budget:
-            self.cache[key] = t
-            self.cache_bytes += t.numel()
+        if self.cache is not None:
+            self.cache.put(key, t)
         return t
 
     def __getitem__(self, i):
         s = self.samples[i]
         paths = (s.composite, s.real, s.mask)
         target, mask_u8 = None, None  # all three cached: sized and checked when they were first decoded
-        if self.cache is None or not all(str(p) in self.cache for p in paths):
+        if self.cache is None or not all(self.key(p) in self.cache for p in paths):
             # the photos' sizes from their headers, the mask's from its pixels (a PNG header read
             # decodes the file to look for EXIF): a mismatch is refused before any JPEG is decoded
-            mask_u8 = None if self.cache is not None and str(s.mask) in self.cache else read_mask_u8(s.mask)
+            mask_u8 = None if self.cache is not None and self.key(s.mask) in self.cache else read_mask_u8(s.mask)
             sizes = [image_size(s.composite), image_size(s.real),
                      tuple(mask_u8.shape) if mask_u8 is not None else image_size(s.mask)]
             if len(set(sizes)) > 1:
@@ -287,7 +320,7 @@ class HarmonyDataset(Dataset):
                                  f"{sizes[1][0]} and mask {sizes[2][1]}x{sizes[2][0]} sizes differ")
             target = self.reduced_size(sizes[0])
             if mask_u8 is not None:
-                mask_u8 = self.store(str(s.mask), torch.from_numpy(mask_u8)[None], target)
+                mask_u8 = self.store(self.key(s.mask), torch.from_numpy(mask_u8)[None], target)
         comp, real = self.load_u8(s.composite, False, target), self.load_u8(s.real, False, target)
         mask = self.load_u8(s.mask, True, target) if mask_u8 is None else mask_u8
         if not self.train:  # evaluation items: resized in float, as scored

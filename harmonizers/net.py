@@ -26,7 +26,7 @@ def register(arch: str, variants: dict[str, tuple[dict, int]], net: type | None 
     if net is not None:
         ARCHS[arch] = (net, config)
     if arch not in ARCHS:  # variants of a shipped family, registered from another module
-        import harmonizers.models  # noqa: F401 - registers the shipped families
+        from . import models  # noqa: F401 - registers the shipped families
     if arch not in ARCHS:
         raise ValueError(f"unknown harmonizer arch {arch!r}; choose from {sorted(ARCHS)}")
     VARIANTS.update({name: (arch, dict(base), size) for name, (base, size) in variants.items()})

@@ -36,12 +36,28 @@ class TestDataset:
         assert small.cache_bytes <= 0.02 * 2 ** 20 and 0 < len(small.cache) < len(full.cache)
         assert full.cache_bytes == sum(t.numel() for t in full.cache.values())
         # every image is reduced to a short side of 2*size before cropping, cached or not
-        assert all(min(t.shape[1:]) <= 32 for t in full.cache.values())
+        assert all(min(t.shape[1:]) <= 32 for (_, size), t in full.cache.items() if size == 16)
         monkeypatch.setenv("HARMONY_CACHE_MB", "0")
         assert HarmonyDataset(mini_data, "all", "train", size=16).cache_budget == 0
         monkeypatch.setenv("HARMONY_CACHE_MB", "lots")
         with pytest.raises(InputError, match="HARMONY_CACHE_MB"):
             HarmonyDataset(mini_data, "all", "train", size=16)
+
+    def test_one_cache_per_process(self, mini_data, monkeypatch):
+        """Datasets share the process's budget (several trainings in one process hold one cache,
+        not one each); a dataset's own size keys its images, and a shared item is the same."""
+        monkeypatch.setenv("HARMONY_CACHE_MB", "7")
+        a = HarmonyDataset(mini_data, "all", "train", size=16, train=False)
+        b = HarmonyDataset(mini_data, "all", "test", size=16, train=False)
+        c = HarmonyDataset(mini_data, "all", "train", size=20, train=False)
+        assert a.cache is b.cache is c.cache and a.cache_budget == 7 * 2 ** 20
+        first = a[0]
+        n = len(a.cache)
+        again = HarmonyDataset(mini_data, "all", "train", size=16, train=False)[0]  # from the shared cache
+        assert len(a.cache) == n and all(torch.equal(first[k], again[k]) for k in ("composite", "real", "mask"))
+        c[0]  # the same files at another size: their own entries
+        assert len(a.cache) == n + 3 and {k[1] for k in a.cache} == {16, 20}
+        assert a.cache_bytes == sum(t.numel() for t in a.cache.values()) <= a.cache_budget
 
     def test_training_crops_in_uint8_and_evaluation_items_in_float(self, mini_data):
         """Training crops are taken from the uint8 images and converted after (cached or decoded, the
