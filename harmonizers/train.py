@@ -99,8 +99,9 @@ class HarmonizerLoss(nn.Module):
 
 
 class HarmonizerTask(Task):
-    """``calibrate``: (held-out set, drift limit) to choose a gated model's scale on before the
-    final checkpoint is written (the choice is kept in ``calibration``)."""
+    """``calibrate``: (held-out set, drift limit), or (scores already pooled, drift limit, more to
+    record) as cross-fitting makes them, to choose a gated model's scale with before the final
+    checkpoint is written (the choice is kept in ``calibration``)."""
 
     def __init__(self, model: HarmonizerNet, augmenter, only_aug, domains, fp, val, extra_meta, gan_weight: float = 0.0,
                  regrade: A.Regrade | None = None, calibrate: tuple | None = None):
@@ -113,9 +114,10 @@ class HarmonizerTask(Task):
         :func:`calibrate` chooses."""
         if self.calibrate is None:
             return tensors, meta
-        val_ds, limit = self.calibrate
+        source, limit, *extra = self.calibrate
         loaded = registry.load(best, kind="harmonizer") if best is not None else (from_state(tensors, meta), meta)
-        model, m, self.calibration = scaled(loaded, best or out, calibration_scores(loaded[0], val_ds), limit)
+        scores = source if isinstance(source, dict) else calibration_scores(loaded[0], source)
+        model, m, self.calibration = scaled(loaded, best or out, scores, limit, **(extra[0] if extra else {}))
         return model.state_dict(), m
 
     def meta(self):
@@ -385,12 +387,13 @@ class TrainOptions:
             raise InputError(f"--calibrate_folds must be 0 (off) or at least 2, got {self.calibrate_folds}")
 
 
-def fit(o: TrainOptions, engine: EngineConfig, fold: tuple[int, int] | None = None
+def fit(o: TrainOptions, engine: EngineConfig, fold: tuple[int, int] | None = None, pooled: tuple | None = None
         ) -> tuple[dict, HarmonyDataset | None, HarmonizerNet]:
     """One training run: (its summary, its validation set, the trained model as the engine saved
     it, in eval mode). ``fold=(k, K)`` leaves the k-th of K folds of the training photos out (they
     become the validation set). Calibrates a gated model on its validation set when ``--val_every``
-    made one (not for folds: :func:`crossfit` pools them)."""
+    made one (not for folds: :func:`crossfit` pools them), or with ``pooled`` (the task's
+    ``calibrate`` from cross-fitted scores)."""
     dev = begin(engine)
     model, extra = build(o.arch, o.init, o.size, o.pretrained_file)
     train_ds, val_ds = train_val(o.data, o.domains, model.size, o.cache,
@@ -403,7 +406,8 @@ def fit(o: TrainOptions, engine: EngineConfig, fold: tuple[int, int] | None = No
         extra.update(train_photos=o.train_photos or 0, balance=o.balance)
     gated = fold is None and val_ds is not None and hasattr(model.net, "strength")
     task = HarmonizerTask(model, augmenter, o.only_aug, train_ds.domains, fingerprint(train_ds.samples), val_ds,
-                          extra, o.gan_weight, regrade=regrader, calibrate=(val_ds, o.drift_limit) if gated else None)
+                          extra, o.gan_weight, regrade=regrader,
+                          calibrate=pooled if pooled is not None else (val_ds, o.drift_limit) if gated else None)
     res = train(task, train_set, engine, dev)
     if task.calibration is not None:
         res["calibration"] = task.calibration
@@ -467,12 +471,8 @@ def crossfit(o: TrainOptions, engine: EngineConfig) -> dict:
             raws.append(calibration_raw(model, held))
         folds.append({"out": path.name, "init": Path(init).name if init else None,
                       "photos": len({s.real for s in held.samples}), "steps": res.get("steps")})
-    res, _, _ = fit(replace(o, val_fraction=0.0), engine.replace(val_every=0))
-    out = engine.loop.out
-    if dist_info()[0] == 0:
-        res["calibration"] = set_scale(out, registry.load(out, kind="harmonizer"), out, summarise(raws), o.drift_limit,
-                                       folds=folds)
-    return res
+    pooled = (summarise(raws), o.drift_limit, {"folds": folds}) if dist_info()[0] == 0 else None
+    return fit(replace(o, val_fraction=0.0), engine.replace(val_every=0), pooled=pooled)[0]
 
 
 CLI = main
