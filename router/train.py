@@ -21,7 +21,6 @@ from torch import nn
 
 from common import checkpoint, registry
 from common.cli import print_json, run, shared_args
-from common.device import resolve as resolve_device
 from common.engine import EngineConfig, Task, begin, dist_info, train
 from common.io import InputError, write_text
 from domains.build import composite_sources
@@ -176,15 +175,16 @@ class HeadRefit:
 
 
 def fit_probe(task: ClassifierTask, train_set, samples: list, groups: list, out, batch_size: int, workers: int,
-              device, l2: float, overwrite: bool, balance: str = "domain", relight: tuple[str, str] | None = None,
-              seed: int = 0) -> dict:
+              device: torch.device, l2: float, overwrite: bool, balance: str = "domain",
+              relight: tuple[str, str] | None = None, seed: int = 0) -> dict:
     """Extract the frozen backbone's features of ``train_set`` (and its relit rows), fit the head,
-    save the checkpoint with how the head was fitted (what :class:`HeadRefit` reads back)."""
+    save the checkpoint with how the head was fitted (what :class:`HeadRefit` reads back); ``device``:
+    :func:`common.engine.begin`'s."""
     import time
     if Path(out).exists() and not overwrite:
         raise InputError(f"{out}: already exists (pass --overwrite to train again)")
     t0 = time.perf_counter()
-    net = task.net.to(resolve_device(device)).eval()
+    net = task.net.to(device).eval()
     how = {"l2": l2, "balance": balance, "relight": ":".join(relight) if relight else None}
     fit = HeadRefit(net, how, train_set, samples, groups, batch_size, workers, seed).fit()
     checkpoint.save(out, net.state_dict(), {**task.meta(), "probe": {**how, **fit}}, overwrite=overwrite)
