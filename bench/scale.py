@@ -103,10 +103,11 @@ def last_step(log: Path) -> int | None:
     return rows[-1].get("step") if rows else None
 
 
-def train_steps(root: Path, work: Path, steps: int) -> dict[str, dict]:
+def train_steps(root: Path, work: Path, steps: int, syconet_arch: str = "syconet_r18") -> dict[str, dict]:
     """The trainings a GPU user runs on iHarmony4 (scripts/train_models.sh, docs/reference.md), on
     the CPU for a few hundred steps: the harmonizer (alone, killed and resumed, and under DDP), SycoNet,
-    the router and one domain's finetune with SycoNet augmentation."""
+    the router and one domain's finetune with SycoNet augmentation (``syconet_arch``: the SycoNet variant;
+    the suite names a tiny one, whose checkpoints take kilobytes instead of 360 MB)."""
     out = {}
     shutil.rmtree(work, ignore_errors=True)
     ck = work / "gct.safetensors"
@@ -126,7 +127,7 @@ def train_steps(root: Path, work: Path, steps: int) -> dict[str, dict]:
     out["train DDP 2 processes"] = {**r, "ok": ddp.exists() and last_step(ddp.with_name("gct.log.jsonl")) == steps}
     sy = work / "syconet.safetensors"
     out["syconet.train"] = run([PY, "-m", "syconet.train", "--data", str(root), "--domains", "all", "--arch",
-                                "syconet_r18", "--size", "64", "--enc_size", "64", "--steps", str(max(1, steps // 4)),
+                                syconet_arch, "--size", "64", "--enc_size", "64", "--steps", str(max(1, steps // 4)),
                                 "--batch_size", "16", "--workers", "2", "--device", "cpu", "--out", str(sy)])
     out["router.train"] = router_step(root, work / "router.safetensors")
     out["finetune HFlickr"] = run([PY, "-m", "domains.finetune", "HFlickr", "--data", str(root), "--arch", "gct",
@@ -222,9 +223,10 @@ def predict_dir_step(root: Path, work: Path) -> dict:
             "killed midway": 0 < half < n_files, "other files": others[:3]}
 
 
-def steps_for(root: Path, work: Path, steps: int, reports: bool = True) -> dict[str, dict]:
+def steps_for(root: Path, work: Path, steps: int, reports: bool = True,
+              syconet_arch: str = "syconet_r18") -> dict[str, dict]:
     """Every measured step on one tree (the reports' steps only with ``reports``)."""
-    return {**data_steps(root), **train_steps(root, work / "train", steps),
+    return {**data_steps(root), **train_steps(root, work / "train", steps, syconet_arch),
             **eval_steps(root, work / "eval", work / "train", reports)}
 
 
@@ -251,7 +253,8 @@ def report(res: dict, size: int, steps: int, reports_up_to: float = 1.0) -> str:
 
 
 def main(fractions: str = "0.1,1.0", work: str = "/tmp/scale", out: str = str(ROOT / "bench" / "scale.md"),
-         size: int = 64, steps: int = 200, reports_up_to: float = 1.0, keep: bool = False, only: str = "") -> dict:
+         size: int = 64, steps: int = 200, reports_up_to: float = 1.0, keep: bool = False, only: str = "",
+         syconet_arch: str = "syconet_r18") -> dict:
     """Generate the trees and measure every step (see the module docstring); the report is
     rewritten after each fraction, with the raw records beside it (``<out>.json``, merged with the
     records it already holds: fractions and steps not rerun keep theirs).
@@ -259,7 +262,8 @@ def main(fractions: str = "0.1,1.0", work: str = "/tmp/scale", out: str = str(RO
     they cost about 0.3 s per test image; their growth is then read between the smaller fractions).
     ``keep``: keep each generated tree (``<work>/ih4_<fraction>``; it is removed by default).
     ``only``: comma-separated steps of :data:`ALONE` to run alone, on the tree and models an earlier
-    run with ``--keep`` left in ``--work`` (a missing tree is generated again: same bytes)."""
+    run with ``--keep`` left in ``--work`` (a missing tree is generated again: same bytes).
+    ``syconet_arch``: the SycoNet variant ``syconet.train`` builds (the GPU recipe's by default)."""
     fr = [float(f) for f in (fractions if isinstance(fractions, (list, tuple)) else str(fractions).split(","))]
     want = [w.strip() for w in (only if isinstance(only, (list, tuple)) else str(only).split(",")) if w.strip()]
     if set(want) - set(ALONE):
@@ -278,7 +282,7 @@ def main(fractions: str = "0.1,1.0", work: str = "/tmp/scale", out: str = str(RO
         if want:
             res.setdefault(f, {}).update({w: ALONE[w](root, runs) for w in want})
         else:
-            res[f] = {**res.get(f, {}), "generate": gen, **steps_for(root, runs, steps, f <= reports_up_to)}
+            res[f] = {**res.get(f, {}), "generate": gen, **steps_for(root, runs, steps, f <= reports_up_to, syconet_arch)}
         print(json.dumps({f: res[f]}), flush=True)
         if not keep:
             shutil.rmtree(root, ignore_errors=True)

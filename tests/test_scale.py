@@ -43,7 +43,7 @@ def test_fake_iharmony4_layout_counts_and_bytes(tmp_path, monkeypatch):
 def test_scale_script_small_fraction(tmp_path, monkeypatch):
     sc = _bench("scale", monkeypatch)
     kw = dict(fractions="0.01", work=str(tmp_path / "w"), out=str(tmp_path / "scale.md"), size=32, steps=8)
-    res = sc.main(**kw, keep=True)
+    res = sc.main(**kw, keep=True, syconet_arch="syconet_test")
     r = res[0.01]
     assert r["train killed + resumed"]["ok"] and r["predict_dir killed + resumed"]["ok"]
     assert r["predict_dir killed + resumed"]["images"] == 74 and not r["predict_dir killed + resumed"]["other files"]
