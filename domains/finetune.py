@@ -19,7 +19,8 @@ def main(domain: str, data: str | None = None, base: str | None = None, augment:
          arch: str = "issam", out: str | None = None, row: int | None = None, runs: str = "runs",
          steps: int = 300, batch_size: int = 16, lr: float = 1e-4, seed: int = 0, workers: int = -1,
          device: str = "auto", overwrite: bool = False, regrade: float = 0.0, val_every: int = 0,
-         val_fraction: float = 0.1, compile: bool = False, calibrate_folds: int = 0, drift_limit=2.5) -> None:
+         val_fraction: float = 0.1, compile: bool = False, calibrate_folds: int = 0, drift_limit=2.5,
+         balance: str = "none") -> None:
     """Finetune the all-domain harmonizer on one domain (the module docstring lists the defaults).
 
     Args:
@@ -36,6 +37,8 @@ def main(domain: str, data: str | None = None, base: str | None = None, augment:
             training photos (as in harmonizers.train).
         drift_limit: the calibration's limit on a held-out real photo's change, levels, or inf (as in
             harmonizers.train).
+        balance: none, collection or source: the groups that weigh the same in the batches and in
+            the calibration (as in harmonizers.train).
     """
     args = plan(domain, data, base, augment, arch, out, row, runs)
     if args.get("row") == 1:
@@ -43,7 +46,7 @@ def main(domain: str, data: str | None = None, base: str | None = None, augment:
         return
     train_main(**args, steps=steps, batch_size=batch_size, lr=lr, seed=seed, workers=workers, device=device,
                overwrite=overwrite, regrade=regrade, val_every=val_every, val_fraction=val_fraction, compile=compile,
-               calibrate_folds=calibrate_folds, drift_limit=drift_limit)
+               calibrate_folds=calibrate_folds, drift_limit=drift_limit, balance=balance)
 
 
 CLI = main

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import torch
 from torch import nn
+from torch.utils.data import Subset
 
 from common import registry
 from common.cli import print_json, run, shared_args
@@ -99,8 +100,8 @@ class HarmonizerLoss(nn.Module):
 
 
 class HarmonizerTask(Task):
-    """``calibrate``: (held-out set, drift limit), or (scores already pooled, drift limit, more to
-    record) as cross-fitting makes them, to choose a gated model's scale with before the final
+    """``calibrate``: (held-out set, drift limit, more to record, its ``--balance`` groups or None),
+    or (scores already pooled, drift limit, more to record) as cross-fitting makes them, to choose a gated model's scale with before the final
     checkpoint is written (the choice is kept in ``calibration``)."""
 
     def __init__(self, model: HarmonizerNet, augmenter, only_aug, domains, fp, val, extra_meta, gan_weight: float = 0.0,
@@ -114,10 +115,10 @@ class HarmonizerTask(Task):
         :func:`calibrate` chooses."""
         if self.calibrate is None:
             return tensors, meta
-        source, limit, *extra = self.calibrate
+        source, limit, extra, groups = (*self.calibrate, {}, None)[:4]
         loaded = registry.load(best, kind="harmonizer") if best is not None else (from_state(tensors, meta), meta)
-        scores = source if isinstance(source, dict) else calibration_scores(loaded[0], source)
-        model, m, self.calibration = scaled(loaded, best or out, scores, limit, **(extra[0] if extra else {}))
+        scores = source if isinstance(source, dict) else calibration_scores(loaded[0], source, groups=groups)
+        model, m, self.calibration = scaled(loaded, best or out, scores, limit, **(extra or {}))
         return model.state_dict(), m
 
     def meta(self):
@@ -165,42 +166,74 @@ CALIBRATION_GRID = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.75, 1.0, 1.25)
 DRIFT_LIMIT = 2.5   # mean change of an unedited real photo inside its mask, 8-bit levels
 
 
+def spread(n: int, limit: int) -> list[int]:
+    """``limit`` indices spread evenly over ``range(n)`` (all of them when ``n <= limit``): a held-out
+    set stored domain by domain, collection by collection, is read across all of them, not its head."""
+    if n <= limit:
+        return list(range(n))
+    return sorted({round(i * (n - 1) / (limit - 1)) for i in range(limit)}) if limit > 1 else [0]
+
+
 @torch.inference_mode()
-def calibration_raw(model: HarmonizerNet, ds: HarmonyDataset, grid=CALIBRATION_GRID, max_images: int = 512) -> dict:
+def calibration_raw(model: HarmonizerNet, ds: HarmonyDataset, grid=CALIBRATION_GRID, max_images: int = 512,
+                    groups: dict[str, str] | None = None) -> dict:
     """For each gate scale: every held-out composite's fMSE, and every held-out photo's drift (mean
     |output − input| inside the mask, 8-bit levels, when it goes in unedited; averaged over its
-    composites' masks). Raw, so that the held-out sets of several folds can be pooled."""
+    composites' masks), over at most ``max_images`` composites spread over the set. Raw, so that the
+    held-out sets of several folds can be pooled. ``groups`` (composite file name → group, as
+    ``--balance`` uses) adds each composite's and each photo's group, for :func:`summarise`."""
     dev = next(model.parameters()).device
-    data = list(batches(ds, 32, max_images, dev))
-    photo = [str(s.real) for s in ds.samples[:sum(len(b["composite"]) for b in data)]]
-    groups = {p: [i for i, q in enumerate(photo) if q == p] for p in dict.fromkeys(photo)}
+    pick = spread(len(ds), max_images)
+    data = list(batches(Subset(ds, pick), 32, None, dev))
+    samples = [ds.samples[i] for i in pick]
+    photo = [str(s.real) for s in samples]
+    by_photo = {p: [i for i, q in enumerate(photo) if q == p] for p in dict.fromkeys(photo)}
     fmse, drift = {}, {}
     for s in grid:
         model.net.strength.fill_(s)
         fmse[s] = torch.cat([M.fmse(model(b["composite"], b["mask"]), b["real"], b["mask"]) for b in data]).cpu()
         d = torch.cat([M.drift(model(b["real"], b["mask"]), b["real"], b["mask"]) for b in data]).cpu()
-        drift[s] = torch.stack([d[idx].mean() for idx in groups.values()])
-    return {"fMSE": fmse, "drift": drift}
+        drift[s] = torch.stack([d[idx].mean() for idx in by_photo.values()])
+    raw = {"fMSE": fmse, "drift": drift}
+    if groups:
+        raw["group"] = [groups.get(s.composite.name, "unknown") for s in samples]
+        raw["photo_group"] = [raw["group"][idx[0]] for idx in by_photo.values()]
+    return raw
+
+
+def _mean(values: torch.Tensor, groups: list[str] | None) -> float:
+    """The mean, or with ``groups`` the mean of the groups' means (each group weighs the same)."""
+    if not groups:
+        return float(values.mean())
+    keys = list(dict.fromkeys(groups))
+    return float(sum(values[[i for i, g in enumerate(groups) if g == k]].mean() for k in keys) / len(keys))
 
 
 def summarise(raws: list[dict]) -> dict:
     """Pool raw calibration scores (:func:`calibration_raw`, one per held-out set): per scale the
     mean composite fMSE, the mean per-photo drift and that mean's standard error over the photos
-    (0 with fewer than two)."""
+    (0 with fewer than two). Raw scores with groups give every group the same weight in both means."""
+    grouped = all("group" in r for r in raws)
+    comp_groups = [g for r in raws for g in r["group"]] if grouped else None
+    photo_groups = [g for r in raws for g in r["photo_group"]] if grouped else None
     scores = {}
     for s in raws[0]["fMSE"]:
         comp = torch.cat([r["fMSE"][s] for r in raws])
         per_photo = torch.cat([r["drift"][s] for r in raws])
         se = float(per_photo.std() / len(per_photo) ** 0.5) if len(per_photo) > 1 else 0.0
-        scores[s] = {"fMSE": float(comp.mean()), "drift": float(per_photo.mean()), "drift_se": se,
+        scores[s] = {"fMSE": _mean(comp, comp_groups), "drift": _mean(per_photo, photo_groups), "drift_se": se,
                      "photos": len(per_photo), "composites": len(comp)}
+        if grouped:
+            scores[s]["groups"] = len(set(comp_groups))
     return scores
 
 
-def calibration_scores(model: HarmonizerNet, ds: HarmonyDataset, grid=CALIBRATION_GRID, max_images: int = 512) -> dict:
+def calibration_scores(model: HarmonizerNet, ds: HarmonyDataset, grid=CALIBRATION_GRID, max_images: int = 512,
+                       groups: dict[str, str] | None = None) -> dict:
     """For each gate scale: validation fMSE of the composites, the drift of the real photos passed
-    through unedited (averaged per photo then over photos) and that mean's standard error."""
-    return summarise([calibration_raw(model, ds, grid, max_images)])
+    through unedited (averaged per photo then over photos) and that mean's standard error; with
+    ``groups``, each group weighs the same (:func:`summarise`)."""
+    return summarise([calibration_raw(model, ds, grid, max_images, groups)])
 
 
 def drift_limit_value(v) -> float:
@@ -335,7 +368,7 @@ def main(data="data/mini4", domains="all", arch: str = "issam", out="runs/issam_
         train_photos: train on this many of the training photos (0 means all), a seeded subset
             nested across sizes for one --seed (for learning curves, see eval.curve).
         balance: none, collection (each photo folder of a benchmark built from several weighs the
-            same in the batches) or source (each photo source does).
+            same in the batches and in the gate scale's calibration) or source (each photo source does).
     """
     opts = TrainOptions(data=data, domains=domains, arch=arch, augment=A.parse(augment), only_aug=only_aug,
                         init=init, size=size, cache=cache, gan_weight=gan_weight, val_fraction=val_fraction,
@@ -407,7 +440,8 @@ def fit(o: TrainOptions, engine: EngineConfig, fold: tuple[int, int] | None = No
     gated = fold is None and val_ds is not None and hasattr(model.net, "strength")
     task = HarmonizerTask(model, augmenter, o.only_aug, train_ds.domains, fingerprint(train_ds.samples), val_ds,
                           extra, o.gan_weight, regrade=regrader,
-                          calibrate=pooled if pooled is not None else (val_ds, o.drift_limit) if gated else None)
+                          calibrate=pooled if pooled is not None else (val_ds, o.drift_limit, {}, balance_groups(o))
+                          if gated else None)
     res = train(task, train_set, engine, dev)
     if task.calibration is not None:
         res["calibration"] = task.calibration
@@ -421,20 +455,29 @@ BALANCES = ("none", "collection", "source")
 def shaped(train_ds: HarmonyDataset, o: TrainOptions, seed: int) -> HarmonyDataset:
     """``--train_photos`` (a nested, seeded subset of the training photos) and ``--balance`` (each
     photo folder, or each photo source, weighing the same in the batches) applied to a training set."""
-    n, balance = o.train_photos or 0, o.balance
+    n = o.train_photos or 0
     if n:
         train_ds = HarmonyDataset(o.data, o.domains, "train", size=train_ds.size, cache=o.cache,
                                   samples=subset_photos(train_ds.samples, int(n), seed),
                                   domain_names=train_ds.domains)
-    if balance != "none":
-        from domains.build import composite_collections, composite_sources
-        groups = (composite_collections if balance == "collection" else composite_sources)(o.data)
-        if not groups:
-            log.warning("--balance %s: %s names no %ss (not built from several photo folders by domains.build); "
-                        "every composite weighs the same", balance, o.data, balance)
-        else:
-            train_ds.weights = group_weights(train_ds.samples, groups)
+    groups = balance_groups(o)
+    if groups:
+        train_ds.weights = group_weights(train_ds.samples, groups)
     return train_ds
+
+
+def balance_groups(o: TrainOptions) -> dict[str, str] | None:
+    """``--balance``'s groups (composite file name → photo folder or photo source), which weigh the
+    same in the training batches and in the gate scale's calibration; None without it (or, with a
+    warning, for data that names none)."""
+    if o.balance == "none":
+        return None
+    from domains.build import composite_collections, composite_sources
+    groups = (composite_collections if o.balance == "collection" else composite_sources)(o.data)
+    if not groups:
+        log.warning("--balance %s: %s names no %ss (not built from several photo folders by domains.build); "
+                    "every composite weighs the same", o.balance, o.data, o.balance)
+    return groups or None
 
 
 def crossfit(o: TrainOptions, engine: EngineConfig) -> dict:
@@ -453,7 +496,7 @@ def crossfit(o: TrainOptions, engine: EngineConfig) -> dict:
     if not any(all(split) for split in splits):
         raise InputError(f"{o.data} ({o.domains}): {len({s.real for s in samples})} training "
                          f"photo(s), too few to cross-fit {k_folds} folds (no fold has photos on both sides)")
-    raws, folds = [], []
+    raws, folds, groups = [], [], balance_groups(o)
     for k, (rest, held_out) in enumerate(splits):
         if not held_out or not rest:
             log.warning("fold %d of %d %s (too few photos for %d folds): skipped", k, k_folds,
@@ -468,7 +511,7 @@ def crossfit(o: TrainOptions, engine: EngineConfig) -> dict:
                         "calibration reads low", init, k, k)
         res, held, model = fit(replace(o, init=init), engine.replace(out=str(path), val_every=0), fold=(k, k_folds))
         if dist_info()[0] == 0:  # the fold model as trained (what was just written to its file)
-            raws.append(calibration_raw(model, held))
+            raws.append(calibration_raw(model, held, groups=groups))
         folds.append({"out": path.name, "init": Path(init).name if init else None,
                       "photos": len({s.real for s in held.samples}), "steps": res.get("steps")})
     pooled = (summarise(raws), o.drift_limit, {"folds": folds}) if dist_info()[0] == 0 else None

@@ -280,6 +280,38 @@ def test_pooled_calibration_scores_equal_those_of_the_union(mini_data):
     assert pooled[1.0]["photos"] == len({s.real for s in samples}) and pooled[1.0]["composites"] == len(samples)
 
 
+def test_calibration_reads_across_the_set_and_weighs_groups_alike(mini_data):
+    """Over ``max_images``, the held-out composites are read spread over the set (every domain of a
+    set stored domain by domain), not its head; with groups, each group's mean weighs the same in
+    the fMSE and in the drift (checked against means computed here from the raw scores)."""
+    from domains.dataset import HarmonyDataset, load_samples
+    from harmonizers import train as HT
+    assert HT.spread(5, 10) == [0, 1, 2, 3, 4] and HT.spread(10, 4) == [0, 3, 6, 9] and HT.spread(7, 1) == [0]
+    samples = load_samples(mini_data, "all", "train")
+    ds = HarmonyDataset(mini_data, "all", "train", size=32, train=False, samples=samples)
+    model = create("gct_test").eval()
+    with torch.no_grad():
+        model.net.mlp[-1].bias.copy_(torch.tensor([0.3, -0.2, 0.1, 0.2, -0.1, 0.05, 3.0]))
+    few = HT.calibration_raw(model, ds, grid=(0.0, 1.0), max_images=4)
+    assert len(few["fMSE"][1.0]) == 4
+    assert samples[0].domain != samples[-1].domain  # the fixture is stored domain by domain
+    by_domain = {s.composite.name: s.domain for s in samples}
+    raw = HT.calibration_raw(model, ds, grid=(0.0, 1.0), max_images=4, groups=by_domain)
+    assert raw["group"][0] == samples[0].domain and raw["group"][-1] == samples[-1].domain
+    raw = HT.calibration_raw(model, ds, grid=(0.0, 1.0), groups=by_domain)
+    scores = HT.summarise([raw])
+    f, g = raw["fMSE"][1.0], raw["group"]
+    keys = sorted(set(g))
+    assert len(keys) > 1 and scores[1.0]["groups"] == len(keys)
+    want = sum(float(f[[i for i, x in enumerate(g) if x == k]].mean()) for k in keys) / len(keys)
+    assert scores[1.0]["fMSE"] == pytest.approx(want, rel=1e-6)
+    d, pg = raw["drift"][1.0], raw["photo_group"]
+    want = sum(float(d[[i for i, x in enumerate(pg) if x == k]].mean()) for k in keys) / len(keys)
+    assert scores[1.0]["drift"] == pytest.approx(want, rel=1e-6)
+    plain = HT.summarise([{k: v for k, v in raw.items() if "group" not in k}])
+    assert plain[1.0]["fMSE"] == pytest.approx(float(f.mean()), rel=1e-6) and "groups" not in plain[1.0]
+
+
 def test_calibration_by_cross_fitting(mini_data, tmp_path):
     from domains.dataset import load_samples
     from harmonizers.train import main

@@ -147,5 +147,9 @@ def test_subset_and_balance_options(mini_data, tmp_path, monkeypatch):
     w = np.asarray(ds.weights)
     coco = np.array([s.domain == "MiniCOCO" for s in ds.samples])
     assert abs(w[coco].sum() - 0.5) < 1e-9 and abs(w[~coco].sum() - 0.5) < 1e-9
+    g = tmp_path / "g.safetensors"  # the gate's calibration weighs the same groups alike
+    train_main(data=str(mini_data), arch="gct_test", out=str(g), steps=1, batch_size=2, device="cpu",
+               augment="processes:0.5", calibrate_folds=2, balance="collection")
+    assert load(g)[1]["calibration"]["scores"]["1.0"]["groups"] == 2
     with pytest.raises(InputError, match="--balance must be one of none, collection, source"):
         train_main(data=str(mini_data), arch="issam_test", out=str(tmp_path / "x.safetensors"), steps=1, balance="photo")
