@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# The shipped zoo's models retrained on benchmark v3 (the bundled photos + the LabelMe photos), and
+# the side-by-side measurement against the v2 zoo on photos and composites of sources neither saw.
+# Needs the LabelMe folders (LABELME=/path/to/labelme; their README says where they come from).
+# Resumable: each stage skips when its output exists. About 70 minutes on a 2-core CPU.
+#   LABELME=/path/to/labelme bash scripts/train_v3.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PY:-.venv/bin/python}
+LM=${LABELME:?set LABELME to the LabelMe folder (photos/, composites/)}
+R=${RUNS:-runs/v3}
+S=runs/lm_split   # the split's folders (v3's manifest records them: keep the path)
+mkdir -p "$R"
+log() { echo "[$(date +%H:%M:%S)] $*" | tee -a "$R/pipeline.log"; }
+step() {  # step OUT COMMAND...: run COMMAND unless OUT exists
+  local out=$1; shift
+  if [ -e "$out" ]; then log "skip $out (exists)"; return; fi
+  local t0; t0=$(date +%s); log "start $out"
+  "$@" > "$R/$(basename "${out%.*}").out" 2>&1
+  log "done $out in $(( $(date +%s) - t0 )) s"
+}
+
+# 0. data: LabelMe's sources split (18 of 75 held back, with the composites on their photos); v3 =
+#    bundled + the other sources; lm_unseen = the held-back sources' photos alone; v2 for comparison
+step "$S" "$PY" scripts/holdout_split.py --photos "$LM/photos" --composites "$LM/composites" --out "$S"
+step data/v3 "$PY" -m domains.build --photos "assets/photos,$S/train/photos" --out data/v3 --seed 0
+step data/lm_unseen "$PY" -m domains.build --photos "$S/test/photos" --out data/lm_unseen --seed 0
+step data/mini4 "$PY" -m domains.build --photos assets/photos --out data/mini4 --seed 0
+
+# 1. harmonizers: the shipped recipes, each photo folder weighing the same in the batches and in
+#    the gate scale's calibration (on 10 % of the training photos held out)
+CAL=(--calibrate_folds 0 --val_every 1000 --val_fraction 0.1 --balance collection --workers 0)
+step "$R/gct_all.safetensors" "$PY" -m harmonizers.train $("$PY" -m common.recipes args gct_all) "${CAL[@]}" \
+  --data data/v3 --out "$R/gct_all.safetensors"
+declare -A PROC=([MiniCOCO]=reinhard+xiao+histogram+pitie [MiniAdobe]=expert
+                 [MiniFlickr]=reinhard+xiao+histogram+pitie [MiniDay2night]=illumination)
+for D in MiniCOCO MiniAdobe MiniFlickr MiniDay2night; do
+  step "$R/gct_$D.safetensors" "$PY" -m domains.finetune "$D" $("$PY" -m common.recipes args gct_domain) \
+    "${CAL[@]}" --data data/v3 --base "$R/gct_all.safetensors" --augment "processes:0.8:${PROC[$D]}" \
+    --out "$R/gct_$D.safetensors"
+done
+# 2. the router on v3 (the shipped recipe: each source weighing the same inside its domain)
+step "$R/router.safetensors" "$PY" -m router.train $("$PY" -m common.recipes args router) --data data/v3 \
+  --out "$R/router.safetensors"
+# 3. a detector that never saw the held-back sources, for the measurement (the shipped one saw them)
+step "$R/detector_h.safetensors" "$PY" -m router.detect $("$PY" -m common.recipes args detector) --data data/mini4 \
+  --photos "assets/photos,$S/train/photos" --composites "$S/train/composites" \
+  --out "$R/detector_h.safetensors"
+
+# 4. zoos: v3 as shipped (with the shipped detector), and both v2 and v3 with the held-out detector
+DOM=""; for D in MiniCOCO MiniAdobe MiniFlickr MiniDay2night; do DOM+="${DOM:+,}$D=$R/gct_$D.safetensors"; done
+zoo() {  # zoo OUT CLASSIFIER UNIFIED DOMAINS DETECTOR
+  step "$1" "$PY" -m router.zoo build --out "$1" --classifier "$2" --unified "$3" --domains "$4" --detector "$5" --fp16
+}
+zoo "$R/zoo_v3" "$R/router.safetensors" "$R/gct_all.safetensors" "$DOM" models/default/detector.safetensors
+zoo "$R/zoo_v3_h" "$R/router.safetensors" "$R/gct_all.safetensors" "$DOM" "$R/detector_h.safetensors"
+V2=models/default
+zoo "$R/zoo_v2_h" "$V2/classifier.safetensors" "$V2/harmonizer_unified.safetensors" \
+  "MiniCOCO=$V2/harmonizer_MiniCOCO.safetensors,MiniAdobe=$V2/harmonizer_MiniAdobe.safetensors,MiniFlickr=$V2/harmonizer_MiniFlickr.safetensors,MiniDay2night=$V2/harmonizer_MiniDay2night.safetensors" \
+  "$R/detector_h.safetensors"
+
+# 5. side by side: synthetic composites (official protocol) of v3's test split, v2's test split and
+#    the held-back sources; real composites and real photos of sources neither saw
+for Z in v2_h v3_h; do
+  for B in v3 mini4 lm_unseen; do
+    step "$R/bench_${Z}_$B" "$PY" -m eval.benchmark --data "data/$B" --zoo "$R/zoo_$Z" --out "$R/bench_${Z}_$B"
+  done
+done
+step "$R/photos_mini4_test" "$PY" scripts/benchmark_photos.py --data data/mini4 --split test --out "$R/photos_mini4_test"
+step "$R/cutout_composites" "$PY" -m eval.compose --backgrounds "$R/photos_mini4_test" -n 60 --seed 1 \
+  --out "$R/cutout_composites"
+for Z in v2_h v3_h; do
+  step "$R/real_$Z" "$PY" -m eval.real --zoo "$R/zoo_$Z" --out "$R/real_$Z" \
+    --composites "$S/test/composites,$R/cutout_composites" --photos "$S/test/photos,$R/photos_mini4_test"
+done
+log "all done"
