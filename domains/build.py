@@ -2,7 +2,7 @@
 
     python -m domains.build --photos assets/photos --out data/mini4 --seed 0
     python -m domains.build --photos my_photos --out data/mine --seed 1 --max_side 768 --overwrite
-    python -m domains.build --photos assets/photos,/path/to/labelme/photos --out data/v3   # several folders
+    python -m domains.build --photos assets/photos,/path/to/labelme/photos=MiniFlickr --out data/v3   # v3
 
 ``--photos`` holds ``images/<name>.<ext>`` and ``masks/<name>.png`` (255 = foreground), and
 optionally ``manifest.json`` rows ``{"name", "domain"}`` that put each photo in a domain by its
@@ -10,7 +10,9 @@ content (the rule is in the README; without them photos are shared out at random
 ``radiance/<name>.png`` for HDR photos. Several folders (comma-separated) are *collections*: each
 is assigned to domains and splits on its own, the first exactly as if it were alone (so the
 benchmark built from it alone has the same test photos), and every composite records its
-collection (``harmonizers.train --balance collection`` weighs them alike). Each photo goes to one
+collection (``harmonizers.train --balance collection`` weighs them alike); ``FOLDER=DOMAIN`` puts
+a whole folder in one domain (v3: LabelMe's outdoor scenes are MiniFlickr photos whatever region
+their mask outlines, by the subject rule). Each photo goes to one
 domain, and inside it to one split; each domain imitates one of iHarmony4's foreground-adjustment
 processes (docs/reference.md, "The offline benchmark", and ``domains.transfer``). Same seed → same
 bytes.
@@ -276,27 +278,45 @@ def _write_domain(root: Path, d: str, plan: dict, loaded: dict, pools: dict, see
     return info, lists
 
 
-def photo_folders(photos) -> list[str]:
-    """``--photos`` as a list of folders (a comma-separated string, a list or one path)."""
+def photo_specs(photos) -> list[tuple[str, str | None]]:
+    """``--photos`` as (folder, domain or None) pairs: a comma-separated string, a list or one path;
+    ``FOLDER=DOMAIN`` puts every photo of that folder in DOMAIN whatever its manifest says."""
     items = photos if isinstance(photos, (list, tuple)) else str(photos).split(",")
-    out = [str(p).strip() for p in items if str(p).strip()]
+    out = []
+    for item in (str(p).strip() for p in items):
+        if not item:
+            continue
+        folder, sep, dom = item.rpartition("=")
+        if not sep or not folder:
+            out.append((item, None))
+        elif dom not in DOMAIN_SPECS:
+            raise InputError(f"--photos {item}: {dom!r} is not a domain; domains: {', '.join(DOMAIN_SPECS)}")
+        else:
+            out.append((folder, dom))
     if not out:
         raise InputError("--photos: no folder given")
     return out
 
 
-def _plan_collections(folders: list[str], rng) -> tuple[dict, dict, list]:
+def photo_folders(photos) -> list[str]:
+    """``--photos`` as a list of folders (:func:`photo_specs` without the domains)."""
+    return [f for f, _ in photo_specs(photos)]
+
+
+def _plan_collections(specs: list[tuple[str, str | None]], rng) -> tuple[dict, dict, list]:
     """(domain → split → names, name → collection, [(name, image, mask, folder)]): each folder
-    assigned and split on its own, in order, the first drawing from ``rng`` as a lone folder does."""
+    assigned (to its ``FOLDER=DOMAIN`` domain, else by its manifest) and split on its own, in order,
+    the first drawing from ``rng`` as a lone folder does."""
     plan, collection, items = {}, {}, []
-    for ci, folder in enumerate(folders):
+    for ci, (folder, forced) in enumerate(specs):
         found = find_photos(folder)
         clash = sorted({n for n, _, _ in found} & set(collection))
         if clash:
             raise InputError(f"{folder}: photo name(s) also in an earlier folder, e.g. {clash[:3]}; names must be unique")
         r = rng if ci == 0 else np.random.default_rng([int(rng.integers(2 ** 31)), ci])
         try:
-            groups = assign([n for n, _, _ in found], manifest_domains(folder), r)
+            by_name = {n: forced for n, _, _ in found} if forced else manifest_domains(folder)
+            groups = assign([n for n, _, _ in found], by_name, r)
         except InputError as e:
             raise InputError(f"{folder}: {e}") from None
         for d, g in groups.items():
@@ -314,15 +334,17 @@ def build(photos="assets/photos", out="data/mini4", seed: int = 0, max_side: int
     """Write the domains under ``out`` (refuses an existing ``out`` unless ``overwrite``).
 
     A photo's domain comes from its folder's ``manifest.json`` (its ``domain`` field) where the
-    manifest gives one; a folder without domains is shared out at random. ``photos`` may name
-    several folders (collections, see the module docstring).
+    manifest gives one; a folder without domains is shared out at random; ``FOLDER=DOMAIN`` puts a
+    whole folder in one domain. ``photos`` may name several folders (collections, see the module
+    docstring).
     """
     out = Path(out)
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise InputError(f"{out}: already exists and is not empty (pass --overwrite to rebuild it)")
-    folders = photo_folders(photos)
+    specs = photo_specs(photos)
+    folders = [f for f, _ in specs]
     rng = np.random.default_rng(seed)
-    plan, collection, items = _plan_collections(folders, rng)
+    plan, collection, items = _plan_collections(specs, rng)
     names = {n for d in plan.values() for sp in d.values() for n in sp}
     loaded = {}
     for folder in folders:
@@ -333,6 +355,8 @@ def build(photos="assets/photos", out="data/mini4", seed: int = 0, max_side: int
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     manifest = {"seed": seed, "photos": folders[0] if len(folders) == 1 else folders, "max_side": max_side,
                 "domains": {}}
+    if any(d for _, d in specs):
+        manifest["folder_domains"] = {f: d for f, d in specs if d}
     ihd = {"train": [], "test": []}
     try:
         bar = tqdm(total=len(names), desc="compose", unit="photo")
@@ -407,7 +431,8 @@ def main(photos="assets/photos", out="data/mini4", seed: int = 0, max_side: int 
 
     Args:
         photos: folder with images/ and masks/ (and optionally a manifest that assigns domains);
-            several folders comma-separated (each a collection, the first split as if alone).
+            several folders comma-separated (each a collection, the first split as if alone);
+            FOLDER=DOMAIN puts every photo of a folder in that domain.
         out: output dataset root.
         seed: random seed: the same seed gives byte-identical output.
         max_side: photos are scaled to this long side.

@@ -21,10 +21,11 @@ step() {  # step OUT COMMAND...: run COMMAND unless OUT exists
 }
 
 # 0. data: LabelMe's sources split (18 of 75 held back, with the composites on their photos); v3 =
-#    bundled + the other sources; lm_unseen = the held-back sources' photos alone; v2 for comparison
+#    bundled + the other sources; lm_unseen = the held-back sources' photos alone; v2 for comparison.
+#    LabelMe's photos are outdoor scenes: MiniFlickr by the subject rule, whatever region a mask outlines
 step "$S" "$PY" scripts/holdout_split.py --photos "$LM/photos" --composites "$LM/composites" --out "$S"
-step data/v3 "$PY" -m domains.build --photos "assets/photos,$S/train/photos" --out data/v3 --seed 0
-step data/lm_unseen "$PY" -m domains.build --photos "$S/test/photos" --out data/lm_unseen --seed 0
+step data/v3 "$PY" -m domains.build --photos "assets/photos,$S/train/photos=MiniFlickr" --out data/v3 --seed 0
+step data/lm_unseen "$PY" -m domains.build --photos "$S/test/photos=MiniFlickr" --out data/lm_unseen --seed 0
 step data/mini4 "$PY" -m domains.build --photos assets/photos --out data/mini4 --seed 0
 
 # 1. harmonizers: the shipped recipes, each photo folder weighing the same in the batches and in

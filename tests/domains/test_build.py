@@ -152,3 +152,26 @@ def test_several_photo_folders_keep_the_first_ones_split(photos12, mini_data, tm
     with pytest.raises(InputError, match="also in an earlier folder"):
         build(f"{photos12},{photos12}", tmp_path / "clash", seed=0, max_side=96)
     assert not (tmp_path / "clash").exists()
+
+
+def test_a_folder_put_in_one_domain(photos12, mini_data, tmp_path):
+    """FOLDER=DOMAIN puts every photo of that folder in DOMAIN (its manifest aside), the first
+    folder split as alone; an unknown domain is refused before anything is written."""
+    import shutil
+    other = tmp_path / "other"
+    for sub in ("images", "masks"):
+        (other / sub).mkdir(parents=True)
+        for f in (photos12 / sub).iterdir():
+            shutil.copy(f, other / sub / f"b_{f.name}")
+    out = build(f"{photos12},{other}=MiniFlickr", tmp_path / "v3", seed=0, max_side=96)
+    man = json.loads((out / "manifest.json").read_text())
+    assert man["photos"] == [str(photos12), str(other)] and man["folder_domains"] == {str(other): "MiniFlickr"}
+    for d, info in man["domains"].items():
+        theirs = [n for sp in ("train", "test") for n in info["photos"][sp] if n.startswith("b_")]
+        assert (len(theirs) == 12) if d == "MiniFlickr" else not theirs, d
+    alone = json.loads((mini_data / "manifest.json").read_text())
+    for d, info in alone["domains"].items():
+        assert [n for n in man["domains"][d]["photos"]["test"] if not n.startswith("b_")] == info["photos"]["test"]
+    with pytest.raises(InputError, match="'MiniMars' is not a domain"):
+        build(f"{photos12},{other}=MiniMars", tmp_path / "bad", seed=0, max_side=96)
+    assert not (tmp_path / "bad").exists()
