@@ -64,7 +64,8 @@ zoo "$R/zoo_v2_h" "$V2/classifier.safetensors" "$V2/harmonizer_unified.safetenso
 #    the held-back sources; real composites and real photos of sources neither saw
 for Z in v2_h v3_h; do
   for B in v3 mini4 lm_unseen; do
-    step "$R/bench_${Z}_$B" "$PY" -m eval.benchmark --data "data/$B" --zoo "$R/zoo_$Z" --out "$R/bench_${Z}_$B"
+    step "$R/bench_${Z}_$B" "$PY" -m eval.benchmark --data "data/$B" --zoo "$R/zoo_$Z" --out "$R/bench_${Z}_$B" \
+      --methods unified,default
   done
 done
 step "$R/photos_mini4_test" "$PY" scripts/benchmark_photos.py --data data/mini4 --split test --out "$R/photos_mini4_test"

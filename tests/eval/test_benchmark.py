@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-
+from common.io import InputError
 from eval.benchmark import benchmark
 from eval.compose import compose
 
@@ -70,3 +70,18 @@ def test_benchmark_scores_the_gated_default_when_the_zoo_has_a_detector(mini_dat
     comp = {r["name"]: r["fMSE"] for r in res["images"]["composite"]}
     assert {r["name"]: r["fMSE"] for r in res["images"]["default"]} == comp
     assert res["methods"]["default"]["real_drift"]["All"] == 0
+
+
+def test_benchmark_scores_the_methods_asked_for(mini_data, detector_zoo, tmp_path):
+    """--methods: the composite and those named (each as in the full run, routing still measured);
+    a method this zoo cannot score is refused by name before anything is written."""
+    full = benchmark(mini_data, detector_zoo, tmp_path / "all", domains="MiniFlickr")
+    some = benchmark(mini_data, detector_zoo, tmp_path / "some", domains="MiniFlickr", methods="soft,default")
+    assert list(some["methods"]) == ["composite", "soft", "default"] and some["ranked_by"] == "default"
+    for m in some["methods"]:
+        assert some["methods"][m]["summary"] == full["methods"][m]["summary"]
+    assert some["router"] == full["router"]
+    from eval.benchmark import main
+    with pytest.raises(InputError, match="--methods: paint cannot be scored"):
+        main(data=str(mini_data), zoo=str(detector_zoo), out=str(tmp_path / "bad"), methods="default,paint")
+    assert not (tmp_path / "bad").exists()
