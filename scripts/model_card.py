@@ -30,17 +30,34 @@ def _recipe(md: dict) -> str:
     gate = f", gate scale {cal['strength']:.2f}" if "strength" in cal else ""
     if cal.get("folds"):
         gate += f" (cross-fitted over {len(cal['folds'])} folds)"
+    elif "strength" in cal:
+        gate += " (on held-out training photos)"
     if "drift_limit" in cal:
         gate += ", lowest held-out fMSE" if cal["drift_limit"] is None else f", drift limit {cal['drift_limit']} levels"
     if cal.get("rescaled_from") is not None:
         gate += f" (rescaled from {cal['rescaled_from']:.2f} by harmonizers.rescale)"
     start = f"from `{Path(md['init']).name}`, " if md.get("init") else ""
-    return f"{start}`--augment {md.get('augment', 'none')}`, regrade {md.get('regrade', 0)}{gate}"
+    bal = f", `--balance {md['balance']}`" if md.get("balance", "none") != "none" else ""
+    return f"{start}`--augment {md.get('augment', 'none')}`, regrade {md.get('regrade', 0)}{bal}{gate}"
+
+
+TRAINED_BY = {
+    "models": ("Trained by `make models` (`scripts/train_models.sh`) on the offline benchmark (`data/mini4`, built "
+               "with `python -m domains.build --photos assets/photos --out data/mini4 --seed 0`)"),
+    "v3": ("Trained by `LABELME=/path/to/labelme bash scripts/train_v3.sh` on benchmark v3 (`data/v3`: the bundled "
+           "photos and the LabelMe photos of 57 of its 75 sources, `python -m domains.build --photos "
+           "assets/photos,runs/lm_split/train/photos=MiniFlickr --out data/v3 --seed 0`; each photo folder weighs the "
+           "same in the batches and in the gate calibration; the detector is `make models`' with `LABELME`)"),
+}
 
 
 def main(zoo: str = str(ROOT / "models/default"), report: str = str(ROOT / "reports/mini4/results.json"),
-         pipeline_log: str = str(ROOT / "runs/pipeline.log"), router_report: str = str(ROOT / "runs/router.report.json")):
-    """Write the model card of ZOO from its checkpoints' metadata, the pipeline log and the reports."""
+         pipeline_log: str = str(ROOT / "runs/pipeline.log"), router_report: str = str(ROOT / "runs/router.report.json"),
+         trained_by: str = "models", runs: str = "runs"):
+    """Write the model card of ZOO from its checkpoints' metadata, the pipeline log and the reports.
+    ``trained_by``: models (scripts/train_models.sh) or v3 (scripts/train_v3.sh); ``runs``: their runs folder."""
+    if trained_by not in TRAINED_BY:
+        raise SystemExit(f"--trained_by must be one of {', '.join(TRAINED_BY)}")
     zoo = Path(zoo)
     man = json.loads((zoo / "zoo.json").read_text())
     times = {}
@@ -51,21 +68,21 @@ def main(zoo: str = str(ROOT / "models/default"), report: str = str(ROOT / "repo
     if rr and "seconds" in rr:
         times["router.safetensors"] = rr["seconds"]  # the report belongs to the zoo's classifier
     lines = ["# Default model zoo", "",
-             "Trained by `make models` (`scripts/train_models.sh`) on the offline benchmark (`data/mini4`, built with "
-             "`python -m domains.build --photos assets/photos --out data/mini4 --seed 0`), on the 2-core CPU development "
-             "machine. Weights are stored as float16 and loaded as float32.", "",
+             f"{TRAINED_BY[trained_by]}, on the 2-core CPU development machine. Weights are stored as float16 and "
+             "loaded as float32.", "",
              "| file | kind | arch | size px | trained on | steps | recipe | source run | train time here | MB |",
              "|---|---|---|---:|---|---:|---|---|---:|---:|"]
-    rows, total = _file_rows(zoo, man, times)
+    rows, total = _file_rows(zoo, man, times, runs)
     det = checkpoint.read_meta(zoo / man["detector"]) if man.get("detector") else None
     if det:
         rows.append(_detector_row(zoo, man["detector"], det))
         total += (zoo / man["detector"]).stat().st_size / 2 ** 20
     lines += rows
-    lines += ["", f"Total: {total:.1f} MB. The exact commands are in `scripts/train_models.sh`. Each gate scale is "
-              "chosen on held-out training photos (cross-fitted: each fold of the training photos scored by a model "
-              "trained without it), as the recipe column says: the lowest error, or the lowest among those that move "
-              "real photos by at most the drift limit; 0 would leave that domain's composites as they are.", "",
+    script = {"models": "scripts/train_models.sh", "v3": "scripts/train_v3.sh"}[trained_by]
+    lines += ["", f"Total: {total:.1f} MB. The exact commands are in `{script}`. Each gate scale is "
+              "chosen on held-out training photos (cross-fitted, or a held-out tenth, as the recipe column says): "
+              "the lowest error, or the lowest among those that move real photos by at most the drift limit; 0 "
+              "leaves that domain's composites as they are.", "",
               f"Default mode (`zoo.json` `\"mode\"`, what `router predict` runs when no `--mode` is given): "
               f"`{man.get('mode', 'routed')}`.", ""]
     if rr:
@@ -78,7 +95,7 @@ def main(zoo: str = str(ROOT / "models/default"), report: str = str(ROOT / "repo
     print("\n".join(lines))
 
 
-def _file_rows(zoo: Path, man: dict, times: dict) -> tuple[list[str], float]:
+def _file_rows(zoo: Path, man: dict, times: dict, runs: str = "runs") -> tuple[list[str], float]:
     """One table row per network of the zoo, and their megabytes."""
     files = [man["classifier"], *man["domains"].values()] + ([man["unified"]] if man.get("unified") else []) + \
         list((man.get("syconets") or {}).values())
@@ -93,7 +110,7 @@ def _file_rows(zoo: Path, man: dict, times: dict) -> tuple[list[str], float]:
         t = times.get(src)
         steps = f"probe fit on {md['probe']['n']} composites" if "probe" in md else md.get("step")
         rows.append(f"| `{f}` | {md['kind']} | {md['arch']} | {size} | {', '.join(md['domains'])} | {steps} | "
-                    f"{recipe} | `runs/{src}` | {f'{t / 60:.1f} min' if t else '—'} | {mb:.2f} |")
+                    f"{recipe} | `{runs}/{src}` | {f'{t / 60:.1f} min' if t else '—'} | {mb:.2f} |")
     return rows, total
 
 
