@@ -34,3 +34,31 @@ def test_v3_pipeline_uses_recipes_that_exist_and_parses():
     used = set(re.findall(r"common\.recipes args (\w+)", script.read_text()))
     assert used and used <= set(recipes.RECIPES), used - set(recipes.RECIPES)
     assert subprocess.run(["bash", "-n", str(script)], capture_output=True).returncode == 0
+
+
+def _script(name, monkeypatch):
+    import importlib
+    monkeypatch.syspath_prepend(str(ROOT / "scripts"))
+    return importlib.import_module(name)
+
+
+def test_zoo_table_reads_the_reports(monkeypatch):
+    """The default's All fMSE against the composite's, its harm rate and the domains it makes worse;
+    on real sets the change and each composite set's AUC against each photo set."""
+    zt = _script("zoo_table", monkeypatch)
+    img = lambda n, d, f: {"name": n, "domain": d, "fMSE": f}  # noqa: E731
+    res = {"methods": {"composite": {"summary": {"A": {"fMSE": 100.0}, "B": {"fMSE": 50.0}, "All": {"fMSE": 80.0}}},
+                       "default": {"summary": {"A": {"fMSE": 60.0}, "B": {"fMSE": 55.0}, "All": {"fMSE": 60.0}},
+                                   "real_drift": {"All": 1.5}}},
+           "images": {"composite": [img("a", "A", 100.0), img("b", "B", 50.0)],
+                      "default": [img("a", "A", 60.0), img("b", "B", 55.0)]},
+           "router": {"accuracy": 0.9}}
+    r = zt.synthetic(res)
+    assert r["fMSE"] == -0.25 and r["harm"] == 0.5 and r["worse"] == ["B"] and r["drift"] == 1.5 and r["routing"] == 0.9
+    sets = {"composites_c": {"kind": "composites", "summary": {"default": {"change": 8.0}},
+                             "images": [{"score": 0.9}, {"score": 0.8}]},
+            "photos_p": {"kind": "photos", "summary": {"default": {"change": 1.0}},
+                         "images": [{"score": 0.1}, {"score": 0.85}, {"error": "unreadable"}]}}
+    out = zt.real({"sets": sets, "selectivity": {"default": 8.0}})
+    assert out["composites_c"] == 8.0 and out["photos_p"] == 1.0 and out["selectivity"] == 8.0
+    assert out["AUC composites_c vs photos_p"] == 0.75  # 3 of the 4 pairs ordered right
