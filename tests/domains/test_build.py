@@ -125,17 +125,21 @@ class TestContentDomains:
         assert T.relight_hdr(sun, torch.zeros(3, 1, 1), dark).max() < 0.75
 
 
+def _renamed_copy(photos, dst):
+    """A second photo folder: the same photos, their names prefixed with ``b_``."""
+    import shutil
+    for sub in ("images", "masks"):
+        (dst / sub).mkdir(parents=True)
+        for f in (photos / sub).iterdir():
+            shutil.copy(f, dst / sub / f"b_{f.name}")
+    return dst
+
+
 def test_several_photo_folders_keep_the_first_ones_split(photos12, mini_data, tmp_path):
     """Two collections: the first assigned and split exactly as alone (the same test photos as the
     benchmark built from it), every composite naming its folder; clashing names are refused."""
-    import shutil
-
     from domains.build import composite_collections
-    other = tmp_path / "other"
-    for sub in ("images", "masks"):
-        (other / sub).mkdir(parents=True)
-        for f in (photos12 / sub).iterdir():
-            shutil.copy(f, other / sub / f"b_{f.name}")
+    other = _renamed_copy(photos12, tmp_path / "other")
     out = build(f"{photos12},{other}", tmp_path / "v3", seed=0, max_side=96)
     man = json.loads((out / "manifest.json").read_text())
     alone = json.loads((mini_data / "manifest.json").read_text())
@@ -157,12 +161,7 @@ def test_several_photo_folders_keep_the_first_ones_split(photos12, mini_data, tm
 def test_a_folder_put_in_one_domain(photos12, mini_data, tmp_path):
     """FOLDER=DOMAIN puts every photo of that folder in DOMAIN (its manifest aside), the first
     folder split as alone; an unknown domain is refused before anything is written."""
-    import shutil
-    other = tmp_path / "other"
-    for sub in ("images", "masks"):
-        (other / sub).mkdir(parents=True)
-        for f in (photos12 / sub).iterdir():
-            shutil.copy(f, other / sub / f"b_{f.name}")
+    other = _renamed_copy(photos12, tmp_path / "other")
     out = build(f"{photos12},{other}=MiniFlickr", tmp_path / "v3", seed=0, max_side=96)
     man = json.loads((out / "manifest.json").read_text())
     assert man["photos"] == [str(photos12), str(other)] and man["folder_domains"] == {str(other): "MiniFlickr"}
