@@ -76,19 +76,23 @@ for Z in v2_h v3_h; do
     --composites "$S/test/composites,$R/cutout_composites" --photos "$S/test/photos,$R/photos_mini4_test"
 done
 # 6. WITH_SYCONET=1: SycoNet on v3 (SYCONET_STEPS, the recipe's 1,500 by default), finetuned on
-#    MiniFlickr (the domain v3 grew) with three seeds, each scored against the all-domain model:
-#    does the per-domain finetune lower the reconstruction error and shift_ED on v3's test split?
+#    each domain with three seeds, each scored against the all-domain model on its domain: does the
+#    per-domain finetune lower the reconstruction error and shift_ED on v3's test split?
 if [ "${WITH_SYCONET:-0}" = 1 ]; then
   SN=${SYCONET_STEPS:-1500}
   step "$R/syconet_all.safetensors" "$PY" -m syconet.train \
     $("$PY" -m common.recipes args syconet_all | sed "s/--steps [0-9]*/--steps $SN/") --data data/v3 --out "$R/syconet_all.safetensors"
-  for S in 0 1 2; do
-    step "$R/syconet_MiniFlickr_s$S.safetensors" "$PY" -m syconet.train $("$PY" -m common.recipes args syconet_domain) \
-      --data data/v3 --domains MiniFlickr --init "$R/syconet_all.safetensors" --seed "$S" --out "$R/syconet_MiniFlickr_s$S.safetensors"
-  done
-  for C in all MiniFlickr_s0 MiniFlickr_s1 MiniFlickr_s2; do
-    step "$R/syconet_eval_$C.txt" sh -c "'$PY' -m syconet.evaluate --data data/v3 --ckpt '$R/syconet_$C.safetensors' \
-      --domains MiniFlickr --size 128 --k 4 > '$R/syconet_eval_$C.tmp' && mv '$R/syconet_eval_$C.tmp' '$R/syconet_eval_$C.txt'"
+  evaluate() {  # evaluate NAME DOMAIN: syconet_NAME scored on DOMAIN's test split
+    step "$R/syconet_eval_$1.txt" sh -c "'$PY' -m syconet.evaluate --data data/v3 --ckpt '$R/syconet_${1%_on_*}.safetensors' \
+      --domains $2 --size 128 --k 4 > '$R/syconet_eval_$1.tmp' && mv '$R/syconet_eval_$1.tmp' '$R/syconet_eval_$1.txt'"
+  }
+  for D in MiniFlickr MiniCOCO MiniAdobe MiniDay2night; do
+    evaluate "all_on_$D" "$D"
+    for S in 0 1 2; do
+      step "$R/syconet_${D}_s$S.safetensors" "$PY" -m syconet.train $("$PY" -m common.recipes args syconet_domain) \
+        --data data/v3 --domains "$D" --init "$R/syconet_all.safetensors" --seed "$S" --out "$R/syconet_${D}_s$S.safetensors"
+      evaluate "${D}_s${S}_on_$D" "$D"
+    done
   done
 fi
 log "all done"
