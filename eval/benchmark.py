@@ -82,7 +82,6 @@ def _run_methods(h: Harmonizer, methods, comp, mask, domain: str, route: bool = 
     return outs, took, pred
 
 
-@torch.inference_mode()
 def chosen(methods: list[str], want) -> list[str]:
     """``--methods``: all of ``methods``, or those named (comma-separated), the composite always
     first (every other method is measured against it); one that cannot be scored here is refused."""
@@ -96,6 +95,7 @@ def chosen(methods: list[str], want) -> list[str]:
     return ["composite", *(m for m in methods if m in names and m != "composite")]
 
 
+@torch.inference_mode()
 def benchmark(data, zoo=None, out="reports/benchmark", domains="all", split: str = "test", device: str = "cpu",
               overwrite: bool = False, n_grid: int = 3, protocol: str = "iharm", methods="all") -> dict:
     out = Path(out)

@@ -85,3 +85,14 @@ def test_benchmark_scores_the_methods_asked_for(mini_data, detector_zoo, tmp_pat
     with pytest.raises(InputError, match="--methods: paint cannot be scored"):
         main(data=str(mini_data), zoo=str(detector_zoo), out=str(tmp_path / "bad"), methods="default,paint")
     assert not (tmp_path / "bad").exists()
+
+
+def test_benchmark_runs_the_models_in_inference_mode(mini_data, tiny_zoo, tmp_path, monkeypatch):
+    """No autograd graph is kept while the zoo runs over a test split."""
+    import torch
+
+    import eval.benchmark as B
+    seen, real = [], B._run_methods
+    monkeypatch.setattr(B, "_run_methods", lambda *a, **k: seen.append(torch.is_inference_mode_enabled()) or real(*a, **k))
+    benchmark(mini_data, tiny_zoo, tmp_path / "rep", domains="MiniFlickr", methods="unified")
+    assert seen and all(seen)
