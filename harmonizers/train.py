@@ -23,6 +23,7 @@ import logging
 import math
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 from torch import nn
@@ -99,26 +100,36 @@ class HarmonizerLoss(nn.Module):
                 "d": d_loss.detach()}
 
 
+class Calibration(NamedTuple):
+    """How a gated model's scale is chosen before its final checkpoint is written: ``source`` a
+    held-out set (scored then, its ``--balance`` ``groups`` weighing alike) or scores already pooled
+    (as cross-fitting makes them); ``limit`` the drift limit; ``extra`` more to record."""
+    source: object
+    limit: float
+    extra: dict | None = None
+    groups: dict[str, str] | None = None
+
+
 class HarmonizerTask(Task):
-    """``calibrate``: (held-out set, drift limit, more to record, its ``--balance`` groups or None),
-    or (scores already pooled, drift limit, more to record) as cross-fitting makes them, to choose a gated model's scale with before the final
-    checkpoint is written (the choice is kept in ``calibration``)."""
+    """``calibrate``: a :class:`Calibration` (or its fields as a tuple), to choose a gated model's
+    scale with before the final checkpoint is written (the choice is kept in ``calibration``)."""
 
     def __init__(self, model: HarmonizerNet, augmenter, only_aug, domains, fp, val, extra_meta, gan_weight: float = 0.0,
                  regrade: A.Regrade | None = None, calibrate: tuple | None = None):
         self.model = HarmonizerLoss(model, augmenter, only_aug, gan_weight, regrade)
         self.net, self.domains, self.fp, self.val, self.extra = model, domains, fp, val, extra_meta
-        self.calibrate, self.calibration = calibrate, None
+        self.calibrate = None if calibrate is None else Calibration(*calibrate)
+        self.calibration = None
 
     def final(self, tensors, meta, out, best):
         """With ``calibrate``: the best checkpoint (else these weights) with the gate scale that
         :func:`calibrate` chooses."""
         if self.calibrate is None:
             return tensors, meta
-        source, limit, extra, groups = (*self.calibrate, {}, None)[:4]
+        c = self.calibrate
         loaded = registry.load(best, kind="harmonizer") if best is not None else (from_state(tensors, meta), meta)
-        scores = source if isinstance(source, dict) else calibration_scores(loaded[0], source, groups=groups)
-        model, m, self.calibration = scaled(loaded, best or out, scores, limit, **(extra or {}))
+        scores = c.source if isinstance(c.source, dict) else calibration_scores(loaded[0], c.source, groups=c.groups)
+        model, m, self.calibration = scaled(loaded, best or out, scores, c.limit, **(c.extra or {}))
         return model.state_dict(), m
 
     def meta(self):
@@ -420,8 +431,8 @@ class TrainOptions:
             raise InputError(f"--calibrate_folds must be 0 (off) or at least 2, got {self.calibrate_folds}")
 
 
-def fit(o: TrainOptions, engine: EngineConfig, fold: tuple[int, int] | None = None, pooled: tuple | None = None
-        ) -> tuple[dict, HarmonyDataset | None, HarmonizerNet]:
+def fit(o: TrainOptions, engine: EngineConfig, fold: tuple[int, int] | None = None,
+        pooled: Calibration | None = None) -> tuple[dict, HarmonyDataset | None, HarmonizerNet]:
     """One training run: (its summary, its validation set, the trained model as the engine saved
     it, in eval mode). ``fold=(k, K)`` leaves the k-th of K folds of the training photos out (they
     become the validation set). Calibrates a gated model on its validation set when ``--val_every``
@@ -431,7 +442,8 @@ def fit(o: TrainOptions, engine: EngineConfig, fold: tuple[int, int] | None = No
     model, extra = build(o.arch, o.init, o.size, o.pretrained_file)
     train_ds, val_ds = train_val(o.data, o.domains, model.size, o.cache,
                                  o.val_fraction if engine.loop.val_every else 0.0, fold=fold)
-    train_ds = shaped(train_ds, o, engine.optim.seed)
+    groups = balance_groups(o)
+    train_ds = shaped(train_ds, o, engine.optim.seed, groups)
     augmenter, train_set = A.make(o.augment, train_ds, device=dev)
     regrader = A.Regrade(o.regrade).to(dev) if o.regrade > 0 else None
     extra.update(augment=o.augment.text, only_aug=o.only_aug, gan_weight=o.gan_weight, regrade=o.regrade)
@@ -440,8 +452,8 @@ def fit(o: TrainOptions, engine: EngineConfig, fold: tuple[int, int] | None = No
     gated = fold is None and val_ds is not None and hasattr(model.net, "strength")
     task = HarmonizerTask(model, augmenter, o.only_aug, train_ds.domains, fingerprint(train_ds.samples), val_ds,
                           extra, o.gan_weight, regrade=regrader,
-                          calibrate=pooled if pooled is not None else (val_ds, o.drift_limit, {}, balance_groups(o))
-                          if gated else None)
+                          calibrate=pooled if pooled is not None else
+                          Calibration(val_ds, o.drift_limit, groups=groups) if gated else None)
     res = train(task, train_set, engine, dev)
     if task.calibration is not None:
         res["calibration"] = task.calibration
@@ -452,15 +464,15 @@ def fit(o: TrainOptions, engine: EngineConfig, fold: tuple[int, int] | None = No
 BALANCES = ("none", "collection", "source")
 
 
-def shaped(train_ds: HarmonyDataset, o: TrainOptions, seed: int) -> HarmonyDataset:
-    """``--train_photos`` (a nested, seeded subset of the training photos) and ``--balance`` (each
-    photo folder, or each photo source, weighing the same in the batches) applied to a training set."""
+def shaped(train_ds: HarmonyDataset, o: TrainOptions, seed: int, groups: dict[str, str] | None) -> HarmonyDataset:
+    """``--train_photos`` (a nested, seeded subset of the training photos) and ``--balance`` (its
+    ``groups``, :func:`balance_groups`: each photo folder, or each photo source, weighing the same in
+    the batches) applied to a training set."""
     n = o.train_photos or 0
     if n:
         train_ds = HarmonyDataset(o.data, o.domains, "train", size=train_ds.size, cache=o.cache,
                                   samples=subset_photos(train_ds.samples, int(n), seed),
                                   domain_names=train_ds.domains)
-    groups = balance_groups(o)
     if groups:
         train_ds.weights = group_weights(train_ds.samples, groups)
     return train_ds
@@ -514,7 +526,7 @@ def crossfit(o: TrainOptions, engine: EngineConfig) -> dict:
             raws.append(calibration_raw(model, held, groups=groups))
         folds.append({"out": path.name, "init": Path(init).name if init else None,
                       "photos": len({s.real for s in held.samples}), "steps": res.get("steps")})
-    pooled = (summarise(raws), o.drift_limit, {"folds": folds}) if dist_info()[0] == 0 else None
+    pooled = Calibration(summarise(raws), o.drift_limit, {"folds": folds}) if dist_info()[0] == 0 else None
     return fit(replace(o, val_fraction=0.0), engine.replace(val_every=0), pooled=pooled)[0]
 
 

@@ -132,7 +132,7 @@ def test_subset_and_balance_options(mini_data, tmp_path, monkeypatch):
     from harmonizers import train as T
     seen = {}
     real_shaped = T.shaped
-    monkeypatch.setattr(T, "shaped", lambda ds, o, seed: seen.setdefault("ds", real_shaped(ds, o, seed)))
+    monkeypatch.setattr(T, "shaped", lambda ds, o, seed, groups: seen.setdefault("ds", real_shaped(ds, o, seed, groups)))
     out = tmp_path / "h.safetensors"
     groups = {}
     import domains.build as B
