@@ -55,7 +55,12 @@ zoo() {  # zoo OUT CLASSIFIER UNIFIED DOMAINS DETECTOR
 }
 zoo "$R/zoo_v3" "$R/router.safetensors" "$R/gct_all.safetensors" "$DOM" models/default/detector.safetensors
 zoo "$R/zoo_v3_h" "$R/router.safetensors" "$R/gct_all.safetensors" "$DOM" "$R/detector_h.safetensors"
-V2=models/default
+# the previous zoo (trained on the bundled photos alone): PREVIOUS_ZOO names its folder, else it is
+# taken from the revision that last shipped it
+V2=${PREVIOUS_ZOO:-$R/previous_zoo/models/default}
+if [ ! -d "$V2" ]; then
+  mkdir -p "$R/previous_zoo" && git archive b6be775 models/default | tar -x -C "$R/previous_zoo"
+fi
 zoo "$R/zoo_v2_h" "$V2/classifier.safetensors" "$V2/harmonizer_unified.safetensors" \
   "MiniCOCO=$V2/harmonizer_MiniCOCO.safetensors,MiniAdobe=$V2/harmonizer_MiniAdobe.safetensors,MiniFlickr=$V2/harmonizer_MiniFlickr.safetensors,MiniDay2night=$V2/harmonizer_MiniDay2night.safetensors" \
   "$R/detector_h.safetensors"
