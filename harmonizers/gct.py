@@ -133,4 +133,5 @@ register("gct", {   # resolution-free: colour statistics → a gated Lab map
     "gct128": ({}, 128),
     "gct64": ({}, 64),
     "gct64c": ({"fg_chroma": True}, 64),   # + the foreground's mean chroma (docs/results.md)
+    "gct64w": ({"hidden": 512}, 64),       # the same statistics and map, 40x the parameters (the learning curve)
 }, net=GatedColourTransform, config=GCTConfig)

@@ -14,12 +14,12 @@ or what the picture shows (so it cannot learn a training photo by its content), 
 Lalonde & Efros's colour compatibility (ICCV 2007) and of DoveNet's foreground/background domain
 verification: CIELAB quantiles of the foreground against the background, the same across the mask's
 edge (thin rings on both sides), the seam (gradient across the edge against gradients nearby) and
-texture, noise and sharpness of the two sides. A small MLP maps them to a probability. Everything
+texture, noise and sharpness of the two sides. Gradient-boosted trees map them to a probability. Everything
 here is NumPy (no torch), so the ONNX Runtime predict path and the torch one share it; it works at a
 fixed working size (long side 256) whatever the input's resolution.
 
 The checkpoint is a safetensors file (``kind: detector``) whose metadata holds the feature version,
-the MLP's shape, the features' standardisation and the gate (score → strength map, calibrated on
+the trees' bias and the gate (score → strength map, calibrated on
 held-out *training* photos and composites).
 """
 from __future__ import annotations

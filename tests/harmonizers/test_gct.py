@@ -2,7 +2,6 @@
 import json
 import random
 
-import numpy as np
 import pytest
 import torch
 
@@ -239,6 +238,8 @@ def test_foreground_chroma_features_and_the_first_release_layout():
     assert torch.allclose(f[:, 30:33], fg, atol=1e-5) and torch.allclose(f0[:, 30], fg[:, 0], atol=1e-5)
     assert torch.equal(f[:, :30], f0[:, :30]) and torch.equal(f[:, 33:], f0[:, 31:])
     assert create("gct64c").net.cfg.fg_chroma and not create("gct64").net.cfg.fg_chroma
+    n = lambda v: sum(p.numel() for p in create(v).net.parameters())  # noqa: E731
+    assert create("gct64w").net.cfg.hidden == 512 and n("gct64w") > 30 * n("gct64")
 
 
 def test_folds_partition_the_photos_the_same_way_for_any_subset(mini_data):
