@@ -4,8 +4,7 @@
         --composites /path/to/labelme/composites --cutouts assets/cutouts --data data/mini4 \\
         --out runs/detector.safetensors
 
-What it learns from (each a *set*; every set weighs the same inside its class, and inside a set every
-photo folder, so that a small folder of modern photos counts as much as a large one of old ones):
+What it learns from (each a *set*; every set weighs the same inside its class):
 
 - negatives, real photos: every photo of ``--photos`` with its own mask (``photos``), and with the
   mask of another photo of its folder (``regions``: a region that follows no edge is no composite);
@@ -13,7 +12,7 @@ photo folder, so that a small folder of modern photos counts as much as a large 
 - positives: real composites (``--composites``, any layout ``predict_dir`` reads); cut-and-paste
   composites made here as Lalonde & Efros made theirs (``pastes``: the masked region of one photo
   pasted at the same place into another photo of its folder); ``--cutouts`` (RGBA) pasted into the
-  photos (``cutouts``: as many into each photo folder); with ``--synthetic``, the synthetic composites of ``--data``
+  photos (``cutouts``); with ``--synthetic``, the synthetic composites of ``--data``
   (``data_composites``: recoloured foregrounds, iHarmony4-style; off by default, see ``--help``). Every picture, photo or composite, is brought to a random size
   (long side 256–768) and saved as JPEG (quality 75–95) before its features are read, so that
   neither encoding nor size is a cue.
@@ -64,7 +63,6 @@ class Item:
     set: str
     other: str = ""         # paste: the photo pasted into; region: unused; cutout: the cut-out
     seed: int = 0
-    collection: str = ""    # the photo folder (or composite folder) it comes from: each weighs the same
 
 
 # ---- what to learn from --------------------------------------------------------------------------
@@ -127,32 +125,28 @@ def items(photos=(), composites=(), cutouts=None, data=None, pastes: float = 1.0
     test, real_photo = _benchmark(data) if data else (set(), {})
     folders = [[r for r in _photo_folder(Path(f)) if Path(r["image"]).stem not in test] for f in photos]
     originals = {r["original"]: r["source"] for rows in folders for r in rows if r["original"]}
-    for f, rows in zip(photos, folders):
+    for rows in folders:
         for r in rows:
-            out.append(Item("file", r["image"], r["mask"], 0, r["source"], "photos", collection=str(f)))
+            out.append(Item("file", r["image"], r["mask"], 0, r["source"], "photos"))
         for _ in range(int(round(regions * len(rows)))):
             a, b = rng.choice(len(rows), 2, replace=False)
-            out.append(Item("region", rows[b]["image"], rows[a]["mask"], 0, rows[b]["source"], "regions",
-                            collection=str(f)))
+            out.append(Item("region", rows[b]["image"], rows[a]["mask"], 0, rows[b]["source"], "regions"))
         for _ in range(int(round(pastes * len(rows)))):
             a, b = rng.choice(len(rows), 2, replace=False)
-            out.append(Item("paste", rows[a]["image"], rows[a]["mask"], 1, rows[b]["source"], "pastes", rows[b]["image"],
-                            collection=str(f)))
+            out.append(Item("paste", rows[a]["image"], rows[a]["mask"], 1, rows[b]["source"], "pastes", rows[b]["image"]))
     for folder in composites:
         out += _composite_items(Path(folder), originals)
     if cutouts:
         cuts = sorted(p for p in Path(cutouts).iterdir() if p.suffix.lower() == ".png")
         if not cuts:
             raise InputError(f"{cutouts}: no RGBA .png cut-outs")
-        if not any(folders):
+        backs = [r for rows in folders for r in rows]
+        if not backs:
             raise InputError("--cutouts needs --photos to paste them into")
         for c in cuts:
             for _ in range(cutout_pastes):
-                # a photo folder first, then a photo in it: every collection of photos gets as many
-                # cut-outs (a small folder of modern photos is not drowned by a large old one)
-                f = int(rng.integers(len(folders)))
-                b = folders[f][rng.integers(len(folders[f]))]
-                out.append(Item("cutout", b["image"], "", 1, b["source"], "cutouts", str(c), collection=str(photos[f])))
+                b = backs[rng.integers(len(backs))]
+                out.append(Item("cutout", b["image"], "", 1, b["source"], "cutouts", str(c)))
     if data:
         from domains.dataset import load_samples
         samples = load_samples(data, "all", "train")
@@ -165,10 +159,10 @@ def items(photos=(), composites=(), cutouts=None, data=None, pastes: float = 1.0
             s = samples[i]
             group = stem_source.get(real_photo.get((s.domain, Path(s.real).name)), f"data:{s.domain}")
             if synthetic:
-                out.append(Item("file", str(s.composite), str(s.mask), 1, group, "data_composites", collection=str(data)))
+                out.append(Item("file", str(s.composite), str(s.mask), 1, group, "data_composites"))
             if s.real not in seen:
                 seen.add(s.real)
-                out.append(Item("file", str(s.real), str(s.mask), 0, group, "data_reals", collection=str(data)))
+                out.append(Item("file", str(s.real), str(s.mask), 0, group, "data_reals"))
     for i, it in enumerate(out):
         it.seed = seed * 1_000_003 + i
     return out
@@ -184,8 +178,8 @@ def _composite_items(folder: Path, originals: dict) -> list[Item]:
         rows = rows.get("composites", rows) if isinstance(rows, dict) else rows
         src = {r["name"]: originals.get(r.get("background_source")) or r.get("source") for r in rows
                if isinstance(r, dict) and "name" in r}
-    return [Item("file", str(img), str(m), 1, src.get(img.stem) or f"{folder.name}:all", "composites",
-                 collection=str(folder)) for img, m in find_pairs(folder)]
+    return [Item("file", str(img), str(m), 1, src.get(img.stem) or f"{folder.name}:all", "composites")
+            for img, m in find_pairs(folder)]
 
 
 def _rgb(path, size=None) -> np.ndarray:
@@ -285,22 +279,17 @@ def extract(its: list[Item], workers: int = 2, cache=None) -> tuple[np.ndarray, 
 # ---- fitting, held-out scores, the gate ----------------------------------------------------------
 
 def weights(its: list[Item]) -> np.ndarray:
-    """Every set weighs the same inside its class, both classes the same in all; inside a set every
-    collection (photo folder) weighs the same, and inside a collection a source weighs as the square
-    root of its size (a large source counts, without drowning the rest)."""
+    """Every set weighs the same inside its class, both classes the same in all; inside a set a
+    source weighs as the square root of its size (a large source counts, without drowning the rest)."""
     sets = np.array([it.set for it in its])
-    colls = np.array([it.collection for it in its])
     groups = np.array([it.group for it in its])
     y = np.array([it.label for it in its])
     w = np.zeros(len(its))
     for s in np.unique(sets):
         sel = sets == s
-        for c in np.unique(colls[sel]):
-            sc = sel & (colls == c)
-            for g in np.unique(groups[sc]):
-                gs = sc & (groups == g)
-                w[gs] = np.sqrt(gs.sum()) / gs.sum()
-            w[sc] /= w[sc].sum()
+        for g in np.unique(groups[sel]):
+            gs = sel & (groups == g)
+            w[gs] = np.sqrt(gs.sum()) / gs.sum()
         w[sel] /= w[sel].sum()
     for c in (0, 1):
         if (y == c).any():

@@ -140,20 +140,6 @@ def test_items_make_both_classes_and_weights_balance(photos12):
         assert w[[it.set == s for it in its]].sum() == pytest.approx(w[y == 0].sum() / 2)
 
 
-def test_every_photo_folder_weighs_the_same_and_gets_as_many_cutouts(photos12, tmp_path):
-    from tests.conftest import ASSETS, make_photos
-    small = make_photos(tmp_path / "small", 3)                      # a folder a quarter the size
-    its = items([str(photos12), str(small)], cutouts=str(ASSETS / "cutouts"), cutout_pastes=6, pastes=1.0)
-    w = weights(its)
-    for s in ("photos", "pastes", "cutouts"):
-        by = {c: w[[it.set == s and it.collection == c for it in its]].sum() for c in (str(photos12), str(small))}
-        assert by[str(photos12)] == pytest.approx(by[str(small)]), s
-    cuts = [it for it in its if it.set == "cutouts"]
-    into_small = sum(it.collection == str(small) for it in cuts)
-    assert 0.3 < into_small / len(cuts) < 0.7                      # not 3/15 of them, as by photo
-    assert all(Path(it.image).parent.parent == Path(it.collection) for it in cuts)
-
-
 def test_a_benchmark_gives_real_images_and_on_request_its_composites(photos12, mini_data):
     plain = items([str(photos12)], data=str(mini_data))
     assert {"data_reals"} <= {it.set for it in plain} and "data_composites" not in {it.set for it in plain}
