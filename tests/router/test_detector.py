@@ -10,7 +10,7 @@ import pytest
 
 from common.io import InputError
 from router.detect import calibrate, items, roc_auc, source_folds, train, weights
-from router.detector import Detector, Gate, feature_names, features
+from router.detector import Detector, Gate, _working, feature_names, features
 
 
 def _texture(h, w, seed=0):
@@ -190,6 +190,43 @@ def test_detector_round_trip_and_refusals(tiny_detector, tmp_path):
         bad = tmp_path / "h.safetensors"
         save_file({"w": np.zeros(1)}, str(bad), metadata={"config": json.dumps({"kind": "harmonizer", "arch": "x"})})
         Detector.load(bad)
+
+
+def test_a_style_detector_trains_saves_loads_and_scores_with_its_network(photos12, tmp_path):
+    from safetensors.numpy import load_file
+
+    from router.detector import all_feature_names
+    from router.style import imagenet
+    style = imagenet(seed=0)                                   # random weights: no weights file in tests
+    out = tmp_path / "s.safetensors"
+    train(photos=[str(photos12)], out=str(out), folds=2, trees=10, workers=1, style=style,
+          cache=tmp_path / "c.npz")
+    det = Detector.load(out)
+    assert det.style is not None and det.info["training"]["style"]
+    assert det.info["held_out"]["counts"]["photos"] == 12
+    x, m = _texture(64, 80, 3), _disc(64, 80)
+    f = det.features(x, m)
+    assert f.shape == (len(all_feature_names(True)),) == (len(feature_names()) + 128,)
+    np.testing.assert_array_equal(f[:len(feature_names())], features(x, m))
+    np.testing.assert_array_equal(f[len(feature_names()):], style.features(*_working(x, m)))
+    assert det.score(x, m) == Detector.load(det.save(tmp_path / "copy.safetensors")).score(x, m)
+    # the network travels in the file: a detector without its tensors is refused by name
+    t = load_file(str(out))
+    from common.checkpoint import read_meta
+    meta = read_meta(out)
+    from safetensors.numpy import save_file
+    bad = tmp_path / "bad.safetensors"
+    save_file({k: v for k, v in t.items() if not k.startswith("style.0")}, str(bad),
+              metadata={"config": json.dumps(meta)})
+    with pytest.raises(InputError, match="style network is incomplete"):
+        Detector.load(bad)
+    # the cache keeps the colour-only and the style features of the same pictures apart
+    from router import detect
+    its = items([str(photos12)], pastes=0.5, regions=0.0)
+    a, _ = detect.extract(its, workers=1, cache=tmp_path / "c.npz")
+    b, _ = detect.extract(its, workers=1, cache=tmp_path / "c.npz", style=style)
+    assert a.shape[1] == len(feature_names()) and b.shape[1] == a.shape[1] + 128
+    np.testing.assert_array_equal(a, b[:, :a.shape[1]])
 
 
 def test_train_refuses_an_existing_output_and_one_class(tiny_detector, photos12, tmp_path):
