@@ -10,7 +10,7 @@ spread over the picture) and the log-ratio of their spreads: 128 relational numb
 
 The layers are evaluated in NumPy from weights with their batch norms folded in (no torch, no
 ONNX: the predict path on ONNX Runtime shares it), and the weights travel inside the detector's
-checkpoint (``style.*`` tensors, about 40 k numbers), so a trained detector needs no weights file.
+checkpoint (``style.*`` tensors, about 54 k numbers), so a trained detector needs no weights file.
 :func:`from_timm` takes them from timm's model; ``tests/router/test_style.py`` checks the NumPy
 network against timm's own features.
 """
