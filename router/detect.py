@@ -257,8 +257,8 @@ def _item_features(it: Item) -> np.ndarray | None:
         return None
 
 
-def _key(it: Item, style=None) -> str:
-    tag = "" if style is None else f"|style:{style.fingerprint()}"
+def _key(it: Item, tag: str = "") -> str:
+    """The cache key of an item's features; ``tag`` names the style network (:func:`extract`)."""
     return f"{it.kind}|{it.image}|{it.mask}|{it.other}|{it.seed}|{FEATURES_VERSION}{tag}"
 
 
@@ -274,7 +274,8 @@ def extract(its: list[Item], workers: int = 2, cache=None, style=None) -> tuple[
             for k in z.files:
                 if k.startswith("keys"):
                     known.update(zip(z[k].tolist(), z["features" + k[4:]]))
-    key = {id(it): _key(it, style) for it in its}
+    tag = "" if style is None else f"|style:{style.fingerprint()}"   # hashed once, not per item
+    key = {id(it): _key(it, tag) for it in its}
     todo = [it for it in its if key[id(it)] not in known]
     if workers > 1 and todo:
         from multiprocessing import get_context

@@ -63,8 +63,13 @@ def area_resize(image: np.ndarray, mask: np.ndarray, size: tuple[int, int]) -> t
     by area averaging (Pillow's box filter)."""
     from PIL import Image
     img = Image.fromarray(np.rint(np.clip(image, 0, 1) * 255).astype(np.uint8)).resize(size, Image.BOX)
-    m = Image.fromarray(np.clip(mask, 0, 1).astype(np.float32), "F").resize(size, Image.BOX)
-    return np.asarray(img, np.float32) / 255, np.asarray(m, np.float32)
+    return np.asarray(img, np.float32) / 255, area_mask(mask, size)
+
+
+def area_mask(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """An ``H×W`` mask resized to ``size`` (width, height) by area averaging (Pillow's box filter)."""
+    from PIL import Image
+    return np.asarray(Image.fromarray(np.clip(mask, 0, 1).astype(np.float32), "F").resize(size, Image.BOX), np.float32)
 
 
 def _box(x: np.ndarray, r: int) -> np.ndarray:
@@ -109,7 +114,11 @@ def features(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """Relational statistics of an ``H×W×3`` image in [0, 1] and its ``H×W`` mask in [0, 1]:
     a float32 vector of ``len(feature_names())``. The mask is thresholded at 0.5 at the working size;
     a side with no pixels there gives zeros for what it would have measured."""
-    img, m = _working(image, mask)
+    return _relations(*_working(image, mask))
+
+
+def _relations(img: np.ndarray, m: np.ndarray) -> np.ndarray:
+    """:func:`features` of an image and mask already at the working size (:func:`_working`)."""
     if min(m.shape) < 3:                                         # a sliver: edge-padded to 3 pixels
         pad = [(0, max(0, 3 - m.shape[0])), (0, max(0, 3 - m.shape[1]))]
         img, m = np.pad(img, pad + [(0, 0)], mode="edge"), np.pad(m, pad, mode="edge")
@@ -221,10 +230,9 @@ class Trees:
 def all_features(image: np.ndarray, mask: np.ndarray, style=None) -> np.ndarray:
     """:func:`features`, then with ``style`` (a :class:`router.style.Style`) its comparison of the
     two sides at the same working size."""
-    f = features(image, mask)
-    if style is None:
-        return f
-    return np.concatenate([f, style.features(*_working(image, mask))])
+    img, m = _working(image, mask)   # once for both
+    f = _relations(img, m)
+    return f if style is None else np.concatenate([f, style.features(img, m)])
 
 
 def all_feature_names(style: bool = False) -> list[str]:

@@ -91,10 +91,10 @@ class Style:
     def features(self, image: np.ndarray, mask: np.ndarray) -> np.ndarray:
         """Per channel of each map: (foreground mean − background mean) / the channel's spread, and
         log(foreground spread / background spread); zeros for a map where one side is empty."""
-        from .detector import area_resize
+        from .detector import area_mask
         out = []
         for f in self.maps(image):
-            _, m = area_resize(image, mask, (f.shape[2], f.shape[1]))
+            m = area_mask(mask, (f.shape[2], f.shape[1]))
             fg = m > 0.5
             if fg.all() or not fg.any():
                 out.append(np.zeros(2 * f.shape[0], np.float32))
