@@ -62,3 +62,26 @@ def test_zoo_table_reads_the_reports(monkeypatch):
     out = zt.real({"sets": sets, "selectivity": {"default": 8.0}})
     assert out["composites_c"] == 8.0 and out["photos_p"] == 1.0 and out["selectivity"] == 8.0
     assert out["AUC composites_c vs photos_p"] == 0.75  # 3 of the 4 pairs ordered right
+
+
+def test_detector_resampling_bench_scores_every_size_of_every_picture(tiny_detector, photos12, tmp_path):
+    import importlib.util
+
+    import numpy as np
+    spec = importlib.util.spec_from_file_location("detector_resampling", ROOT / "bench" / "detector_resampling.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    x, m = np.random.default_rng(0).random((30, 40, 3), dtype=np.float32), np.zeros((30, 40), np.float32)
+    assert bench.resized(x, m, 1.0, None)[0] is x                      # as is: untouched
+    assert bench.resized(x, m, 2.0, bench.Image.BICUBIC)[0].shape == (60, 80, 3)
+    assert bench.resized(x, m, 0.5, bench.Image.BOX)[1].shape == (15, 20)
+    out = tmp_path / "r.md"
+    bench.main(str(tiny_detector[0]), f"same={photos12}", f"photos={photos12}", out=str(out))
+    text, name = out.read_text(), f"{tiny_detector[0].parent.name}/detector"
+    rows = [line for line in text.splitlines() if line.startswith(f"| {name} | same vs photos |")]
+    assert len(rows) == 1 and rows[0].count("0.500") == len(bench.SCALES)  # a set against itself: chance
+    from common.io import find_pairs, read_image_array, read_mask_array
+    from router.detector import Detector
+    det = Detector.load(tiny_detector[0])
+    mean = np.mean([det.score(read_image_array(a), read_mask_array(b)) for a, b in find_pairs(photos12)])
+    assert f"| {name} | photos | {mean:.3f} |" in text           # "as is" is the detector's own score
