@@ -380,3 +380,44 @@ def test_strongest_scale_that_still_helps():
     fake[1.0]["fMSE"] = 120.0
     assert strongest(fake) == 0.5
     assert strongest({0.0: {"fMSE": 1.0}, 0.5: {"fMSE": 2.0}}) == 0.0
+
+
+def test_chroma_guard_stops_a_spread_colour_at_neutral_and_keeps_the_rest():
+    from harmonizers.gct import guard_chroma
+    # a red fruit's flesh: a = 0.05 beside a foreground mean of 0.4; a gain of 2 about the mean
+    # takes it to -0.3 (cyan); the guard stops it at neutral. L is never touched.
+    lab = torch.tensor([0.7, 0.05, 0.1]).view(1, 3, 1, 1).repeat(1, 1, 2, 2)
+    lab[0, 1, 0, 0] = 0.6                                   # a strongly red pixel stays red, spread further
+    offset = torch.zeros(1, 3)
+    mf = torch.tensor([0.7, 0.4, 0.1]).view(1, 3, 1, 1)
+    target = mf + 2.0 * (lab - mf)
+    out = guard_chroma(lab, target, offset)
+    assert target[0, 1, 1, 1] < 0 and out[0, 1, 1, 1] == 0   # would cross: stopped at neutral
+    assert out[0, 1, 0, 0] == target[0, 1, 0, 0] > 0.6       # the same side: as the gain put it
+    torch.testing.assert_close(out[:, 0], target[:, 0])      # L as it was
+    torch.testing.assert_close(out[:, 2], target[:, 2])      # b did not cross
+    # the light's change (the offset) may take a colour across: a bluish grey under warm light
+    lab2 = torch.tensor([0.5, 0.0, -0.03]).view(1, 3, 1, 1)
+    off2 = torch.tensor([[0.0, 0.0, 0.1]])
+    t2 = lab2 + off2[..., None, None]
+    assert guard_chroma(lab2, t2, off2)[0, 2, 0, 0] == pytest.approx(0.07)
+
+
+def test_guarded_variant_never_crosses_neutral_where_the_plain_one_does():
+    torch.manual_seed(0)
+    plain, guarded = create("gct64w").net, create("gct64wg").net
+    guarded.load_state_dict(plain.state_dict())
+    with torch.no_grad():                                    # a trained-like head: a large a/b gain, no offset
+        plain.mlp[-1].bias.copy_(torch.tensor([0.0, 3.0, 3.0, 0.0, 0.0, 0.0, 6.0]))
+        guarded.mlp[-1].bias.copy_(plain.mlp[-1].bias)
+    img = torch.zeros(1, 3, 32, 32)
+    img[:, 0] = 0.9
+    img[:, 1:] = 0.1                                         # a red image
+    img[:, :, 12:20, 12:20] = torch.tensor([0.97, 0.92, 0.9]).view(1, 3, 1, 1)   # a warm white inside the red foreground
+    mask = torch.zeros(1, 1, 32, 32)
+    mask[:, :, 8:24, 8:24] = 1
+    from harmonizers.gct import rgb_to_lab
+    lab_in, a_p, a_g = rgb_to_lab(img), rgb_to_lab(plain.eval()(img, mask)), rgb_to_lab(guarded.eval()(img, mask))
+    patch = (slice(None), 1, slice(12, 20), slice(12, 20))
+    assert (lab_in[patch] > 0).all() and (a_p[patch] < -0.05).all()    # plain: the white turns green-cyan
+    assert (a_g[patch] > -0.005).all()                                  # guarded: at most neutral
