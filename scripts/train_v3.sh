@@ -31,7 +31,7 @@ step data/mini4 "$PY" -m domains.build --photos assets/photos --out data/mini4 -
 # 1. harmonizers: the shipped recipes, each photo folder weighing the same in the batches and in
 #    the gate scale's calibration (on 10 % of the training photos held out)
 CAL=(--calibrate_folds 0 --val_every 1000 --val_fraction 0.1 --balance collection --workers 0)
-#    (ARCH=gct64wg trains another family: the finetunes inherit the all-domain model's)
+#    (ARCH=gct64w trains another family: the finetunes inherit the all-domain model's)
 step "$R/gct_all.safetensors" "$PY" -m harmonizers.train $("$PY" -m common.recipes args gct_all) "${CAL[@]}" \
   ${ARCH:+--arch "$ARCH"} --data data/v3 --out "$R/gct_all.safetensors"
 declare -A PROC=([MiniCOCO]=reinhard+xiao+histogram+pitie [MiniAdobe]=expert
