@@ -56,11 +56,6 @@ class GCTConfig:
     # (``python -m eval.probes realness``). Off in the shipped variants: on the benchmark it helped
     # the validation photos but not the test split (docs/results.md).
     fg_chroma: bool = False
-    # a and b never pushed across the neutral axis by the gain: a gain about the foreground's mean
-    # spreads its colours, and on a foreground of two colours (a red fruit's white flesh) the far
-    # one crosses to the opposite hue (cyan). With the guard a colour that the gain would take
-    # across neutral stops at neutral; the offset (the change of the light) still moves any colour.
-    chroma_guard: bool = False
 
 
 def _stats(lab: torch.Tensor, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -130,19 +125,8 @@ class GatedColourTransform(nn.Module):
         p = self.params(image, mask)
         lab, mf = p["lab"], p["mean"][..., None, None]
         target = mf + p["offset"][..., None, None] + p["gain"][..., None, None] * (lab - mf)
-        if self.cfg.chroma_guard:
-            target = guard_chroma(lab, target, p["offset"])
         new = lab + self.strength * p["gate"][..., None, None] * (target - lab)
         return lab_to_rgb(new)
-
-
-def guard_chroma(lab: torch.Tensor, target: torch.Tensor, offset: torch.Tensor) -> torch.Tensor:
-    """``target``'s a and b where the gain (the change beyond ``lab`` + ``offset``) would take a
-    colour across the neutral axis set to neutral (0); L and every other colour as they are."""
-    shifted = lab[:, 1:] + offset[:, 1:, None, None]          # the light's change alone
-    ab = target[:, 1:]
-    crossed = (ab * shifted) < 0
-    return torch.cat([target[:, :1], torch.where(crossed, torch.zeros_like(ab), ab)], 1)
 
 
 register("gct", {   # resolution-free: colour statistics → a gated Lab map
@@ -150,5 +134,4 @@ register("gct", {   # resolution-free: colour statistics → a gated Lab map
     "gct64": ({}, 64),
     "gct64c": ({"fg_chroma": True}, 64),   # + the foreground's mean chroma (docs/results.md)
     "gct64w": ({"hidden": 512}, 64),       # the same statistics and map, 40x the parameters (the learning curve)
-    "gct64wg": ({"hidden": 512, "chroma_guard": True}, 64),   # gct64w, no colour across neutral by the gain
 }, net=GatedColourTransform, config=GCTConfig)
