@@ -10,7 +10,8 @@ own training composites, the processes leave too little trace for a classifier t
 ``routing_sources``: the probe classifier's head refitted once per source of the benchmark's photos
 (the registry package a photo came from, in the photo manifest), on the composites of every other
 source (both splits), and scored on that source's composites: how well routing carries to photos
-from somewhere no training saw.
+from somewhere no training saw. On a benchmark built from several photo folders (v3) it also sums
+up each folder's sources.
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from tqdm import tqdm
 
 from common.cli import shared_args
 from common.io import InputError
-from domains.build import composite_sources
+from domains.build import composite_collections, composite_sources
 from common.colour import rgb_to_lab
 
 
@@ -156,12 +157,39 @@ def routing_sources(data="data/mini4", ckpt: str = "models/default/classifier.sa
         res[name] = {"composites": int(out.sum()), "accuracy": right / int(out.sum()),
                      "domains": dict(zip(model.cfg.domains, torch.bincount(labels[out], minlength=len(model.cfg.domains)).tolist()))}
     summary = {"accuracy": hit / len(src), "mean_per_source": float(np.mean([r["accuracy"] for r in res.values()])),
-               "sources": res}
+               "sources": res, "collections": by_collection(res, samples, src, composite_collections(data))}
     print(f"{ckpt}: head refitted without each source, accuracy on that source's composites\n")
     print("| source | composites | per domain | accuracy |\n|---|---:|---|---:|")
     for name, r in res.items():
         print(f"| {name} | {r['composites']} | {', '.join(f'{d} {n}' for d, n in r['domains'].items() if n)} | "
               f"{r['accuracy']:.3f} |")
     print(f"| all (pooled) | {len(src)} | | {summary['accuracy']:.3f} |\n\nmean over sources {summary['mean_per_source']:.3f}")
+    for name, c in summary["collections"].items():
+        print(f"photo folder {name}: {c['sources']} sources, {c['composites']} composites, pooled {c['accuracy']:.3f}, "
+              f"mean over sources {c['mean_per_source']:.3f}")
     return summary
+
+
+def by_collection(res: dict, samples: list, src: list, collections: dict) -> dict:
+    """Per photo folder of a benchmark built from several (``domains.build --photos A,B``): its
+    sources' pooled and mean accuracy (a source belongs to the folder most of its composites came
+    from); empty for a benchmark of one folder."""
+    where: dict = {}
+    for s, name in zip(samples, src):
+        c = collections.get(s.composite.name)
+        if c is not None:
+            where.setdefault(name, {}).setdefault(c, 0)
+            where[name][c] += 1
+    folders: dict = {}
+    for name, count in where.items():
+        folders.setdefault(max(count, key=count.get), []).append(name)
+    if len(folders) < 2:
+        return {}
+    out = {}
+    for c, names in sorted(folders.items()):
+        n = sum(res[x]["composites"] for x in names)
+        out[c] = {"sources": len(names), "composites": n,
+                  "accuracy": sum(res[x]["accuracy"] * res[x]["composites"] for x in names) / n,
+                  "mean_per_source": float(np.mean([res[x]["accuracy"] for x in names]))}
+    return out
 

@@ -68,3 +68,38 @@ def test_routing_sources_leaves_each_source_out(photos12, tmp_path):
                head="finetune")
         routing_sources(data=str(data), ckpt=str(ft), device="cpu")
 
+
+
+def test_routing_sources_sums_up_each_photo_folder(photos12, tmp_path):
+    """A benchmark built from two photo folders: each folder's sources pooled and averaged, the
+    same numbers as the per-source rows they sum up."""
+    import shutil
+
+    from domains.build import MINI4_NAMES, build
+    from eval.routability import routing_sources
+    from router.train import main as rtrain
+    names = sorted(p.stem for p in (photos12 / "images").glob("*.jpg"))
+    folders = []
+    for k, part in enumerate((names[:6], names[6:])):
+        f = tmp_path / f"folder{k}"
+        for sub in ("images", "masks"):
+            (f / sub).mkdir(parents=True)
+            for n in part:
+                src = next((photos12 / sub).glob(n + ".*"))
+                shutil.copy(src, f / sub / src.name)
+        rows = [{"name": n, "domain": MINI4_NAMES[i % 4], "source_package": f"pkg{k}{i % 2}"} for i, n in enumerate(part)]
+        (f / "manifest.json").write_text(json.dumps(rows))
+        folders.append(f)
+    data = build(",".join(map(str, folders)), tmp_path / "data", seed=0, max_side=64)
+    ckpt = tmp_path / "probe.safetensors"
+    rtrain(data=str(data), out=str(ckpt), backbone="resnet10t", size=32, batch_size=8, device="cpu")
+    res = routing_sources(data=str(data), ckpt=str(ckpt), device="cpu")
+    assert set(res["sources"]) == {"pkg00", "pkg01", "pkg10", "pkg11"}
+    cols = res["collections"]
+    assert len(cols) == 2 and sorted(c["sources"] for c in cols.values()) == [2, 2]
+    for c, own in zip(sorted(cols), (["pkg00", "pkg01"], ["pkg10", "pkg11"])):
+        rows = [res["sources"][s] for s in own]
+        n = sum(r["composites"] for r in rows)
+        assert cols[c]["composites"] == n
+        assert cols[c]["accuracy"] == pytest.approx(sum(r["accuracy"] * r["composites"] for r in rows) / n)
+        assert cols[c]["mean_per_source"] == pytest.approx(np.mean([r["accuracy"] for r in rows]))
