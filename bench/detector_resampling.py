@@ -37,21 +37,25 @@ def resized(x: np.ndarray, m: np.ndarray, f: float, how) -> tuple[np.ndarray, np
 
 
 def _sets(spec: str | tuple) -> dict[str, Path]:
-    parts = spec.split(",") if isinstance(spec, str) else list(spec)
+    """``NAME=FOLDER,...`` (a comma-separated value or a list, as python-fire passes it) → {name: folder}."""
+    from common.cli import names
     out = {}
-    for p in parts:
-        name, _, folder = str(p).partition("=")
+    for item in names(spec):
+        name, sep, folder = item.partition("=")
+        if not sep or not name or not folder:
+            raise SystemExit(f"{item!r}: give a set as NAME=FOLDER")
         out[name] = Path(folder)
     return out
 
 
 def main(detectors: str | tuple, positives: str | tuple, negatives: str | tuple,
          out: str = "bench/detector_resampling.md") -> None:
+    from common.cli import names
     from common.io import find_pairs, read_image_array, read_mask_array
     from common.metrics import roc_auc
     from router.detector import Detector
-    dets = {f"{Path(d).parent.name}/{Path(d).stem}": Detector.load(d)
-            for d in (detectors.split(",") if isinstance(detectors, str) else detectors)}
+    dets_paths = names(detectors)
+    dets = {f"{Path(d).parent.name}/{Path(d).stem}": Detector.load(d) for d in dets_paths}
     pos, neg = _sets(positives), _sets(negatives)
     pairs = {name: find_pairs(folder) for name, folder in {**pos, **neg}.items()}
     scores = {}
@@ -62,7 +66,7 @@ def main(detectors: str | tuple, positives: str | tuple, negatives: str | tuple,
                                                          for a, b in ps])
     lines = ["# Composite detector: scores under resampling", "",
              f"Machine: {platform.machine()}, {platform.system()}; `.venv/bin/python bench/detector_resampling.py "
-             f"--detectors {detectors if isinstance(detectors, str) else ','.join(detectors)}` (sets: "
+             f"--detectors {','.join(dets_paths)}` (sets: "
              + ", ".join(f"{k} {len(v)}" for k, v in pairs.items()) + ").", "",
              "Mean score at each size · mean |change| against the picture as it is:", "",
              "| detector | set | " + " | ".join(s[0] for s in SCALES) + " |", "|---|---|" + "---:|" * len(SCALES)]

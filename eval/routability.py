@@ -174,15 +174,15 @@ def by_collection(res: dict, samples: list, src: list, collections: dict) -> dic
     """Per photo folder of a benchmark built from several (``domains.build --photos A,B``): its
     sources' pooled and mean accuracy (a source belongs to the folder most of its composites came
     from); empty for a benchmark of one folder."""
-    where: dict = {}
+    from collections import Counter
+    where: dict[str, Counter] = {}
     for s, name in zip(samples, src):
         c = collections.get(s.composite.name)
         if c is not None:
-            where.setdefault(name, {}).setdefault(c, 0)
-            where[name][c] += 1
+            where.setdefault(name, Counter())[c] += 1
     folders: dict = {}
     for name, count in where.items():
-        folders.setdefault(max(count, key=count.get), []).append(name)
+        folders.setdefault(count.most_common(1)[0][0], []).append(name)
     if len(folders) < 2:
         return {}
     out = {}
