@@ -101,12 +101,17 @@ class Relit(Dataset):
     """The items of ``base`` (whole composites, evaluation items) taken to dusk or night, the whole
     picture in linear light (:func:`domains.transfer.sample_night`, drawn once per item from
     ``seed``), labelled domain ``domain`` of ``domains``: rows that show a probe head a night domain's
-    light on a day domain's content (``router.train --relight MiniFlickr:MiniDay2night``)."""
+    light on a day domain's content (``router.train --relight MiniFlickr:MiniDay2night``). Item
+    ``i``'s light is drawn from ``(seed, keys[i])`` (default ``keys[i] = i``), so that a subset of
+    the items can be relit as they are in the whole."""
 
-    def __init__(self, base: Dataset, domain: str, domains: list[str], seed: int = 0):
+    def __init__(self, base: Dataset, domain: str, domains: list[str], seed: int = 0, keys: list[int] | None = None):
         if domain not in domains:
             raise InputError(f"relit rows for domain {domain!r}: not one of {', '.join(domains)}")
+        if keys is not None and len(keys) != len(base):
+            raise ValueError(f"{len(keys)} keys for {len(base)} items")
         self.base, self.domain, self.index, self.seed = base, domain, domains.index(domain), seed
+        self.keys = keys
 
     def __len__(self):
         return len(self.base)
@@ -114,7 +119,7 @@ class Relit(Dataset):
     def __getitem__(self, i):
         from domains.transfer import illumination_fn, sample_night
         it = self.base[i]
-        fn = illumination_fn(sample_night(np.random.default_rng([self.seed, i])))
+        fn = illumination_fn(sample_night(np.random.default_rng([self.seed, i if self.keys is None else self.keys[i]])))
         x = fn(it["composite"].permute(1, 2, 0).double().numpy())
         return {**it, "composite": torch.from_numpy(x).permute(2, 0, 1).float().contiguous(),
                 "domain": self.index, "domain_name": self.domain}

@@ -23,7 +23,7 @@ from common import checkpoint, registry
 from common.cli import print_json, run, shared_args
 from common.engine import EngineConfig, Task, begin, dist_info, train
 from common.io import InputError, write_text
-from domains.build import composite_sources
+from domains.build import composite_collections, composite_sources
 from domains.dataset import HarmonyDataset, batches, fingerprint, train_val
 
 from . import probe
@@ -139,30 +139,62 @@ def resolve_balance(balance, sources: dict, head: str = "probe") -> str:
     return balance
 
 
+RELIGHT_FROM = ("night_folders", "all")
+
+
+def relit_folders(labels: torch.Tensor, folders: list | None, night: int) -> set | None:
+    """The photo folders whose day rows are relit under ``--relight_from night_folders``: those that
+    hold rows of the night domain (``night``, its index) among ``labels``; ``None`` (every folder)
+    where the rows name fewer than two folders."""
+    if folders is None or len(set(folders)) < 2:
+        return None
+    return {f for f, y in zip(folders, labels.tolist()) if y == night}
+
+
 class HeadRefit:
     """Refit a probe classifier's head on subsets of a dataset's rows as its checkpoint's head was
     fitted (``fitted``: the checkpoint's ``probe`` metadata: balance, relit rows, L2 penalty), for
-    held-out estimates. ``samples`` are the dataset's samples, ``groups`` each row's source."""
+    held-out estimates. ``samples`` are the dataset's samples, ``groups`` each row's source,
+    ``folders`` each row's photo folder (``domains.build.composite_collections``; ``None`` for data
+    from one folder)."""
 
     def __init__(self, model: DomainClassifier, fitted: dict, dataset, samples: list, groups: list,
-                 batch_size: int = 32, workers: int = 0, seed: int = 0):
+                 batch_size: int = 32, workers: int = 0, seed: int = 0, folders: list | None = None):
         from torch.utils.data import Subset
 
         from .synth import Relit
         self.model, self.groups, self.k = model, list(groups), len(model.cfg.domains)
         self.balance, self.l2 = fitted.get("balance", "domain"), fitted.get("l2", 1e-2)
+        self.relight_from = fitted.get("relight_from", "all")  # checkpoints written before it: every folder
+        if self.relight_from not in RELIGHT_FROM:
+            raise InputError(f"relight_from must be one of {', '.join(RELIGHT_FROM)}, got {self.relight_from!r}")
+        self.folders = list(folders) if folders is not None and self.relight_from == "night_folders" else None
         light = parse_relight(fitted.get("relight"), list(model.cfg.domains))
+        self.night = list(model.cfg.domains).index(light[1]) if light else -1
         self.feats, self.labels = probe.extract(model, dataset, batch_size, workers)
-        self.day = torch.tensor([i for i, s in enumerate(samples) if light and s.domain == light[0]], dtype=torch.long)
+        day = [i for i, s in enumerate(samples) if light and s.domain == light[0]]
+        keys = list(range(len(day)))  # each relit row's draw: its place among all the day rows
+        if day and self.folders is not None:  # no subset of the rows relights a folder without night rows
+            lit = relit_folders(torch.tensor([s.domain == light[1] for s in samples]).long(), self.folders, 1)
+            if lit is not None:
+                keys = [k for k, i in enumerate(day) if self.folders[i] in lit]
+                day = [day[k] for k in keys]
+        self.day = torch.tensor(day, dtype=torch.long)
         if len(self.day):
-            relit = Relit(Subset(dataset, self.day.tolist()), light[1], list(model.cfg.domains), seed)
+            relit = Relit(Subset(dataset, self.day.tolist()), light[1], list(model.cfg.domains), seed, keys)
             self.rfeats, self.rlabels = probe.extract(model, relit, batch_size, workers)
 
     def fit(self, rows: torch.Tensor | None = None, l2: float | None = None) -> dict:
         """Fit on the rows where ``rows`` (bool; default all) holds and the relit versions of its day
-        rows; returns ``fit_head``'s training accuracy and loss, and ``n`` the rows fitted."""
+        rows (under ``relight_from night_folders``, those of the photo folders that hold night rows
+        among ``rows``); returns ``fit_head``'s training accuracy and loss, and ``n`` the rows fitted."""
         rows = torch.ones(len(self.labels), dtype=torch.bool) if rows is None else rows
         keep = rows[self.day] if len(self.day) else torch.zeros(0, dtype=torch.bool)
+        if len(self.day) and self.folders is not None:
+            kept = rows.nonzero().flatten().tolist()
+            lit = relit_folders(self.labels[rows], [self.folders[i] for i in kept], self.night)
+            if lit is not None:
+                keep = keep & torch.tensor([self.folders[i] in lit for i in self.day.tolist()])
         every = bool(rows.all())  # all rows: the features as they are, not a copy
         x, y = (self.feats, self.labels) if every else (self.feats[rows], self.labels[rows])
         groups = [g for g, r in zip(self.groups, rows.tolist()) if r]
@@ -176,7 +208,8 @@ class HeadRefit:
 
 def fit_probe(task: ClassifierTask, train_set, samples: list, groups: list, out, batch_size: int, workers: int,
               device: torch.device, l2: float, overwrite: bool, balance: str = "domain",
-              relight: tuple[str, str] | None = None, seed: int = 0) -> dict:
+              relight: tuple[str, str] | None = None, seed: int = 0, relight_from: str = "night_folders",
+              folders: list | None = None) -> dict:
     """Extract the frozen backbone's features of ``train_set`` (and its relit rows), fit the head,
     save the checkpoint with how the head was fitted (what :class:`HeadRefit` reads back); ``device``:
     :func:`common.engine.begin`'s."""
@@ -186,7 +219,9 @@ def fit_probe(task: ClassifierTask, train_set, samples: list, groups: list, out,
     t0 = time.perf_counter()
     net = task.net.to(device).eval()
     how = {"l2": l2, "balance": balance, "relight": ":".join(relight) if relight else None}
-    fit = HeadRefit(net, how, train_set, samples, groups, batch_size, workers, seed).fit()
+    if relight:
+        how["relight_from"] = relight_from
+    fit = HeadRefit(net, how, train_set, samples, groups, batch_size, workers, seed, folders).fit()
     checkpoint.save(out, net.state_dict(), {**task.meta(), "probe": {**how, **fit}}, overwrite=overwrite)
     return {"seconds": round(time.perf_counter() - t0, 1), "n_train": fit["n"], **fit}
 
@@ -197,7 +232,8 @@ def main(data="data/mini4", out="runs/router.safetensors", backbone: str = "auto
          batch_size: int = 32, lr: float = 1e-3, workers: int = -1, seed: int = 0, val_every: int = 0,
          device: str = "auto", resume: bool = True, overwrite: bool = False, synthesize: bool = False,
          amp: bool = True, channels_last: bool = False, compile: bool = False, val_fraction: float = 0.1,
-         balance: str = "source", l2: float = 1e-2, regions: bool = True, relight: str | None = None) -> None:
+         balance: str = "source", l2: float = 1e-2, regions: bool = True, relight: str | None = None,
+         relight_from: str = "night_folders") -> None:
     """Train the timm domain classifier that routes a composite to its domain's harmonizer (the
     confusion matrix printed at the end is on the test split).
 
@@ -224,6 +260,10 @@ def main(data="data/mini4", out="runs/router.safetensors", backbone: str = "auto
             MiniFlickr and MiniDay2night). The DAY domain's training composites, taken to dusk or
             night in linear light, are added as NIGHT rows (a source of their own), which show the
             head the night domain's light on content the day domain has.
+        relight_from: night_folders (the default) relights only the day composites of photo folders
+            that hold night photos, when the data comes from several (``domains.build --photos
+            A,B``): a folder without night photos (LabelMe's street scenes) would teach the head
+            that its own dim pictures are nights; all relights every day composite.
         l2: the probe head's L2 penalty on its standardised features.
         regions: the probe also pools the last stage's features over the foreground and over the
             background (what the subject is, and where it stands); finetune ignores it.
@@ -236,21 +276,25 @@ def main(data="data/mini4", out="runs/router.safetensors", backbone: str = "auto
     sources = composite_sources(data) if head == "probe" else {}
     balance = resolve_balance(balance, sources, head)
     light = _relight(relight, list(train_ds.domains), head, synthesize)
+    if relight_from not in RELIGHT_FROM:
+        raise InputError(f"--relight_from must be one of {', '.join(RELIGHT_FROM)}, got {relight_from!r}")
     model, name = _model(backbone, pretrained_file, head, train_ds.domains, use_mask, size, regions)
     task, train_set = _task(model, train_ds, val_ds, balance, synthesize and head == "finetune"
                             and dev.type != "cpu", synthesize, steps * batch_size)
     if head == "probe":
         samples = [] if synthesize else train_ds.samples  # drawn composites: no sources (domain balance)
         groups = [sources.get(s.composite.name, "unknown") for s in samples] or ["unknown"] * len(train_set)
+        where = composite_collections(data)
+        folders = [where.get(s.composite.name, "") for s in samples] if where and samples else None
         res = fit_probe(task, train_set, samples, groups, out, batch_size, workers, dev, l2, overwrite, balance,
-                        light, seed)
+                        light, seed, relight_from, folders)
     else:
         res = train(task, train_set, engine, dev)
         if dist_info()[0] != 0:
             return
     _report(task.net.eval(), test_ds, train_ds.domains, out, res, backbone=name, pretrained=model.cfg.pretrained,
             head=head, use_mask=use_mask, synthesize=synthesize, balance=balance, relight=relight,
-            regions=model.cfg.regions)
+            relight_from=relight_from if light else None, regions=model.cfg.regions)
 
 
 def _relight(relight: str | None, domains: list, head: str, synthesize: bool):

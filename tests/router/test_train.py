@@ -33,6 +33,22 @@ def test_relit_rows_are_night_versions_labelled_the_night_domain(mini_data):
     assert not torch.equal(r[1]["composite"], Relit(ds, "MiniDay2night", list(ds.domains), seed=1)[1]["composite"])
     with pytest.raises(InputError, match="not one of"):
         Relit(ds, "Hday2night", list(ds.domains))
+    # keys: a subset relit as the whole relights those items
+    from torch.utils.data import Subset
+    sub = Relit(Subset(ds, [2, 0]), "MiniDay2night", list(ds.domains), seed=0, keys=[2, 0])
+    assert torch.equal(sub[0]["composite"], r[2]["composite"]) and torch.equal(sub[1]["composite"], r[0]["composite"])
+    with pytest.raises(ValueError, match="1 keys for 2 items"):
+        Relit(Subset(ds, [2, 0]), "MiniDay2night", list(ds.domains), keys=[2])
+
+
+def test_relit_folders_are_those_with_night_rows():
+    from router.train import relit_folders
+    labels = torch.tensor([2, 3, 2, 2, 0, 3])
+    assert relit_folders(labels, ["lm", "b", "lm", "b", "c", "b"], night=3) == {"b"}
+    assert relit_folders(labels, ["lm", "b", "lm", "b", "c", "c"], night=3) == {"b", "c"}
+    assert relit_folders(labels, ["one"] * 6, night=3) is None  # one folder: every day row, as before
+    assert relit_folders(labels, None, night=3) is None
+    assert relit_folders(torch.tensor([2, 2]), ["lm", "b"], night=3) == set()
 
 
 def test_probe_with_source_balance_and_relit_rows(photos12, mini_data, tmp_path):
@@ -57,6 +73,7 @@ def test_probe_with_source_balance_and_relit_rows(photos12, mini_data, tmp_path)
     fitted = checkpoint.read_meta(out)["probe"]
     train = load_samples(data, "all", "train")
     assert fitted["balance"] == "source" and fitted["relight"] == "MiniFlickr:MiniDay2night"
+    assert fitted["relight_from"] == "night_folders"  # one photo folder: every day row relit
     assert fitted["n"] == len(train) + sum(s.domain == "MiniFlickr" for s in train)
     # data that names no sources (no photo manifest with source packages): domain balance
     rtrain(data=str(mini_data), out=str(tmp_path / "plain.safetensors"), backbone="resnet10t", size=32, batch_size=8,
@@ -65,6 +82,7 @@ def test_probe_with_source_balance_and_relit_rows(photos12, mini_data, tmp_path)
     assert checkpoint.read_meta(tmp_path / "plain.safetensors")["probe"]["balance"] == "domain"
     for bad, msg in (({"relight": "MiniFlickr"}, "give DAY:NIGHT"), ({"relight": "MiniFlickr:HFlickr"}, "give DAY:NIGHT"),
                      ({"balance": "photo"}, "--balance must be one of"),
+                     ({"relight_from": "labelme"}, "--relight_from must be one of"),
                      ({"relight": "MiniFlickr:MiniDay2night", "head": "finetune"}, "use it with --head probe")):
         with pytest.raises(InputError, match=msg):
             rtrain(data=str(mini_data), out=str(tmp_path / "x.safetensors"), backbone="resnet10t", size=32,
@@ -93,3 +111,35 @@ def test_head_refit_leaves_out_the_relit_rows_of_held_out_rows(mini_data, monkey
     assert seen["n"] == int(rows.sum()) + kept and seen["l2"] == 0.1
     assert (seen["y"][int(rows.sum()):] == 3).all()  # the relit rows are MiniDay2night's
     assert len(seen["row_weights"]) == seen["n"]
+
+
+def test_head_refit_relights_only_folders_with_night_rows(mini_data, monkeypatch):
+    from domains.dataset import HarmonyDataset
+    from router import classifier as C, probe
+    from router.train import HeadRefit
+    doms = ["MiniCOCO", "MiniAdobe", "MiniFlickr", "MiniDay2night"]
+    ds = HarmonyDataset(mini_data, "all", "train", size=32, train=False, domain_names=doms)
+    model = C.DomainClassifier(C.ClassifierConfig(domains=tuple(doms), backbone="resnet10t", size=32, head="probe",
+                                                      use_mask=False)).eval()
+    S = ds.samples
+    # folder "night" holds every night row and every other row; folder "day" the rest, no night row
+    folders = ["night" if s.domain == "MiniDay2night" or i % 2 else "day" for i, s in enumerate(S)]
+    groups = [f"src{i % 3}" for i in range(len(S))]
+    how = {"balance": "source", "relight": "MiniFlickr:MiniDay2night", "l2": 0.1}
+    every = HeadRefit(model, how, ds, S, groups, batch_size=8, folders=folders)  # no relight_from: as before
+    some = HeadRefit(model, {**how, "relight_from": "night_folders"}, ds, S, groups, batch_size=8, folders=folders)
+    day = [i for i, s in enumerate(S) if s.domain == "MiniFlickr"]
+    lit = [i for i in day if folders[i] == "night"]
+    assert every.day.tolist() == day and some.day.tolist() == lit and 0 < len(lit) < len(day)
+    # the same night for the same row, relit alone or with the others
+    pos = [day.index(i) for i in lit]
+    assert torch.allclose(some.rfeats, every.rfeats[pos], atol=1e-5)
+    seen = {}
+    monkeypatch.setattr(probe, "fit_head", lambda m, x, y, l2, **w: seen.update(n=len(x), y=y) or {"train_accuracy": 1.0})
+    assert some.fit()["n"] == len(S) + len(lit)
+    # without its night rows, no folder is relit
+    rows = torch.tensor([s.domain != "MiniDay2night" for s in S])
+    assert some.fit(rows)["n"] == int(rows.sum()) and (seen["y"] != 3).all()
+    assert every.fit(rows)["n"] == int(rows.sum()) + len(day)
+    with pytest.raises(Exception, match="relight_from must be one of"):
+        HeadRefit(model, {**how, "relight_from": "lm"}, ds, S, groups, batch_size=8)
