@@ -131,6 +131,8 @@ def _classifier_lines(rr: dict) -> list[str]:
     if rr.get("relight"):
         day, night = rr["relight"].split(":")
         head += f", {day}'s composites taken to night as extra {night} rows"
+        if rr.get("relight_from") == "night_folders":
+            head += " (those of the photo folders that hold night photos)"
     return [f"Classifier: `{rr['backbone']}` ({rr['pretrained']} weights, {head}; mask channel: {rr['use_mask']}), "
             f"test accuracy {rr['accuracy']:.3f}.", "", rr["table"], ""]
 
