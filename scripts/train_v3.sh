@@ -41,7 +41,8 @@ for D in MiniCOCO MiniAdobe MiniFlickr MiniDay2night; do
     "${CAL[@]}" --data data/v3 --base "$R/gct_all.safetensors" --augment "processes:0.8:${PROC[$D]}" \
     --out "$R/gct_$D.safetensors"
 done
-# 2. the router on v3 (the shipped recipe: each source weighing the same inside its domain)
+# 2. the router on v3 (the shipped recipe: each source weighing the same inside its domain; MiniFlickr
+#    relit as night rows only from the photo folder that holds night photos, --relight_from night_folders)
 step "$R/router.safetensors" "$PY" -m router.train $("$PY" -m common.recipes args router) --data data/v3 \
   --out "$R/router.safetensors"
 # 3. a detector that never saw the held-back sources, for the measurement (the shipped one saw them)
