@@ -11,7 +11,7 @@ from tqdm import tqdm
 
 from common.cli import shared_args
 from common.io import InputError
-from domains.build import composite_collections, composite_sources
+from domains.build import composite_sources
 from common import metrics as M
 
 
@@ -30,7 +30,7 @@ def modes(data="data/mini4", zoo: str | None = None, runs: str = "runs", family:
     from common import checkpoint, registry
     from domains.dataset import HarmonyDataset, photo_fold
     from router.api import Harmonizer
-    from router.train import HeadRefit
+    from router.train import HeadRefit, photo_folders
     h = Harmonizer.from_zoo(zoo)
     clf = h.classifier
     if clf.cfg.head != "probe":
@@ -47,9 +47,8 @@ def modes(data="data/mini4", zoo: str | None = None, runs: str = "runs", family:
     samples = sets[size].samples
     where = composite_sources(data)
     fitted = checkpoint.read_meta(h.manifest["classifier"]).get("probe", {})
-    folder = composite_collections(data)
     refit = HeadRefit(clf, fitted, sets[clf.cfg.size], samples, [where.get(s.composite.name, "unknown") for s in samples],
-                      batch_size, folders=[folder.get(s.composite.name, "") for s in samples] if folder else None)
+                      batch_size, folders=photo_folders(data, samples))
     fold = torch.tensor([photo_fold(s.domain, s.real.name, folds) for s in samples])
     rows = {m: {"fMSE": [], "drift": []} for m in scorer.mode_names}
     base, photo, hits = [], [], []

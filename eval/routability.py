@@ -134,7 +134,7 @@ def routing_sources(data="data/mini4", ckpt: str = "models/default/classifier.sa
 
     from domains.dataset import HarmonyDataset
     from router import classifier as C
-    from router.train import HeadRefit
+    from router.train import HeadRefit, photo_folders
     model, md = C.load(ckpt, device=device)
     if model.cfg.head != "probe":
         raise InputError(f"{ckpt}: a {model.cfg.head} classifier; routing_sources refits a probe head")
@@ -145,7 +145,7 @@ def routing_sources(data="data/mini4", ckpt: str = "models/default/classifier.sa
     src = [where.get(s.composite.name, "unknown") for s in samples]
     # refit as the checkpoint's head was fitted (older checkpoints: domain balance)
     refit = HeadRefit(model, md.get("probe", {}), ConcatDataset(sets), samples, src, batch_size,
-                      folders=[folder.get(s.composite.name, "") for s in samples] if folder else None)
+                      folders=photo_folders(data, samples))
     feats, labels = refit.feats, refit.labels
     res, hit = {}, 0
     for name in sorted(set(src)):

@@ -250,20 +250,15 @@ def main(data="data/mini4", out="runs/router.safetensors", backbone: str = "auto
         synthesize: train on fresh composites made by each domain's own process (offline benchmark
             only; steps × batch_size of them): by the loader on a CPU, in the training step for the
             whole batch on a GPU.
-        balance: source (the default) makes every domain weigh the same and, inside a domain,
-            every source of photos (the benchmark manifest's source package) weigh the same, so
-            that the head learns the domain rather than its largest sources; it falls back to
-            domain where the data names no sources (iHarmony4) and for --head finetune. domain
-            weighs the loss by inverse domain frequency, so small domains are not routed away;
-            none weighs every composite the same.
-        relight: a day and a night domain as DAY:NIGHT (probe only; the benchmark's recipe gives
-            MiniFlickr and MiniDay2night). The DAY domain's training composites, taken to dusk or
-            night in linear light, are added as NIGHT rows (a source of their own), which show the
-            head the night domain's light on content the day domain has.
-        relight_from: night_folders (the default) relights only the day composites of photo folders
-            that hold night photos, when the data comes from several (``domains.build --photos
-            A,B``): a folder without night photos (LabelMe's street scenes) would teach the head
-            that its own dim pictures are nights; all relights every day composite.
+        balance: source (the default) makes every domain weigh the same and, inside a domain, every
+            source of photos (the manifest's source package), so that the head learns the domain
+            and not its largest sources (it is domain where the data names no sources, iHarmony4,
+            and with --head finetune); domain weighs by inverse domain frequency, none not at all.
+        relight: DAY:NIGHT, two domains (probe only; the recipe's MiniFlickr:MiniDay2night). The DAY
+            domain's composites, taken to dusk or night in linear light, are added as NIGHT rows.
+        relight_from: night_folders (the default) relights, on data from several photo folders,
+            only those that hold night photos (a folder without any would teach the head that its
+            own dim pictures are nights); all relights every folder.
         l2: the probe head's L2 penalty on its standardised features.
         regions: the probe also pools the last stage's features over the foreground and over the
             background (what the subject is, and where it stands); finetune ignores it.
@@ -275,19 +270,15 @@ def main(data="data/mini4", out="runs/router.safetensors", backbone: str = "auto
     train_ds, val_ds, test_ds = _datasets(data, size, head, val_every, val_fraction)
     sources = composite_sources(data) if head == "probe" else {}
     balance = resolve_balance(balance, sources, head)
-    light = _relight(relight, list(train_ds.domains), head, synthesize)
-    if relight_from not in RELIGHT_FROM:
-        raise InputError(f"--relight_from must be one of {', '.join(RELIGHT_FROM)}, got {relight_from!r}")
+    light = _relight(relight, relight_from, list(train_ds.domains), head, synthesize)
     model, name = _model(backbone, pretrained_file, head, train_ds.domains, use_mask, size, regions)
     task, train_set = _task(model, train_ds, val_ds, balance, synthesize and head == "finetune"
                             and dev.type != "cpu", synthesize, steps * batch_size)
     if head == "probe":
         samples = [] if synthesize else train_ds.samples  # drawn composites: no sources (domain balance)
         groups = [sources.get(s.composite.name, "unknown") for s in samples] or ["unknown"] * len(train_set)
-        where = composite_collections(data)
-        folders = [where.get(s.composite.name, "") for s in samples] if where and samples else None
         res = fit_probe(task, train_set, samples, groups, out, batch_size, workers, dev, l2, overwrite, balance,
-                        light, seed, relight_from, folders)
+                        light, seed, relight_from, photo_folders(data, samples))
     else:
         res = train(task, train_set, engine, dev)
         if dist_info()[0] != 0:
@@ -297,8 +288,17 @@ def main(data="data/mini4", out="runs/router.safetensors", backbone: str = "auto
             relight_from=relight_from if light else None, regions=model.cfg.regions)
 
 
-def _relight(relight: str | None, domains: list, head: str, synthesize: bool):
+def photo_folders(data, samples: list) -> list | None:
+    """Each sample's photo folder (``domains.build.composite_collections``); ``None`` for data built
+    from one folder."""
+    where = composite_collections(data)
+    return [where.get(s.composite.name, "") for s in samples] if where and samples else None
+
+
+def _relight(relight: str | None, relight_from: str, domains: list, head: str, synthesize: bool):
     """``--relight`` parsed and checked against the other options."""
+    if relight_from not in RELIGHT_FROM:
+        raise InputError(f"--relight_from must be one of {', '.join(RELIGHT_FROM)}, got {relight_from!r}")
     light = parse_relight(relight, domains)
     if light and head != "probe":
         raise InputError("--relight adds rows to a probe head's fit: use it with --head probe")

@@ -122,6 +122,8 @@ def test_head_refit_relights_only_folders_with_night_rows(mini_data, monkeypatch
     model = C.DomainClassifier(C.ClassifierConfig(domains=tuple(doms), backbone="resnet10t", size=32, head="probe",
                                                       use_mask=False)).eval()
     S = ds.samples
+    from router.train import photo_folders
+    assert photo_folders(mini_data, S) is None  # built from one folder: every day row is relit
     # folder "night" holds every night row and every other row; folder "day" the rest, no night row
     folders = ["night" if s.domain == "MiniDay2night" or i % 2 else "day" for i, s in enumerate(S)]
     groups = [f"src{i % 3}" for i in range(len(S))]
