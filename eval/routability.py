@@ -141,7 +141,7 @@ def routing_sources(data="data/mini4", ckpt: str = "models/default/classifier.sa
     sets = [HarmonyDataset(data, "all", split, size=model.cfg.size, train=False, domain_names=list(model.cfg.domains))
             for split in ("train", "test")]
     samples = [s for ds in sets for s in ds.samples]
-    where, folder = composite_sources(data), composite_collections(data)
+    where = composite_sources(data)
     src = [where.get(s.composite.name, "unknown") for s in samples]
     # refit as the checkpoint's head was fitted (older checkpoints: domain balance)
     refit = HeadRefit(model, md.get("probe", {}), ConcatDataset(sets), samples, src, batch_size,
@@ -158,7 +158,7 @@ def routing_sources(data="data/mini4", ckpt: str = "models/default/classifier.sa
         res[name] = {"composites": int(out.sum()), "accuracy": right / int(out.sum()),
                      "domains": dict(zip(model.cfg.domains, torch.bincount(labels[out], minlength=len(model.cfg.domains)).tolist()))}
     summary = {"accuracy": hit / len(src), "mean_per_source": float(np.mean([r["accuracy"] for r in res.values()])),
-               "sources": res, "collections": by_collection(res, samples, src, folder)}
+               "sources": res, "collections": by_collection(res, samples, src, composite_collections(data))}
     print(f"{ckpt}: head refitted without each source, accuracy on that source's composites\n")
     print("| source | composites | per domain | accuracy |\n|---|---:|---|---:|")
     for name, r in res.items():

@@ -175,7 +175,7 @@ class HeadRefit:
         day = [i for i, s in enumerate(samples) if light and s.domain == light[0]]
         keys = list(range(len(day)))  # each relit row's draw: its place among all the day rows
         if day and self.folders is not None:  # no subset of the rows relights a folder without night rows
-            lit = relit_folders(torch.tensor([s.domain == light[1] for s in samples]).long(), self.folders, 1)
+            lit = relit_folders(self.labels, self.folders, self.night)
             if lit is not None:
                 keys = [k for k, i in enumerate(day) if self.folders[i] in lit]
                 day = [day[k] for k in keys]
