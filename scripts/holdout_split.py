@@ -2,11 +2,14 @@
 
     python scripts/holdout_split.py --photos /path/to/labelme/photos --composites /path/to/labelme/composites \\
         --out runs/lm_split --test_share 0.25
+    python scripts/holdout_split.py --photos assets/photos --out runs/modern_split --test_share 0.5
 
-A source (the photo manifest's ``source``) is in one split only; a composite goes where its
+A source (the photo manifest's ``source``, else the package of its ``source_package``, as
+``domains.build.source_of`` names it) is in one split only; a composite goes where its
 background photo's source goes (``background_source`` matched to a photo's ``original``; unknown
 ones stay in train), and a ``test_share`` of the other composites goes to test too (the composites
-come from few sources). The largest source stays in train. Each output folder has ``images/``,
+come from few sources). The largest source stays in train. Without ``--composites`` only the
+photos are split. Each output folder has ``images/``,
 ``masks/`` and the manifest rows of its files, so every command reads it as it reads the original.
 """
 from __future__ import annotations
@@ -16,6 +19,8 @@ import zlib
 from pathlib import Path
 
 import fire
+
+from domains.build import source_of
 
 
 def _link(rows, src: Path, dst: Path, mask_suffix=".png"):
@@ -29,23 +34,30 @@ def _link(rows, src: Path, dst: Path, mask_suffix=".png"):
     (dst / "manifest.json").write_text(json.dumps(rows, indent=1))
 
 
-def main(photos, composites, out="runs/lm_split", test_share: float = 0.25):
-    photos, composites, out = Path(photos), Path(composites), Path(out)
+def _source(row) -> str:
+    return row["source"] if "source" in row else source_of(row["source_package"])
+
+
+def main(photos, composites=None, out="runs/lm_split", test_share: float = 0.25):
+    photos, out = Path(photos), Path(out)
     prow = json.loads((photos / "manifest.json").read_text())
-    crow = json.loads((composites / "manifest.json").read_text())
+    for r in prow:
+        r["source"] = _source(r)
+    crow = json.loads((Path(composites) / "manifest.json").read_text()) if composites else []
     sources = {}
     for r in prow:
         sources[r["source"]] = sources.get(r["source"], 0) + 1
     biggest = max(sources, key=sources.get)
     test = {s for s in sources if s != biggest and zlib.crc32(s.encode()) % 1000 < 1000 * test_share}
-    orig = {r["original"]: r["source"] for r in prow}
+    orig = {r["original"]: r["source"] for r in prow if "original" in r}
     def held(c):  # a composite on a held-out source's photo, or one in test_share of the rest
         return orig.get(c["background_source"]) in test or zlib.crc32(c["name"].encode()) % 1000 < 1000 * test_share
     split = {"train": ([r for r in prow if r["source"] not in test], [c for c in crow if not held(c)]),
              "test": ([r for r in prow if r["source"] in test], [c for c in crow if held(c)])}
     for name, (p, c) in split.items():
         _link(p, photos, out / name / "photos")
-        _link(c, composites, out / name / "composites")
+        if composites:
+            _link(c, Path(composites), out / name / "composites")
         print(name, "photos", len(p), "composites", len(c), "sources", len({r["source"] for r in p}))
 
 

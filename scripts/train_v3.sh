@@ -4,12 +4,17 @@
 # Needs the LabelMe folders (LABELME=/path/to/labelme; their README says where they come from).
 # Resumable: each stage skips when its output exists. About 70 minutes on a 2-core CPU.
 #   LABELME=/path/to/labelme bash scripts/train_v3.sh
+# MODERN (default assets/photos) is the folder of modern photos, V3_DATA and V2_DATA the benchmarks
+# built with and without LabelMe, MEASURE=0 stops after the zoos (scripts/modern_unseen.sh uses them).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
 LM=${LABELME:?set LABELME to the LabelMe folder (photos/, composites/)}
 R=${RUNS:-runs/v3}
 S=runs/lm_split   # the split's folders (v3's manifest records them: keep the path)
+MODERN=${MODERN:-assets/photos}
+DV3=${V3_DATA:-data/v3}
+DV2=${V2_DATA:-data/mini4}
 mkdir -p "$R"
 log() { echo "[$(date +%H:%M:%S)] $*" | tee -a "$R/pipeline.log"; }
 step() {  # step OUT COMMAND...: run COMMAND unless OUT exists
@@ -24,30 +29,30 @@ step() {  # step OUT COMMAND...: run COMMAND unless OUT exists
 #    bundled + the other sources; lm_unseen = the held-back sources' photos alone; v2 for comparison.
 #    LabelMe's photos are outdoor scenes: MiniFlickr by the subject rule, whatever region a mask outlines
 step "$S" "$PY" scripts/holdout_split.py --photos "$LM/photos" --composites "$LM/composites" --out "$S"
-step data/v3 "$PY" -m domains.build --photos "assets/photos,$S/train/photos=MiniFlickr" --out data/v3 --seed 0
+step "$DV3" "$PY" -m domains.build --photos "$MODERN,$S/train/photos=MiniFlickr" --out "$DV3" --seed 0
 step data/lm_unseen "$PY" -m domains.build --photos "$S/test/photos=MiniFlickr" --out data/lm_unseen --seed 0
-step data/mini4 "$PY" -m domains.build --photos assets/photos --out data/mini4 --seed 0
+step "$DV2" "$PY" -m domains.build --photos "$MODERN" --out "$DV2" --seed 0
 
 # 1. harmonizers: the shipped recipes, each photo folder weighing the same in the batches and in
 #    the gate scale's calibration (on 10 % of the training photos held out)
 CAL=(--calibrate_folds 0 --val_every 1000 --val_fraction 0.1 --balance collection --workers 0)
 #    (ARCH=gct64w trains another family: the finetunes inherit the all-domain model's)
 step "$R/gct_all.safetensors" "$PY" -m harmonizers.train $("$PY" -m common.recipes args gct_all) "${CAL[@]}" \
-  ${ARCH:+--arch "$ARCH"} --data data/v3 --out "$R/gct_all.safetensors"
+  ${ARCH:+--arch "$ARCH"} --data "$DV3" --out "$R/gct_all.safetensors"
 declare -A PROC=([MiniCOCO]=reinhard+xiao+histogram+pitie [MiniAdobe]=expert
                  [MiniFlickr]=reinhard+xiao+histogram+pitie [MiniDay2night]=illumination)
 for D in MiniCOCO MiniAdobe MiniFlickr MiniDay2night; do
   step "$R/gct_$D.safetensors" "$PY" -m domains.finetune "$D" $("$PY" -m common.recipes args gct_domain) \
-    "${CAL[@]}" --data data/v3 --base "$R/gct_all.safetensors" --augment "processes:0.8:${PROC[$D]}" \
+    "${CAL[@]}" --data "$DV3" --base "$R/gct_all.safetensors" --augment "processes:0.8:${PROC[$D]}" \
     --out "$R/gct_$D.safetensors"
 done
 # 2. the router on v3 (the shipped recipe: each source weighing the same inside its domain; MiniFlickr
 #    relit as night rows only from the photo folder that holds night photos, --relight_from night_folders)
-step "$R/router.safetensors" "$PY" -m router.train $("$PY" -m common.recipes args router) --data data/v3 \
+step "$R/router.safetensors" "$PY" -m router.train $("$PY" -m common.recipes args router) --data "$DV3" \
   --out "$R/router.safetensors"
 # 3. a detector that never saw the held-back sources, for the measurement (the shipped one saw them)
-step "$R/detector_h.safetensors" "$PY" -m router.detect $("$PY" -m common.recipes args detector) --data data/mini4 \
-  --photos "assets/photos,$S/train/photos" --composites "$S/train/composites" \
+step "$R/detector_h.safetensors" "$PY" -m router.detect $("$PY" -m common.recipes args detector) --data "$DV2" \
+  --photos "$MODERN,$S/train/photos" --composites "$S/train/composites" \
   --out "$R/detector_h.safetensors"
 
 # 4. zoos: v3 as shipped (with the shipped detector), and both v2 and v3 with the held-out detector
@@ -57,6 +62,7 @@ zoo() {  # zoo OUT CLASSIFIER UNIFIED DOMAINS DETECTOR
 }
 zoo "$R/zoo_v3" "$R/router.safetensors" "$R/gct_all.safetensors" "$DOM" models/default/detector.safetensors
 zoo "$R/zoo_v3_h" "$R/router.safetensors" "$R/gct_all.safetensors" "$DOM" "$R/detector_h.safetensors"
+if [ "${MEASURE:-1}" = 0 ]; then log "all done (MEASURE=0)"; exit 0; fi
 # the previous zoo (trained on the bundled photos alone): PREVIOUS_ZOO names its folder, else it is
 # taken from the revision that last shipped it
 V2=${PREVIOUS_ZOO:-$R/previous_zoo/models/default}

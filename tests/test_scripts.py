@@ -33,7 +33,49 @@ def test_v3_pipeline_uses_recipes_that_exist_and_parses():
     script = ROOT / "scripts" / "train_v3.sh"
     used = set(re.findall(r"common\.recipes args (\w+)", script.read_text()))
     assert used and used <= set(recipes.RECIPES), used - set(recipes.RECIPES)
-    assert subprocess.run(["bash", "-n", str(script)], capture_output=True).returncode == 0
+    for name in ("train_v3.sh", "modern_unseen.sh"):
+        assert subprocess.run(["bash", "-n", str(ROOT / "scripts" / name)], capture_output=True).returncode == 0
+    # the variables modern_unseen.sh sets are the ones train_v3.sh reads
+    call = (ROOT / "scripts" / "modern_unseen.sh").read_text().split("bash scripts/train_v3.sh")[0]
+    sets = set(re.findall(r"\b([A-Z_0-9]+)=\S", call[call.index("MODERN="):]))
+    reads = set(re.findall(r"\$\{([A-Z_0-9]+)[:}]", script.read_text()))
+    assert sets == {"MODERN", "V3_DATA", "V2_DATA", "RUNS", "MEASURE"} and sets <= reads, (sets, reads)
+
+
+def _photo_folder(dst, sources):
+    """A photo folder whose manifest gives each photo a package (``source_package``), bundled style."""
+    (dst / "images").mkdir(parents=True)
+    (dst / "masks").mkdir()
+    rows = []
+    for i, src in enumerate(sources):
+        (dst / "images" / f"p{i}.jpg").write_bytes(b"jpg")
+        (dst / "masks" / f"p{i}.png").write_bytes(b"png")
+        rows.append({"name": f"p{i}", "source_package": f"{src}-1.{i}-1_all.deb", "domain": "MiniCOCO"})
+    (dst / "manifest.json").write_text(json.dumps(rows))
+    return rows
+
+
+def test_holdout_split_keeps_a_package_in_one_split_and_the_largest_in_train(monkeypatch, tmp_path):
+    hs = _script("holdout_split", monkeypatch)
+    sources = ["big"] * 3 + ["alpha"] * 2 + ["beta"] * 2 + ["gamma"]
+    rows = _photo_folder(tmp_path / "photos", sources)
+    hs.main(str(tmp_path / "photos"), out=str(tmp_path / "all"), test_share=1.0)
+    train = json.loads((tmp_path / "all" / "train" / "photos" / "manifest.json").read_text())
+    test = json.loads((tmp_path / "all" / "test" / "photos" / "manifest.json").read_text())
+    assert {r["source"] for r in train} == {"big"} and {r["source"] for r in test} == {"alpha", "beta", "gamma"}
+    assert sorted(r["name"] for r in train + test) == sorted(r["name"] for r in rows)
+    for split, part in (("train", train), ("test", test)):
+        for r in part:  # each row's files are links to the originals
+            link = tmp_path / "all" / split / "photos" / "images" / f"{r['name']}.jpg"
+            assert link.is_symlink() and link.resolve() == (tmp_path / "photos" / "images" / f"{r['name']}.jpg").resolve()
+        assert len(list((tmp_path / "all" / split / "photos" / "masks").iterdir())) == len(part)
+    assert not (tmp_path / "all" / "test" / "composites").exists()  # no composites given: none written
+    hs.main(str(tmp_path / "photos"), out=str(tmp_path / "none"), test_share=0.0)
+    assert not json.loads((tmp_path / "none" / "test" / "photos" / "manifest.json").read_text())
+    hs.main(str(tmp_path / "photos"), out=str(tmp_path / "half"), test_share=0.5)
+    halves = [{r["source"] for r in json.loads((tmp_path / "half" / s / "photos" / "manifest.json").read_text())}
+              for s in ("train", "test")]
+    assert not halves[0] & halves[1] and "big" in halves[0]
 
 
 def _script(name, monkeypatch):
