@@ -35,15 +35,16 @@ step "$DV2" "$PY" -m domains.build --photos "$MODERN" --out "$DV2" --seed 0
 
 # 1. harmonizers: the shipped recipes, each photo folder weighing the same in the batches and in
 #    the gate scale's calibration (on 10 % of the training photos held out)
-CAL=(--calibrate_folds 0 --val_every 1000 --val_fraction 0.1 --balance collection --workers 0)
+CAL=(--val_every 1000 --val_fraction 0.1 --balance collection --workers 0)
+#    (FINETUNE_FOLDS=5 chooses the finetunes' scales by cross-fitting instead, 6 trainings each)
 #    (ARCH=gct64w trains another family: the finetunes inherit the all-domain model's)
-step "$R/gct_all.safetensors" "$PY" -m harmonizers.train $("$PY" -m common.recipes args gct_all) "${CAL[@]}" \
+step "$R/gct_all.safetensors" "$PY" -m harmonizers.train $("$PY" -m common.recipes args gct_all) --calibrate_folds 0 "${CAL[@]}" \
   ${ARCH:+--arch "$ARCH"} --data "$DV3" --out "$R/gct_all.safetensors"
 declare -A PROC=([MiniCOCO]=reinhard+xiao+histogram+pitie [MiniAdobe]=expert
                  [MiniFlickr]=reinhard+xiao+histogram+pitie [MiniDay2night]=illumination)
 for D in MiniCOCO MiniAdobe MiniFlickr MiniDay2night; do
   step "$R/gct_$D.safetensors" "$PY" -m domains.finetune "$D" $("$PY" -m common.recipes args gct_domain) \
-    "${CAL[@]}" --data "$DV3" --base "$R/gct_all.safetensors" --augment "processes:0.8:${PROC[$D]}" \
+    --calibrate_folds "${FINETUNE_FOLDS:-0}" "${CAL[@]}" --data "$DV3" --base "$R/gct_all.safetensors" --augment "processes:0.8:${PROC[$D]}" \
     --out "$R/gct_$D.safetensors"
 done
 # 2. the router on v3 (the shipped recipe: each source weighing the same inside its domain; MiniFlickr
