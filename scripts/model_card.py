@@ -28,10 +28,12 @@ def _source(f: str, md: dict) -> str:
 def _recipe(md: dict) -> str:
     cal = md.get("calibration") or {}
     gate = f", gate scale {cal['strength']:.2f}" if "strength" in cal else ""
+    photos = next(iter((cal.get("scores") or {}).values()), {}).get("photos")
+    on = f", {photos} photo{'s' * (photos != 1)}" if photos else ""
     if cal.get("folds"):
-        gate += f" (cross-fitted over {len(cal['folds'])} folds)"
+        gate += f" (cross-fitted over {len(cal['folds'])} folds{on})"
     elif "strength" in cal:
-        gate += " (on held-out training photos)"
+        gate += f" (on {photos} held-out training photo{'s' * (photos != 1)})" if photos else " (on held-out training photos)"
     if "drift_limit" in cal:
         gate += ", lowest held-out fMSE" if cal["drift_limit"] is None else f", drift limit {cal['drift_limit']} levels"
     if cal.get("rescaled_from") is not None:
@@ -82,7 +84,9 @@ def main(zoo: str = str(ROOT / "models/default"), report: str = str(ROOT / "repo
     lines += ["", f"Total: {total:.1f} MB. The exact commands are in `{script}`. Each gate scale is "
               "chosen on held-out training photos (cross-fitted, or a held-out tenth, as the recipe column says): "
               "the lowest error, or the lowest among those that move real photos by at most the drift limit; 0 "
-              "leaves that domain's composites as they are.", "",
+              "leaves that domain's composites as they are. A scale chosen on one or two photos is a noisy choice; "
+              "on modern photos of sources no training photo came from the zoo helps less, and its weakest domain "
+              "can be made worse ([docs/results.md](../../docs/results.md#modern-photos-of-sources-no-model-saw)).", "",
               f"Default mode (`zoo.json` `\"mode\"`, what `router predict` runs when no `--mode` is given): "
               f"`{man.get('mode', 'routed')}`.", ""]
     if rr:

@@ -127,3 +127,14 @@ def test_detector_resampling_bench_scores_every_size_of_every_picture(tiny_detec
     det = Detector.load(tiny_detector[0])
     mean = np.mean([det.score(read_image_array(a), read_mask_array(b)) for a, b in find_pairs(photos12)])
     assert f"| {name} | photos | {mean:.3f} |" in text           # "as is" is the detector's own score
+
+
+def test_model_card_recipe_says_how_many_photos_chose_the_gate_scale(monkeypatch):
+    mc = _script("model_card", monkeypatch)
+    cal = lambda n, **kw: {"calibration": {"strength": 1.5, "drift_limit": None,  # noqa: E731
+                                           "scores": {"0.0": {"fMSE": 1.0, "photos": n}}, **kw}}
+    assert "gate scale 1.50 (on 1 held-out training photo)," in mc._recipe(cal(1))
+    assert "(on 8 held-out training photos)" in mc._recipe(cal(8))
+    assert "(cross-fitted over 2 folds, 22 photos)" in mc._recipe(cal(22, folds=[{}, {}]))
+    assert "(on held-out training photos)" in mc._recipe({"calibration": {"strength": 1.0}})  # older metadata
+    assert "gate scale" not in mc._recipe({})
