@@ -8,9 +8,9 @@ A source (the photo manifest's ``source``, else the package of its ``source_pack
 ``domains.build.source_of`` names it) is in one split only; a composite goes where its
 background photo's source goes (``background_source`` matched to a photo's ``original``; unknown
 ones stay in train), and a ``test_share`` of the other composites goes to test too (the composites
-come from few sources). The largest source stays in train. Without ``--composites`` only the
-photos are split. Each output folder has ``images/``,
-``masks/`` and the manifest rows of its files, so every command reads it as it reads the original.
+come from few sources). The largest source stays in train; ``--seed`` draws another split.
+Without ``--composites`` only the photos are split. Each output folder has ``images/``, ``masks/``
+and the manifest rows of its files, so every command reads it as it reads the original.
 """
 from __future__ import annotations
 
@@ -38,7 +38,7 @@ def _source(row) -> str:
     return row["source"] if "source" in row else source_of(row["source_package"])
 
 
-def main(photos, composites=None, out="runs/lm_split", test_share: float = 0.25):
+def main(photos, composites=None, out="runs/lm_split", test_share: float = 0.25, seed: int = 0):
     photos, out = Path(photos), Path(out)
     prow = json.loads((photos / "manifest.json").read_text())
     for r in prow:
@@ -48,10 +48,12 @@ def main(photos, composites=None, out="runs/lm_split", test_share: float = 0.25)
     for r in prow:
         sources[r["source"]] = sources.get(r["source"], 0) + 1
     biggest = max(sources, key=sources.get)
-    test = {s for s in sources if s != biggest and zlib.crc32(s.encode()) % 1000 < 1000 * test_share}
+    def drawn(name: str) -> bool:  # a fixed draw per name; another seed draws anew (seed 0: the name alone)
+        return zlib.crc32((f"{seed}:{name}" if seed else name).encode()) % 1000 < 1000 * test_share
+    test = {s for s in sources if s != biggest and drawn(s)}
     orig = {r["original"]: r["source"] for r in prow if "original" in r}
     def held(c):  # a composite on a held-out source's photo, or one in test_share of the rest
-        return orig.get(c["background_source"]) in test or zlib.crc32(c["name"].encode()) % 1000 < 1000 * test_share
+        return orig.get(c["background_source"]) in test or drawn(c["name"])
     split = {"train": ([r for r in prow if r["source"] not in test], [c for c in crow if not held(c)]),
              "test": ([r for r in prow if r["source"] in test], [c for c in crow if held(c)])}
     for name, (p, c) in split.items():

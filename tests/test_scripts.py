@@ -76,6 +76,13 @@ def test_holdout_split_keeps_a_package_in_one_split_and_the_largest_in_train(mon
     halves = [{r["source"] for r in json.loads((tmp_path / "half" / s / "photos" / "manifest.json").read_text())}
               for s in ("train", "test")]
     assert not halves[0] & halves[1] and "big" in halves[0]
+    import zlib  # seed 0 draws by the name alone; another seed draws by seed and name, the same each time
+    assert halves[1] == {n for n in ("alpha", "beta", "gamma") if zlib.crc32(n.encode()) % 1000 < 500}
+    seeded = []
+    for k in range(2):
+        hs.main(str(tmp_path / "photos"), out=str(tmp_path / f"s{k}"), test_share=0.5, seed=7)
+        seeded.append({r["source"] for r in json.loads((tmp_path / f"s{k}" / "test" / "photos" / "manifest.json").read_text())})
+    assert seeded[0] == seeded[1] == {n for n in ("alpha", "beta", "gamma") if zlib.crc32(f"7:{n}".encode()) % 1000 < 500}
 
 
 def _script(name, monkeypatch):
