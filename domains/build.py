@@ -388,6 +388,12 @@ def source_of(package: str) -> str:
     return m.group(0) if m else package
 
 
+def photo_source(row: dict) -> str:
+    """The source of a photo manifest row: its package's name (:func:`source_of`) where it names a
+    ``source_package`` (the bundled photos), else its ``source`` (LabelMe), else ``unknown``."""
+    return source_of(row["source_package"]) if "source_package" in row else row.get("source", "unknown")
+
+
 def _bench_manifest(data) -> dict | None:
     man = Path(data) / "manifest.json"
     if not man.is_file():
@@ -408,7 +414,7 @@ def composite_sources(data) -> dict[str, str]:
         if not (Path(folder) / "manifest.json").is_file():
             continue
         for r in json.loads((Path(folder) / "manifest.json").read_text()):
-            src[r["name"]] = source_of(r["source_package"]) if "source_package" in r else r.get("source", "unknown")
+            src[r["name"]] = photo_source(r)
     if not src:
         return {}
     return {c["composite"]: src.get(c["photo"], "unknown") for d in bench["domains"].values() for c in d["composites"]}

@@ -4,8 +4,8 @@
         --out runs/lm_split --test_share 0.25
     python scripts/holdout_split.py --photos assets/photos --out runs/modern_split --test_share 0.5
 
-A source (the photo manifest's ``source``, else the package of its ``source_package``, as
-``domains.build.source_of`` names it) is in one split only; a composite goes where its
+A source (``domains.build.photo_source``: the package of a manifest row's ``source_package``, else
+its ``source``) is in one split only; a composite goes where its
 background photo's source goes (``background_source`` matched to a photo's ``original``; unknown
 ones stay in train), and a ``test_share`` of the other composites goes to test too (the composites
 come from few sources). The largest source stays in train; ``--seed`` draws another split.
@@ -20,7 +20,7 @@ from pathlib import Path
 
 import fire
 
-from domains.build import source_of
+from domains.build import photo_source
 
 
 def _link(rows, src: Path, dst: Path, mask_suffix=".png"):
@@ -34,15 +34,11 @@ def _link(rows, src: Path, dst: Path, mask_suffix=".png"):
     (dst / "manifest.json").write_text(json.dumps(rows, indent=1))
 
 
-def _source(row) -> str:
-    return row["source"] if "source" in row else source_of(row["source_package"])
-
-
 def main(photos, composites=None, out="runs/lm_split", test_share: float = 0.25, seed: int = 0):
     photos, out = Path(photos), Path(out)
     prow = json.loads((photos / "manifest.json").read_text())
     for r in prow:
-        r["source"] = _source(r)
+        r["source"] = photo_source(r)
     crow = json.loads((Path(composites) / "manifest.json").read_text()) if composites else []
     sources = {}
     for r in prow:

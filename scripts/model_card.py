@@ -28,12 +28,12 @@ def _source(f: str, md: dict) -> str:
 def _recipe(md: dict) -> str:
     cal = md.get("calibration") or {}
     gate = f", gate scale {cal['strength']:.2f}" if "strength" in cal else ""
-    photos = next(iter((cal.get("scores") or {}).values()), {}).get("photos")
-    on = f", {photos} photo{'s' * (photos != 1)}" if photos else ""
+    n = next(iter((cal.get("scores") or {}).values()), {}).get("photos")  # the photos that chose the scale
+    count = lambda what: f"{n} {what}{'s' * (n != 1)}"  # noqa: E731
     if cal.get("folds"):
-        gate += f" (cross-fitted over {len(cal['folds'])} folds{on})"
+        gate += f" (cross-fitted over {len(cal['folds'])} folds{', ' + count('photo') if n else ''})"
     elif "strength" in cal:
-        gate += f" (on {photos} held-out training photo{'s' * (photos != 1)})" if photos else " (on held-out training photos)"
+        gate += f" (on {count('held-out training photo') if n else 'held-out training photos'})"
     if "drift_limit" in cal:
         gate += ", lowest held-out fMSE" if cal["drift_limit"] is None else f", drift limit {cal['drift_limit']} levels"
     if cal.get("rescaled_from") is not None:

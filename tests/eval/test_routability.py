@@ -37,12 +37,15 @@ def test_probe_colour_features_and_separability(mini_data):
 def test_routing_sources_leaves_each_source_out(photos12, tmp_path):
     import shutil
 
-    from domains.build import MINI4_NAMES, build, source_of
+    from domains.build import MINI4_NAMES, build, photo_source, source_of
     from eval.routability import routing_sources
     from router.train import main as rtrain
     assert [source_of(p) for p in ("blender-data 3.4.1+dfsg-2 (debian)", "gcompris-qt-data_4.1-1_all.deb",
                                    "scikit_image-0.26.0-cp311-cp311-manylinux_2_28_x86_64.whl", "lomiri-wallpapers")] == \
         ["blender-data", "gcompris-qt-data", "scikit_image", "lomiri-wallpapers"]
+    assert [photo_source(r) for r in ({"source_package": "gcompris-qt-data_4.1-1_all.deb", "source": "x"},
+                                      {"source": "static_street_boston"}, {"name": "n"})] == \
+        ["gcompris-qt-data", "static_street_boston", "unknown"]
     photos = tmp_path / "photos"
     shutil.copytree(photos12, photos)
     names = sorted(p.stem for p in (photos / "images").glob("*.jpg"))
